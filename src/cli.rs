@@ -1,0 +1,362 @@
+//! The command line of socks5d, in the style of the classic socks5d(8) page.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::server::{AccessLog, Config};
+use crate::users::{Role, UserError, UserTable};
+
+/// The usage text printed by `-h`.
+pub const USAGE: &str = "\
+Usage: socks5d [OPTION]...
+A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 1929).
+
+  -h, --help                  print this help and exit
+  -v, --version               print the version and exit
+  -l, --listen ADDR           SOCKS address; repeatable (default: 0.0.0.0 and ::)
+  -p, --port PORT             SOCKS port (default: 1080)
+  -L, --mgmt-listen ADDR      management address; repeatable (default: 127.0.0.1 and ::1)
+  -P, --mgmt-port PORT        management SCTP port (default: 8080)
+  -u, --user USER:PASS        a proxy user; repeatable. The password is everything
+                              after the first ':'
+      --allow-open-proxy      allow running with no user on a non-loopback address
+      --workers N             worker threads (default: the CPUs we may run on)
+      --no-pin                do not pin workers to CPUs
+      --handshake-timeout S   seconds from accept to the reply to CONNECT (default: 10)
+      --connect-timeout S     seconds for each connection attempt to a target (default: 10)
+      --idle-timeout S        close tunnels idle this long; 0 is never (default: 0)
+      --grace S               on SIGINT/SIGTERM, seconds open tunnels may finish (default: 10)
+      --access-log DEST       '-' for standard output (default), a file, or 'off'
+      --resolver-threads N    threads resolving domain names (default: 4)
+
+With no -u, clients need no authentication (method X'00'); socks5d then
+refuses to listen on a non-loopback address unless --allow-open-proxy is given.
+Diagnostics go to standard error; RUST_LOG (error, warn, info, debug) sets how many.";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Print the usage and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+    /// Run the server.
+    Run(Box<Options>),
+}
+
+/// Everything the command line sets.
+#[derive(Debug)]
+pub struct Options {
+    /// The server configuration.
+    pub config: Config,
+    /// Management addresses (served by the management protocol).
+    pub mgmt_addrs: Vec<IpAddr>,
+    /// Management SCTP port.
+    pub mgmt_port: u16,
+}
+
+/// A command line that cannot be used; printed as one line, exit status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(msg.into()))
+}
+
+fn parse_addr(opt: &str, v: &str) -> Result<IpAddr, UsageError> {
+    let bare = v
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(v);
+    bare.parse()
+        .or_else(|_| err(format!("{opt}: '{v}' is not an IPv4 or IPv6 address")))
+}
+
+fn parse_port(opt: &str, v: &str) -> Result<u16, UsageError> {
+    v.parse()
+        .or_else(|_| err(format!("{opt}: '{v}' is not a port number (0 to 65535)")))
+}
+
+fn parse_count(opt: &str, v: &str) -> Result<usize, UsageError> {
+    match v.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => err(format!("{opt}: '{v}' is not a number from 1 to 1024")),
+    }
+}
+
+/// Seconds, fractions allowed; `zero_is_none` maps 0 to `None`.
+fn parse_secs(opt: &str, v: &str, zero_is_none: bool) -> Result<Option<Duration>, UsageError> {
+    match v.parse::<f64>() {
+        Ok(s) if s == 0.0 && zero_is_none => Ok(None),
+        Ok(s) if s > 0.0 && s <= 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        _ => err(format!("{opt}: '{v}' is not a positive number of seconds")),
+    }
+}
+
+fn parse_user(table: &mut UserTable, v: &str) -> Result<(), UsageError> {
+    let Some((name, pass)) = v.split_once(':') else {
+        return err("-u: expected USER:PASS");
+    };
+    match table.add(name.as_bytes(), pass.as_bytes(), Role::Proxy) {
+        Ok(()) => Ok(()),
+        // Never echo the argument: it holds a password.
+        Err(UserError::Exists) => err(format!("-u: user '{}' given twice", name.escape_default())),
+        Err(e) => err(format!("-u: {e}")),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I, S>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut cfg = Config::default();
+    let mut socks_ips: Vec<IpAddr> = Vec::new();
+    let mut port = 1080u16;
+    let mut mgmt_addrs: Vec<IpAddr> = Vec::new();
+    let mut mgmt_port = 8080u16;
+    let mut allow_open = false;
+    let mut users = UserTable::new();
+
+    let mut it = args.into_iter().map(Into::into);
+    while let Some(arg) = it.next() {
+        // Accept both "--opt value" and "--opt=value".
+        let (opt, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let takes_value = matches!(
+            opt.as_str(),
+            "-l" | "--listen"
+                | "-p"
+                | "--port"
+                | "-L"
+                | "--mgmt-listen"
+                | "-P"
+                | "--mgmt-port"
+                | "-u"
+                | "--user"
+                | "--workers"
+                | "--handshake-timeout"
+                | "--connect-timeout"
+                | "--idle-timeout"
+                | "--grace"
+                | "--access-log"
+                | "--resolver-threads"
+        );
+        let value = if takes_value {
+            match inline.or_else(|| it.next()) {
+                Some(v) => v,
+                None => return err(format!("{opt}: missing value")),
+            }
+        } else {
+            if inline.is_some() {
+                return err(format!("{opt} takes no value"));
+            }
+            String::new()
+        };
+        let v = value.as_str();
+        match opt.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-v" | "--version" => return Ok(Command::Version),
+            "-l" | "--listen" => socks_ips.push(parse_addr(&opt, v)?),
+            "-p" | "--port" => port = parse_port(&opt, v)?,
+            "-L" | "--mgmt-listen" => mgmt_addrs.push(parse_addr(&opt, v)?),
+            "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
+            "-u" | "--user" => parse_user(&mut users, v)?,
+            "--allow-open-proxy" => allow_open = true,
+            "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
+            "--no-pin" => cfg.pin = false,
+            "--handshake-timeout" => {
+                cfg.worker.handshake_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+            }
+            "--connect-timeout" => {
+                cfg.worker.connect_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+            }
+            "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
+            "--grace" => {
+                cfg.worker.grace = match v.parse::<f64>() {
+                    Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
+                    _ => return err(format!("{opt}: '{v}' is not a number of seconds")),
+                };
+            }
+            "--access-log" => {
+                cfg.access_log = match v {
+                    "-" => AccessLog::Stdout,
+                    "off" => AccessLog::Off,
+                    "" => return err(format!("{opt}: empty path")),
+                    path => AccessLog::File(PathBuf::from(path)),
+                };
+            }
+            "--resolver-threads" => cfg.resolver_threads = parse_count(&opt, v)?,
+            other if other.starts_with('-') => {
+                return err(format!("unknown option '{}'", other.escape_default()));
+            }
+            other => return err(format!("unexpected argument '{}'", other.escape_default())),
+        }
+    }
+
+    if socks_ips.is_empty() {
+        socks_ips = vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ];
+    }
+    if mgmt_addrs.is_empty() {
+        mgmt_addrs = vec![
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ];
+    }
+    if users.is_empty()
+        && !allow_open
+        && let Some(open) = socks_ips.iter().find(|ip| !ip.is_loopback())
+    {
+        return err(format!(
+            "refusing to run an open proxy on {open}: with no user anyone can relay \
+                 through it; add -u USER:PASS, listen on loopback (-l 127.0.0.1), \
+                 or pass --allow-open-proxy"
+        ));
+    }
+    let mut seen = Vec::new();
+    for ip in socks_ips {
+        let a = SocketAddr::new(ip, port);
+        if seen.contains(&a) {
+            return err(format!("-l: {ip} given twice"));
+        }
+        seen.push(a);
+    }
+    cfg.socks = seen;
+    cfg.users = users;
+    Ok(Command::Run(Box::new(Options {
+        config: cfg,
+        mgmt_addrs,
+        mgmt_port,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socks5::session::Authenticator;
+
+    fn run(args: &[&str]) -> Result<Options, UsageError> {
+        match parse(args.iter().copied())? {
+            Command::Run(o) => Ok(*o),
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = run(&["-u", "a:b"]).unwrap();
+        let socks: Vec<String> = o.config.socks.iter().map(|a| a.to_string()).collect();
+        assert_eq!(socks, ["0.0.0.0:1080", "[::]:1080"]);
+        assert_eq!(o.mgmt_port, 8080);
+        assert_eq!(o.mgmt_addrs.len(), 2);
+        assert!(o.mgmt_addrs.iter().all(|a| a.is_loopback()));
+        assert_eq!(o.config.worker.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(o.config.worker.idle_timeout, None);
+    }
+
+    #[test]
+    fn classic_options() {
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "-l",
+            "[::1]",
+            "-p",
+            "1081",
+            "-L",
+            "::1",
+            "-P",
+            "9090",
+            "-u",
+            "alice:pa:ss",
+            "-u",
+            "bob:x",
+        ])
+        .unwrap();
+        let socks: Vec<String> = o.config.socks.iter().map(|a| a.to_string()).collect();
+        assert_eq!(socks, ["127.0.0.1:1081", "[::1]:1081"]);
+        assert_eq!(o.mgmt_addrs, ["::1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(o.mgmt_port, 9090);
+        // The password is everything after the first ':'.
+        assert!(o.config.users.verify(b"alice", b"pa:ss").is_some());
+        assert!(o.config.users.verify(b"bob", b"x").is_some());
+    }
+
+    #[test]
+    fn long_options() {
+        let o = run(&[
+            "--listen=127.0.0.1",
+            "--workers",
+            "3",
+            "--idle-timeout",
+            "2.5",
+            "--handshake-timeout=1",
+            "--access-log",
+            "off",
+        ])
+        .unwrap();
+        assert_eq!(o.config.workers, Some(3));
+        assert_eq!(
+            o.config.worker.idle_timeout,
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(o.config.worker.handshake_timeout, Duration::from_secs(1));
+        assert_eq!(o.config.access_log, AccessLog::Off);
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(parse(["-h"]), Ok(Command::Help)));
+        assert!(matches!(parse(["--version"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn open_proxy_needs_a_flag() {
+        let e = run(&[]).unwrap_err();
+        assert!(e.0.contains("open proxy"), "{e}");
+        assert!(run(&["-l", "0.0.0.0"]).is_err());
+        assert!(run(&["--allow-open-proxy"]).is_ok());
+        assert!(run(&["-l", "127.0.0.1"]).is_ok());
+        assert!(run(&["-l", "::1"]).is_ok());
+    }
+
+    #[test]
+    fn bad_arguments_are_one_line() {
+        for args in [
+            &["-p", "70000"][..],
+            &["-p"],
+            &["-l", "example.com"],
+            &["-u", "nocolon"],
+            &["-u", ":pass"],
+            &["-u", "a:"],
+            &["-u", "a:b", "-u", "a:c"],
+            &["--workers", "0"],
+            &["--handshake-timeout", "-1"],
+            &["--bogus"],
+            &["stray"],
+            &["--no-pin=1"],
+        ] {
+            let e = run(args).unwrap_err();
+            assert!(!e.0.contains('\n'), "{args:?}: {e}");
+        }
+        // A password never appears in an error.
+        let e = run(&["-u", "a:secret1", "-u", "a:secret2"]).unwrap_err();
+        assert!(!e.0.contains("secret"), "{e}");
+    }
+}

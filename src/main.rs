@@ -1,0 +1,78 @@
+//! socks5d: configuration, start the workers and aggregator, wait for a
+//! termination signal, drain.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use socks5d::cli::{self, Command};
+use socks5d::server::Server;
+use socks5d::sys;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("socks5d {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Run(o)) => o,
+        Err(e) => {
+            eprintln!("socks5d: {e} (see socks5d -h)");
+            return ExitCode::from(2);
+        }
+    };
+
+    // Signals go to one thread only: block them before any thread starts.
+    if let Err(e) = sys::signal::block_termination() {
+        eprintln!("socks5d: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
+
+    let users = opts.config.users.len();
+    let grace = opts.config.worker.grace;
+    let server = match Server::start(opts.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("socks5d: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if users == 0 {
+        log::warn!("no users: clients connect without authentication (method X'00')");
+    } else {
+        log::info!("{users} user(s); clients must authenticate (RFC 1929)");
+    }
+    log::info!(
+        "management protocol (SCTP, {} port {}) is not served by this version",
+        opts.mgmt_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        opts.mgmt_port
+    );
+    log::info!("{} workers", server.workers());
+    for a in server.local_addrs() {
+        log::info!("SOCKS5 listening on {a}");
+    }
+
+    match sys::signal::wait_for_termination() {
+        Ok(sig) => log::info!("{sig}: no new connections; open tunnels have {grace:?} to finish"),
+        Err(e) => log::error!("waiting for signals: {e}; stopping"),
+    }
+    let totals = server.shutdown();
+    log::info!(
+        "stopped: {} connections served, {} bytes relayed",
+        totals.historic,
+        totals.bytes()
+    );
+    let _ = std::io::stdout().flush();
+    ExitCode::SUCCESS
+}

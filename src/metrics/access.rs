@@ -1,0 +1,146 @@
+//! The access log: one line per client connection, written when it closes.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::socks5::wire::{Reply, TargetAddr, write_log_safe};
+
+/// How a client connection ended, as the access log says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Result {
+    /// The request was answered with this reply (X'00': a tunnel was open).
+    Reply(Reply),
+    /// RFC 1929 authentication failed.
+    AuthFailed,
+    /// No offered method was acceptable.
+    NoAcceptableMethod,
+    /// A version byte was wrong.
+    BadVersion,
+    /// The client went away or timed out before its request was answered.
+    Incomplete,
+}
+
+/// One closed client connection. Holds no password, ever.
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    /// When the connection was accepted.
+    pub start: SystemTime,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The authenticated user (or the name tried, when authentication failed).
+    pub user: Option<Arc<str>>,
+    /// The target as the client asked for it.
+    pub target: Option<TargetAddr>,
+    /// The address socks5d connected to.
+    pub connected: Option<SocketAddr>,
+    /// How it ended.
+    pub result: Result,
+    /// Payload bytes client to target.
+    pub bytes_up: u64,
+    /// Payload bytes target to client.
+    pub bytes_down: u64,
+    /// How long the connection lived.
+    pub duration: Duration,
+}
+
+impl fmt::Display for AccessRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_rfc3339(f, self.start)?;
+        write!(f, " client={}", self.client)?;
+        match &self.user {
+            Some(u) => {
+                f.write_str(" user=")?;
+                write_log_safe(f, u)?;
+            }
+            None => f.write_str(" user=-")?,
+        }
+        match &self.target {
+            Some(t) => write!(f, " target={t}")?,
+            None => f.write_str(" target=-")?,
+        }
+        match &self.connected {
+            Some(a) => write!(f, " connected={a}")?,
+            None => f.write_str(" connected=-")?,
+        }
+        match self.result {
+            Result::Reply(r) => write!(f, " reply={:02x}", u8::from(r))?,
+            Result::AuthFailed => f.write_str(" reply=auth-failed")?,
+            Result::NoAcceptableMethod => f.write_str(" reply=no-method")?,
+            Result::BadVersion => f.write_str(" reply=bad-version")?,
+            Result::Incomplete => f.write_str(" reply=-")?,
+        }
+        write!(
+            f,
+            " up={} down={} duration_ms={}",
+            self.bytes_up,
+            self.bytes_down,
+            self.duration.as_millis()
+        )
+    }
+}
+
+/// Writes `t` as an RFC 3339 UTC time with milliseconds.
+fn write_rfc3339(f: &mut fmt::Formatter<'_>, t: SystemTime) -> fmt::Result {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    write!(
+        f,
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(20_783), (2026, 11, 26));
+    }
+
+    #[test]
+    fn line() {
+        let rec = AccessRecord {
+            start: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
+            client: "127.0.0.1:4000".parse().unwrap(),
+            user: Some("al ice".into()),
+            target: Some(TargetAddr::Domain((*b"ex\nample.com").into(), 80)),
+            connected: Some("[::1]:80".parse().unwrap()),
+            result: Result::Reply(Reply::Succeeded),
+            bytes_up: 10,
+            bytes_down: 20,
+            duration: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            rec.to_string(),
+            "2026-11-18T11:06:40.123Z client=127.0.0.1:4000 user=al\\u{20}ice \
+             target=ex\\u{a}ample.com:80 connected=[::1]:80 reply=00 up=10 down=20 duration_ms=1500"
+        );
+    }
+}

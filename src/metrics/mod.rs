@@ -1,0 +1,235 @@
+//! Counting: per-worker counters, deltas over a channel, one aggregator.
+//!
+//! A worker adds to its own [`Counters`] with plain arithmetic and, once per
+//! event-loop turn in which something changed, sends them as a delta to the
+//! aggregator thread. The aggregator is the only writer of the [`Totals`];
+//! anyone may read them. A query made after 100 ms without new traffic sees
+//! exact values, because every turn that counted something ends with a send.
+
+mod access;
+
+pub use access::{AccessRecord, Result as AccessResult};
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+/// One worker's counts since its last report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// SOCKS client connections accepted.
+    pub accepted: u64,
+    /// SOCKS client connections closed.
+    pub closed: u64,
+    /// Payload bytes written to targets.
+    pub bytes_up: u64,
+    /// Payload bytes written to clients.
+    pub bytes_down: u64,
+    /// RFC 1929 authentications that failed.
+    pub auth_failed: u64,
+    /// Requests answered with a reply other than succeeded.
+    pub connect_failed: u64,
+}
+
+impl Counters {
+    /// Whether nothing was counted.
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+}
+
+/// What workers send to the aggregator.
+#[derive(Debug)]
+pub enum Report {
+    /// Counts to add to the totals.
+    Delta(Counters),
+    /// A closed connection, for the access log.
+    Access(Box<AccessRecord>),
+}
+
+/// The server's totals since start. Written only by the aggregator.
+#[derive(Debug)]
+pub struct Totals {
+    started: Instant,
+    accepted: AtomicU64,
+    closed: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    auth_failed: AtomicU64,
+    connect_failed: AtomicU64,
+}
+
+/// A copy of the totals at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// SOCKS client connections accepted since start.
+    pub historic: u64,
+    /// SOCKS client connections open now, in any phase.
+    pub concurrent: u64,
+    /// Payload bytes relayed client to target.
+    pub bytes_up: u64,
+    /// Payload bytes relayed target to client.
+    pub bytes_down: u64,
+    /// Failed SOCKS authentications.
+    pub auth_failed: u64,
+    /// Requests answered with a reply other than succeeded.
+    pub connect_failed: u64,
+    /// Seconds since the server started.
+    pub uptime_secs: u64,
+}
+
+impl Snapshot {
+    /// Payload bytes relayed in both directions together.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_up.wrapping_add(self.bytes_down)
+    }
+}
+
+impl Totals {
+    fn new() -> Self {
+        Totals {
+            started: Instant::now(),
+            accepted: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            auth_failed: AtomicU64::new(0),
+            connect_failed: AtomicU64::new(0),
+        }
+    }
+
+    fn add(&self, d: &Counters) {
+        // Only the aggregator writes, so Relaxed adds never race each other.
+        self.accepted.fetch_add(d.accepted, Ordering::Relaxed);
+        self.closed.fetch_add(d.closed, Ordering::Relaxed);
+        self.bytes_up.fetch_add(d.bytes_up, Ordering::Relaxed);
+        self.bytes_down.fetch_add(d.bytes_down, Ordering::Relaxed);
+        self.auth_failed.fetch_add(d.auth_failed, Ordering::Relaxed);
+        self.connect_failed
+            .fetch_add(d.connect_failed, Ordering::Relaxed);
+    }
+
+    /// The totals now.
+    pub fn snapshot(&self) -> Snapshot {
+        // `closed` first: a connection counted closed was counted accepted in
+        // the same or an earlier delta, so `concurrent` never goes negative.
+        let closed = self.closed.load(Ordering::Relaxed);
+        let accepted = self.accepted.load(Ordering::Relaxed);
+        Snapshot {
+            historic: accepted,
+            concurrent: accepted.saturating_sub(closed),
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down: self.bytes_down.load(Ordering::Relaxed),
+            auth_failed: self.auth_failed.load(Ordering::Relaxed),
+            connect_failed: self.connect_failed.load(Ordering::Relaxed),
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+}
+
+/// The aggregator thread and the handles around it.
+#[derive(Debug)]
+pub struct Aggregator {
+    totals: Arc<Totals>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Aggregator {
+    /// Starts the aggregator. Workers send to the returned sender; access
+    /// records go to `access_log` (none: dropped).
+    pub fn start(
+        access_log: Option<Box<dyn Write + Send>>,
+    ) -> std::io::Result<(Self, Sender<Report>)> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let totals = Arc::new(Totals::new());
+        let t = Arc::clone(&totals);
+        let thread = thread::Builder::new()
+            .name("aggregator".into())
+            .spawn(move || run(rx, &t, access_log))?;
+        Ok((
+            Aggregator {
+                totals,
+                thread: Some(thread),
+            },
+            tx,
+        ))
+    }
+
+    /// The totals, for readers.
+    pub fn totals(&self) -> &Arc<Totals> {
+        &self.totals
+    }
+
+    /// Waits until every sender is gone and every report applied.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(rx: Receiver<Report>, totals: &Totals, mut log: Option<Box<dyn Write + Send>>) {
+    let apply = |report: Report, log: &mut Option<Box<dyn Write + Send>>| match report {
+        Report::Delta(d) => totals.add(&d),
+        Report::Access(rec) => {
+            if let Some(w) = log.as_mut()
+                && let Err(e) = writeln!(w, "{rec}")
+            {
+                log::error!("access log: {e}; access logging stops");
+                *log = None;
+            }
+        }
+    };
+    while let Ok(first) = rx.recv() {
+        apply(first, &mut log);
+        loop {
+            match rx.try_recv() {
+                Ok(r) => apply(r, &mut log),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        if let Some(w) = log.as_mut() {
+            let _ = w.flush();
+        }
+    }
+    if let Some(w) = log.as_mut() {
+        let _ = w.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_add_up() {
+        let (agg, tx) = Aggregator::start(None).unwrap();
+        let totals = Arc::clone(agg.totals());
+        for _ in 0..10 {
+            tx.send(Report::Delta(Counters {
+                accepted: 2,
+                closed: 1,
+                bytes_up: 5,
+                bytes_down: 7,
+                auth_failed: 1,
+                connect_failed: 3,
+            }))
+            .unwrap();
+        }
+        drop(tx);
+        agg.join();
+        let s = totals.snapshot();
+        assert_eq!(s.historic, 20);
+        assert_eq!(s.concurrent, 10);
+        assert_eq!(s.bytes_up, 50);
+        assert_eq!(s.bytes_down, 70);
+        assert_eq!(s.bytes(), 120);
+        assert_eq!(s.auth_failed, 10);
+        assert_eq!(s.connect_failed, 30);
+    }
+}

@@ -1,0 +1,68 @@
+//! The worker event loops: one per CPU, each with its own `mio::Poll`,
+//! listeners, sessions, buffers and timers.
+//!
+//! A byte from a client enters in [`worker`] (accept, readiness events), is
+//! parsed by [`crate::socks5::session::Handshake`] while the tunnel is being
+//! set up, and afterwards moves through a [`pipe::Pipe`] to the target socket.
+//! Workers share nothing on the hot path: the user table is read through a
+//! per-worker cached snapshot, counts go to the aggregator as deltas, and names
+//! are resolved by the [`resolver`] threads.
+
+pub mod pipe;
+pub mod pool;
+pub mod resolver;
+pub mod timer;
+mod worker;
+
+pub use worker::{Shared, Worker, WorkerHandle};
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Messages to a worker from other threads (each followed by a wake-up).
+#[derive(Debug)]
+pub enum Inbound {
+    /// A name lookup finished.
+    Resolved {
+        /// The session's slab key.
+        key: usize,
+        /// The session's id (the key may have been reused since).
+        id: u64,
+        /// The addresses in the order to try, or why there are none.
+        result: io::Result<Vec<SocketAddr>>,
+    },
+}
+
+/// Settings every worker shares.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// From accept to the reply to CONNECT.
+    pub handshake_timeout: Duration,
+    /// For each connection attempt to a target address.
+    pub connect_timeout: Duration,
+    /// Close a tunnel that moved no byte for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Bytes in each relay buffer.
+    pub buffer_size: usize,
+    /// Free buffers a worker keeps for reuse.
+    pub pool_keep: usize,
+    /// Whether to send an access record per connection.
+    pub access_log: bool,
+    /// How long open tunnels may finish after a stop is asked for.
+    pub grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            buffer_size: 32 * 1024,
+            pool_keep: 256,
+            access_log: true,
+            grace: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One direction of a tunnel: bytes read from one socket, written to the other.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+use super::pool::BufferPool;
+
+/// Why a pump stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pump {
+    /// Blocked on a socket: an edge will come when it can go on.
+    Blocked,
+    /// Used its budget while both sockets were still ready: drive again soon.
+    Budget,
+    /// The source ended and everything was delivered; the destination's write
+    /// side is shut down.
+    Finished,
+}
+
+/// A bounded buffer between a source and a destination socket.
+///
+/// The buffer comes from the worker's pool when there is something to read
+/// and goes back as soon as it is empty, so an idle pipe holds no memory.
+/// When the destination does not take bytes, the pipe stops reading from the
+/// source: backpressure, never unbounded buffering.
+#[derive(Debug, Default)]
+pub struct Pipe {
+    buf: Option<Box<[u8]>>,
+    start: usize,
+    end: usize,
+    /// Leading buffered bytes that are SOCKS control data, not payload.
+    control: usize,
+    /// The source sent FIN.
+    eof: bool,
+    /// The destination's write side was shut down.
+    shut: bool,
+    /// Payload bytes delivered to the destination.
+    delivered: u64,
+}
+
+/// Readiness of one socket as last reported by mio, cleared on `WouldBlock`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ready {
+    /// A read may make progress.
+    pub read: bool,
+    /// A write may make progress.
+    pub write: bool,
+}
+
+impl Pipe {
+    /// Payload bytes delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// The bytes waiting to be written.
+    pub fn data(&self) -> &[u8] {
+        match &self.buf {
+            Some(b) => &b[self.start..self.end],
+            None => &[],
+        }
+    }
+
+    /// Marks `n` buffered bytes as used by the caller (handshake parsing).
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.pending());
+        self.start += n;
+    }
+
+    /// Whether the source has ended and all was delivered.
+    pub fn is_finished(&self) -> bool {
+        self.eof && self.shut
+    }
+
+    /// Whether the source has sent FIN.
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Queues control bytes (a SOCKS reply) that are not counted as payload.
+    pub fn push_control(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        // Replies are a few bytes and sent before any payload: they always fit.
+        buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+        self.control += bytes.len();
+    }
+
+    /// Reads once from `src` into the free space, taking a buffer if needed.
+    /// Returns `Ok(0)` at end of stream; sets `eof` then.
+    pub fn fill(&mut self, src: &mut TcpStream, pool: &mut BufferPool) -> io::Result<usize> {
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == buf.len() && self.start > 0 {
+            buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == buf.len() {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        loop {
+            match src.read(&mut buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes buffered bytes to `dst` until it blocks or the buffer is empty.
+    /// Returns the payload bytes written.
+    pub fn flush(&mut self, dst: &mut TcpStream, ready: &mut Ready) -> io::Result<u64> {
+        let mut payload = 0u64;
+        while self.start < self.end && ready.write {
+            let buf = self.buf.as_ref().expect("pending bytes live in a buffer");
+            match dst.write(&buf[self.start..self.end]) {
+                Ok(n) => {
+                    self.start += n;
+                    let ctl = n.min(self.control);
+                    self.control -= ctl;
+                    payload += (n - ctl) as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.write = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.delivered += payload;
+        Ok(payload)
+    }
+
+    /// Gives the buffer back if it is empty.
+    pub fn release(&mut self, pool: &mut BufferPool) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if let Some(b) = self.buf.take() {
+                pool.give(b);
+            }
+        }
+    }
+
+    /// Moves bytes from `src` to `dst` until a socket blocks, the source ends,
+    /// or `budget` bytes were read. Adds payload written to `*counted`.
+    ///
+    /// On end of stream, once everything is delivered, shuts down `dst`'s
+    /// write side: a half-close travels through the tunnel and the other
+    /// direction keeps flowing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pump(
+        &mut self,
+        src: &mut TcpStream,
+        src_ready: &mut Ready,
+        dst: &mut TcpStream,
+        dst_ready: &mut Ready,
+        pool: &mut BufferPool,
+        budget: usize,
+        counted: &mut u64,
+    ) -> io::Result<Pump> {
+        let mut read_total = 0usize;
+        let result = loop {
+            if self.pending() > 0 {
+                *counted += self.flush(dst, dst_ready)?;
+                if self.pending() > 0 {
+                    break Pump::Blocked;
+                }
+            }
+            if self.eof {
+                if !self.shut {
+                    self.shut = true;
+                    match dst.shutdown(Shutdown::Write) {
+                        Ok(()) => {}
+                        // The peer is already gone; the other direction will see it.
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                break Pump::Finished;
+            }
+            if !src_ready.read {
+                break Pump::Blocked;
+            }
+            if read_total >= budget {
+                break Pump::Budget;
+            }
+            match self.fill(src, pool) {
+                Ok(n) => read_total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    src_ready.read = false;
+                    break Pump::Blocked;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.release(pool);
+        Ok(result)
+    }
+
+    /// Returns the buffer to the pool, dropping what it held.
+    pub fn discard(&mut self, pool: &mut BufferPool) {
+        self.start = 0;
+        self.end = 0;
+        self.control = 0;
+        if let Some(b) = self.buf.take() {
+            pool.give(b);
+        }
+    }
+}

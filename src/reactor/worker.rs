@@ -1,0 +1,850 @@
+//! One worker: a `mio::Poll`, its listeners, a slab of sessions, a buffer
+//! pool and timers, on one pinned thread.
+
+use std::io::{self, Read};
+use std::mem;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+
+use super::pipe::{Pipe, Pump, Ready};
+use super::pool::BufferPool;
+use super::resolver::{Query, Resolver};
+use super::timer::Timers;
+use super::{Inbound, WorkerConfig};
+use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
+use crate::socks5::reply_for_error;
+use crate::socks5::session::{Event, Handshake, Outcome};
+use crate::socks5::wire::{Reply, TargetAddr};
+use crate::users::{self, Directory};
+
+const WAKER: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 1;
+const MAX_LISTENERS: usize = 1024;
+/// Session tokens are `key * 2` (client) and `key * 2 + 1` (target).
+const MAX_SESSION_TOKEN: usize = LISTENER_BASE - MAX_LISTENERS;
+
+/// Bytes one direction of a tunnel may move per turn before others get theirs.
+const RELAY_BUDGET: usize = 256 * 1024;
+/// How long a refused client may take to read its reply and go away.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What a worker shares with the rest of the server.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The user table.
+    pub users: Arc<Directory>,
+    /// Deltas and access records go here.
+    pub reports: Sender<Report>,
+    /// Name resolution.
+    pub resolver: Resolver,
+    /// Set when the server should stop accepting and drain.
+    pub stop: Arc<AtomicBool>,
+    /// Timeouts, buffer sizes and logging.
+    pub config: WorkerConfig,
+}
+
+/// A running worker thread.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    waker: Arc<Waker>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Wakes the worker's poll (to notice a stop request).
+    pub fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// Waits for the worker to end.
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            log::error!("a worker thread panicked");
+        }
+    }
+}
+
+/// A worker, built on the spawning thread and run on its own.
+#[derive(Debug)]
+pub struct Worker {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    sessions: Slab<Session>,
+    inbox: Receiver<Inbound>,
+    stop: Arc<AtomicBool>,
+    ctx: Ctx,
+}
+
+/// Everything a session step may use besides the session itself.
+#[derive(Debug)]
+struct Ctx {
+    registry: Registry,
+    waker: Arc<Waker>,
+    inbox_tx: Sender<Inbound>,
+    pool: BufferPool,
+    counters: Counters,
+    timers: Timers,
+    users: users::Reader,
+    reports: Sender<Report>,
+    resolver: Resolver,
+    cfg: WorkerConfig,
+    now: Instant,
+    next_id: u64,
+    /// Sessions that used their relay budget and must be driven again.
+    again: Vec<(usize, u64)>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Reading the greeting, the RFC 1929 request and the SOCKS request.
+    Handshake(Handshake),
+    /// Waiting for the resolver.
+    Resolving(Handshake),
+    /// Trying target addresses in turn.
+    Connecting {
+        hs: Handshake,
+        addrs: Vec<SocketAddr>,
+        next: usize,
+        last_err: Option<io::Error>,
+    },
+    /// The tunnel is open.
+    Relay,
+    /// A refusal is being sent; then the client gets a moment to go away.
+    Lingering { until: Instant, shut: bool },
+}
+
+/// One client connection and, once connected, its target.
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    client: TcpStream,
+    target: Option<TcpStream>,
+    cready: Ready,
+    tready: Ready,
+    /// Client to target; during the handshake, the client's unparsed bytes.
+    up: Pipe,
+    /// Target to client; also carries the SOCKS replies.
+    down: Pipe,
+    phase: Phase,
+    handshake_deadline: Instant,
+    attempt_deadline: Option<Instant>,
+    last_active: Instant,
+    /// The deadline this session has in the timer heap, if any.
+    armed: Option<Instant>,
+    started: Instant,
+    log: Log,
+}
+
+#[derive(Debug)]
+struct Log {
+    start: SystemTime,
+    client: SocketAddr,
+    user: Option<Arc<str>>,
+    target: Option<TargetAddr>,
+    connected: Option<SocketAddr>,
+    result: AccessResult,
+}
+
+enum Next {
+    Open,
+    Close,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Worker {
+    /// Builds a worker around `listeners` (non-blocking, already listening).
+    pub fn new(listeners: Vec<StdListener>, shared: Shared) -> io::Result<Self> {
+        assert!(
+            listeners.len() <= MAX_LISTENERS,
+            "at most {MAX_LISTENERS} listen addresses"
+        );
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut mio_listeners = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut l = TcpListener::from_std(l);
+            registry.register(&mut l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+            mio_listeners.push(l);
+        }
+        let (inbox_tx, inbox) = crossbeam_channel::unbounded();
+        let cfg = shared.config;
+        Ok(Worker {
+            poll,
+            listeners: mio_listeners,
+            sessions: Slab::new(),
+            inbox,
+            stop: shared.stop,
+            ctx: Ctx {
+                registry,
+                waker,
+                inbox_tx,
+                pool: BufferPool::new(cfg.buffer_size, cfg.pool_keep),
+                counters: Counters::default(),
+                timers: Timers::default(),
+                users: shared.users.reader(),
+                reports: shared.reports,
+                resolver: shared.resolver,
+                cfg,
+                now: Instant::now(),
+                next_id: 0,
+                again: Vec::new(),
+            },
+        })
+    }
+
+    /// Starts the worker on a thread named `name`, pinned to `cpu` if given.
+    pub fn spawn(self, name: String, cpu: Option<usize>) -> io::Result<WorkerHandle> {
+        let waker = Arc::clone(&self.ctx.waker);
+        let thread = thread::Builder::new().name(name.clone()).spawn(move || {
+            if let Some(cpu) = cpu
+                && let Err(e) = crate::sys::cpu::pin_current_thread(cpu)
+            {
+                log::warn!("{name}: cannot pin to CPU {cpu}: {e}");
+            }
+            let mut w = self;
+            if let Err(e) = w.run() {
+                log::error!("{name}: event loop failed: {e}");
+            }
+        })?;
+        Ok(WorkerHandle { waker, thread })
+    }
+
+    /// The event loop. Returns when a stop was asked for and every session
+    /// ended, or the grace period ran out.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut grace_end: Option<Instant> = None;
+        loop {
+            let mut timeout = self.ctx.timers.timeout(self.ctx.now);
+            if !self.ctx.again.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+            if let Some(end) = grace_end {
+                let left = end.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.ctx.now = Instant::now();
+
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => self.drain_inbox(),
+                    Token(t) if t > MAX_SESSION_TOKEN => self.accept(LISTENER_BASE - t),
+                    Token(t) => self.on_socket_event(t, ev),
+                }
+            }
+            for (key, id) in mem::take(&mut self.ctx.again) {
+                if self.sessions.get(key).is_some_and(|s| s.id == id) {
+                    self.drive(key);
+                }
+            }
+            self.expire_timers();
+
+            if grace_end.is_none() && self.stop.load(Ordering::Acquire) {
+                self.stop_accepting();
+                grace_end = Some(self.ctx.now + self.ctx.cfg.grace);
+            }
+            self.flush_counters();
+            if let Some(end) = grace_end
+                && (self.sessions.is_empty() || Instant::now() >= end)
+            {
+                break;
+            }
+        }
+        let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key);
+        }
+        self.flush_counters();
+        Ok(())
+    }
+
+    fn stop_accepting(&mut self) {
+        for mut l in self.listeners.drain(..) {
+            let _ = self.ctx.registry.deregister(&mut l);
+        }
+    }
+
+    fn flush_counters(&mut self) {
+        if !self.ctx.counters.is_zero() {
+            let delta = mem::take(&mut self.ctx.counters);
+            // The aggregator only goes away after every worker has ended.
+            let _ = self.ctx.reports.send(Report::Delta(delta));
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        loop {
+            match self.inbox.try_recv() {
+                Ok(Inbound::Resolved { key, id, result }) => self.on_resolved(key, id, result),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => self.admit(stream, addr),
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => match e.raw_os_error() {
+                    // A connection that died in the queue: take the next one.
+                    Some(libc::ECONNABORTED | libc::EPROTO) => {}
+                    // Out of descriptors or memory: leave the rest queued; the
+                    // next connection's edge brings us back.
+                    _ => {
+                        log::warn!("accept: {e}");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
+        if key * 2 + 1 >= MAX_SESSION_TOKEN {
+            return; // dropping the stream closes it
+        }
+        if let Err(e) = self.ctx.registry.register(
+            &mut stream,
+            Token(key * 2),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("register client {addr}: {e}");
+            return;
+        }
+        // Relaying is latency-sensitive and socks5d writes whole buffers.
+        let _ = stream.set_nodelay(true);
+        let now = self.ctx.now;
+        let id = self.ctx.next_id;
+        self.ctx.next_id += 1;
+        self.ctx.counters.accepted += 1;
+        entry.insert(Session {
+            id,
+            client: stream,
+            target: None,
+            // The greeting usually arrives with the connection: read at once
+            // instead of waiting for the first edge.
+            cready: Ready {
+                read: true,
+                write: true,
+            },
+            tready: Ready::default(),
+            up: Pipe::default(),
+            down: Pipe::default(),
+            phase: Phase::Handshake(Handshake::new()),
+            handshake_deadline: now + self.ctx.cfg.handshake_timeout,
+            attempt_deadline: None,
+            last_active: now,
+            armed: None,
+            started: now,
+            log: Log {
+                start: SystemTime::now(),
+                client: addr,
+                user: None,
+                target: None,
+                connected: None,
+                result: AccessResult::Incomplete,
+            },
+        });
+        self.drive(key);
+    }
+
+    fn on_socket_event(&mut self, token: usize, ev: &mio::event::Event) {
+        let key = token / 2;
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let ready = if token.is_multiple_of(2) {
+            &mut s.cready
+        } else {
+            &mut s.tready
+        };
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            ready.read = true;
+        }
+        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+            ready.write = true;
+        }
+        self.drive(key);
+    }
+
+    fn on_resolved(&mut self, key: usize, id: u64, result: io::Result<Vec<SocketAddr>>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.id != id || !matches!(s.phase, Phase::Resolving(_)) {
+            return;
+        }
+        let next = match result {
+            Ok(addrs) => {
+                let Phase::Resolving(hs) = mem::replace(&mut s.phase, Phase::Relay) else {
+                    unreachable!("checked above")
+                };
+                s.phase = Phase::Connecting {
+                    hs,
+                    addrs,
+                    next: 0,
+                    last_err: None,
+                };
+                try_next(s, key, &mut self.ctx)
+            }
+            Err(e) => fail(s, key, reply_for_error(&e), &mut self.ctx),
+        };
+        self.settle(key, next);
+    }
+
+    fn drive(&mut self, key: usize) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let next = step(s, key, &mut self.ctx);
+        self.settle(key, next);
+    }
+
+    /// Closes the session on error or when it is done; otherwise makes sure
+    /// its earliest deadline is in the timer heap.
+    fn settle(&mut self, key: usize, next: io::Result<Next>) {
+        match next {
+            Ok(Next::Open) => {
+                let Some(s) = self.sessions.get_mut(key) else {
+                    return;
+                };
+                if let Some(d) = s.deadline(&self.ctx.cfg)
+                    && s.armed.is_none_or(|a| d < a)
+                {
+                    s.armed = Some(d);
+                    self.ctx.timers.arm(d, key, s.id);
+                }
+            }
+            Ok(Next::Close) => self.close(key),
+            Err(e) => {
+                if let Some(s) = self.sessions.get(key) {
+                    log::debug!("session {} from {}: {e}", s.id, s.log.client);
+                }
+                self.close(key);
+            }
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let now = self.ctx.now;
+        while let Some((at, key, id)) = self.ctx.timers.pop_due(now) {
+            let Some(s) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            if s.id != id || s.armed != Some(at) {
+                continue;
+            }
+            s.armed = None;
+            let next = on_timeout(s, key, &mut self.ctx);
+            self.settle(key, next);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let Some(mut s) = self.sessions.try_remove(key) else {
+            return;
+        };
+        s.up.discard(&mut self.ctx.pool);
+        s.down.discard(&mut self.ctx.pool);
+        self.ctx.counters.closed += 1;
+        if self.ctx.cfg.access_log {
+            let rec = AccessRecord {
+                start: s.log.start,
+                client: s.log.client,
+                user: s.log.user,
+                target: s.log.target,
+                connected: s.log.connected,
+                result: s.log.result,
+                bytes_up: s.up.delivered(),
+                bytes_down: s.down.delivered(),
+                duration: self.ctx.now.saturating_duration_since(s.started),
+            };
+            let _ = self.ctx.reports.send(Report::Access(Box::new(rec)));
+        }
+        // Closing a descriptor removes it from the epoll set: no deregister
+        // calls needed on this hot path. Dropping `s` closes both sockets.
+    }
+}
+
+impl Session {
+    /// The earliest moment this session must be looked at again.
+    fn deadline(&self, cfg: &WorkerConfig) -> Option<Instant> {
+        match &self.phase {
+            Phase::Handshake(_) | Phase::Resolving(_) => Some(self.handshake_deadline),
+            Phase::Connecting { .. } => Some(match self.attempt_deadline {
+                Some(a) => a.min(self.handshake_deadline),
+                None => self.handshake_deadline,
+            }),
+            Phase::Relay => cfg.idle_timeout.map(|d| self.last_active + d),
+            Phase::Lingering { until, .. } => Some(*until),
+        }
+    }
+}
+
+/// Makes all the progress the session's sockets allow.
+fn step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    match s.phase {
+        Phase::Handshake(_) => handshake_step(s, key, ctx),
+        Phase::Resolving(_) => {
+            flush_down(s, ctx)?;
+            Ok(Next::Open)
+        }
+        Phase::Connecting { .. } => connecting_step(s, key, ctx),
+        Phase::Relay => relay_step(s, key, ctx),
+        Phase::Lingering { .. } => linger_step(s, key, ctx),
+    }
+}
+
+fn flush_down(s: &mut Session, ctx: &mut Ctx) -> io::Result<()> {
+    ctx.counters.bytes_down += s.down.flush(&mut s.client, &mut s.cready)?;
+    s.down.release(&mut ctx.pool);
+    Ok(())
+}
+
+fn queue_reply(s: &mut Session, hs: &mut Handshake, ctx: &mut Ctx) {
+    if let Some(t) = hs.poll_transmit() {
+        s.down.push_control(t.as_bytes(), &mut ctx.pool);
+    }
+}
+
+fn handshake_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    loop {
+        if s.up.pending() > 0 {
+            let Phase::Handshake(hs) = &mut s.phase else {
+                unreachable!("in handshake")
+            };
+            let (used, event) = hs.handle_input(s.up.data(), ctx.users.table());
+            s.up.consume(used);
+            if let Some(t) = hs.poll_transmit() {
+                s.down.push_control(t.as_bytes(), &mut ctx.pool);
+            }
+            match event {
+                Event::Partial => {}
+                Event::Connect(target) => {
+                    s.log.user = hs.user().cloned();
+                    s.log.target = Some(target.clone());
+                    let Phase::Handshake(hs) = mem::replace(&mut s.phase, Phase::Relay) else {
+                        unreachable!("in handshake")
+                    };
+                    return begin_connect(s, key, hs, &target, ctx);
+                }
+                Event::Close(outcome) => {
+                    s.log.user = hs.user().cloned();
+                    s.log.result = match outcome {
+                        Outcome::BadVersion => AccessResult::BadVersion,
+                        Outcome::NoAcceptableMethod => AccessResult::NoAcceptableMethod,
+                        Outcome::AuthFailed => {
+                            ctx.counters.auth_failed += 1;
+                            AccessResult::AuthFailed
+                        }
+                        Outcome::Rejected(reply) => {
+                            ctx.counters.connect_failed += 1;
+                            AccessResult::Reply(reply)
+                        }
+                    };
+                    return start_linger(s, key, ctx);
+                }
+            }
+        }
+        flush_down(s, ctx)?;
+        if !s.cready.read {
+            break;
+        }
+        match s.up.fill(&mut s.client, &mut ctx.pool) {
+            Ok(0) => return Ok(Next::Close), // the client left mid-handshake
+            Ok(_) => {}
+            Err(e) if would_block(&e) => {
+                s.cready.read = false;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    s.up.release(&mut ctx.pool);
+    Ok(Next::Open)
+}
+
+fn begin_connect(
+    s: &mut Session,
+    key: usize,
+    hs: Handshake,
+    target: &TargetAddr,
+    ctx: &mut Ctx,
+) -> io::Result<Next> {
+    let direct = |s: &mut Session, hs, addr| {
+        s.phase = Phase::Connecting {
+            hs,
+            addrs: vec![addr],
+            next: 0,
+            last_err: None,
+        };
+    };
+    match target {
+        TargetAddr::Ip(addr) => direct(s, hs, *addr),
+        TargetAddr::Domain(name, port) => {
+            let Ok(host) = std::str::from_utf8(name) else {
+                s.phase = Phase::Resolving(hs);
+                return fail(s, key, Reply::HostUnreachable, ctx);
+            };
+            // An IP literal sent as a name never goes to the resolver.
+            let literal = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            if let Ok(ip) = literal.parse::<IpAddr>() {
+                direct(s, hs, SocketAddr::new(ip, *port));
+            } else {
+                let q = Query {
+                    host: host.to_owned(),
+                    port: *port,
+                    key,
+                    id: s.id,
+                    reply: ctx.inbox_tx.clone(),
+                    waker: Arc::clone(&ctx.waker),
+                };
+                s.phase = Phase::Resolving(hs);
+                if ctx.resolver.resolve(q).is_err() {
+                    return fail(s, key, Reply::GeneralFailure, ctx);
+                }
+                flush_down(s, ctx)?;
+                return Ok(Next::Open);
+            }
+        }
+    }
+    try_next(s, key, ctx)
+}
+
+/// Starts a connection to the next untried address, or fails the request
+/// with the last error when none is left.
+fn try_next(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    s.target = None;
+    s.attempt_deadline = None;
+    let Phase::Connecting {
+        addrs,
+        next,
+        last_err,
+        ..
+    } = &mut s.phase
+    else {
+        unreachable!("connecting")
+    };
+    while let Some(&addr) = addrs.get(*next) {
+        *next += 1;
+        match TcpStream::connect(addr) {
+            Ok(mut stream) => {
+                ctx.registry.register(
+                    &mut stream,
+                    Token(key * 2 + 1),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                s.target = Some(stream);
+                s.tready = Ready::default();
+                s.attempt_deadline = Some(ctx.now + ctx.cfg.connect_timeout);
+                flush_down(s, ctx)?;
+                return Ok(Next::Open);
+            }
+            Err(e) => {
+                log::debug!("connect {addr}: {e}");
+                *last_err = Some(e);
+            }
+        }
+    }
+    let reply = last_err
+        .as_ref()
+        .map_or(Reply::HostUnreachable, reply_for_error);
+    fail(s, key, reply, ctx)
+}
+
+fn connecting_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    flush_down(s, ctx)?;
+    let Some(t) = s.target.as_mut() else {
+        return Ok(Next::Open);
+    };
+    if !s.tready.write && !s.tready.read {
+        return Ok(Next::Open);
+    }
+    // mio: a writable connecting socket is connected if it has no pending
+    // error and a peer address.
+    let err = match t.take_error() {
+        Ok(None) => match t.peer_addr() {
+            Ok(peer) => return established(s, key, peer, ctx),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(Next::Open),
+            Err(e) => e,
+        },
+        Ok(Some(e)) | Err(e) => e,
+    };
+    attempt_failed(s, key, err, ctx)
+}
+
+fn attempt_failed(s: &mut Session, key: usize, err: io::Error, ctx: &mut Ctx) -> io::Result<Next> {
+    if let Phase::Connecting {
+        addrs,
+        next,
+        last_err,
+        ..
+    } = &mut s.phase
+    {
+        log::debug!("connect {}: {err}", addrs[*next - 1]);
+        *last_err = Some(err);
+    }
+    try_next(s, key, ctx)
+}
+
+fn established(s: &mut Session, key: usize, peer: SocketAddr, ctx: &mut Ctx) -> io::Result<Next> {
+    let Phase::Connecting { mut hs, .. } = mem::replace(&mut s.phase, Phase::Relay) else {
+        unreachable!("connecting")
+    };
+    let t = s.target.as_mut().expect("a target while connecting");
+    let _ = t.set_nodelay(true);
+    let local = t.local_addr()?;
+    // RFC 1928 section 6: "BND.ADDR contains the associated IP address" of the
+    // socket the server uses to connect to the target.
+    hs.connected(local);
+    queue_reply(s, &mut hs, ctx);
+    s.log.connected = Some(peer);
+    s.log.result = AccessResult::Reply(Reply::Succeeded);
+    s.attempt_deadline = None;
+    s.tready.read = true;
+    s.last_active = ctx.now;
+    relay_step(s, key, ctx)
+}
+
+/// Sends a failure reply to a request and starts closing.
+fn fail(s: &mut Session, key: usize, reply: Reply, ctx: &mut Ctx) -> io::Result<Next> {
+    let phase = mem::replace(&mut s.phase, Phase::Relay);
+    let mut hs = match phase {
+        Phase::Resolving(hs) | Phase::Connecting { hs, .. } => hs,
+        other => unreachable!("fail() outside a request: {other:?}"),
+    };
+    hs.failed(reply);
+    queue_reply(s, &mut hs, ctx);
+    s.target = None;
+    s.attempt_deadline = None;
+    ctx.counters.connect_failed += 1;
+    s.log.result = AccessResult::Reply(reply);
+    start_linger(s, key, ctx)
+}
+
+/// After a refusal: payload already received is dropped, the reply is sent,
+/// the write side is shut, and what the client still sends is read and
+/// discarded for a moment, so that closing does not turn into a reset that
+/// could destroy the reply before the client reads it.
+fn start_linger(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    s.up.discard(&mut ctx.pool);
+    s.phase = Phase::Lingering {
+        until: ctx.now + LINGER,
+        shut: false,
+    };
+    linger_step(s, key, ctx)
+}
+
+fn linger_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    flush_down(s, ctx)?;
+    if s.down.pending() > 0 {
+        return Ok(Next::Open);
+    }
+    let Phase::Lingering { shut, .. } = &mut s.phase else {
+        unreachable!("lingering")
+    };
+    if !*shut {
+        *shut = true;
+        s.client.shutdown(Shutdown::Write)?;
+    }
+    let mut scratch = [0u8; 1024];
+    for _ in 0..16 {
+        if !s.cready.read {
+            return Ok(Next::Open);
+        }
+        match s.client.read(&mut scratch) {
+            Ok(0) => return Ok(Next::Close),
+            Ok(_) => {}
+            Err(e) if would_block(&e) => s.cready.read = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Ok(Next::Close),
+        }
+    }
+    ctx.again.push((key, s.id));
+    Ok(Next::Open)
+}
+
+fn relay_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    let Some(t) = s.target.as_mut() else {
+        return Ok(Next::Close);
+    };
+    let before = s.up.delivered() + s.down.delivered();
+    let up = s.up.pump(
+        &mut s.client,
+        &mut s.cready,
+        t,
+        &mut s.tready,
+        &mut ctx.pool,
+        RELAY_BUDGET,
+        &mut ctx.counters.bytes_up,
+    )?;
+    let down = s.down.pump(
+        t,
+        &mut s.tready,
+        &mut s.client,
+        &mut s.cready,
+        &mut ctx.pool,
+        RELAY_BUDGET,
+        &mut ctx.counters.bytes_down,
+    )?;
+    if s.up.delivered() + s.down.delivered() != before {
+        s.last_active = ctx.now;
+    }
+    if up == Pump::Finished && down == Pump::Finished {
+        return Ok(Next::Close);
+    }
+    if up == Pump::Budget || down == Pump::Budget {
+        ctx.again.push((key, s.id));
+    }
+    Ok(Next::Open)
+}
+
+fn on_timeout(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+    let now = ctx.now;
+    match &mut s.phase {
+        Phase::Handshake(_) if now >= s.handshake_deadline => Ok(Next::Close),
+        // The client is owed an answer: the target did not come in time.
+        Phase::Resolving(_) | Phase::Connecting { .. } if now >= s.handshake_deadline => {
+            fail(s, key, Reply::HostUnreachable, ctx)
+        }
+        Phase::Connecting { .. } if s.attempt_deadline.is_some_and(|a| now >= a) => {
+            let err = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+            attempt_failed(s, key, err, ctx)
+        }
+        Phase::Relay => match ctx.cfg.idle_timeout {
+            Some(idle) if now >= s.last_active + idle => Ok(Next::Close),
+            _ => Ok(Next::Open),
+        },
+        Phase::Lingering { until, .. } if now >= *until => Ok(Next::Close),
+        _ => Ok(Next::Open),
+    }
+}

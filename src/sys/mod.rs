@@ -1,0 +1,7 @@
+//! Everything that talks to the kernel below std and mio: socket options,
+//! CPU affinity, signals. Unsafe code is allowed here and nowhere else; each
+//! block says why it is sound.
+
+pub mod cpu;
+pub mod net;
+pub mod signal;
