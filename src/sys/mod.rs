@@ -4,4 +4,5 @@
 
 pub mod cpu;
 pub mod net;
+pub mod sctp;
 pub mod signal;

@@ -1,0 +1,455 @@
+//! Helpers for the tests that run the real `socks5d` binary: start it and
+//! wait for its "SOCKS5 listening on" line, signal it, read what it wrote;
+//! a raw RFC 1928/1929 client; a banner-then-echo target server.
+//!
+//! Every wait has a deadline and fails loudly with what the daemon wrote to
+//! standard error: a hung test is worse than a failed one.
+
+// Each test crate that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The binary under test, built by cargo for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_socks5d");
+
+/// How long start-up may take (a debug build on a loaded machine).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a short-lived invocation (bad arguments, -h) may take.
+pub const BRIEF_TIMEOUT: Duration = Duration::from_secs(15);
+/// Socket read/write timeout for the test's own clients.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The phrase socks5d logs once per bound SOCKS address.
+const READY: &str = "SOCKS5 listening on ";
+
+/// Text a child wrote on one pipe, filled by a background thread so that the
+/// pipe never fills up and blocks the child.
+#[derive(Debug, Default)]
+struct Captured {
+    text: String,
+    eof: bool,
+}
+
+type Capture = Arc<(Mutex<Captured>, Condvar)>;
+
+fn capture<R: Read + Send + 'static>(pipe: R) -> (Capture, JoinHandle<()>) {
+    let cap: Capture = Arc::default();
+    let shared = Arc::clone(&cap);
+    let reader = thread::spawn(move || {
+        let mut pipe = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = pipe.read_until(b'\n', &mut line).unwrap_or(0);
+            let (lock, cond) = &*shared;
+            let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if n == 0 {
+                c.eof = true;
+                cond.notify_all();
+                return;
+            }
+            c.text.push_str(&String::from_utf8_lossy(&line));
+            cond.notify_all();
+        }
+    });
+    (cap, reader)
+}
+
+fn snapshot(cap: &Capture) -> String {
+    cap.0.lock().unwrap_or_else(|e| e.into_inner()).text.clone()
+}
+
+/// A running `socks5d`; killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    /// The first SOCKS address from the "SOCKS5 listening on" line.
+    pub addr: SocketAddr,
+    stdout: Capture,
+    stderr: Capture,
+    readers: Vec<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// Starts `socks5d ARGS` with RUST_LOG=info and waits until it listens.
+    pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with_env(args, &[])
+    }
+
+    /// Like `start`, with extra environment variables (they win over the
+    /// RUST_LOG=info default).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            // The readiness line is logged at info: an inherited RUST_LOG=warn
+            // would hide it.
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+        let out: ChildStdout = child.stdout.take().expect("stdout was piped");
+        let err: ChildStderr = child.stderr.take().expect("stderr was piped");
+        let (stdout, r1) = capture(out);
+        let (stderr, r2) = capture(err);
+
+        // Readiness: the "SOCKS5 listening on ADDR" line, never a sleep.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let found = {
+            let (lock, cond) = &*stderr;
+            let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(addr) = listening_addr(&c.text) {
+                    break Ok(addr);
+                }
+                if c.eof {
+                    break Err("socks5d closed its standard error before listening");
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Err("socks5d did not print 'SOCKS5 listening on' in time");
+                }
+                c = cond
+                    .wait_timeout(c, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        };
+        let mut d = Daemon {
+            child,
+            addr: "0.0.0.0:0".parse().expect("a valid literal"),
+            stdout,
+            stderr,
+            readers: vec![r1, r2],
+            status: None,
+        };
+        match found {
+            Ok(addr) => d.addr = addr,
+            Err(why) => {
+                let status = d.wait_timeout(Duration::from_secs(2));
+                panic!(
+                    "{why} (args {args:?}, exit {status:?}); stderr:\n{}",
+                    d.stderr()
+                );
+            }
+        }
+        d
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `sig` to socks5d.
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill({sig}): {e}"));
+    }
+
+    /// Waits up to `timeout` for socks5d to exit; `None` if it still runs.
+    /// Once it has exited, everything it wrote has been read.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            let deadline = Instant::now() + timeout;
+            loop {
+                match self.child.try_wait() {
+                    Ok(Some(st)) => {
+                        self.status = Some(st);
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Ok(None) => return None,
+                    Err(e) => panic!("waiting for socks5d: {e}"),
+                }
+            }
+            // The pipes close with the process: the readers end.
+            for r in self.readers.drain(..) {
+                let _ = r.join();
+            }
+        }
+        self.status
+    }
+
+    /// Waits for exit, failing the test if it takes longer than `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match self.wait_timeout(timeout) {
+            Some(st) => st,
+            None => panic!(
+                "socks5d still runs after {timeout:?}; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        if self.status.is_none() {
+            self.signal(Signal::SIGTERM);
+        }
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// Everything written to standard output so far (the access log).
+    pub fn stdout(&self) -> String {
+        snapshot(&self.stdout)
+    }
+
+    /// Everything written to standard error so far.
+    pub fn stderr(&self) -> String {
+        snapshot(&self.stderr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The address in the first "SOCKS5 listening on ADDR" line of `text`.
+fn listening_addr(text: &str) -> Option<SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.split_once(READY))
+        .find_map(|(_, a)| a.trim().parse().ok())
+}
+
+/// What a short-lived socks5d run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs `socks5d ARGS` expecting it to exit on its own (usage errors, -h,
+/// -v); kills it and fails the test if it is still running after
+/// `BRIEF_TIMEOUT` (it started serving when it should not have).
+pub fn run_brief(args: &[&str]) -> Outcome {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    let (out, r1) = capture(child.stdout.take().expect("stdout was piped"));
+    let (err, r2) = capture(child.stderr.take().expect("stderr was piped"));
+    let deadline = Instant::now() + BRIEF_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "socks5d {args:?} was still running after {BRIEF_TIMEOUT:?}; stderr:\n{}",
+                    snapshot(&err)
+                );
+            }
+            Err(e) => panic!("waiting for socks5d: {e}"),
+        }
+    };
+    let _ = r1.join();
+    let _ = r2.join();
+    Outcome {
+        status,
+        stdout: snapshot(&out),
+        stderr: snapshot(&err),
+    }
+}
+
+/// One access-log line as its `key=value` fields (the leading timestamp is
+/// stored under `time`).
+pub fn access_fields(line: &str) -> HashMap<String, String> {
+    let mut words = line.split_whitespace();
+    let mut fields = HashMap::new();
+    if let Some(t) = words.next() {
+        fields.insert("time".to_owned(), t.to_owned());
+    }
+    for w in words {
+        if let Some((k, v)) = w.split_once('=') {
+            fields.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    fields
+}
+
+/// The non-empty lines of an access log.
+pub fn access_lines(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// How a raw client authenticates.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    /// Offer only X'00' NO AUTHENTICATION REQUIRED.
+    None,
+    /// Offer only X'02' USERNAME/PASSWORD and log in with these.
+    User(&'a str, &'a str),
+}
+
+/// Opens a tunnel through the SOCKS5 server at `proxy` to `target`: greeting,
+/// RFC 1929 sub-negotiation when asked for, CONNECT with an IP address.
+/// Fails the test on any unexpected byte.
+pub fn socks_connect(proxy: SocketAddr, auth: Auth<'_>, target: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(proxy).unwrap_or_else(|e| panic!("connect {proxy}: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    let method = match auth {
+        Auth::None => 0x00,
+        Auth::User(..) => 0x02,
+    };
+    s.write_all(&[0x05, 0x01, method]).expect("send greeting");
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).expect("read method selection");
+    assert_eq!(choice, [0x05, method], "method selection");
+
+    if let Auth::User(user, pass) = auth {
+        let mut msg = vec![0x01, user.len() as u8];
+        msg.extend_from_slice(user.as_bytes());
+        msg.push(pass.len() as u8);
+        msg.extend_from_slice(pass.as_bytes());
+        s.write_all(&msg).expect("send RFC 1929 request");
+        let mut status = [0u8; 2];
+        s.read_exact(&mut status).expect("read RFC 1929 status");
+        assert_eq!(status, [0x01, 0x00], "RFC 1929 status (X'00' is success)");
+    }
+
+    let mut req = vec![0x05, 0x01, 0x00];
+    match target.ip() {
+        IpAddr::V4(ip) => {
+            req.push(0x01);
+            req.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            req.push(0x04);
+            req.extend_from_slice(&ip.octets());
+        }
+    }
+    req.extend_from_slice(&target.port().to_be_bytes());
+    s.write_all(&req).expect("send CONNECT");
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).expect("read reply");
+    assert_eq!(
+        head[..3],
+        [0x05, 0x00, 0x00],
+        "CONNECT reply (X'00' succeeded)"
+    );
+    let rest = match head[3] {
+        0x01 => 4 + 2,
+        0x04 => 16 + 2,
+        other => panic!("reply ATYP X'{other:02X}' for an IP CONNECT"),
+    };
+    let mut bound = vec![0u8; rest];
+    s.read_exact(&mut bound)
+        .expect("read BND.ADDR and BND.PORT");
+    s
+}
+
+/// Sends `data` through `tunnel` and reads back exactly `expect`.
+pub fn exchange(tunnel: &mut TcpStream, data: &[u8], expect: &[u8]) {
+    tunnel.write_all(data).expect("write into the tunnel");
+    let mut got = vec![0u8; expect.len()];
+    tunnel.read_exact(&mut got).expect("read from the tunnel");
+    assert_eq!(got, expect, "bytes relayed through the tunnel");
+}
+
+/// Half-closes `tunnel` and reads until the proxy passes the target's end of
+/// stream back; returns the bytes read on the way (none expected).
+pub fn close_tunnel(mut tunnel: TcpStream) -> Vec<u8> {
+    tunnel.shutdown(Shutdown::Write).expect("shutdown(Write)");
+    let mut rest = Vec::new();
+    tunnel
+        .read_to_end(&mut rest)
+        .expect("read to the end of the tunnel");
+    rest
+}
+
+/// A target that writes `banner` to each new connection, then echoes what
+/// it reads until end of stream, then closes. Runs until the test ends.
+pub fn echo_server(banner: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the echo server");
+    let addr = listener.local_addr().expect("local_addr");
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            thread::spawn(move || {
+                if conn.write_all(banner).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = conn.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Polls `addr` until a TCP connect is refused; fails the test after
+/// `timeout`.
+pub fn wait_until_refused(addr: SocketAddr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return,
+            Err(e) => panic!("connect {addr} failed, but not with 'refused': {e}"),
+            Ok(s) => drop(s),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still accepted connections {timeout:?} after the signal"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A path in the temporary directory no other test uses.
+pub fn temp_path(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("socks5d-test-{}-{tag}-{n}", std::process::id()))
+}
