@@ -373,16 +373,18 @@ impl fmt::Display for TargetAddr {
     }
 }
 
-/// Writes `s` so that it stays one token of a log line: whitespace, control
-/// characters and backslashes are escaped; other characters are kept.
+/// Writes `s` so that it stays one token of a log line and cannot fake one:
+/// anything but printable ASCII (whitespace, control and invisible format
+/// characters such as bidi overrides included) is written as `\u{..}`, and
+/// a backslash as `\\`.
 pub fn write_log_safe(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     for c in s.chars() {
         if c == '\\' {
             f.write_str("\\\\")?;
-        } else if c.is_whitespace() || c.is_control() {
-            write!(f, "{}", c.escape_unicode())?;
-        } else {
+        } else if c.is_ascii_graphic() {
             write!(f, "{c}")?;
+        } else {
+            write!(f, "{}", c.escape_unicode())?;
         }
     }
     Ok(())
@@ -541,3 +543,7 @@ impl ReplyMessage {
 
 /// The unspecified address used as BND in failure replies.
 pub const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

@@ -1,0 +1,760 @@
+//! Whole handshakes driven through `Handshake` with no socket: in one buffer,
+//! one byte at a time, and at every split point into two and three chunks.
+
+use std::cell::Cell;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+use super::*;
+use crate::users::{Role, UserTable};
+
+// ---------------------------------------------------------------- fixtures
+
+const GREETING_NO_AUTH: &[u8] = &[0x05, 0x01, 0x00];
+const GREETING_USERPASS: &[u8] = &[0x05, 0x01, 0x02];
+const GREETING_BOTH: &[u8] = &[0x05, 0x02, 0x00, 0x02];
+const GREETING_NONE: &[u8] = &[0x05, 0x00];
+/// A SOCKS4 CONNECT to 127.0.0.1:80, user "", as a SOCKS4 client opens.
+const SOCKS4_CONNECT: &[u8] = &[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, 0x00];
+
+const AUTH_ALICE: &[u8] = b"\x01\x05alice\x06secret";
+const AUTH_ALICE_WRONG: &[u8] = b"\x01\x05alice\x05guess";
+const AUTH_MALLORY: &[u8] = b"\x01\x07mallory\x06secret";
+const AUTH_EMPTY: &[u8] = &[0x01, 0x00, 0x00];
+/// AUTH_ALICE with the SOCKS VER X'05' where X'01' belongs.
+const AUTH_VER_5: &[u8] = b"\x05\x05alice\x06secret";
+
+const REQUEST_IPV4: &[u8] = &[0x05, 0x01, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
+const REQUEST_DOMAIN: &[u8] = b"\x05\x01\x00\x03\x0bexample.com\x01\xbb";
+const REQUEST_IPV6: &[u8] = &[
+    0x05, 0x01, 0x00, 0x04, //
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, //
+    0x1f, 0x90,
+];
+const REQUEST_BIND: &[u8] = &[0x05, 0x02, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
+const REQUEST_UDP: &[u8] = &[0x05, 0x03, 0x00, 0x01, 0, 0, 0, 0, 0x00, 0x00];
+const REQUEST_CMD_09: &[u8] = &[0x05, 0x09, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
+/// ATYP X'05' is unassigned: known bad once the fourth byte is in.
+const REQUEST_ATYP_05: &[u8] = &[0x05, 0x01, 0x00, 0x05, 192, 0, 2, 10, 0x00, 0x50];
+const REQUEST_VER_4: &[u8] = &[0x04, 0x01, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
+
+/// Early payload a client sends right behind its request.
+const PAYLOAD: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
+
+const SELECT_NO_AUTH: &[u8] = &[0x05, 0x00];
+const SELECT_USERPASS: &[u8] = &[0x05, 0x02];
+const SELECT_NONE: &[u8] = &[0x05, 0xFF];
+const AUTH_OK: &[u8] = &[0x01, 0x00];
+const AUTH_FAILURE: &[u8] = &[0x01, 0x01];
+
+/// A failure reply with the unspecified IPv4 BND.
+fn failure(code: u8) -> Vec<u8> {
+    vec![0x05, code, 0x00, 0x01, 0, 0, 0, 0, 0x00, 0x00]
+}
+
+fn target_ipv4() -> TargetAddr {
+    TargetAddr::Ip(SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::new(192, 0, 2, 10),
+        80,
+    )))
+}
+
+fn target_ipv6() -> TargetAddr {
+    let ip = Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 1);
+    TargetAddr::Ip(SocketAddr::V6(SocketAddrV6::new(ip, 8080, 0, 0)))
+}
+
+fn target_domain() -> TargetAddr {
+    TargetAddr::Domain((*b"example.com").into(), 443)
+}
+
+// ----------------------------------------------------------- authenticators
+
+/// An in-memory user list that counts how often it is asked.
+struct TestUsers {
+    users: &'static [(&'static str, &'static str)],
+    calls: Cell<usize>,
+}
+
+impl TestUsers {
+    fn none() -> Self {
+        Self::with(&[])
+    }
+
+    fn alice() -> Self {
+        Self::with(&[("alice", "secret"), ("bob", "hunter2")])
+    }
+
+    fn with(users: &'static [(&'static str, &'static str)]) -> Self {
+        TestUsers {
+            users,
+            calls: Cell::new(0),
+        }
+    }
+}
+
+impl Authenticator for TestUsers {
+    fn requires_auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    fn verify(&self, username: &[u8], password: &[u8]) -> Option<Arc<str>> {
+        self.calls.set(self.calls.get() + 1);
+        self.users
+            .iter()
+            .find(|(u, p)| u.as_bytes() == username && p.as_bytes() == password)
+            .map(|(u, _)| Arc::from(*u))
+    }
+}
+
+fn user_table_alice() -> UserTable {
+    let mut t = UserTable::new();
+    t.add(b"alice", b"secret", Role::Proxy).unwrap();
+    t.add(b"root", b"toor", Role::Admin).unwrap();
+    t
+}
+
+// ------------------------------------------------------------------ driving
+
+/// What feeding a handshake produced.
+#[derive(Debug)]
+struct Fed {
+    /// Each `poll_transmit` result, with how many input bytes had been fed.
+    sent: Vec<(usize, Vec<u8>)>,
+    event: Event,
+    /// Input the handshake did not consume, fed or not.
+    rest: Vec<u8>,
+}
+
+/// Feeds `input` cut at `cuts` (ascending) as a socket reader does: bytes not
+/// consumed stay buffered, the next chunk is appended, and `handle_input` sees
+/// all that is buffered. Stops at the first event other than `Partial`.
+fn feed(hs: &mut Handshake, auth: &dyn Authenticator, input: &[u8], cuts: &[usize]) -> Fed {
+    let mut pending = Vec::new();
+    let mut sent = Vec::new();
+    let mut fed = 0;
+    for end in cuts.iter().copied().chain([input.len()]) {
+        pending.extend_from_slice(&input[fed..end]);
+        fed = end;
+        let (used, event) = hs.handle_input(&pending, auth);
+        assert!(used <= pending.len(), "used {used} of {}", pending.len());
+        pending.drain(..used);
+        if let Some(t) = hs.poll_transmit() {
+            assert!(!t.as_bytes().is_empty(), "poll_transmit gave no bytes");
+            sent.push((fed, t.as_bytes().to_vec()));
+        }
+        assert!(hs.poll_transmit().is_none(), "poll_transmit must drain");
+        if event != Event::Partial {
+            pending.extend_from_slice(&input[fed..]);
+            return Fed {
+                sent,
+                event,
+                rest: pending,
+            };
+        }
+    }
+    Fed {
+        sent,
+        event: Event::Partial,
+        rest: pending,
+    }
+}
+
+/// A handshake as the client sends it and as the server must answer.
+#[derive(Debug)]
+struct Script {
+    input: Vec<u8>,
+    /// Each reply, with how many input bytes must be in before it is due.
+    replies: Vec<(usize, Vec<u8>)>,
+    event: Event,
+    /// How many input bytes must be in before `event` is returned.
+    decided: usize,
+    /// How many input bytes the handshake consumes.
+    used: usize,
+    user: Option<&'static str>,
+}
+
+impl Script {
+    fn new() -> Self {
+        Script {
+            input: Vec::new(),
+            replies: Vec::new(),
+            event: Event::Partial,
+            decided: 0,
+            used: 0,
+            user: None,
+        }
+    }
+
+    /// The client sends a message; once it is all in, the server sends `reply`.
+    fn msg(mut self, bytes: &[u8], reply: &[u8]) -> Self {
+        self.input.extend_from_slice(bytes);
+        if !reply.is_empty() {
+            self.replies.push((self.input.len(), reply.to_vec()));
+        }
+        self.used = self.input.len();
+        self.decided = self.input.len();
+        self
+    }
+
+    /// The client sends its request and the server asks to connect.
+    fn connect(mut self, request: &[u8], target: TargetAddr) -> Self {
+        self = self.msg(request, &[]);
+        self.event = Event::Connect(target);
+        self
+    }
+
+    /// The client sends a message that ends the handshake once `after` of its
+    /// bytes are in; the message is consumed only if `consumed`.
+    fn close(
+        mut self,
+        bytes: &[u8],
+        after: usize,
+        consumed: bool,
+        reply: &[u8],
+        outcome: Outcome,
+    ) -> Self {
+        let start = self.input.len();
+        self.input.extend_from_slice(bytes);
+        self.decided = start + after;
+        self.used = if consumed { self.input.len() } else { start };
+        self.replies.push((self.decided, reply.to_vec()));
+        self.event = Event::Close(outcome);
+        self
+    }
+
+    /// Bytes after the handshake: early payload, or bytes never read.
+    fn then(mut self, bytes: &[u8]) -> Self {
+        self.input.extend_from_slice(bytes);
+        if self.event == Event::Partial {
+            self.decided = self.input.len();
+        }
+        self
+    }
+
+    fn user(mut self, name: &'static str) -> Self {
+        self.user = Some(name);
+        self
+    }
+
+    /// The `poll_transmit` results due when the input is cut at `cuts`:
+    /// each reply comes with the first chunk that completes what it answers,
+    /// and replies due with the same chunk come together.
+    fn expected_sent(&self, cuts: &[usize]) -> Vec<(usize, Vec<u8>)> {
+        let mut points = cuts.iter().copied().chain([self.input.len()]);
+        let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut point = 0;
+        for (due, bytes) in &self.replies {
+            if point < *due {
+                point = points
+                    .find(|p| p >= due)
+                    .expect("replies are due within input");
+            }
+            match out.last_mut() {
+                Some((at, queued)) if *at == point => queued.extend_from_slice(bytes),
+                _ => out.push((point, bytes.clone())),
+            }
+        }
+        out
+    }
+
+    /// Runs the script in one buffer, one byte at a time, and at every split
+    /// into two and three chunks. Returns how many runs there were.
+    fn check(&self, auth: &dyn Authenticator) -> usize {
+        let len = self.input.len();
+        let mut cut_sets: Vec<Vec<usize>> = vec![Vec::new(), (1..len).collect()];
+        cut_sets.extend((0..=len).map(|k| vec![k]));
+        for i in 0..=len {
+            cut_sets.extend((i..=len).map(|j| vec![i, j]));
+        }
+        for cuts in &cut_sets {
+            let mut hs = Handshake::new();
+            let fed = feed(&mut hs, auth, &self.input, cuts);
+            let ctx = format!("cut at {cuts:?}: {fed:02x?}");
+            assert_eq!(fed.sent, self.expected_sent(cuts), "{ctx}");
+            assert_eq!(fed.event, self.event, "{ctx}");
+            assert_eq!(fed.rest, &self.input[self.used..], "{ctx}");
+            assert_eq!(hs.user().map(|u| &**u), self.user, "{ctx}");
+            assert!(!hs.is_established(), "{ctx}");
+            if self.event != Event::Partial {
+                // Nothing more is read, whatever arrives.
+                assert_eq!(hs.handle_input(&fed.rest, auth), (0, Event::Partial));
+                assert_eq!(hs.handle_input(REQUEST_IPV4, auth), (0, Event::Partial));
+                assert!(hs.poll_transmit().is_none(), "{ctx}");
+            }
+        }
+        // One buffer, one byte at a time and the split at the very start are
+        // distinct from the pairs; every run must be counted exactly once.
+        cut_sets.len()
+    }
+}
+
+/// The one-byte-at-a-time run must see each reply as soon as its message is in.
+#[test]
+fn expected_sent_model_matches_byte_at_a_time() {
+    let s = Script::new()
+        .msg(GREETING_USERPASS, SELECT_USERPASS)
+        .msg(AUTH_ALICE, AUTH_OK)
+        .connect(REQUEST_IPV4, target_ipv4());
+    let cuts: Vec<usize> = (1..s.input.len()).collect();
+    let g = GREETING_USERPASS.len();
+    assert_eq!(
+        s.expected_sent(&cuts),
+        [
+            (g, SELECT_USERPASS.to_vec()),
+            (g + AUTH_ALICE.len(), AUTH_OK.to_vec())
+        ]
+    );
+    assert_eq!(
+        s.expected_sent(&[]),
+        [(s.input.len(), [SELECT_USERPASS, AUTH_OK].concat())]
+    );
+}
+
+// ----------------------------------------------------------- no auth method
+
+#[test]
+fn no_users_greeting_then_connect_ipv4() {
+    let auth = TestUsers::none();
+    Script::new()
+        .msg(GREETING_NO_AUTH, SELECT_NO_AUTH)
+        .connect(REQUEST_IPV4, target_ipv4())
+        .then(PAYLOAD)
+        .check(&auth);
+    assert_eq!(auth.calls.get(), 0, "no password is asked for");
+}
+
+#[test]
+fn no_users_connect_domainname_and_ipv6() {
+    let auth = TestUsers::none();
+    Script::new()
+        .msg(GREETING_NO_AUTH, SELECT_NO_AUTH)
+        .connect(REQUEST_DOMAIN, target_domain())
+        .then(PAYLOAD)
+        .check(&auth);
+    Script::new()
+        .msg(GREETING_NO_AUTH, SELECT_NO_AUTH)
+        .connect(REQUEST_IPV6, target_ipv6())
+        .check(&auth);
+}
+
+#[test]
+fn no_users_client_offering_both_gets_no_auth() {
+    Script::new()
+        .msg(GREETING_BOTH, SELECT_NO_AUTH)
+        .connect(REQUEST_IPV4, target_ipv4())
+        .check(&TestUsers::none());
+}
+
+#[test]
+fn no_users_client_offering_only_userpass_is_refused() {
+    Script::new()
+        .close(
+            GREETING_USERPASS,
+            GREETING_USERPASS.len(),
+            true,
+            SELECT_NONE,
+            Outcome::NoAcceptableMethod,
+        )
+        .then(AUTH_ALICE)
+        .check(&TestUsers::none());
+}
+
+#[test]
+fn no_users_with_empty_user_table() {
+    Script::new()
+        .msg(GREETING_BOTH, SELECT_NO_AUTH)
+        .connect(REQUEST_DOMAIN, target_domain())
+        .then(PAYLOAD)
+        .check(&UserTable::new());
+}
+
+// ------------------------------------------------ username/password method
+
+#[test]
+fn users_good_password_then_connect() {
+    let auth = TestUsers::alice();
+    let runs = Script::new()
+        .msg(GREETING_BOTH, SELECT_USERPASS)
+        .msg(AUTH_ALICE, AUTH_OK)
+        .connect(REQUEST_DOMAIN, target_domain())
+        .then(PAYLOAD)
+        .user("alice")
+        .check(&auth);
+    assert_eq!(auth.calls.get(), runs, "one password check per handshake");
+}
+
+#[test]
+fn users_bad_password_fails_and_remembers_the_name() {
+    let auth = TestUsers::alice();
+    let runs = Script::new()
+        .msg(GREETING_USERPASS, SELECT_USERPASS)
+        .close(
+            AUTH_ALICE_WRONG,
+            AUTH_ALICE_WRONG.len(),
+            true,
+            AUTH_FAILURE,
+            Outcome::AuthFailed,
+        )
+        .then(REQUEST_IPV4)
+        .user("alice")
+        .check(&auth);
+    assert_eq!(auth.calls.get(), runs, "one password check per handshake");
+}
+
+#[test]
+fn users_unknown_user_fails() {
+    Script::new()
+        .msg(GREETING_USERPASS, SELECT_USERPASS)
+        .close(
+            AUTH_MALLORY,
+            AUTH_MALLORY.len(),
+            true,
+            AUTH_FAILURE,
+            Outcome::AuthFailed,
+        )
+        .user("mallory")
+        .check(&TestUsers::alice());
+}
+
+#[test]
+fn users_empty_username_and_password_fail() {
+    // ULEN = 0, PLEN = 0 parse; they just match nobody.
+    Script::new()
+        .msg(GREETING_USERPASS, SELECT_USERPASS)
+        .close(
+            AUTH_EMPTY,
+            AUTH_EMPTY.len(),
+            true,
+            AUTH_FAILURE,
+            Outcome::AuthFailed,
+        )
+        .user("")
+        .check(&TestUsers::alice());
+}
+
+#[test]
+fn users_client_not_offering_userpass_is_refused() {
+    let auth = TestUsers::alice();
+    Script::new()
+        .close(
+            GREETING_NO_AUTH,
+            GREETING_NO_AUTH.len(),
+            true,
+            SELECT_NONE,
+            Outcome::NoAcceptableMethod,
+        )
+        .then(REQUEST_IPV4)
+        .check(&auth);
+    assert_eq!(auth.calls.get(), 0);
+}
+
+#[test]
+fn nmethods_zero_is_refused() {
+    for auth in [TestUsers::none(), TestUsers::alice()] {
+        Script::new()
+            .close(
+                GREETING_NONE,
+                GREETING_NONE.len(),
+                true,
+                SELECT_NONE,
+                Outcome::NoAcceptableMethod,
+            )
+            .check(&auth);
+    }
+}
+
+#[test]
+fn auth_version_other_than_1_fails() {
+    let auth = TestUsers::alice();
+    Script::new()
+        .msg(GREETING_USERPASS, SELECT_USERPASS)
+        .close(AUTH_VER_5, 1, false, AUTH_FAILURE, Outcome::BadVersion)
+        .check(&auth);
+    assert_eq!(auth.calls.get(), 0, "no password check for a bad message");
+    assert_eq!(
+        Handshake::new().user(),
+        None,
+        "no name before authentication"
+    );
+}
+
+#[test]
+fn user_table_good_and_bad_password() {
+    let table = user_table_alice();
+    Script::new()
+        .msg(GREETING_BOTH, SELECT_USERPASS)
+        .msg(AUTH_ALICE, AUTH_OK)
+        .connect(REQUEST_IPV6, target_ipv6())
+        .then(PAYLOAD)
+        .user("alice")
+        .check(&table);
+    Script::new()
+        .msg(GREETING_BOTH, SELECT_USERPASS)
+        .close(
+            AUTH_ALICE_WRONG,
+            AUTH_ALICE_WRONG.len(),
+            true,
+            AUTH_FAILURE,
+            Outcome::AuthFailed,
+        )
+        .user("alice")
+        .check(&table);
+    Script::new()
+        .close(
+            GREETING_NO_AUTH,
+            GREETING_NO_AUTH.len(),
+            true,
+            SELECT_NONE,
+            Outcome::NoAcceptableMethod,
+        )
+        .check(&table);
+}
+
+// ---------------------------------------------------------- bad greetings
+
+#[test]
+fn greeting_version_4_is_refused_at_the_first_byte() {
+    for auth in [TestUsers::none(), TestUsers::alice()] {
+        Script::new()
+            .close(SOCKS4_CONNECT, 1, false, SELECT_NONE, Outcome::BadVersion)
+            .check(&auth);
+    }
+}
+
+// --------------------------------------------------------------- requests
+
+fn rejected(request: &[u8], code: u8, reply: Reply) -> Script {
+    Script::new()
+        .msg(GREETING_NO_AUTH, SELECT_NO_AUTH)
+        .close(
+            request,
+            request.len(),
+            true,
+            &failure(code),
+            Outcome::Rejected(reply),
+        )
+        .then(PAYLOAD)
+}
+
+#[test]
+fn bind_is_not_supported() {
+    rejected(REQUEST_BIND, 0x07, Reply::CommandNotSupported).check(&TestUsers::none());
+}
+
+#[test]
+fn udp_associate_is_not_supported() {
+    rejected(REQUEST_UDP, 0x07, Reply::CommandNotSupported).check(&TestUsers::none());
+}
+
+#[test]
+fn unknown_command_is_not_supported() {
+    rejected(REQUEST_CMD_09, 0x07, Reply::CommandNotSupported).check(&TestUsers::none());
+}
+
+#[test]
+fn bind_after_authentication_is_not_supported() {
+    Script::new()
+        .msg(GREETING_USERPASS, SELECT_USERPASS)
+        .msg(AUTH_ALICE, AUTH_OK)
+        .close(
+            REQUEST_BIND,
+            REQUEST_BIND.len(),
+            true,
+            &failure(0x07),
+            Outcome::Rejected(Reply::CommandNotSupported),
+        )
+        .user("alice")
+        .check(&TestUsers::alice());
+}
+
+#[test]
+fn unknown_address_type_is_refused_once_atyp_is_in() {
+    Script::new()
+        .msg(GREETING_NO_AUTH, SELECT_NO_AUTH)
+        .close(
+            REQUEST_ATYP_05,
+            4,
+            false,
+            &failure(0x08),
+            Outcome::Rejected(Reply::AddressTypeNotSupported),
+        )
+        .check(&TestUsers::none());
+}
+
+#[test]
+fn request_version_other_than_5_is_a_bad_version() {
+    // Outcome::BadVersion covers "the greeting or request had a VER other than
+    // X'05'"; X'01' is the reply that tells the client.
+    Script::new()
+        .msg(GREETING_NO_AUTH, SELECT_NO_AUTH)
+        .close(REQUEST_VER_4, 1, false, &failure(0x01), Outcome::BadVersion)
+        .check(&TestUsers::none());
+}
+
+// -------------------------------------------------- incomplete handshakes
+
+#[test]
+fn incomplete_handshakes_wait() {
+    let auth = TestUsers::alice();
+    Script::new().then(&GREETING_BOTH[..3]).check(&auth);
+    Script::new()
+        .msg(GREETING_BOTH, SELECT_USERPASS)
+        .then(&AUTH_ALICE[..7])
+        .check(&auth);
+    Script::new()
+        .msg(GREETING_BOTH, SELECT_USERPASS)
+        .msg(AUTH_ALICE, AUTH_OK)
+        .then(&REQUEST_DOMAIN[..REQUEST_DOMAIN.len() - 1])
+        .user("alice")
+        .check(&auth);
+    // No password check until the whole RFC 1929 request is in.
+    let before = auth.calls.get();
+    let mut hs = Handshake::new();
+    let input = [GREETING_USERPASS, &AUTH_ALICE[..AUTH_ALICE.len() - 1]].concat();
+    assert_eq!(
+        hs.handle_input(&input, &auth),
+        (GREETING_USERPASS.len(), Event::Partial)
+    );
+    assert_eq!(auth.calls.get(), before);
+}
+
+// ------------------------------------------------------- one buffer, used
+
+#[test]
+fn whole_handshake_in_one_buffer_points_used_at_the_payload() {
+    let auth = TestUsers::alice();
+    let input = [GREETING_BOTH, AUTH_ALICE, REQUEST_DOMAIN, PAYLOAD].concat();
+    let mut hs = Handshake::new();
+    let (used, event) = hs.handle_input(&input, &auth);
+    assert_eq!(event, Event::Connect(target_domain()));
+    assert_eq!(used, input.len() - PAYLOAD.len());
+    assert_eq!(&input[used..], PAYLOAD);
+    assert_eq!(hs.user().map(|u| &**u), Some("alice"));
+    let t = hs.poll_transmit().expect("replies queued");
+    assert_eq!(t.as_bytes(), [0x05, 0x02, 0x01, 0x00]);
+    assert!(hs.poll_transmit().is_none());
+}
+
+// -------------------------------------------------- connected and failed
+
+/// A handshake that has asked to connect, with its earlier replies drained.
+fn connecting() -> Handshake {
+    let mut hs = Handshake::new();
+    let input = [GREETING_NO_AUTH, REQUEST_DOMAIN].concat();
+    let (used, event) = hs.handle_input(&input, &TestUsers::none());
+    assert_eq!(
+        (used, event),
+        (input.len(), Event::Connect(target_domain()))
+    );
+    assert_eq!(hs.poll_transmit().unwrap().as_bytes(), SELECT_NO_AUTH);
+    hs
+}
+
+#[test]
+fn poll_transmit_is_none_when_nothing_is_queued() {
+    let mut hs = Handshake::new();
+    assert!(hs.poll_transmit().is_none());
+    assert_eq!(
+        hs.handle_input(&[], &TestUsers::none()),
+        (0, Event::Partial)
+    );
+    assert!(hs.poll_transmit().is_none());
+    let mut hs = connecting();
+    assert!(hs.poll_transmit().is_none());
+    assert!(!hs.is_established());
+    assert!(Handshake::default().poll_transmit().is_none());
+}
+
+#[test]
+fn connected_queues_success_with_ipv4_bnd() {
+    let mut hs = connecting();
+    let bound = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000));
+    hs.connected(bound);
+    assert!(hs.is_established());
+    let t = hs.poll_transmit().expect("success reply queued");
+    assert_eq!(
+        t.as_bytes(),
+        [0x05, 0x00, 0x00, 0x01, 198, 51, 100, 7, 0x9C, 0x40]
+    );
+    assert!(hs.poll_transmit().is_none());
+    // The tunnel is open: the handshake reads nothing more.
+    assert_eq!(
+        hs.handle_input(PAYLOAD, &TestUsers::none()),
+        (0, Event::Partial)
+    );
+    assert!(hs.poll_transmit().is_none());
+}
+
+#[test]
+fn connected_queues_success_with_ipv6_bnd() {
+    let mut hs = connecting();
+    let ip = Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 0x0bad);
+    hs.connected(SocketAddr::V6(SocketAddrV6::new(ip, 443, 0, 0)));
+    assert!(hs.is_established());
+    let expected = [
+        0x05, 0x00, 0x00, 0x04, //
+        0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xad, //
+        0x01, 0xbb,
+    ];
+    assert_eq!(hs.poll_transmit().unwrap().as_bytes(), expected);
+    assert!(hs.poll_transmit().is_none());
+}
+
+#[test]
+fn every_reply_queued_before_one_poll_comes_out_in_order() {
+    // The largest queue: method selection, auth status and an IPv6 reply, all
+    // before the reactor polls once.
+    let auth = TestUsers::alice();
+    let mut hs = Handshake::new();
+    let input = [GREETING_USERPASS, AUTH_ALICE, REQUEST_IPV4].concat();
+    assert_eq!(
+        hs.handle_input(&input, &auth),
+        (input.len(), Event::Connect(target_ipv4()))
+    );
+    let ip = Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 2);
+    hs.connected(SocketAddr::V6(SocketAddrV6::new(ip, 1, 0, 0)));
+    let t = hs.poll_transmit().expect("replies queued");
+    let mut expected = vec![0x05, 0x02, 0x01, 0x00, 0x05, 0x00, 0x00, 0x04];
+    expected.extend_from_slice(&ip.octets());
+    expected.extend_from_slice(&[0x00, 0x01]);
+    assert_eq!(t.as_bytes(), expected);
+    assert!(format!("{t:?}").starts_with("Transmit([05, 02, 01, 00, 05"));
+    assert!(hs.poll_transmit().is_none());
+}
+
+#[test]
+fn failed_queues_that_reply_for_every_failure_code() {
+    for code in 0x01..=0x08u8 {
+        let reply = Reply::from(code);
+        let mut hs = connecting();
+        assert_eq!(hs.failed(reply), Outcome::Rejected(reply));
+        assert!(!hs.is_established());
+        assert_eq!(hs.poll_transmit().unwrap().as_bytes(), failure(code));
+        assert!(hs.poll_transmit().is_none());
+        assert_eq!(
+            hs.handle_input(PAYLOAD, &TestUsers::none()),
+            (0, Event::Partial)
+        );
+        assert!(hs.poll_transmit().is_none());
+    }
+}
+
+#[test]
+fn failed_without_draining_keeps_earlier_replies_first() {
+    let auth = TestUsers::alice();
+    let mut hs = Handshake::new();
+    let input = [GREETING_BOTH, AUTH_ALICE, REQUEST_DOMAIN].concat();
+    assert_eq!(
+        hs.handle_input(&input, &auth).1,
+        Event::Connect(target_domain())
+    );
+    assert_eq!(
+        hs.failed(Reply::HostUnreachable),
+        Outcome::Rejected(Reply::HostUnreachable)
+    );
+    let expected = [&[0x05, 0x02, 0x01, 0x00][..], &failure(0x04)].concat();
+    assert_eq!(hs.poll_transmit().unwrap().as_bytes(), expected);
+    assert!(hs.poll_transmit().is_none());
+}
