@@ -45,7 +45,7 @@ fn help_lists_every_option_on_stdout() {
             "--idle-timeout",
             "--grace",
             "--access-log",
-            "--resolver-threads",
+            "--pool-threads",
         ] {
             assert!(
                 out.stdout.contains(option),
