@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::server::{AccessLog, Config};
-use crate::users::{Role, UserError, UserTable};
+use crate::server::{AccessLog, Config, MgmtConfig};
+use crate::users::{Role, Secret, UserError, UserTable, file};
 
 /// The usage text printed by `-h`.
 pub const USAGE: &str = "\
@@ -21,6 +21,12 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
   -P, --mgmt-port PORT        management SCTP port (default: 8080)
   -u, --user USER:PASS        a proxy user; repeatable. The password is everything
                               after the first ':'
+      --admin USER:PASS       an administrator (may also use the proxy); repeatable
+      --users-file PATH       users file: loaded at start, rewritten on every change
+                              made over the management protocol; created if missing
+      --max-users N           the most users the table may hold (default: 100000)
+      --require-management    exit if the management endpoint cannot be opened
+                              (by default a kernel without SCTP only gets a warning)
       --allow-open-proxy      allow running with no user on a non-loopback address
       --workers N             worker threads (default: the CPUs we may run on)
       --no-pin                do not pin workers to CPUs
@@ -29,7 +35,8 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --idle-timeout S        close tunnels idle this long; 0 is never (default: 0)
       --grace S               on SIGINT/SIGTERM, seconds open tunnels may finish (default: 10)
       --access-log DEST       '-' for standard output (default), a file, or 'off'
-      --resolver-threads N    threads resolving domain names (default: 4)
+      --pool-threads N        threads resolving names and checking stored password
+                              hashes, off the workers (default: 4)
 
 With no -u, clients need no authentication (method X'00'); socks5d then
 refuses to listen on a non-loopback address unless --allow-open-proxy is given.
@@ -51,10 +58,6 @@ pub enum Command {
 pub struct Options {
     /// The server configuration.
     pub config: Config,
-    /// Management addresses (served by the management protocol).
-    pub mgmt_addrs: Vec<IpAddr>,
-    /// Management SCTP port.
-    pub mgmt_port: u16,
 }
 
 /// A command line that cannot be used; printed as one line, exit status 2.
@@ -103,15 +106,27 @@ fn parse_secs(opt: &str, v: &str, zero_is_none: bool) -> Result<Option<Duration>
     }
 }
 
-fn parse_user(table: &mut UserTable, v: &str) -> Result<(), UsageError> {
+fn parse_user(
+    table: &mut UserTable,
+    plain: &mut Vec<(String, String)>,
+    opt: &str,
+    v: &str,
+    role: Role,
+) -> Result<(), UsageError> {
     let Some((name, pass)) = v.split_once(':') else {
-        return err("-u: expected USER:PASS");
+        return err(format!("{opt}: expected USER:PASS"));
     };
-    match table.add(name.as_bytes(), pass.as_bytes(), Role::Proxy) {
-        Ok(()) => Ok(()),
+    match table.add(name.as_bytes(), pass.as_bytes(), role) {
+        Ok(()) => {
+            plain.push((name.to_owned(), pass.to_owned()));
+            Ok(())
+        }
         // Never echo the argument: it holds a password.
-        Err(UserError::Exists) => err(format!("-u: user '{}' given twice", name.escape_default())),
-        Err(e) => err(format!("-u: {e}")),
+        Err(UserError::Exists) => err(format!(
+            "{opt}: user '{}' given twice",
+            name.escape_default()
+        )),
+        Err(e) => err(format!("{opt}: {e}")),
     }
 }
 
@@ -128,6 +143,8 @@ where
     let mut mgmt_port = 8080u16;
     let mut allow_open = false;
     let mut users = UserTable::new();
+    let mut plain: Vec<(String, String)> = Vec::new();
+    let mut required = false;
 
     let mut it = args.into_iter().map(Into::into);
     while let Some(arg) = it.next() {
@@ -147,13 +164,16 @@ where
                 | "--mgmt-port"
                 | "-u"
                 | "--user"
+                | "--admin"
+                | "--users-file"
+                | "--max-users"
                 | "--workers"
                 | "--handshake-timeout"
                 | "--connect-timeout"
                 | "--idle-timeout"
                 | "--grace"
                 | "--access-log"
-                | "--resolver-threads"
+                | "--pool-threads"
         );
         let value = if takes_value {
             match inline.or_else(|| it.next()) {
@@ -174,7 +194,21 @@ where
             "-p" | "--port" => port = parse_port(&opt, v)?,
             "-L" | "--mgmt-listen" => mgmt_addrs.push(parse_addr(&opt, v)?),
             "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
-            "-u" | "--user" => parse_user(&mut users, v)?,
+            "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
+            "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
+            "--users-file" => {
+                if v.is_empty() {
+                    return err(format!("{opt}: empty path"));
+                }
+                cfg.users_file = Some(PathBuf::from(v));
+            }
+            "--require-management" => required = true,
+            "--max-users" => {
+                cfg.max_users = match v.parse::<usize>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                };
+            }
             "--allow-open-proxy" => allow_open = true,
             "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
             "--no-pin" => cfg.pin = false,
@@ -199,7 +233,7 @@ where
                     path => AccessLog::File(PathBuf::from(path)),
                 };
             }
-            "--resolver-threads" => cfg.resolver_threads = parse_count(&opt, v)?,
+            "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
             other if other.starts_with('-') => {
                 return err(format!("unknown option '{}'", other.escape_default()));
             }
@@ -238,12 +272,23 @@ where
         seen.push(a);
     }
     cfg.socks = seen;
+    // Users kept in a users file need their stored hash now: the password
+    // is known only here.
+    if cfg.users_file.is_some() {
+        for (name, pass) in &plain {
+            let hash = file::hash_password_with(pass.as_bytes(), cfg.hash_cost);
+            users
+                .set_secret(name.as_bytes(), Secret::with_hash(pass.as_bytes(), hash))
+                .expect("the user was just added");
+        }
+    }
     cfg.users = users;
-    Ok(Command::Run(Box::new(Options {
-        config: cfg,
-        mgmt_addrs,
-        mgmt_port,
-    })))
+    cfg.mgmt = Some(MgmtConfig {
+        addrs: mgmt_addrs,
+        port: mgmt_port,
+        required,
+    });
+    Ok(Command::Run(Box::new(Options { config: cfg })))
 }
 
 #[cfg(test)]
@@ -263,9 +308,11 @@ mod tests {
         let o = run(&["-u", "a:b"]).unwrap();
         let socks: Vec<String> = o.config.socks.iter().map(|a| a.to_string()).collect();
         assert_eq!(socks, ["0.0.0.0:1080", "[::]:1080"]);
-        assert_eq!(o.mgmt_port, 8080);
-        assert_eq!(o.mgmt_addrs.len(), 2);
-        assert!(o.mgmt_addrs.iter().all(|a| a.is_loopback()));
+        let m = o.config.mgmt.as_ref().unwrap();
+        assert_eq!(m.port, 8080);
+        assert_eq!(m.addrs.len(), 2);
+        assert!(m.addrs.iter().all(|a| a.is_loopback()));
+        assert!(!m.required);
         assert_eq!(o.config.worker.handshake_timeout, Duration::from_secs(10));
         assert_eq!(o.config.worker.idle_timeout, None);
     }
@@ -291,8 +338,9 @@ mod tests {
         .unwrap();
         let socks: Vec<String> = o.config.socks.iter().map(|a| a.to_string()).collect();
         assert_eq!(socks, ["127.0.0.1:1081", "[::1]:1081"]);
-        assert_eq!(o.mgmt_addrs, ["::1".parse::<IpAddr>().unwrap()]);
-        assert_eq!(o.mgmt_port, 9090);
+        let m = o.config.mgmt.as_ref().unwrap();
+        assert_eq!(m.addrs, ["::1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(m.port, 9090);
         // The password is everything after the first ':'.
         assert!(o.config.users.verify(b"alice", b"pa:ss").is_some());
         assert!(o.config.users.verify(b"bob", b"x").is_some());
@@ -318,6 +366,29 @@ mod tests {
         );
         assert_eq!(o.config.worker.handshake_timeout, Duration::from_secs(1));
         assert_eq!(o.config.access_log, AccessLog::Off);
+    }
+
+    #[test]
+    fn admins_and_users_file() {
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--admin",
+            "root:pw",
+            "-u",
+            "bob:x",
+            "--require-management",
+        ])
+        .unwrap();
+        let t = &o.config.users;
+        assert_eq!(t.find(b"root").unwrap().role, Role::Admin);
+        assert_eq!(t.find(b"bob").unwrap().role, Role::Proxy);
+        assert!(t.check_admin(b"root", b"pw").is_some());
+        assert!(t.check_admin(b"bob", b"x").is_none());
+        assert!(o.config.mgmt.unwrap().required);
+        // A user given twice, once as admin, is refused.
+        assert!(run(&["--admin", "a:b", "-u", "a:c"]).is_err());
+        assert!(run(&["--users-file", ""]).is_err());
     }
 
     #[test]

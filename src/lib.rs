@@ -8,7 +8,7 @@
 //!                    │  accept, readiness, timers, buffer pool
 //!                    ├─▶ socks5::session::Handshake  (no I/O: bytes in, replies out)
 //!                    │     └─ socks5::wire            (RFC 1928/1929 parse/emit)
-//!                    ├─▶ reactor::resolver            (getaddrinfo off the workers)
+//!                    ├─▶ reactor::blocking            (getaddrinfo, Argon2id off the workers)
 //!                    └─▶ reactor::pipe::Pipe ──TCP──▶ target
 //!                         counts ─▶ metrics (deltas ─▶ aggregator ─▶ totals, access log)
 //!   users::Directory: one shared table, read through per-worker snapshots
@@ -22,6 +22,7 @@
 
 pub mod cli;
 pub mod metrics;
+pub mod mgmt;
 pub mod reactor;
 pub mod server;
 pub mod socks5;

@@ -35,8 +35,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let users = opts.config.users.len();
     let grace = opts.config.worker.grace;
+    let mgmt_addrs = opts.config.mgmt.as_ref().map(|m| {
+        m.addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
     let server = match Server::start(opts.config) {
         Ok(s) => s,
         Err(e) => {
@@ -44,21 +50,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let users = server.users().snapshot().len();
     if users == 0 {
         log::warn!("no users: clients connect without authentication (method X'00')");
     } else {
         log::info!("{users} user(s); clients must authenticate (RFC 1929)");
     }
-    log::info!(
-        "management protocol (SCTP, {} port {}) is not served by this version",
-        opts.mgmt_addrs
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        opts.mgmt_port
-    );
     log::info!("{} workers", server.workers());
+    if let (Some(port), Some(addrs)) = (server.mgmt_port(), mgmt_addrs) {
+        log::info!("management (SCTP) listening on {addrs} port {port}");
+    }
     for a in server.local_addrs() {
         log::info!("SOCKS5 listening on {a}");
     }

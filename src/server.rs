@@ -1,19 +1,25 @@
-//! Putting it together: listeners, workers, resolver, aggregator.
+//! Putting it together: listeners, workers, blocking pool, aggregator,
+//! users' writer.
 
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 
 use crate::metrics::{Aggregator, Snapshot, Totals};
-use crate::reactor::resolver::Resolver;
+use crate::mgmt::endpoint;
+use crate::reactor::blocking::Pool;
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
-use crate::users::{Directory, UserTable};
+use crate::sys::sctp::SctpSocket;
+use crate::users::file::{self, Cost};
+use crate::users::store::Store;
+use crate::users::{Directory, Role, Secret, UserTable};
 
 /// Where access records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,14 +44,33 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Whether to pin each worker to a CPU.
     pub pin: bool,
-    /// Threads that resolve names.
-    pub resolver_threads: usize,
+    /// Threads that resolve names and check stored password hashes.
+    pub pool_threads: usize,
     /// Listen backlog.
     pub backlog: i32,
     /// Where access records go.
     pub access_log: AccessLog,
     /// Per-worker settings.
     pub worker: WorkerConfig,
+    /// The management endpoint, if it is to be served.
+    pub mgmt: Option<MgmtConfig>,
+    /// The users file: loaded at start, rewritten on every change.
+    pub users_file: Option<PathBuf>,
+    /// The Argon2id cost of hashes written to the users file.
+    pub hash_cost: Cost,
+    /// The most users the table may hold (ADD_USER beyond it: X'08').
+    pub max_users: usize,
+}
+
+/// Where and how the management endpoint listens.
+#[derive(Debug, Clone)]
+pub struct MgmtConfig {
+    /// Addresses, all bound to one socket (multi-homing).
+    pub addrs: Vec<IpAddr>,
+    /// The SCTP port (0: an ephemeral one).
+    pub port: u16,
+    /// Whether a kernel without SCTP stops the server instead of a warning.
+    pub required: bool,
 }
 
 impl Default for Config {
@@ -55,10 +80,14 @@ impl Default for Config {
             users: UserTable::new(),
             workers: None,
             pin: true,
-            resolver_threads: 4,
+            pool_threads: 4,
             backlog: 1024,
             access_log: AccessLog::Stdout,
             worker: WorkerConfig::default(),
+            mgmt: None,
+            users_file: None,
+            hash_cost: Cost::DEFAULT,
+            max_users: crate::users::store::MAX_USERS,
         }
     }
 }
@@ -72,6 +101,10 @@ pub enum StartError {
     AccessLog(PathBuf, io::Error),
     /// A thread or poll could not be created.
     Setup(io::Error),
+    /// The users file could not be read or written.
+    UsersFile(PathBuf, String),
+    /// The management socket could not be opened (and it is required).
+    Management(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -80,6 +113,11 @@ impl fmt::Display for StartError {
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             StartError::AccessLog(p, e) => write!(f, "cannot open access log {}: {e}", p.display()),
             StartError::Setup(e) => write!(f, "cannot start: {e}"),
+            StartError::UsersFile(p, e) => write!(f, "users file {}: {e}", p.display()),
+            StartError::Management(e) => match sys::sctp::unsupported_hint(e) {
+                Some(hint) => write!(f, "management endpoint: {e}: {hint}"),
+                None => write!(f, "management endpoint: {e}"),
+            },
         }
     }
 }
@@ -94,11 +132,93 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     workers: Vec<WorkerHandle>,
     aggregator: Aggregator,
+    mgmt_port: Option<u16>,
+    writer: Option<thread::JoinHandle<()>>,
+}
+
+/// The users at start: the users file (if any), then the command line's
+/// users over it. When a file is kept, every user gets a stored hash and the
+/// merged table is written back if the command line changed it.
+fn initial_users(cfg: &Config) -> Result<UserTable, StartError> {
+    let Some(path) = &cfg.users_file else {
+        return Ok(cfg.users.clone());
+    };
+    let err = |e: String| StartError::UsersFile(path.clone(), e);
+    let records = match file::load(path) {
+        Ok(r) => r,
+        Err(file::FileError::Missing) => {
+            file::create_new(path).map_err(|e| err(e.to_string()))?;
+            log::info!("users file {} created", path.display());
+            Vec::new()
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let mut table = UserTable::new();
+    for r in records {
+        table.insert(&r.name, r.role, Secret::from_stored(r.hash));
+    }
+    if !cfg.users.is_empty() {
+        for (name, u) in cfg.users.entries() {
+            if u.secret.stored().is_none() {
+                log::warn!(
+                    "user {}: no stored hash; it is not written to the users file",
+                    u.name
+                );
+            }
+            table.insert(name, u.role, u.secret.clone());
+        }
+        file::save(path, &table.records()).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(table)
+}
+
+/// One SCTP socket per worker on the management port (SO_REUSEPORT), all
+/// bound to the same addresses. A kernel without SCTP gives none and a
+/// warning, unless the endpoint is required.
+fn mgmt_sockets(
+    m: &MgmtConfig,
+    n: usize,
+    users: &Directory,
+) -> Result<(Vec<SctpSocket>, Option<u16>), StartError> {
+    if users.snapshot().count(Role::Admin) == 0 {
+        log::warn!(
+            "no administrator: the management endpoint stays closed; add one with \
+             --admin USER:PASS or with role 'admin' in the users file"
+        );
+        return Ok((Vec::new(), None));
+    }
+    let mut socks = Vec::with_capacity(n);
+    let mut port = m.port;
+    for _ in 0..n {
+        match SctpSocket::listen_many(&m.addrs, port, true) {
+            Ok(s) => {
+                if port == 0 {
+                    port = s.local_port().map_err(StartError::Management)?;
+                }
+                socks.push(s);
+            }
+            Err(e) if socks.is_empty() && !m.required => {
+                let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
+                log::error!(
+                    "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
+                     SOCKS service goes on",
+                    m.port
+                );
+                return Ok((Vec::new(), None));
+            }
+            Err(e) => return Err(StartError::Management(e)),
+        }
+    }
+    Ok((socks, Some(port)))
 }
 
 impl Server {
     /// Binds every address, starts the workers and returns at once.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
+        let table = initial_users(&cfg)?;
+        if cfg.users_file.is_none() {
+            log::info!("no users file: user changes will not survive a restart (see --users-file)");
+        }
         let cpus = sys::cpu::allowed_cpus().unwrap_or_default();
         let n = cfg.workers.unwrap_or(cpus.len()).max(1);
 
@@ -133,15 +253,34 @@ impl Server {
         let mut worker_cfg = cfg.worker.clone();
         worker_cfg.access_log = log.is_some();
         let (aggregator, reports) = Aggregator::start(log).map_err(StartError::Setup)?;
-        let resolver = Resolver::start(cfg.resolver_threads).map_err(StartError::Setup)?;
-        let users = Directory::new(cfg.users);
+        let users = Directory::new(table);
+        let pool = Pool::start(cfg.pool_threads, Arc::clone(&users)).map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
+
+        let (mut mgmt_socks, mgmt_port) = match &cfg.mgmt {
+            Some(m) => mgmt_sockets(m, n, &users)?,
+            None => (Vec::new(), None),
+        };
+        let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
+        let writer = Store::new(Arc::clone(&users), cfg.users_file.clone())
+            .with_cost(cfg.hash_cost)
+            .with_max_users(cfg.max_users)
+            .spawn(changes_rx)
+            .map_err(StartError::Setup)?;
+        let mgmt_shared = mgmt_port.map(|_| endpoint::Shared {
+            totals: Arc::clone(aggregator.totals()),
+            users: Arc::clone(&users),
+            changes: changes_tx.clone(),
+            pool: pool.clone(),
+        });
+        drop(changes_tx);
         let shared = Shared {
             users: Arc::clone(&users),
             reports,
-            resolver,
+            pool,
             stop: Arc::clone(&stop),
             config: worker_cfg,
+            mgmt: mgmt_shared,
         };
 
         let mut workers = Vec::with_capacity(n);
@@ -151,7 +290,12 @@ impl Server {
             } else {
                 None
             };
-            let w = Worker::new(listeners, shared.clone()).map_err(StartError::Setup)?;
+            let sock = if mgmt_socks.is_empty() {
+                None
+            } else {
+                Some(mgmt_socks.remove(0))
+            };
+            let w = Worker::new(listeners, sock, shared.clone()).map_err(StartError::Setup)?;
             workers.push(
                 w.spawn(format!("worker-{i}"), cpu)
                     .map_err(StartError::Setup)?,
@@ -163,7 +307,14 @@ impl Server {
             stop,
             workers,
             aggregator,
+            mgmt_port,
+            writer: Some(writer),
         })
+    }
+
+    /// The management SCTP port, when the endpoint is served.
+    pub fn mgmt_port(&self) -> Option<u16> {
+        self.mgmt_port
     }
 
     /// The SOCKS addresses actually bound (ephemeral ports filled in).
@@ -200,6 +351,10 @@ impl Server {
         }
         for w in self.workers {
             w.join();
+        }
+        // The workers held the writer's only senders.
+        if let Some(w) = self.writer {
+            let _ = w.join();
         }
         let totals = Arc::clone(self.aggregator.totals());
         self.aggregator.join();

@@ -1,8 +1,10 @@
-//! Name resolution off the workers: a few threads around getaddrinfo(3).
+//! Blocking work off the workers: name resolution (getaddrinfo) and slow
+//! password checks (Argon2id), on a few threads.
 //!
-//! getaddrinfo blocks, for seconds when a name server is slow, so no worker
-//! ever calls it. A worker sends a [`Query`]; a resolver thread answers on the
-//! worker's own channel and wakes its poll.
+//! getaddrinfo can block for seconds when a name server is slow, and an
+//! Argon2id check takes tens of milliseconds by design: either would stall
+//! every client of a worker. A worker sends a [`Task`]; a pool thread answers
+//! on the worker's own channel and wakes its poll.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,19 +15,49 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use super::Inbound;
+use crate::mgmt::endpoint::Reply;
+use crate::socks5::session::{Authenticator, Credentials};
+use crate::sys::sctp::AssocId;
+use crate::users::Directory;
 
-/// A name to resolve for one session of one worker.
+/// Work for the pool.
 #[derive(Debug)]
-pub struct Query {
-    /// The name (already known to be UTF-8 and not an IP literal).
-    pub host: String,
-    /// The port to put in every address.
-    pub port: u16,
-    /// The session's slab key in its worker.
-    pub key: usize,
-    /// The session's id, so that an answer for a closed session is dropped.
-    pub id: u64,
-    /// Where the answer goes.
+pub enum Job {
+    /// Resolve a name for a session.
+    Resolve {
+        /// The name (already known to be UTF-8 and not an IP literal).
+        host: String,
+        /// The port to put in every address.
+        port: u16,
+        /// The session's slab key in its worker.
+        key: usize,
+        /// The session's id, so that an answer for a closed session is dropped.
+        id: u64,
+    },
+    /// Check RFC 1929 credentials for a session.
+    Verify {
+        /// The credentials.
+        creds: Credentials,
+        /// The session's slab key.
+        key: usize,
+        /// The session's id.
+        id: u64,
+    },
+    /// Check a management log in.
+    CheckAdmin {
+        /// The credentials.
+        creds: Credentials,
+        /// The association.
+        assoc: AssocId,
+    },
+}
+
+/// A job and where its answer goes.
+#[derive(Debug)]
+pub struct Task {
+    /// The work.
+    pub job: Job,
+    /// The asking worker's inbox.
     pub reply: Sender<Inbound>,
     /// Wakes the asking worker.
     pub waker: Arc<Waker>,
@@ -34,42 +66,57 @@ pub struct Query {
 /// The pool's handle: cloning it is cheap; the threads end when every handle
 /// is dropped.
 #[derive(Debug, Clone)]
-pub struct Resolver {
-    tx: Sender<Query>,
+pub struct Pool {
+    tx: Sender<Task>,
 }
 
-impl Resolver {
-    /// Starts `threads` resolver threads.
-    pub fn start(threads: usize) -> io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Query>();
+impl Pool {
+    /// Starts `threads` threads that read users from `users`.
+    pub fn start(threads: usize, users: Arc<Directory>) -> io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Task>();
         for i in 0..threads.max(1) {
             let rx = rx.clone();
+            let users = Arc::clone(&users);
             thread::Builder::new()
-                .name(format!("resolver-{i}"))
-                .spawn(move || serve(&rx))?;
+                .name(format!("blocking-{i}"))
+                .spawn(move || serve(&rx, &users))?;
         }
-        Ok(Resolver { tx })
+        Ok(Pool { tx })
     }
 
-    /// Queues a query. Fails only when the pool is gone.
-    pub fn resolve(&self, q: Query) -> Result<(), Query> {
-        self.tx.send(q).map_err(|e| e.into_inner())
+    /// Queues a task. Fails only when the pool is gone.
+    pub fn submit(&self, t: Task) -> Result<(), Task> {
+        self.tx.send(t).map_err(|e| e.into_inner())
     }
 }
 
-fn serve(rx: &Receiver<Query>) {
-    while let Ok(q) = rx.recv() {
-        let result = lookup(&q.host, q.port);
+fn serve(rx: &Receiver<Task>, users: &Directory) {
+    while let Ok(Task { job, reply, waker }) = rx.recv() {
+        let answer = match job {
+            Job::Resolve {
+                host,
+                port,
+                key,
+                id,
+            } => Inbound::Resolved {
+                key,
+                id,
+                result: lookup(&host, port),
+            },
+            Job::Verify { creds, key, id } => {
+                let user = users.snapshot().verify(&creds.username, &creds.password);
+                Inbound::Verified { key, id, user }
+            }
+            Job::CheckAdmin { creds, assoc } => {
+                let admin = users
+                    .snapshot()
+                    .check_admin(&creds.username, &creds.password);
+                Inbound::Mgmt(Reply::LoginChecked { assoc, admin })
+            }
+        };
         // The worker may have stopped; then nobody wants the answer.
-        if q.reply
-            .send(Inbound::Resolved {
-                key: q.key,
-                id: q.id,
-                result,
-            })
-            .is_ok()
-        {
-            let _ = q.waker.wake();
+        if reply.send(answer).is_ok() {
+            let _ = waker.wake();
         }
     }
 }

@@ -6,11 +6,11 @@
 //! set up, and afterwards moves through a [`pipe::Pipe`] to the target socket.
 //! Workers share nothing on the hot path: the user table is read through a
 //! per-worker cached snapshot, counts go to the aggregator as deltas, and names
-//! are resolved by the [`resolver`] threads.
+//! are resolved and stored password hashes checked by the [`blocking`] pool.
 
+pub mod blocking;
 pub mod pipe;
 pub mod pool;
-pub mod resolver;
 pub mod timer;
 mod worker;
 
@@ -32,6 +32,17 @@ pub enum Inbound {
         /// The addresses in the order to try, or why there are none.
         result: io::Result<Vec<SocketAddr>>,
     },
+    /// A slow RFC 1929 check finished.
+    Verified {
+        /// The session's slab key.
+        key: usize,
+        /// The session's id.
+        id: u64,
+        /// The user's name, or `None` when the credentials are wrong.
+        user: Option<std::sync::Arc<str>>,
+    },
+    /// An answer for the management endpoint.
+    Mgmt(crate::mgmt::endpoint::Reply),
 }
 
 /// Settings every worker shares.

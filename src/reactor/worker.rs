@@ -11,26 +11,31 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
+use super::blocking::{Job, Pool, Task};
 use super::pipe::{Pipe, Pump, Ready};
 use super::pool::BufferPool;
-use super::resolver::{Query, Resolver};
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
+use crate::mgmt::endpoint::{self, Endpoint};
 use crate::socks5::reply_for_error;
 use crate::socks5::session::{Event, Handshake, Outcome};
 use crate::socks5::wire::{Reply, TargetAddr};
+use crate::sys::sctp::SctpSocket;
 use crate::users::{self, Directory};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 1;
 const MAX_LISTENERS: usize = 1024;
+/// The management socket.
+const MGMT: Token = Token(LISTENER_BASE - MAX_LISTENERS);
 /// Session tokens are `key * 2` (client) and `key * 2 + 1` (target).
-const MAX_SESSION_TOKEN: usize = LISTENER_BASE - MAX_LISTENERS;
+const MAX_SESSION_TOKEN: usize = LISTENER_BASE - MAX_LISTENERS - 1;
 
 /// Bytes one direction of a tunnel may move per turn before others get theirs.
 const RELAY_BUDGET: usize = 256 * 1024;
@@ -45,11 +50,13 @@ pub struct Shared {
     /// Deltas and access records go here.
     pub reports: Sender<Report>,
     /// Name resolution.
-    pub resolver: Resolver,
+    pub pool: Pool,
     /// Set when the server should stop accepting and drain.
     pub stop: Arc<AtomicBool>,
     /// Timeouts, buffer sizes and logging.
     pub config: WorkerConfig,
+    /// What the management endpoint needs, when it is served.
+    pub mgmt: Option<endpoint::Shared>,
 }
 
 /// A running worker thread.
@@ -81,6 +88,7 @@ pub struct Worker {
     sessions: Slab<Session>,
     inbox: Receiver<Inbound>,
     stop: Arc<AtomicBool>,
+    mgmt: Option<Endpoint>,
     ctx: Ctx,
 }
 
@@ -95,7 +103,7 @@ struct Ctx {
     timers: Timers,
     users: users::Reader,
     reports: Sender<Report>,
-    resolver: Resolver,
+    blocking: Pool,
     cfg: WorkerConfig,
     now: Instant,
     next_id: u64,
@@ -164,8 +172,13 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl Worker {
-    /// Builds a worker around `listeners` (non-blocking, already listening).
-    pub fn new(listeners: Vec<StdListener>, shared: Shared) -> io::Result<Self> {
+    /// Builds a worker around `listeners` (non-blocking, already listening)
+    /// and, when given, its management socket.
+    pub fn new(
+        listeners: Vec<StdListener>,
+        mgmt: Option<SctpSocket>,
+        shared: Shared,
+    ) -> io::Result<Self> {
         assert!(
             listeners.len() <= MAX_LISTENERS,
             "at most {MAX_LISTENERS} listen addresses"
@@ -181,6 +194,18 @@ impl Worker {
             mio_listeners.push(l);
         }
         let (inbox_tx, inbox) = crossbeam_channel::unbounded();
+        let mgmt = match (mgmt, shared.mgmt) {
+            (Some(sock), Some(m)) => {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+                registry.register(
+                    &mut SourceFd(&fd),
+                    MGMT,
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Some(Endpoint::new(sock, m, inbox_tx.clone(), Arc::clone(&waker)))
+            }
+            _ => None,
+        };
         let cfg = shared.config;
         Ok(Worker {
             poll,
@@ -188,6 +213,7 @@ impl Worker {
             sessions: Slab::new(),
             inbox,
             stop: shared.stop,
+            mgmt,
             ctx: Ctx {
                 registry,
                 waker,
@@ -197,7 +223,7 @@ impl Worker {
                 timers: Timers::default(),
                 users: shared.users.reader(),
                 reports: shared.reports,
-                resolver: shared.resolver,
+                blocking: shared.pool,
                 cfg,
                 now: Instant::now(),
                 next_id: 0,
@@ -230,6 +256,10 @@ impl Worker {
         let mut grace_end: Option<Instant> = None;
         loop {
             let mut timeout = self.ctx.timers.timeout(self.ctx.now);
+            if let Some(d) = self.mgmt.as_ref().and_then(Endpoint::next_deadline) {
+                let t = d.saturating_duration_since(self.ctx.now);
+                timeout = Some(timeout.map_or(t, |x| x.min(t)));
+            }
             if !self.ctx.again.is_empty() {
                 timeout = Some(Duration::ZERO);
             }
@@ -247,6 +277,11 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => self.drain_inbox(),
+                    MGMT => {
+                        if let Some(m) = self.mgmt.as_mut() {
+                            m.on_ready(self.ctx.now);
+                        }
+                    }
                     Token(t) if t > MAX_SESSION_TOKEN => self.accept(LISTENER_BASE - t),
                     Token(t) => self.on_socket_event(t, ev),
                 }
@@ -257,6 +292,11 @@ impl Worker {
                 }
             }
             self.expire_timers();
+            if let Some(m) = self.mgmt.as_mut()
+                && m.next_deadline().is_some_and(|d| d <= self.ctx.now)
+            {
+                m.tick(self.ctx.now);
+            }
 
             if grace_end.is_none() && self.stop.load(Ordering::Acquire) {
                 self.stop_accepting();
@@ -295,6 +335,12 @@ impl Worker {
         loop {
             match self.inbox.try_recv() {
                 Ok(Inbound::Resolved { key, id, result }) => self.on_resolved(key, id, result),
+                Ok(Inbound::Verified { key, id, user }) => self.on_verified(key, id, user),
+                Ok(Inbound::Mgmt(reply)) => {
+                    if let Some(m) = self.mgmt.as_mut() {
+                        m.on_reply(reply, self.ctx.now);
+                    }
+                }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
@@ -418,6 +464,25 @@ impl Worker {
         self.settle(key, next);
     }
 
+    fn on_verified(&mut self, key: usize, id: u64, user: Option<Arc<str>>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let Phase::Handshake(hs) = &mut s.phase else {
+            return;
+        };
+        if s.id != id {
+            return;
+        }
+        let event = hs.verified(user);
+        let next = match handshake_event(s, key, event, &mut self.ctx) {
+            Some(next) => next,
+            // Authenticated: parse what the client sent meanwhile.
+            None => handshake_step(s, key, &mut self.ctx),
+        };
+        self.settle(key, next);
+    }
+
     fn drive(&mut self, key: usize) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
@@ -492,6 +557,18 @@ impl Worker {
     }
 }
 
+impl Ctx {
+    /// Hands a job to the blocking pool; `false` if the pool is gone.
+    fn submit(&mut self, job: Job) -> bool {
+        let task = Task {
+            job,
+            reply: self.inbox_tx.clone(),
+            waker: Arc::clone(&self.waker),
+        };
+        self.blocking.submit(task).is_ok()
+    }
+}
+
 impl Session {
     /// The earliest moment this session must be looked at again.
     fn deadline(&self, cfg: &WorkerConfig) -> Option<Instant> {
@@ -533,6 +610,58 @@ fn queue_reply(s: &mut Session, hs: &mut Handshake, ctx: &mut Ctx) {
     }
 }
 
+/// Acts on what the handshake asked for; `None` to go on reading.
+fn handshake_event(
+    s: &mut Session,
+    key: usize,
+    event: Event,
+    ctx: &mut Ctx,
+) -> Option<io::Result<Next>> {
+    let Phase::Handshake(hs) = &mut s.phase else {
+        unreachable!("in handshake")
+    };
+    if let Some(t) = hs.poll_transmit() {
+        s.down.push_control(t.as_bytes(), &mut ctx.pool);
+    }
+    match event {
+        Event::Partial => None,
+        Event::Verify(creds) => {
+            if !ctx.submit(Job::Verify {
+                creds,
+                key,
+                id: s.id,
+            }) {
+                return Some(Ok(Next::Close));
+            }
+            None
+        }
+        Event::Connect(target) => {
+            s.log.user = hs.user().cloned();
+            s.log.target = Some(target.clone());
+            let Phase::Handshake(hs) = mem::replace(&mut s.phase, Phase::Relay) else {
+                unreachable!("in handshake")
+            };
+            Some(begin_connect(s, key, hs, &target, ctx))
+        }
+        Event::Close(outcome) => {
+            s.log.user = hs.user().cloned();
+            s.log.result = match outcome {
+                Outcome::BadVersion => AccessResult::BadVersion,
+                Outcome::NoAcceptableMethod => AccessResult::NoAcceptableMethod,
+                Outcome::AuthFailed => {
+                    ctx.counters.auth_failed += 1;
+                    AccessResult::AuthFailed
+                }
+                Outcome::Rejected(reply) => {
+                    ctx.counters.connect_failed += 1;
+                    AccessResult::Reply(reply)
+                }
+            };
+            Some(start_linger(s, key, ctx))
+        }
+    }
+}
+
 fn handshake_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     loop {
         if s.up.pending() > 0 {
@@ -541,35 +670,8 @@ fn handshake_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next
             };
             let (used, event) = hs.handle_input(s.up.data(), ctx.users.table());
             s.up.consume(used);
-            if let Some(t) = hs.poll_transmit() {
-                s.down.push_control(t.as_bytes(), &mut ctx.pool);
-            }
-            match event {
-                Event::Partial => {}
-                Event::Connect(target) => {
-                    s.log.user = hs.user().cloned();
-                    s.log.target = Some(target.clone());
-                    let Phase::Handshake(hs) = mem::replace(&mut s.phase, Phase::Relay) else {
-                        unreachable!("in handshake")
-                    };
-                    return begin_connect(s, key, hs, &target, ctx);
-                }
-                Event::Close(outcome) => {
-                    s.log.user = hs.user().cloned();
-                    s.log.result = match outcome {
-                        Outcome::BadVersion => AccessResult::BadVersion,
-                        Outcome::NoAcceptableMethod => AccessResult::NoAcceptableMethod,
-                        Outcome::AuthFailed => {
-                            ctx.counters.auth_failed += 1;
-                            AccessResult::AuthFailed
-                        }
-                        Outcome::Rejected(reply) => {
-                            ctx.counters.connect_failed += 1;
-                            AccessResult::Reply(reply)
-                        }
-                    };
-                    return start_linger(s, key, ctx);
-                }
+            if let Some(next) = handshake_event(s, key, event, ctx) {
+                return next;
             }
         }
         flush_down(s, ctx)?;
@@ -620,16 +722,14 @@ fn begin_connect(
             if let Ok(ip) = literal.parse::<IpAddr>() {
                 direct(s, hs, SocketAddr::new(ip, *port));
             } else {
-                let q = Query {
+                let job = Job::Resolve {
                     host: host.to_owned(),
                     port: *port,
                     key,
                     id: s.id,
-                    reply: ctx.inbox_tx.clone(),
-                    waker: Arc::clone(&ctx.waker),
                 };
                 s.phase = Phase::Resolving(hs);
-                if ctx.resolver.resolve(q).is_err() {
+                if !ctx.submit(job) {
                     return fail(s, key, Reply::GeneralFailure, ctx);
                 }
                 flush_down(s, ctx)?;

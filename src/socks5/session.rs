@@ -20,8 +20,29 @@ pub trait Authenticator {
     fn requires_auth(&self) -> bool;
 
     /// Checks a username and password in constant time with respect to the
-    /// password; returns the user's name on success.
+    /// password; returns the user's name on success. May be slow (a stored
+    /// Argon2id hash): a worker calls `check` instead.
     fn verify(&self, username: &[u8], password: &[u8]) -> Option<Arc<str>>;
+
+    /// Checks a username and password if that is quick; `Verdict::Defer`
+    /// when only the slow `verify` can tell, which then runs off the worker.
+    fn check(&self, username: &[u8], password: &[u8]) -> Verdict {
+        match self.verify(username, password) {
+            Some(name) => Verdict::Accept(name),
+            None => Verdict::Reject,
+        }
+    }
+}
+
+/// The quick answer to a log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The password is right.
+    Accept(Arc<str>),
+    /// The password is wrong (or the user unknown).
+    Reject,
+    /// Only the slow check can tell.
+    Defer,
 }
 
 /// What the reactor must do next.
@@ -33,6 +54,37 @@ pub enum Event {
     Connect(TargetAddr),
     /// Send what `poll_transmit` holds, then close the connection.
     Close(Outcome),
+    /// Check these credentials with the slow `Authenticator::verify` off the
+    /// worker, then call `verified`. Nothing more is read until then.
+    Verify(Credentials),
+}
+
+/// A user name and password waiting for a slow check. The password is
+/// wiped when this is dropped and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name as sent.
+    pub username: Vec<u8>,
+    /// The password as sent.
+    pub password: Vec<u8>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &String::from_utf8_lossy(&self.username))
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        // `black_box` keeps the compiler from skipping writes to memory that
+        // is about to be freed.
+        self.password.fill(0);
+        std::hint::black_box(&mut self.password);
+    }
 }
 
 /// Why a handshake ended without a tunnel.
@@ -86,6 +138,8 @@ enum State {
     Greeting,
     Auth,
     Request,
+    /// RFC 1929 credentials are being checked off the worker.
+    Verifying,
     /// Request parsed; waiting for `connected` or `failed`.
     Connecting,
     /// Success reply queued: the tunnel is open.
@@ -149,7 +203,7 @@ impl Handshake {
                 State::Greeting => self.on_greeting(rest, auth),
                 State::Auth => self.on_auth(rest, auth),
                 State::Request => self.on_request(rest),
-                State::Connecting | State::Established | State::Closed => {
+                State::Verifying | State::Connecting | State::Established | State::Closed => {
                     return (used, Event::Partial);
                 }
             };
@@ -204,19 +258,53 @@ impl Handshake {
                 return self.close(&wire::emit_auth_status(false), Outcome::BadVersion, 0);
             }
         };
-        match auth.verify(req.username, req.password) {
-            Some(name) => {
+        match auth.check(req.username, req.password) {
+            Verdict::Accept(name) => {
                 self.user = Some(name);
                 self.out.push(&wire::emit_auth_status(true));
                 self.state = State::Request;
                 Step::Consumed(n)
             }
-            None => {
+            Verdict::Reject => {
                 self.user = Some(String::from_utf8_lossy(req.username).into());
-                // RFC 1929: "If the server returns a `failure' (STATUS value other
-                // than X'00') status, it MUST close the connection."
-                self.close(&wire::emit_auth_status(false), Outcome::AuthFailed, n)
+                self.auth_failed(n)
             }
+            Verdict::Defer => {
+                self.user = Some(String::from_utf8_lossy(req.username).into());
+                self.state = State::Verifying;
+                let creds = Credentials {
+                    username: req.username.to_vec(),
+                    password: req.password.to_vec(),
+                };
+                Step::Done(n, Event::Verify(creds))
+            }
+        }
+    }
+
+    fn auth_failed(&mut self, used: usize) -> Step {
+        // RFC 1929: "If the server returns a `failure' (STATUS value other
+        // than X'00') status, it MUST close the connection."
+        self.close(&wire::emit_auth_status(false), Outcome::AuthFailed, used)
+    }
+
+    /// The answer to `Event::Verify`: the user's name, or `None` when the
+    /// credentials are wrong. Returns `Event::Partial` to go on reading, or
+    /// `Event::Close` after a failure.
+    pub fn verified(&mut self, user: Option<Arc<str>>) -> Event {
+        if self.state != State::Verifying {
+            return Event::Partial;
+        }
+        match user {
+            Some(name) => {
+                self.user = Some(name);
+                self.out.push(&wire::emit_auth_status(true));
+                self.state = State::Request;
+                Event::Partial
+            }
+            None => match self.auth_failed(0) {
+                Step::Done(_, event) => event,
+                Step::Consumed(_) | Step::Partial => unreachable!("auth_failed closes"),
+            },
         }
     }
 
@@ -228,7 +316,11 @@ impl Handshake {
                 return self.reject(Reply::AddressTypeNotSupported, 0);
             }
             Err(WireError::Version(_)) => {
-                return self.reject(Reply::GeneralFailure, 0);
+                // X'01' tells the client; the outcome is BadVersion, not a
+                // refused request (no connect was ever asked for).
+                let mut reply = [0u8; wire::MAX_REPLY_LEN];
+                let len = wire::emit_reply(Reply::GeneralFailure, wire::UNSPECIFIED, &mut reply);
+                return self.close(&reply[..len], Outcome::BadVersion, 0);
             }
         };
         match req.command {
@@ -281,3 +373,7 @@ enum Step {
     Partial,
     Done(usize, Event),
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -58,7 +58,11 @@ pub type AssocId = libc::sctp_assoc_t;
 macro_rules! syscall {
     ($e:expr) => {{
         let r = $e;
-        if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+        if r == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
     }};
 }
 
@@ -108,7 +112,9 @@ fn sockaddr_in(a: &SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.ip().octets()),
+        },
         sin_zero: [0; 8],
     }
 }
@@ -118,7 +124,9 @@ fn sockaddr_in6(a: &SocketAddrV6) -> libc::sockaddr_in6 {
         sin6_family: libc::AF_INET6 as libc::sa_family_t,
         sin6_port: a.port().to_be(),
         sin6_flowinfo: a.flowinfo(),
-        sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+        sin6_addr: libc::in6_addr {
+            s6_addr: a.ip().octets(),
+        },
         sin6_scope_id: a.scope_id(),
     }
 }
@@ -185,22 +193,45 @@ impl SctpSocket {
     /// the same address set or `listen` fails with EEXIST.
     pub fn listen_many(addrs: &[IpAddr], port: u16, reuseport: bool) -> io::Result<SctpSocket> {
         if addrs.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to bind",
+            ));
         }
         // An AF_INET6 socket with IPV6_V6ONLY off takes IPv4 addresses too,
         // so one socket serves both families (IPv4 peers appear v4-mapped).
         let any_v6 = addrs.iter().any(IpAddr::is_ipv6);
-        let family = if any_v6 { libc::AF_INET6 } else { libc::AF_INET };
+        let family = if any_v6 {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
         let fd = socket(family, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK)?;
         let raw = fd.as_raw_fd();
         if any_v6 {
-            setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &0 as &libc::c_int)?;
+            setsockopt(
+                raw,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                &0 as &libc::c_int,
+            )?;
         }
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as &libc::c_int)?;
+        setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &1 as &libc::c_int,
+        )?;
         if reuseport {
-            setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, &1 as &libc::c_int)?;
+            setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEPORT,
+                &1 as &libc::c_int,
+            )?;
         }
-        let sockaddrs: Vec<SocketAddr> = addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        let sockaddrs: Vec<SocketAddr> =
+            addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
         let packed = pack_addrs(&sockaddrs);
         // SAFETY: `packed` holds `packed.len()` bytes of sockaddrs for the call.
         syscall!(unsafe {
@@ -221,7 +252,11 @@ impl SctpSocket {
             sn::SENDER_DRY_EVENT,
             sn::SEND_FAILED_EVENT,
         ] {
-            let ev = SctpEvent { se_assoc_id: libc::SCTP_FUTURE_ASSOC, se_type: ty, se_on: 1 };
+            let ev = SctpEvent {
+                se_assoc_id: libc::SCTP_FUTURE_ASSOC,
+                se_type: ty,
+                se_on: 1,
+            };
             setsockopt(raw, SOL_SCTP, SCTP_EVENT, &ev)?;
         }
         // SAFETY: `raw` is a valid socket owned by `fd`.
@@ -231,7 +266,11 @@ impl SctpSocket {
 
     /// A blocking one-to-one (SOCK_STREAM) socket connected to `addr`.
     pub fn connect(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<SctpSocket> {
-        let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let family = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
         let fd = socket(family, libc::SOCK_STREAM)?;
         let s = SctpSocket { fd };
         if let Some(t) = timeout {
@@ -266,6 +305,31 @@ impl SctpSocket {
         Ok(s)
     }
 
+    /// The local port (after binding to port 0).
+    pub fn local_port(&self) -> io::Result<u16> {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+        let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `ss` and `len` are valid for writing for the call.
+        syscall!(unsafe {
+            libc::getsockname(
+                self.as_raw_fd(),
+                (&mut ss as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
+        })?;
+        // Both sockaddr_in and sockaddr_in6 keep the port right after the
+        // family, in network order.
+        // SAFETY: the kernel wrote at least the family and port.
+        let port = unsafe {
+            match ss.ss_family as libc::c_int {
+                libc::AF_INET => (*(&ss as *const _ as *const libc::sockaddr_in)).sin_port,
+                _ => (*(&ss as *const _ as *const libc::sockaddr_in6)).sin6_port,
+            }
+        };
+        Ok(u16::from_be(port))
+    }
+
     /// Sets SO_RCVTIMEO and SO_SNDTIMEO (blocking sockets).
     pub fn set_timeouts(&self, t: Duration) -> io::Result<()> {
         let tv = libc::timeval {
@@ -284,7 +348,10 @@ impl SctpSocket {
 
     /// Receives one piece of a message or notification into `buf`.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         // Room for one SCTP_RCVINFO cmsg, aligned for cmsghdr.
         let mut control = [0u64; 16];
         // SAFETY: msghdr is plain old data; all-zero is a valid starting value.
@@ -322,7 +389,13 @@ impl SctpSocket {
 
     /// Sends one whole message on `assoc`'s `stream` (one-to-many), or on the
     /// connected association (one-to-one, where `assoc` is ignored).
-    pub fn send(&self, assoc: AssocId, stream: u16, data: &[u8], kind: SendKind) -> io::Result<usize> {
+    pub fn send(
+        &self,
+        assoc: AssocId,
+        stream: u16,
+        data: &[u8],
+        kind: SendKind,
+    ) -> io::Result<usize> {
         let flags = match kind {
             SendKind::Data => 0,
             SendKind::Eof => libc::SCTP_EOF,
@@ -335,14 +408,18 @@ impl SctpSocket {
             snd_context: 0,
             snd_assoc_id: assoc,
         };
-        let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut _,
+            iov_len: data.len(),
+        };
         let mut control = [0u64; 8];
         // SAFETY: msghdr is plain old data; all-zero is a valid starting value.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(mem::size_of::<libc::sctp_sndinfo>() as u32) } as usize;
+        let space =
+            unsafe { libc::CMSG_SPACE(mem::size_of::<libc::sctp_sndinfo>() as u32) } as usize;
         debug_assert!(space <= mem::size_of_val(&control));
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = space;
@@ -382,7 +459,10 @@ impl SctpSocket {
                 continue;
             }
             if msg.len() + r.len > max {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "SCTP message too long"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "SCTP message too long",
+                ));
             }
             msg.extend_from_slice(&buf[..r.len]);
             if r.eor {
@@ -394,7 +474,8 @@ impl SctpSocket {
 
 fn socket(family: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the returned descriptor is owned below.
-    let fd = syscall!(unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, libc::IPPROTO_SCTP) })?;
+    let fd =
+        syscall!(unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, libc::IPPROTO_SCTP) })?;
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -449,19 +530,26 @@ impl Notification {
         Some(match ty {
             // struct sctp_assoc_change: type, flags, length(u32), state, error,
             // outbound, inbound, assoc_id at 16.
-            sn::ASSOC_CHANGE => {
-                Notification::AssocChange { assoc: i32_at(b, 16)?, state: u16_at(b, 8)? }
-            }
+            sn::ASSOC_CHANGE => Notification::AssocChange {
+                assoc: i32_at(b, 16)?,
+                state: u16_at(b, 8)?,
+            },
             // sctp_shutdown_event / sctp_sender_dry_event: assoc_id at 8.
-            sn::SHUTDOWN_EVENT => Notification::Shutdown { assoc: i32_at(b, 8)? },
-            sn::SENDER_DRY_EVENT => Notification::SenderDry { assoc: i32_at(b, 8)? },
+            sn::SHUTDOWN_EVENT => Notification::Shutdown {
+                assoc: i32_at(b, 8)?,
+            },
+            sn::SENDER_DRY_EVENT => Notification::SenderDry {
+                assoc: i32_at(b, 8)?,
+            },
             // sctp_pdapi_event: type, flags, length, indication(u32), assoc_id at 12.
-            sn::PARTIAL_DELIVERY_EVENT => {
-                Notification::PartialDeliveryAborted { assoc: i32_at(b, 12)? }
-            }
+            sn::PARTIAL_DELIVERY_EVENT => Notification::PartialDeliveryAborted {
+                assoc: i32_at(b, 12)?,
+            },
             // sctp_send_failed_event: type, flags, length, error(u32),
             // sndinfo(16 bytes, assoc id last), assoc_id at 28.
-            sn::SEND_FAILED_EVENT => Notification::SendFailed { assoc: i32_at(b, 28)? },
+            sn::SEND_FAILED_EVENT => Notification::SendFailed {
+                assoc: i32_at(b, 28)?,
+            },
             other => Notification::Other(other),
         })
     }
@@ -482,8 +570,10 @@ mod tests {
 
     #[test]
     fn packs_mixed_addresses() {
-        let a: Vec<SocketAddr> =
-            vec!["127.0.0.1:8080".parse().unwrap(), "[::1]:8080".parse().unwrap()];
+        let a: Vec<SocketAddr> = vec![
+            "127.0.0.1:8080".parse().unwrap(),
+            "[::1]:8080".parse().unwrap(),
+        ];
         let p = pack_addrs(&a);
         assert_eq!(p.len(), 16 + 28);
         assert_eq!(u16::from_ne_bytes([p[0], p[1]]), libc::AF_INET as u16);
@@ -501,12 +591,18 @@ mod tests {
         ac[16..20].copy_from_slice(&7i32.to_ne_bytes());
         assert_eq!(
             Notification::parse(&ac),
-            Some(Notification::AssocChange { assoc: 7, state: assoc_state::COMM_LOST })
+            Some(Notification::AssocChange {
+                assoc: 7,
+                state: assoc_state::COMM_LOST
+            })
         );
         let mut dry = vec![0u8; 12];
         dry[0..2].copy_from_slice(&sn::SENDER_DRY_EVENT.to_ne_bytes());
         dry[8..12].copy_from_slice(&3i32.to_ne_bytes());
-        assert_eq!(Notification::parse(&dry), Some(Notification::SenderDry { assoc: 3 }));
+        assert_eq!(
+            Notification::parse(&dry),
+            Some(Notification::SenderDry { assoc: 3 })
+        );
         assert_eq!(Notification::parse(&dry[..10]), None);
         assert_eq!(Notification::parse(&[]), None);
     }

@@ -5,16 +5,19 @@
 //! one with a single atomic load per authentication. Nothing blocks a worker for
 //! longer than one `Arc` clone under a read lock, and only when the table changed.
 
+pub mod file;
+pub mod store;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::socks5::session::Authenticator;
+use crate::socks5::session::{Authenticator, Verdict};
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,9 +28,25 @@ pub enum Role {
     Admin,
 }
 
-/// A salted SHA-256 digest of a password. The password itself is never kept.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret([u8; 32]);
+/// What socks5d knows of a password. The password itself is never kept.
+///
+/// `fast` is a salted SHA-256 digest, known once the password has been seen
+/// (given at start-up or in a management request, or checked once against
+/// the stored hash); checking it costs a microsecond. `stored` is the
+/// Argon2id hash of the users file, checked only until `fast` is known.
+#[derive(Clone, Default)]
+pub struct Secret {
+    fast: Arc<OnceLock<[u8; 32]>>,
+    stored: Option<file::PasswordHash>,
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.fast.get() == other.fast.get() && self.stored == other.stored
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -49,19 +68,69 @@ fn process_salt() -> &'static [u8; 16] {
     })
 }
 
+fn digest(password: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(process_salt());
+    h.update(password);
+    h.finalize().into()
+}
+
 impl Secret {
-    /// The digest of `password`.
+    /// A secret for a password given in plain text (no stored hash).
     pub fn new(password: &[u8]) -> Self {
-        let mut h = Sha256::new();
-        h.update(process_salt());
-        h.update(password);
-        Secret(h.finalize().into())
+        Secret {
+            fast: Arc::new(OnceLock::from(digest(password))),
+            stored: None,
+        }
+    }
+
+    /// A secret for a password given in plain text, with its stored hash.
+    pub fn with_hash(password: &[u8], hash: file::PasswordHash) -> Self {
+        Secret {
+            fast: Arc::new(OnceLock::from(digest(password))),
+            stored: Some(hash),
+        }
+    }
+
+    /// A secret known only by its stored hash (loaded from the users file).
+    pub fn from_stored(hash: file::PasswordHash) -> Self {
+        Secret {
+            fast: Arc::new(OnceLock::new()),
+            stored: Some(hash),
+        }
+    }
+
+    /// The stored hash, if any.
+    pub fn stored(&self) -> Option<&file::PasswordHash> {
+        self.stored.as_ref()
+    }
+
+    /// Whether `password` is this secret's password, if that can be told
+    /// quickly (in constant time); `None` when only the stored hash can tell.
+    pub fn quick(&self, password: &[u8]) -> Option<bool> {
+        match (self.fast.get(), &self.stored) {
+            (Some(known), _) => Some(known.ct_eq(&digest(password)).into()),
+            (None, Some(_)) => None,
+            (None, None) => Some(false),
+        }
     }
 
     /// Whether `password` is this secret's password, in constant time.
+    ///
+    /// Until the password has been seen this checks the Argon2id hash, which
+    /// takes tens of milliseconds; a success makes later checks fast.
     pub fn verify(&self, password: &[u8]) -> bool {
-        let candidate = Secret::new(password);
-        self.0.ct_eq(&candidate.0).into()
+        let candidate = digest(password);
+        if let Some(known) = self.fast.get() {
+            return known.ct_eq(&candidate).into();
+        }
+        match &self.stored {
+            Some(hash) if file::verify_password(hash, password) => {
+                let _ = self.fast.set(candidate);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -147,6 +216,11 @@ impl UserTable {
         self.users.values()
     }
 
+    /// Users in name order with their names as stored (bytes, exactly as given).
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &User)> {
+        self.users.iter().map(|(k, u)| (&**k, u))
+    }
+
     /// Adds a user.
     pub fn add(&mut self, name: &[u8], password: &[u8], role: Role) -> Result<(), UserError> {
         if !valid_name(name) {
@@ -158,13 +232,60 @@ impl UserTable {
         if self.users.contains_key(name) {
             return Err(UserError::Exists);
         }
+        self.insert(name, role, Secret::new(password));
+        Ok(())
+    }
+
+    /// Adds or replaces a user with a prepared secret. The name must be valid.
+    pub fn insert(&mut self, name: &[u8], role: Role, secret: Secret) {
+        debug_assert!(valid_name(name));
         let user = User {
             name: String::from_utf8_lossy(name).into(),
             role,
-            secret: Secret::new(password),
+            secret,
         };
         self.users.insert(name.into(), user);
+    }
+
+    /// Changes a user's secret. Fails if there is no such user.
+    pub fn set_secret(&mut self, name: &[u8], secret: Secret) -> Result<(), UserError> {
+        let user = self.users.get_mut(name).ok_or(UserError::NoSuchUser)?;
+        user.secret = secret;
         Ok(())
+    }
+
+    /// The administrator called `name` if `password` is theirs; `None` for a
+    /// wrong password, an unknown user and a non-administrator alike, after
+    /// the same work: every refusal costs one Argon2id check, so that its
+    /// timing tells nothing about which names exist.
+    pub fn check_admin(&self, name: &[u8], password: &[u8]) -> Option<Arc<str>> {
+        let user = self.users.get(name);
+        if let Some(u) = user
+            && u.role == Role::Admin
+            && u.secret.verify(password)
+        {
+            return Some(Arc::clone(&u.name));
+        }
+        // A refusal that did not already run Argon2id runs it now.
+        let slow_done = user.is_some_and(|u| u.secret.quick(password).is_none());
+        if !slow_done {
+            file::verify_password(dummy_hash(), password);
+        }
+        None
+    }
+
+    /// The users as records of the users file. Users with no stored hash
+    /// (given in plain text without a users file) are left out.
+    pub fn records(&self) -> Vec<file::Record> {
+        self.entries()
+            .filter_map(|(name, u)| {
+                Some(file::Record {
+                    name: name.to_vec(),
+                    role: u.role,
+                    hash: u.secret.stored()?.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Removes a user.
@@ -193,18 +314,43 @@ impl Authenticator for UserTable {
         !self.users.is_empty()
     }
 
+    fn check(&self, username: &[u8], password: &[u8]) -> Verdict {
+        match self.users.get(username) {
+            Some(user) => match user.secret.quick(password) {
+                Some(true) => Verdict::Accept(Arc::clone(&user.name)),
+                Some(false) => Verdict::Reject,
+                None => Verdict::Defer,
+            },
+            None => {
+                dummy_verify(password);
+                Verdict::Reject
+            }
+        }
+    }
+
     fn verify(&self, username: &[u8], password: &[u8]) -> Option<Arc<str>> {
-        static DUMMY: OnceLock<Secret> = OnceLock::new();
         match self.users.get(username) {
             Some(user) if user.secret.verify(password) => Some(Arc::clone(&user.name)),
             Some(_) => None,
             None => {
-                // Spend the same work on an unknown name as on a wrong password.
-                let _ = DUMMY.get_or_init(|| Secret::new(b"")).verify(password);
+                dummy_verify(password);
                 None
             }
         }
     }
+}
+
+/// An Argon2id hash of nothing in particular, at the default cost, to spend
+/// on refusals the work a real check costs.
+fn dummy_hash() -> &'static file::PasswordHash {
+    static DUMMY: OnceLock<file::PasswordHash> = OnceLock::new();
+    DUMMY.get_or_init(|| file::hash_password(b"socks5d dummy password"))
+}
+
+/// Spends on an unknown name the work a known name with a wrong password costs.
+fn dummy_verify(password: &[u8]) {
+    static DUMMY: OnceLock<Secret> = OnceLock::new();
+    let _ = DUMMY.get_or_init(|| Secret::new(b"")).verify(password);
 }
 
 /// The shared, replaceable user table.
@@ -212,6 +358,9 @@ impl Authenticator for UserTable {
 pub struct Directory {
     version: AtomicU64,
     current: RwLock<Arc<UserTable>>,
+    /// Serialises writers, who may take long (hashing, fsync) without ever
+    /// holding `current` for more than the swap of an `Arc`.
+    writer: Mutex<()>,
 }
 
 impl Directory {
@@ -220,6 +369,7 @@ impl Directory {
         Arc::new(Directory {
             version: AtomicU64::new(0),
             current: RwLock::new(Arc::new(table)),
+            writer: Mutex::new(()),
         })
     }
 
@@ -236,10 +386,10 @@ impl Directory {
         &self,
         change: impl FnOnce(&mut UserTable) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = UserTable::clone(&guard);
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = UserTable::clone(&self.snapshot());
         let out = change(&mut next)?;
-        *guard = Arc::new(next);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         self.version.fetch_add(1, Ordering::Release);
         Ok(out)
     }

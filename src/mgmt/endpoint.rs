@@ -1,0 +1,451 @@
+//! A worker's share of the management endpoint: one SCTP one-to-many
+//! socket (SO_REUSEPORT: each association stays on one worker's socket),
+//! its associations, their reassembly buffers and their send queues.
+//!
+//! SCTP-NOTES.md: with the default `net.sctp.sndbuf_policy=0` the send
+//! buffer is shared by every association of the socket, so one peer that
+//! stops reading could make sends to all others fail. Each association may
+//! therefore have at most [`SHARE`] bytes in the kernel that it has not yet
+//! acknowledged (reset by SENDER_DRY); the rest waits in its own queue, which
+//! is bounded, and an association whose queue does not drain is aborted.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+
+use super::session::{Action, Backend, Session, UserChange};
+use super::wire::{MAX_REQUEST, Status};
+use crate::metrics::{Snapshot, Totals};
+use crate::reactor::Inbound;
+use crate::reactor::blocking::{Job, Pool, Task};
+use crate::sys::sctp::{AssocId, Notification, SctpSocket, SendKind, assoc_state};
+use crate::users::{Directory, UserTable};
+
+/// Unacknowledged bytes one association may have in the shared send buffer.
+pub const SHARE: usize = 64 * 1024;
+/// Bytes an association may have queued beyond its share before it is aborted.
+pub const QUEUE_LIMIT: usize = 256 * 1024;
+/// How long an association may go without draining its queue.
+pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// PROTOCOL section 6: "The server closes an association that sends nothing
+/// for 5 minutes."
+pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
+
+/// A user change for the users' writer, answered on the worker's inbox.
+#[derive(Debug)]
+pub struct ChangeRequest {
+    /// What to change.
+    pub change: UserChange,
+    /// The association waiting for the answer.
+    pub assoc: AssocId,
+    /// Where the answer goes.
+    pub reply: Sender<Inbound>,
+    /// Wakes the worker.
+    pub waker: Arc<Waker>,
+}
+
+/// Answers to a worker's management associations.
+#[derive(Debug)]
+pub enum Reply {
+    /// A log in was checked: the administrator's name, or `None`.
+    LoginChecked {
+        /// The association.
+        assoc: AssocId,
+        /// The administrator, when the log in is good.
+        admin: Option<Arc<str>>,
+    },
+    /// A user change finished with this status.
+    ChangeDone {
+        /// The association.
+        assoc: AssocId,
+        /// The response status.
+        status: Status,
+    },
+}
+
+/// What the endpoint shares with the rest of the server.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Counter totals.
+    pub totals: Arc<Totals>,
+    /// The user table.
+    pub users: Arc<Directory>,
+    /// The users' writer.
+    pub changes: Sender<ChangeRequest>,
+    /// Slow password checks.
+    pub pool: Pool,
+}
+
+struct View<'a> {
+    totals: &'a Totals,
+    users: &'a Directory,
+}
+
+impl Backend for View<'_> {
+    fn metrics(&self) -> Snapshot {
+        self.totals.snapshot()
+    }
+
+    fn users(&self) -> Arc<UserTable> {
+        self.users.snapshot()
+    }
+}
+
+enum Out {
+    Message(u16, Vec<u8>),
+    Eof,
+}
+
+struct Assoc {
+    session: Session,
+    /// The message being reassembled (at most MAX_REQUEST + 1 bytes kept).
+    rx: Vec<u8>,
+    rx_stream: u16,
+    queue: VecDeque<Out>,
+    queued: usize,
+    in_kernel: usize,
+    stalled_since: Option<Instant>,
+    last_rx: Instant,
+    /// SCTP_EOF was sent; nothing more is read or sent.
+    closing: bool,
+}
+
+/// The endpoint of one worker.
+pub struct Endpoint {
+    sock: SctpSocket,
+    assocs: HashMap<AssocId, Assoc>,
+    buf: Box<[u8]>,
+    notification: Vec<u8>,
+    shared: Shared,
+    inbox: Sender<Inbound>,
+    waker: Arc<Waker>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("associations", &self.assocs.len())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// Wraps a listening one-to-many socket.
+    pub fn new(
+        sock: SctpSocket,
+        shared: Shared,
+        inbox: Sender<Inbound>,
+        waker: Arc<Waker>,
+    ) -> Self {
+        Endpoint {
+            sock,
+            assocs: HashMap::new(),
+            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+            notification: Vec::new(),
+            shared,
+            inbox,
+            waker,
+        }
+    }
+
+    /// The socket, for registration with the poll.
+    pub fn socket(&self) -> &SctpSocket {
+        &self.sock
+    }
+
+    /// Associations open now.
+    pub fn associations(&self) -> usize {
+        self.assocs.len()
+    }
+
+    /// Reads until the socket is drained, then sends what can be sent.
+    pub fn on_ready(&mut self, now: Instant) {
+        for _ in 0..1024 {
+            let r = match self.sock.recv(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("management socket: recv: {e}");
+                    break;
+                }
+            };
+            if r.notification {
+                self.notification.extend_from_slice(&self.buf[..r.len]);
+                if r.eor {
+                    let n = std::mem::take(&mut self.notification);
+                    self.on_notification(&n, now);
+                }
+            } else {
+                self.on_data(r.assoc, r.stream, r.len, r.eor, now);
+            }
+        }
+        self.flush_all(now);
+    }
+
+    fn on_notification(&mut self, n: &[u8], now: Instant) {
+        match Notification::parse(n) {
+            Some(Notification::AssocChange { assoc, state }) => match state {
+                assoc_state::COMM_UP => {
+                    self.assocs.insert(assoc, Assoc::new(now));
+                }
+                assoc_state::RESTART => {
+                    // The peer restarted: a new session, logged out.
+                    self.assocs.insert(assoc, Assoc::new(now));
+                }
+                _ => {
+                    self.assocs.remove(&assoc);
+                }
+            },
+            Some(Notification::SenderDry { assoc }) => {
+                if let Some(a) = self.assocs.get_mut(&assoc) {
+                    a.in_kernel = 0;
+                }
+            }
+            Some(Notification::PartialDeliveryAborted { assoc }) => {
+                if let Some(a) = self.assocs.get_mut(&assoc) {
+                    a.rx.clear();
+                }
+            }
+            Some(Notification::Shutdown { .. } | Notification::SendFailed { .. })
+            | Some(Notification::Other(_))
+            | None => {}
+        }
+    }
+
+    fn on_data(&mut self, assoc: AssocId, stream: u16, len: usize, eor: bool, now: Instant) {
+        let a = self.assocs.entry(assoc).or_insert_with(|| Assoc::new(now));
+        if a.closing {
+            return;
+        }
+        a.last_rx = now;
+        if a.rx.is_empty() {
+            a.rx_stream = stream;
+        }
+        // Keep one byte past the limit: enough for the parsers to see that the
+        // message is too long (PROTOCOL section 1: "A longer request is
+        // malformed"), without buffering whatever a peer sends.
+        let room = (MAX_REQUEST + 1).saturating_sub(a.rx.len());
+        a.rx.extend_from_slice(&self.buf[..len.min(room)]);
+        if !eor {
+            return;
+        }
+        let msg = std::mem::take(&mut a.rx);
+        let view = View {
+            totals: &self.shared.totals,
+            users: &self.shared.users,
+        };
+        if a.session.handle_message(a.rx_stream, &msg, &view).is_err() {
+            log::warn!("management association {assoc}: too many requests in flight; aborting");
+            self.abort(assoc);
+            return;
+        }
+        a.rx = msg;
+        a.rx.clear();
+        self.run_actions(assoc);
+    }
+
+    /// Carries out what the session of `assoc` asks for.
+    fn run_actions(&mut self, assoc: AssocId) {
+        loop {
+            let Some(a) = self.assocs.get_mut(&assoc) else {
+                return;
+            };
+            let Some(action) = a.session.poll_action() else {
+                return;
+            };
+            match action {
+                Action::Send { stream, message } => {
+                    a.queued += message.len();
+                    a.queue.push_back(Out::Message(stream, message));
+                    if a.queued > QUEUE_LIMIT {
+                        log::warn!("management association {assoc}: does not read; aborting");
+                        self.abort(assoc);
+                        return;
+                    }
+                }
+                Action::Shutdown => a.queue.push_back(Out::Eof),
+                Action::CheckLogin(creds) => {
+                    let task = Task {
+                        job: Job::CheckAdmin { creds, assoc },
+                        reply: self.inbox.clone(),
+                        waker: Arc::clone(&self.waker),
+                    };
+                    if self.shared.pool.submit(task).is_err() {
+                        let view = View {
+                            totals: &self.shared.totals,
+                            users: &self.shared.users,
+                        };
+                        a.session.login_checked(None, &view);
+                    }
+                }
+                Action::Change(change) => {
+                    let req = ChangeRequest {
+                        change,
+                        assoc,
+                        reply: self.inbox.clone(),
+                        waker: Arc::clone(&self.waker),
+                    };
+                    if let Err(e) = self.shared.changes.send(req) {
+                        let view = View {
+                            totals: &self.shared.totals,
+                            users: &self.shared.users,
+                        };
+                        log::error!("users writer is gone: {:?}", e.into_inner().change);
+                        a.session.change_done(Status::ServerError, &view);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An answer from another thread.
+    pub fn on_reply(&mut self, reply: Reply, now: Instant) {
+        match reply {
+            Reply::LoginChecked { assoc, admin } => {
+                let Some(a) = self.assocs.get_mut(&assoc) else {
+                    return;
+                };
+                if admin.is_none() {
+                    log::info!("management association {assoc}: log in refused");
+                }
+                let view = View {
+                    totals: &self.shared.totals,
+                    users: &self.shared.users,
+                };
+                a.session.login_checked(admin, &view);
+                self.run_actions(assoc);
+                self.flush(assoc, now);
+            }
+            Reply::ChangeDone { assoc, status } => {
+                let Some(a) = self.assocs.get_mut(&assoc) else {
+                    return;
+                };
+                let view = View {
+                    totals: &self.shared.totals,
+                    users: &self.shared.users,
+                };
+                a.session.change_done(status, &view);
+                self.run_actions(assoc);
+                self.flush(assoc, now);
+            }
+        }
+    }
+
+    fn flush_all(&mut self, now: Instant) {
+        let ids: Vec<AssocId> = self
+            .assocs
+            .iter()
+            .filter(|(_, a)| !a.queue.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.flush(id, now);
+        }
+    }
+
+    fn flush(&mut self, assoc: AssocId, now: Instant) {
+        loop {
+            let Some(a) = self.assocs.get_mut(&assoc) else {
+                return;
+            };
+            let Some(front) = a.queue.front() else {
+                a.stalled_since = None;
+                return;
+            };
+            if a.in_kernel >= SHARE {
+                a.stalled_since.get_or_insert(now);
+                return;
+            }
+            let result = match front {
+                Out::Message(stream, m) => self.sock.send(assoc, *stream, m, SendKind::Data),
+                Out::Eof => self.sock.send(assoc, 0, &[], SendKind::Eof),
+            };
+            match result {
+                Ok(n) => {
+                    let sent = a.queue.pop_front();
+                    a.in_kernel += n;
+                    a.queued -= n;
+                    a.stalled_since = None;
+                    if matches!(sent, Some(Out::Eof)) {
+                        a.closing = true;
+                        a.queue.clear();
+                        a.queued = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    a.stalled_since.get_or_insert(now);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EPIPE and friends: the association is gone.
+                    log::debug!("management association {assoc}: send: {e}");
+                    self.assocs.remove(&assoc);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn abort(&mut self, assoc: AssocId) {
+        let _ = self.sock.send(assoc, 0, &[], SendKind::Abort);
+        self.assocs.remove(&assoc);
+    }
+
+    /// When `tick` must run next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.assocs
+            .values()
+            .map(|a| match a.stalled_since {
+                Some(s) => (s + STALL_LIMIT).min(a.last_rx + IDLE_LIMIT),
+                None => a.last_rx + IDLE_LIMIT,
+            })
+            .min()
+    }
+
+    /// Aborts associations that do not drain, closes idle ones, and retries
+    /// blocked sends.
+    pub fn tick(&mut self, now: Instant) {
+        let mut stalled = Vec::new();
+        let mut idle = Vec::new();
+        for (id, a) in &self.assocs {
+            if a.stalled_since.is_some_and(|s| now >= s + STALL_LIMIT) {
+                stalled.push(*id);
+            } else if now >= a.last_rx + IDLE_LIMIT && !a.closing {
+                idle.push(*id);
+            }
+        }
+        for id in stalled {
+            log::warn!("management association {id}: queue did not drain; aborting");
+            self.abort(id);
+        }
+        for id in idle {
+            if let Some(a) = self.assocs.get_mut(&id) {
+                a.last_rx = now;
+                a.queue.push_back(Out::Eof);
+            }
+        }
+        self.flush_all(now);
+    }
+}
+
+impl Assoc {
+    fn new(now: Instant) -> Self {
+        Assoc {
+            session: Session::new(),
+            rx: Vec::new(),
+            rx_stream: 0,
+            queue: VecDeque::new(),
+            queued: 0,
+            in_kernel: 0,
+            stalled_since: None,
+            last_rx: now,
+            closing: false,
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! One management association as a state machine with no I/O: log in, then
+//! requests (docs/management-protocol.md).
+//!
+//! The endpoint feeds whole messages (`handle_message`) and carries out the
+//! [`Action`]s from `poll_action`: send a message, close, or hand slow work
+//! (a password check, a user change) to another thread, whose answer comes
+//! back through `login_checked` or `change_done`. While such work is under
+//! way later messages wait in order, so responses keep request order.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::metrics::Snapshot;
+use crate::mgmt::wire::{
+    self, Command, Login, LoginStatus, MAX_LIST, Request, RequestError, Status, metric,
+};
+use crate::socks5::session::Credentials;
+use crate::users::{Role, UserTable};
+
+/// Requests a client may send ahead of the responses before its association
+/// is aborted: enough for any honest pipelining, a bound for the rest.
+pub const MAX_PENDING: usize = 256;
+
+/// What the session reads from the server.
+pub trait Backend {
+    /// The counters now.
+    fn metrics(&self) -> Snapshot;
+    /// The user table now.
+    fn users(&self) -> Arc<UserTable>;
+}
+
+/// Zeroes a password buffer before it is freed; `black_box` keeps the
+/// compiler from dropping the writes to memory that is about to die.
+fn wipe(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(bytes);
+}
+
+/// A change to the user table, made by the users' writer.
+pub enum UserChange {
+    /// ADD_USER.
+    Add {
+        /// Name.
+        name: Vec<u8>,
+        /// Password (wiped on drop).
+        password: Vec<u8>,
+        /// Role.
+        role: Role,
+    },
+    /// DELETE_USER.
+    Delete {
+        /// Name.
+        name: Vec<u8>,
+    },
+    /// SET_PASSWORD.
+    SetPassword {
+        /// Name.
+        name: Vec<u8>,
+        /// New password (wiped on drop).
+        password: Vec<u8>,
+    },
+}
+
+impl UserChange {
+    /// The command this change answers.
+    pub fn command(&self) -> Command {
+        match self {
+            UserChange::Add { .. } => Command::AddUser,
+            UserChange::Delete { .. } => Command::DeleteUser,
+            UserChange::SetPassword { .. } => Command::SetPassword,
+        }
+    }
+}
+
+impl Drop for UserChange {
+    fn drop(&mut self) {
+        match self {
+            UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
+                wipe(password)
+            }
+            UserChange::Delete { .. } => {}
+        }
+    }
+}
+
+impl fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (cmd, name) = match self {
+            UserChange::Add { name, .. } => ("Add", name),
+            UserChange::Delete { name } => ("Delete", name),
+            UserChange::SetPassword { name, .. } => ("SetPassword", name),
+        };
+        write!(f, "UserChange::{cmd}({:?})", String::from_utf8_lossy(name))
+    }
+}
+
+/// What the endpoint must do.
+#[derive(Debug)]
+pub enum Action {
+    /// Send one message on `stream`.
+    Send {
+        /// The stream the request came on.
+        stream: u16,
+        /// One whole message.
+        message: Vec<u8>,
+    },
+    /// Shut the association down gracefully once everything before it is sent.
+    Shutdown,
+    /// Check a log in off the worker; answer with `login_checked`.
+    CheckLogin(Credentials),
+    /// Apply a user change off the worker; answer with `change_done`.
+    Change(UserChange),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the log-in message.
+    LoggingIn,
+    /// A log in is being checked.
+    Checking { stream: u16 },
+    /// Logged in.
+    Established,
+    /// A user change is being made.
+    Changing { stream: u16, command: u8 },
+    /// Closed: every later message is ignored.
+    Closed,
+}
+
+/// The client pipelined more than [`MAX_PENDING`] requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyPending;
+
+/// One association's session.
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+    admin: Option<Arc<str>>,
+    pending: VecDeque<(u16, Vec<u8>)>,
+    out: VecDeque<Action>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    /// A session waiting for its log in.
+    pub fn new() -> Self {
+        Session {
+            state: State::LoggingIn,
+            admin: None,
+            pending: VecDeque::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The administrator logged in, if any.
+    pub fn admin(&self) -> Option<&Arc<str>> {
+        self.admin.as_ref()
+    }
+
+    /// Whether the session has closed (after a failed log in).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.out.pop_front()
+    }
+
+    /// Takes one whole message that arrived on `stream`.
+    pub fn handle_message(
+        &mut self,
+        stream: u16,
+        msg: &[u8],
+        backend: &dyn Backend,
+    ) -> Result<(), TooManyPending> {
+        match self.state {
+            State::Closed => Ok(()),
+            State::Checking { .. } | State::Changing { .. } => {
+                if self.pending.len() >= MAX_PENDING {
+                    return Err(TooManyPending);
+                }
+                self.pending.push_back((stream, msg.to_vec()));
+                Ok(())
+            }
+            State::LoggingIn => {
+                self.on_login(stream, msg, backend);
+                Ok(())
+            }
+            State::Established => {
+                self.on_request(stream, msg, backend);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_login(&mut self, stream: u16, msg: &[u8], backend: &dyn Backend) {
+        let login = match Login::parse(msg) {
+            Ok(l) => l,
+            Err(status) => return self.refuse(stream, status),
+        };
+        let users = backend.users();
+        // A correct password of a known administrator is accepted at once;
+        // everything else takes the slow path, so that a wrong password, an
+        // unknown user and a non-administrator all look alike, in time too.
+        if let Some(user) = users.find(login.username)
+            && user.role == Role::Admin
+            && user.secret.quick(login.password) == Some(true)
+        {
+            self.admin = Some(Arc::clone(&user.name));
+            self.state = State::Established;
+            self.send(
+                stream,
+                wire::emit_login_reply(LoginStatus::Success).to_vec(),
+            );
+            return;
+        }
+        self.state = State::Checking { stream };
+        self.out.push_back(Action::CheckLogin(Credentials {
+            username: login.username.to_vec(),
+            password: login.password.to_vec(),
+        }));
+    }
+
+    /// The answer to `Action::CheckLogin`: the administrator's name, or
+    /// `None` when the log in is refused.
+    pub fn login_checked(&mut self, admin: Option<Arc<str>>, backend: &dyn Backend) {
+        let State::Checking { stream } = self.state else {
+            return;
+        };
+        match admin {
+            Some(name) => {
+                self.admin = Some(name);
+                self.state = State::Established;
+                self.send(
+                    stream,
+                    wire::emit_login_reply(LoginStatus::Success).to_vec(),
+                );
+                self.run_pending(backend);
+            }
+            None => self.refuse(stream, LoginStatus::Denied),
+        }
+    }
+
+    /// PROTOCOL section 2: "After any status other than X'00' the server
+    /// sends the reply and then closes the association gracefully."
+    fn refuse(&mut self, stream: u16, status: LoginStatus) {
+        self.send(stream, wire::emit_login_reply(status).to_vec());
+        self.out.push_back(Action::Shutdown);
+        self.state = State::Closed;
+        self.pending.clear();
+    }
+
+    fn on_request(&mut self, stream: u16, msg: &[u8], backend: &dyn Backend) {
+        let req = match Request::parse(msg) {
+            Ok(r) => r,
+            // Section 6: a malformed request does not close the session.
+            Err(RequestError { status, command }) => {
+                return self.respond(stream, status, command, &[]);
+            }
+        };
+        let cmd = u8::from(req.command());
+        match req {
+            Request::HistoricConnections => self.counter(
+                stream,
+                Command::HistoricConnections,
+                backend.metrics().historic,
+            ),
+            Request::ConcurrentConnections => self.counter(
+                stream,
+                Command::ConcurrentConnections,
+                backend.metrics().concurrent,
+            ),
+            Request::BytesTransferred => {
+                self.counter(stream, Command::BytesTransferred, backend.metrics().bytes())
+            }
+            Request::Metrics => {
+                let m = backend.metrics();
+                let values = [
+                    (metric::HISTORIC, m.historic),
+                    (metric::CONCURRENT, m.concurrent),
+                    (metric::BYTES, m.bytes()),
+                    (metric::BYTES_UP, m.bytes_up),
+                    (metric::BYTES_DOWN, m.bytes_down),
+                    (metric::AUTH_FAILED, m.auth_failed),
+                    (metric::CONNECT_FAILED, m.connect_failed),
+                    (metric::UPTIME, m.uptime_secs),
+                ];
+                let mut out = Vec::with_capacity(4 + values.len() * 9);
+                wire::emit_metrics(&values, &mut out);
+                self.send(stream, out);
+            }
+            Request::ListUsers { offset } => {
+                let users = backend.users();
+                let total = u32::try_from(users.len()).unwrap_or(u32::MAX);
+                let list = users
+                    .entries()
+                    .skip(offset as usize)
+                    .take(MAX_LIST)
+                    .map(|(name, u)| (u.role, name));
+                let mut out = Vec::new();
+                wire::emit_list_users(total, list, &mut out);
+                self.send(stream, out);
+            }
+            Request::AddUser {
+                role,
+                username,
+                password,
+            } => self.change(
+                stream,
+                cmd,
+                UserChange::Add {
+                    name: username.to_vec(),
+                    password: password.to_vec(),
+                    role,
+                },
+            ),
+            Request::DeleteUser { username } => self.change(
+                stream,
+                cmd,
+                UserChange::Delete {
+                    name: username.to_vec(),
+                },
+            ),
+            Request::SetPassword { username, password } => self.change(
+                stream,
+                cmd,
+                UserChange::SetPassword {
+                    name: username.to_vec(),
+                    password: password.to_vec(),
+                },
+            ),
+        }
+    }
+
+    fn change(&mut self, stream: u16, command: u8, change: UserChange) {
+        self.state = State::Changing { stream, command };
+        self.out.push_back(Action::Change(change));
+    }
+
+    /// The answer to `Action::Change`.
+    pub fn change_done(&mut self, status: Status, backend: &dyn Backend) {
+        let State::Changing { stream, command } = self.state else {
+            return;
+        };
+        self.state = State::Established;
+        self.respond(stream, status, command, &[]);
+        self.run_pending(backend);
+    }
+
+    fn run_pending(&mut self, backend: &dyn Backend) {
+        while self.state == State::Established {
+            let Some((stream, msg)) = self.pending.pop_front() else {
+                return;
+            };
+            self.on_request(stream, &msg, backend);
+        }
+    }
+
+    fn counter(&mut self, stream: u16, command: Command, value: u64) {
+        let mut out = Vec::with_capacity(11);
+        wire::emit_counter(command, value, &mut out);
+        self.send(stream, out);
+    }
+
+    fn respond(&mut self, stream: u16, status: Status, command: u8, data: &[u8]) {
+        let mut out = Vec::with_capacity(3 + data.len());
+        wire::emit_response(status, command, data, &mut out);
+        self.send(stream, out);
+    }
+
+    fn send(&mut self, stream: u16, message: Vec<u8>) {
+        self.out.push_back(Action::Send { stream, message });
+    }
+}
