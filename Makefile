@@ -9,10 +9,13 @@ PORT       ?= 1080
 SOCKS_USER ?= demo
 TEST_LOG   := target/test.log
 
-# Commands the tests run, as command:debian-package.
-TEST_DEPS  := curl:curl
+# What the tests run, as command-or-path:debian-package. SCTP tests run in
+# User-Mode Linux (scripts/uml-run.sh): these machines' kernels lack SCTP.
+TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
+              ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
+              ncat:ncat socat:socat
 
-.PHONY: all build run test lint clean cargo deps
+.PHONY: all build run test lint clean cargo deps c-tests
 
 all: build
 
@@ -31,10 +34,20 @@ run: build
 deps:
 	@scripts/ensure-packages.sh $(TEST_DEPS)
 
+# Every test: unit, integration (curl, the binary), the SCTP suite (which
+# boots UML by itself) and the C tests over libsctp (run inside UML).
 test: cargo deps
 	@mkdir -p target
-	@set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee $(TEST_LOG); \
-	status=$$?; scripts/test-summary.sh $(TEST_LOG) && exit $$status
+	@set -o pipefail; status=0; \
+	$(CARGO) test --all-targets 2>&1 | tee $(TEST_LOG) || status=1; \
+	$(MAKE) --no-print-directory c-tests 2>&1 | tee -a $(TEST_LOG) || status=1; \
+	scripts/test-summary.sh $(TEST_LOG) && exit $$status
+
+# The C tests: built on the host, run inside UML against a debug socks5d.
+c-tests: cargo deps
+	$(CARGO) build --bins
+	$(MAKE) --no-print-directory -C c-tests
+	scripts/uml-run.sh c-tests/run.sh
 
 lint: cargo
 	$(CARGO) fmt --all -- --check
@@ -42,3 +55,4 @@ lint: cargo
 
 clean:
 	$(CARGO) clean
+	rm -rf c-tests/build

@@ -79,7 +79,7 @@ ulimit -n 20000 2>/dev/null
 /bin/bash "$work/cmd" </dev/null
 echo \$? > "$work/status"
 sync
-halt -f >/dev/null 2>&1
+halt -f >/dev/null 2>&1 || poweroff -f >/dev/null 2>&1 || echo o > /proc/sysrq-trigger
 INIT
 chmod +x "$work/init"
 

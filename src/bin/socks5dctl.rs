@@ -11,7 +11,7 @@ use socks5d::mgmt::wire::{
     self, Login, LoginStatus, MAX_RESPONSE, Request, Response, Status, metric,
 };
 use socks5d::sys::sctp::SctpSocket;
-use socks5d::users::Role;
+use socks5d::users::{Role, valid_name, valid_password};
 
 const USAGE: &str = "\
 Usage: socks5dctl [OPTION]... COMMAND [ARG]...
@@ -362,9 +362,22 @@ fn run(args: Args) -> Result<(), Failure> {
         }
     }
 
+    if takes_name && !valid_name(name_arg()?.as_bytes()) {
+        return Err(Failure::Usage(
+            "invalid user name: 1 to 255 bytes, no ':' and no control characters".into(),
+        ));
+    }
     let admin_pw = pw.admin(&args.user)?;
     let new_pw = match args.command.as_str() {
-        "add-user" | "passwd" => Some(pw.new_password(name_arg()?)?),
+        "add-user" | "passwd" => {
+            let p = pw.new_password(name_arg()?)?;
+            if !valid_password(p.as_bytes()) {
+                return Err(Failure::Usage(
+                    "invalid password: 1 to 255 bytes, no NUL, CR or LF".into(),
+                ));
+            }
+            Some(p)
+        }
         _ => None,
     };
     let client = Client::connect(SocketAddr::new(args.addr, args.port))?;

@@ -162,15 +162,22 @@ impl Endpoint {
         self.assocs.len()
     }
 
-    /// Reads until the socket is drained, then sends what can be sent.
-    pub fn on_ready(&mut self, now: Instant) {
-        for _ in 0..1024 {
+    /// Reads until the socket is drained or a turn's budget is used, then
+    /// sends what can be sent. Returns `true` when the budget ran out with
+    /// input left: call again soon (no new edge will come for it).
+    pub fn on_ready(&mut self, now: Instant) -> bool {
+        let mut more = true;
+        for _ in 0..256 {
             let r = match self.sock.recv(&mut self.buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("management socket: recv: {e}");
+                    more = false;
                     break;
                 }
             };
@@ -185,6 +192,7 @@ impl Endpoint {
             }
         }
         self.flush_all(now);
+        more
     }
 
     fn on_notification(&mut self, n: &[u8], now: Instant) {

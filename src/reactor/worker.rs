@@ -89,6 +89,8 @@ pub struct Worker {
     inbox: Receiver<Inbound>,
     stop: Arc<AtomicBool>,
     mgmt: Option<Endpoint>,
+    /// The management socket used its turn's budget with input left.
+    mgmt_again: bool,
     ctx: Ctx,
 }
 
@@ -214,6 +216,7 @@ impl Worker {
             inbox,
             stop: shared.stop,
             mgmt,
+            mgmt_again: false,
             ctx: Ctx {
                 registry,
                 waker,
@@ -260,7 +263,7 @@ impl Worker {
                 let t = d.saturating_duration_since(self.ctx.now);
                 timeout = Some(timeout.map_or(t, |x| x.min(t)));
             }
-            if !self.ctx.again.is_empty() {
+            if !self.ctx.again.is_empty() || self.mgmt_again {
                 timeout = Some(Duration::ZERO);
             }
             if let Some(end) = grace_end {
@@ -277,11 +280,7 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => self.drain_inbox(),
-                    MGMT => {
-                        if let Some(m) = self.mgmt.as_mut() {
-                            m.on_ready(self.ctx.now);
-                        }
-                    }
+                    MGMT => self.mgmt_again = true,
                     Token(t) if t > MAX_SESSION_TOKEN => self.accept(LISTENER_BASE - t),
                     Token(t) => self.on_socket_event(t, ev),
                 }
@@ -289,6 +288,11 @@ impl Worker {
             for (key, id) in mem::take(&mut self.ctx.again) {
                 if self.sessions.get(key).is_some_and(|s| s.id == id) {
                     self.drive(key);
+                }
+            }
+            if mem::take(&mut self.mgmt_again) {
+                if let Some(m) = self.mgmt.as_mut() {
+                    self.mgmt_again = m.on_ready(self.ctx.now);
                 }
             }
             self.expire_timers();
