@@ -290,10 +290,10 @@ impl Worker {
                     self.drive(key);
                 }
             }
-            if mem::take(&mut self.mgmt_again) {
-                if let Some(m) = self.mgmt.as_mut() {
-                    self.mgmt_again = m.on_ready(self.ctx.now);
-                }
+            if mem::take(&mut self.mgmt_again)
+                && let Some(m) = self.mgmt.as_mut()
+            {
+                self.mgmt_again = m.on_ready(self.ctx.now);
             }
             self.expire_timers();
             if let Some(m) = self.mgmt.as_mut()
