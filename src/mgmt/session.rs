@@ -378,3 +378,7 @@ impl Session {
         self.out.push_back(Action::Send { stream, message });
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -142,3 +142,94 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: file::Cost = file::Cost {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    fn add(name: &[u8], pw: &[u8], role: Role) -> UserChange {
+        UserChange::Add {
+            name: name.to_vec(),
+            password: pw.to_vec(),
+            role,
+        }
+    }
+
+    fn store(path: Option<PathBuf>) -> (Arc<Directory>, Store) {
+        let mut t = UserTable::new();
+        t.add(b"root", b"rootpw", Role::Admin).unwrap();
+        let dir = Directory::new(t);
+        let s = Store::new(Arc::clone(&dir), path)
+            .with_cost(CHEAP)
+            .with_max_users(3);
+        (dir, s)
+    }
+
+    #[test]
+    fn statuses() {
+        let (dir, s) = store(None);
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(
+            s.apply(&add(b"alice", b"pw", Role::Proxy)),
+            Status::UserExists
+        );
+        assert_eq!(s.apply(&add(b"bob", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(
+            s.apply(&add(b"carl", b"pw", Role::Proxy)),
+            Status::LimitReached
+        );
+        let set = UserChange::SetPassword {
+            name: b"alice".to_vec(),
+            password: b"new".to_vec(),
+        };
+        assert_eq!(s.apply(&set), Status::Success);
+        assert!(dir.snapshot().check_admin(b"root", b"rootpw").is_some());
+        assert!(dir.snapshot().find(b"alice").unwrap().secret.verify(b"new"));
+        let set = UserChange::SetPassword {
+            name: b"zed".to_vec(),
+            password: b"new".to_vec(),
+        };
+        assert_eq!(s.apply(&set), Status::NoSuchUser);
+        let del = |n: &[u8]| UserChange::Delete { name: n.to_vec() };
+        assert_eq!(s.apply(&del(b"zed")), Status::NoSuchUser);
+        // The last administrator stays.
+        assert_eq!(s.apply(&del(b"root")), Status::Forbidden);
+        assert_eq!(s.apply(&del(b"alice")), Status::Success);
+        assert_eq!(
+            s.apply(&add(b"admin2", b"pw", Role::Admin)),
+            Status::Success
+        );
+        assert_eq!(s.apply(&del(b"root")), Status::Success);
+        assert_eq!(s.apply(&del(b"admin2")), Status::Forbidden);
+    }
+
+    #[test]
+    fn changes_are_written_and_a_failed_write_changes_nothing() {
+        let dir_path = std::env::temp_dir().join(format!("socks5d-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir_path).unwrap();
+        let path = dir_path.join("users");
+        let (dir, s) = store(Some(path.clone()));
+        // root has no stored hash (given in plain text): it is not written.
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Status::Success);
+        let records = file::load(&path).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].name, b"alice");
+        assert!(file::verify_password(&records[0].hash, b"pw"));
+        assert!(!std::fs::read_to_string(&path).unwrap().contains(":pw"));
+        // Make the rename fail: the target becomes a directory.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(
+            s.apply(&add(b"bob", b"pw", Role::Proxy)),
+            Status::ServerError
+        );
+        assert!(dir.snapshot().find(b"bob").is_none());
+        std::fs::remove_dir_all(&dir_path).unwrap();
+    }
+}

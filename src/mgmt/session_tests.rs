@@ -1,0 +1,289 @@
+//! The management session driven with no socket: messages in, actions out.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::metrics::Snapshot;
+use crate::users::file::{Cost, hash_password_with};
+use crate::users::{Role, Secret, UserTable};
+
+struct Fake {
+    users: Arc<UserTable>,
+    metrics: Snapshot,
+}
+
+impl Backend for Fake {
+    fn metrics(&self) -> Snapshot {
+        self.metrics
+    }
+    fn users(&self) -> Arc<UserTable> {
+        Arc::clone(&self.users)
+    }
+}
+
+const CHEAP: Cost = Cost {
+    m_kib: 64,
+    t: 1,
+    p: 1,
+};
+
+fn backend() -> Fake {
+    let mut t = UserTable::new();
+    t.add(b"root", b"rootpw", Role::Admin).unwrap();
+    t.add(b"bob", b"bobpw", Role::Proxy).unwrap();
+    // Known only by its stored hash, as after a restart.
+    t.insert(
+        b"carol",
+        Role::Admin,
+        Secret::from_stored(hash_password_with(b"carolpw", CHEAP)),
+    );
+    Fake {
+        users: Arc::new(t),
+        metrics: Snapshot {
+            historic: 42,
+            concurrent: 3,
+            bytes_up: 1000,
+            bytes_down: 2000,
+            auth_failed: 5,
+            connect_failed: 6,
+            uptime_secs: 77,
+        },
+    }
+}
+
+fn login(user: &[u8], pass: &[u8]) -> Vec<u8> {
+    let mut v = vec![1, user.len() as u8];
+    v.extend_from_slice(user);
+    v.push(pass.len() as u8);
+    v.extend_from_slice(pass);
+    v
+}
+
+fn sent(s: &mut Session) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(a) = s.poll_action() {
+        match a {
+            Action::Send { stream, message } => out.push((stream, message)),
+            other => panic!("unexpected action {other:?}"),
+        }
+    }
+    out
+}
+
+fn logged_in(b: &Fake) -> Session {
+    let mut s = Session::new();
+    s.handle_message(0, &login(b"root", b"rootpw"), b).unwrap();
+    assert_eq!(sent(&mut s), [(0, vec![1, 0])]);
+    s
+}
+
+#[test]
+fn admin_with_known_password_logs_in_at_once() {
+    let b = backend();
+    let s = logged_in(&b);
+    assert_eq!(s.admin().map(|a| &**a), Some("root"));
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn every_refusal_goes_to_the_slow_check() {
+    // Wrong password, unknown user, non-administrator: the session cannot
+    // tell them apart quickly, so each is checked off the worker.
+    let b = backend();
+    for (u, p) in [
+        (&b"root"[..], &b"nope"[..]),
+        (b"nobody", b"x"),
+        (b"bob", b"bobpw"),
+    ] {
+        let mut s = Session::new();
+        s.handle_message(3, &login(u, p), &b).unwrap();
+        match s.poll_action() {
+            Some(Action::CheckLogin(c)) => {
+                assert_eq!(c.username, u);
+                assert!(!format!("{c:?}").contains(std::str::from_utf8(p).unwrap()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.poll_action().is_none());
+        s.login_checked(None, &b);
+        let out: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+        assert!(matches!(&out[0], Action::Send { stream: 3, message } if message == &[1, 1]));
+        assert!(matches!(out[1], Action::Shutdown));
+        assert!(s.is_closed());
+    }
+}
+
+#[test]
+fn stored_hash_admin_logs_in_after_the_slow_check() {
+    let b = backend();
+    let mut s = Session::new();
+    s.handle_message(0, &login(b"carol", b"carolpw"), &b)
+        .unwrap();
+    let Some(Action::CheckLogin(c)) = s.poll_action() else {
+        panic!()
+    };
+    // What the blocking pool does:
+    let admin = b.users.check_admin(&c.username, &c.password);
+    assert_eq!(admin.as_deref(), Some("carol"));
+    // Requests sent meanwhile wait, in order.
+    s.handle_message(1, &[1, 1], &b).unwrap();
+    s.handle_message(2, &[1, 2], &b).unwrap();
+    assert!(s.poll_action().is_none());
+    s.login_checked(admin, &b);
+    let out = sent(&mut s);
+    assert_eq!(out[0], (0, vec![1, 0]));
+    assert_eq!(out[1].0, 1);
+    assert_eq!(out[1].1[..3], [1, 0, 1]);
+    assert_eq!(out[2].0, 2);
+    assert_eq!(out[2].1[..3], [1, 0, 2]);
+}
+
+#[test]
+fn malformed_login_is_answered_and_closed() {
+    let b = backend();
+    for (msg, status) in [
+        (vec![2, 1, b'a', 1, b'b'], 2u8),
+        (vec![1, 0, 1, b'b'], 4),
+        (vec![1, 1, b'a', 0], 4),
+        (vec![1, 1, b'a', 1, b'b', 9], 4),
+        (vec![], 4),
+    ] {
+        let mut s = Session::new();
+        s.handle_message(0, &msg, &b).unwrap();
+        let out: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+        assert!(
+            matches!(&out[0], Action::Send { message, .. } if message == &[1, status]),
+            "{msg:?}"
+        );
+        assert!(matches!(out[1], Action::Shutdown));
+        assert!(s.is_closed());
+        // Nothing more is answered.
+        s.handle_message(0, &[1, 1], &b).unwrap();
+        assert!(s.poll_action().is_none());
+    }
+}
+
+#[test]
+fn counters_and_metrics() {
+    let b = backend();
+    let mut s = logged_in(&b);
+    s.handle_message(5, &[1, 1], &b).unwrap();
+    s.handle_message(5, &[1, 2], &b).unwrap();
+    s.handle_message(5, &[1, 3], &b).unwrap();
+    s.handle_message(6, &[1, 4], &b).unwrap();
+    let out = sent(&mut s);
+    let u64_be = |v: u64| v.to_be_bytes().to_vec();
+    assert_eq!(out[0], (5, [vec![1, 0, 1], u64_be(42)].concat()));
+    assert_eq!(out[1], (5, [vec![1, 0, 2], u64_be(3)].concat()));
+    assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
+    let m = &out[3].1;
+    assert_eq!(out[3].0, 6);
+    assert_eq!(m[..4], [1, 0, 4, 8]);
+    let values: Vec<(u8, u64)> = m[4..]
+        .chunks(9)
+        .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (1, 42),
+            (2, 3),
+            (3, 3000),
+            (4, 1000),
+            (5, 2000),
+            (6, 5),
+            (7, 6),
+            (8, 77)
+        ]
+    );
+}
+
+#[test]
+fn list_users_pages_in_name_order() {
+    let b = backend();
+    let mut s = logged_in(&b);
+    s.handle_message(0, &[1, 5, 0, 0, 0, 1], &b).unwrap();
+    s.handle_message(0, &[1, 5, 0, 0, 0, 9], &b).unwrap();
+    let out = sent(&mut s);
+    // bob, carol, root; from offset 1: carol (admin), root (admin).
+    assert_eq!(
+        out[0].1,
+        [
+            &[1, 0, 5, 0, 0, 0, 3, 0, 2, 1, 5][..],
+            b"carol",
+            &[1, 4],
+            b"root"
+        ]
+        .concat()
+    );
+    assert_eq!(out[1].1, [1, 0, 5, 0, 0, 0, 3, 0, 0]);
+}
+
+#[test]
+fn user_changes_wait_for_the_writer_and_keep_order() {
+    let b = backend();
+    let mut s = logged_in(&b);
+    let mut add = vec![1, 6, 0, 5];
+    add.extend_from_slice(b"alice");
+    add.push(2);
+    add.extend_from_slice(b"pw");
+    s.handle_message(4, &add, &b).unwrap();
+    let Some(Action::Change(change)) = s.poll_action() else {
+        panic!()
+    };
+    let UserChange::Add { name, role, .. } = &change else {
+        panic!("{change:?}")
+    };
+    assert_eq!((name.as_slice(), *role), (&b"alice"[..], Role::Proxy));
+    // A metric asked meanwhile is answered after the change, not before.
+    s.handle_message(4, &[1, 1], &b).unwrap();
+    assert!(s.poll_action().is_none());
+    s.change_done(Status::UserExists, &b);
+    let out = sent(&mut s);
+    assert_eq!(out[0], (4, vec![1, 4, 6]));
+    assert_eq!(out[1].1[..3], [1, 0, 1]);
+}
+
+#[test]
+fn bad_requests_get_a_status_and_the_session_goes_on() {
+    let b = backend();
+    let mut s = logged_in(&b);
+    s.handle_message(0, &[2, 1], &b).unwrap();
+    s.handle_message(0, &[1, 9], &b).unwrap();
+    s.handle_message(0, &[1, 1, 0], &b).unwrap();
+    s.handle_message(0, &[1], &b).unwrap();
+    s.handle_message(0, &[1, 2], &b).unwrap();
+    let out = sent(&mut s);
+    assert_eq!(out[0].1, [1, 1, 1]);
+    assert_eq!(out[1].1, [1, 2, 9]);
+    assert_eq!(out[2].1, [1, 3, 1]);
+    assert_eq!(out[3].1, [1, 3, 0]);
+    assert_eq!(out[4].1[..3], [1, 0, 2]);
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn pipelining_is_bounded() {
+    let b = backend();
+    let mut s = logged_in(&b);
+    s.handle_message(0, &[1, 7, 1, b'x'], &b).unwrap();
+    assert!(matches!(s.poll_action(), Some(Action::Change(_))));
+    for _ in 0..MAX_PENDING {
+        s.handle_message(0, &[1, 1], &b).unwrap();
+    }
+    assert_eq!(s.handle_message(0, &[1, 1], &b), Err(TooManyPending));
+}
+
+#[test]
+fn passwords_are_never_printed() {
+    let c = UserChange::SetPassword {
+        name: b"alice".to_vec(),
+        password: b"hunter2".to_vec(),
+    };
+    assert!(!format!("{c:?}").contains("hunter2"));
+    let c = Credentials {
+        username: b"root".to_vec(),
+        password: b"hunter2".to_vec(),
+    };
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
