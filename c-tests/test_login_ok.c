@@ -1,0 +1,53 @@
+/* test_login_ok.c - an administrator logs in (PROTOCOL.md section 2).
+ *
+ * Steps:
+ *   1. connect a one-to-one SCTP socket to the management port;
+ *   2. send X'01' X'04' "root" X'06' "rootpw" as one message;
+ *   3. the reply is exactly X'01' X'00', on stream 0 with PPID 0;
+ *   4. the session is established: HISTORIC_CONNECTIONS gets a success
+ *      response;
+ *   5. a second association may log in too (one association, one session).
+ */
+#include "common.h"
+
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	static const uint8_t success[] = { LOGIN_VER, LOGIN_SUCCESS };
+	uint8_t login[64], reply[MGMT_MAX_RESPONSE + 1];
+	struct msg_info info;
+	int port = test_init(argc, argv, "test_login_ok");
+	size_t n;
+	int fd, fd2;
+
+	fd = mgmt_connect(port);
+	check(1, "connect to 127.0.0.1 port %d", port);
+
+	n = build_login(login, ADMIN_USER, ADMIN_PASS);
+	check(n == 13 && memcmp(login, "\x01\x04root\x06rootpw", 13) == 0,
+	      "log-in message is 01 04 'root' 06 'rootpw' (%s)", hex(login, n));
+	mgmt_send(fd, login, n);
+	n = mgmt_recv(fd, reply, sizeof(reply), &info);
+	check_bytes(reply, n, success, sizeof(success),
+		    "log in as %s: reply is X'01' X'00'", ADMIN_USER);
+	check(info.stream == 0 && info.ppid == 0,
+	      "the reply came on stream 0 with PPID 0 (stream %u, PPID %u)",
+	      (unsigned)info.stream, (unsigned)info.ppid);
+
+	n = mgmt_request(fd, CMD_HISTORIC_CONNECTIONS, NULL, 0, reply,
+			 sizeof(reply));
+	check(n == 11 && reply[0] == REQ_VER && reply[1] == ST_SUCCESS &&
+		      reply[2] == CMD_HISTORIC_CONNECTIONS,
+	      "the session is established: HISTORIC_CONNECTIONS answers "
+	      "01 00 01 + u64 (%s)", hex(reply, n));
+
+	fd2 = mgmt_connect(port);
+	n = mgmt_login(fd2, ADMIN_USER, ADMIN_PASS, reply, sizeof(reply));
+	check_bytes(reply, n, success, sizeof(success),
+		    "a second association logs in too while the first is open");
+	close(fd2);
+	close(fd);
+	return finish();
+}
