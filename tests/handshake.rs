@@ -252,7 +252,10 @@ fn stalled_handshake_is_closed_after_timeout_while_others_proceed() {
     let give_up = Instant::now() + Duration::from_secs(10);
     // Until the stalled client reports, or its thread ends in a panic.
     while matches!(done.try_recv(), Err(mpsc::TryRecvError::Empty)) {
-        assert!(Instant::now() < give_up, "the stalled client never finished");
+        assert!(
+            Instant::now() < give_up,
+            "the stalled client never finished"
+        );
         let t = Instant::now();
         let mut s = proxy.tunnel(&Dst::Ip(echo.addr));
         round_trip(&mut s, &pattern(tunnels, 2_000));

@@ -92,6 +92,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// Credentials of user 0, when the server has users.
     creds: Option<(Vec<u8>, Vec<u8>)>,
+    grace: Duration,
 }
 
 impl Proxy {
@@ -103,6 +104,7 @@ impl Proxy {
     /// Starts a server with `cfg`.
     pub fn with_config(cfg: Config) -> Proxy {
         let creds = (!cfg.users.is_empty()).then(|| (user_name(0), password(0)));
+        let grace = cfg.worker.grace;
         let server = Server::start(cfg).expect("server starts");
         let addr = server.local_addrs()[0];
         assert_ne!(addr.port(), 0, "ephemeral port filled in");
@@ -110,6 +112,7 @@ impl Proxy {
             server: Some(server),
             addr,
             creds,
+            grace,
         }
     }
 
@@ -136,9 +139,22 @@ impl Proxy {
     }
 
     /// Stops the server, waiting for open tunnels within the grace period.
+    /// Panics if `Server::shutdown` does not return well after it.
     pub fn shutdown(mut self) -> Snapshot {
-        self.server.take().expect("running").shutdown()
+        let server = self.server.take().expect("running");
+        shutdown_within(server, self.grace + Duration::from_secs(10))
     }
+}
+
+/// Runs `server.shutdown()` on its own thread so that a server that never
+/// stops fails the test instead of hanging it.
+fn shutdown_within(server: Server, within: Duration) -> Snapshot {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(server.shutdown());
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|e| panic!("Server::shutdown did not return within {within:?}: {e}"))
 }
 
 impl Deref for Proxy {
@@ -151,8 +167,15 @@ impl Deref for Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        if thread::panicking() {
+            // The test has failed already; do not wait for a server that may
+            // be stuck, and do not panic again.
+            thread::spawn(move || server.shutdown());
+        } else {
+            shutdown_within(server, self.grace + Duration::from_secs(10));
         }
     }
 }
