@@ -35,6 +35,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --idle-timeout S        close tunnels idle this long; 0 is never (default: 0)
       --grace S               on SIGINT/SIGTERM, seconds open tunnels may finish (default: 10)
       --access-log DEST       '-' for standard output (default), a file, or 'off'
+      --map-host NAME=ADDR[,ADDR]...
+                              answer NAME with these addresses, tried in this
+                              order, without asking DNS; repeatable
       --pool-threads N        threads resolving names and checking stored password
                               hashes, off the workers (default: 4)
 
@@ -174,6 +177,7 @@ where
                 | "--grace"
                 | "--access-log"
                 | "--pool-threads"
+                | "--map-host"
         );
         let value = if takes_value {
             match inline.or_else(|| it.next()) {
@@ -234,6 +238,19 @@ where
                 };
             }
             "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
+            "--map-host" => {
+                let (name, addrs) = v
+                    .split_once('=')
+                    .ok_or_else(|| UsageError(format!("{opt}: expected NAME=ADDR[,ADDR]...")))?;
+                if name.is_empty() || name.len() > 255 {
+                    return err(format!("{opt}: the name must be 1 to 255 bytes"));
+                }
+                let ips = addrs
+                    .split(',')
+                    .map(|a| parse_addr(&opt, a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                cfg.hosts.insert(name.to_ascii_lowercase(), ips);
+            }
             other if other.starts_with('-') => {
                 return err(format!("unknown option '{}'", other.escape_default()));
             }
@@ -357,8 +374,19 @@ mod tests {
             "--handshake-timeout=1",
             "--access-log",
             "off",
+            "--map-host",
+            "Multi.Test=::1,127.0.0.1",
         ])
         .unwrap();
+        assert_eq!(
+            o.config.hosts["multi.test"],
+            [
+                "::1".parse::<IpAddr>().unwrap(),
+                "127.0.0.1".parse().unwrap()
+            ]
+        );
+        assert!(run(&["--map-host", "x"]).is_err());
+        assert!(run(&["--map-host", "x=bad"]).is_err());
         assert_eq!(o.config.workers, Some(3));
         assert_eq!(
             o.config.worker.idle_timeout,

@@ -13,7 +13,7 @@ use std::thread;
 
 use crate::metrics::{Aggregator, Snapshot, Totals};
 use crate::mgmt::endpoint;
-use crate::reactor::blocking::Pool;
+use crate::reactor::blocking::{HostMap, Pool};
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
 use crate::sys::sctp::SctpSocket;
@@ -46,6 +46,8 @@ pub struct Config {
     pub pin: bool,
     /// Threads that resolve names and check stored password hashes.
     pub pool_threads: usize,
+    /// Names answered from here before the system resolver is asked.
+    pub hosts: HostMap,
     /// Listen backlog.
     pub backlog: i32,
     /// Where access records go.
@@ -81,6 +83,7 @@ impl Default for Config {
             workers: None,
             pin: true,
             pool_threads: 4,
+            hosts: HostMap::new(),
             backlog: 1024,
             access_log: AccessLog::Stdout,
             worker: WorkerConfig::default(),
@@ -254,7 +257,8 @@ impl Server {
         worker_cfg.access_log = log.is_some();
         let (aggregator, reports) = Aggregator::start(log).map_err(StartError::Setup)?;
         let users = Directory::new(table);
-        let pool = Pool::start(cfg.pool_threads, Arc::clone(&users)).map_err(StartError::Setup)?;
+        let pool = Pool::start(cfg.pool_threads, Arc::clone(&users), cfg.hosts.clone())
+            .map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
 
         let (mut mgmt_socks, mgmt_port) = match &cfg.mgmt {

@@ -6,8 +6,9 @@
 //! every client of a worker. A worker sends a [`Task`]; a pool thread answers
 //! on the worker's own channel and wakes its poll.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread;
 
@@ -63,6 +64,10 @@ pub struct Task {
     pub waker: Arc<Waker>,
 }
 
+/// Names answered from configuration before the system resolver is asked
+/// (lower-case names; addresses in the order to try them).
+pub type HostMap = HashMap<String, Vec<IpAddr>>;
+
 /// The pool's handle: cloning it is cheap; the threads end when every handle
 /// is dropped.
 #[derive(Debug, Clone)]
@@ -71,15 +76,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` threads that read users from `users`.
-    pub fn start(threads: usize, users: Arc<Directory>) -> io::Result<Self> {
+    /// Starts `threads` threads that read users from `users` and answer
+    /// the names in `hosts` themselves.
+    pub fn start(threads: usize, users: Arc<Directory>, hosts: HostMap) -> io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded::<Task>();
+        let hosts = Arc::new(hosts);
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             let users = Arc::clone(&users);
+            let hosts = Arc::clone(&hosts);
             thread::Builder::new()
                 .name(format!("blocking-{i}"))
-                .spawn(move || serve(&rx, &users))?;
+                .spawn(move || serve(&rx, &users, &hosts))?;
         }
         Ok(Pool { tx })
     }
@@ -90,7 +98,7 @@ impl Pool {
     }
 }
 
-fn serve(rx: &Receiver<Task>, users: &Directory) {
+fn serve(rx: &Receiver<Task>, users: &Directory, hosts: &HostMap) {
     while let Ok(Task { job, reply, waker }) = rx.recv() {
         let answer = match job {
             Job::Resolve {
@@ -98,11 +106,13 @@ fn serve(rx: &Receiver<Task>, users: &Directory) {
                 port,
                 key,
                 id,
-            } => Inbound::Resolved {
-                key,
-                id,
-                result: lookup(&host, port),
-            },
+            } => {
+                let result = match hosts.get(&host.to_ascii_lowercase()) {
+                    Some(ips) => Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()),
+                    None => lookup(&host, port),
+                };
+                Inbound::Resolved { key, id, result }
+            }
             Job::Verify { creds, key, id } => {
                 let user = users.snapshot().verify(&creds.username, &creds.password);
                 Inbound::Verified { key, id, user }
