@@ -4,10 +4,15 @@
 //!
 //! SCTP-NOTES.md: with the default `net.sctp.sndbuf_policy=0` the send
 //! buffer is shared by every association of the socket, so one peer that
-//! stops reading could make sends to all others fail. Each association may
-//! therefore have at most [`SHARE`] bytes in the kernel that it has not yet
-//! acknowledged (reset by SENDER_DRY); the rest waits in its own queue, which
-//! is bounded, and an association whose queue does not drain is aborted.
+//! stops reading could make sends to all others fail. So:
+//! - each association may have at most [`SHARE`] payload bytes in the kernel
+//!   not yet acknowledged (counted from its last SENDER_DRY notification,
+//!   which Linux gives each time an association's sent data is all acked);
+//!   the rest waits in its own queue, bounded by [`QUEUE_LIMIT`];
+//! - an association whose peer takes nothing for [`STALL_LIMIT`] is aborted;
+//! - EAGAIN from the shared buffer is nobody's fault: the association waits
+//!   for the socket to become writable and is never blamed for it;
+//! - the socket asks for a large send buffer, so that many stuck peers fit.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -29,8 +34,11 @@ use crate::users::{Directory, UserTable};
 pub const SHARE: usize = 64 * 1024;
 /// Bytes an association may have queued beyond its share before it is aborted.
 pub const QUEUE_LIMIT: usize = 256 * 1024;
-/// How long an association may go without draining its queue.
+/// How long sent data may stay unacknowledged before the association is
+/// aborted: its peer has stopped reading.
 pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// The send buffer the socket asks for.
+pub const SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// PROTOCOL section 6: "The server closes an association that sends nothing
 /// for 5 minutes."
 pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
@@ -107,8 +115,10 @@ struct Assoc {
     rx_stream: u16,
     queue: VecDeque<Out>,
     queued: usize,
+    /// Payload bytes sent since the last SENDER_DRY.
     in_kernel: usize,
-    stalled_since: Option<Instant>,
+    /// When the oldest unacknowledged byte was sent.
+    unacked_since: Option<Instant>,
     last_rx: Instant,
     /// SCTP_EOF was sent; nothing more is read or sent.
     closing: bool,
@@ -141,6 +151,9 @@ impl Endpoint {
         inbox: Sender<Inbound>,
         waker: Arc<Waker>,
     ) -> Self {
+        if let Err(e) = sock.set_send_buffer(SEND_BUFFER) {
+            log::warn!("management socket: cannot set its send buffer: {e}");
+        }
         Endpoint {
             sock,
             assocs: HashMap::new(),
@@ -210,8 +223,10 @@ impl Endpoint {
                 }
             },
             Some(Notification::SenderDry { assoc }) => {
+                log::debug!("management association {assoc}: sender dry");
                 if let Some(a) = self.assocs.get_mut(&assoc) {
                     a.in_kernel = 0;
+                    a.unacked_since = None;
                 }
             }
             Some(Notification::PartialDeliveryAborted { assoc }) => {
@@ -362,11 +377,15 @@ impl Endpoint {
                 return;
             };
             let Some(front) = a.queue.front() else {
-                a.stalled_since = None;
                 return;
             };
-            if a.in_kernel >= SHARE {
-                a.stalled_since.get_or_insert(now);
+            let len = match front {
+                Out::Message(_, m) => m.len(),
+                Out::Eof => 0,
+            };
+            // Over its share: wait for SENDER_DRY. A message always goes
+            // out when nothing else is in flight, however large.
+            if a.in_kernel > 0 && a.in_kernel + len > SHARE {
                 return;
             }
             let result = match front {
@@ -376,19 +395,19 @@ impl Endpoint {
             match result {
                 Ok(n) => {
                     let sent = a.queue.pop_front();
+                    if n > 0 {
+                        a.unacked_since.get_or_insert(now);
+                    }
                     a.in_kernel += n;
                     a.queued -= n;
-                    a.stalled_since = None;
                     if matches!(sent, Some(Out::Eof)) {
                         a.closing = true;
                         a.queue.clear();
                         a.queued = 0;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    a.stalled_since.get_or_insert(now);
-                    return;
-                }
+                // The shared buffer is full: wait for a writable edge.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EPIPE and friends: the association is gone.
@@ -409,7 +428,7 @@ impl Endpoint {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.assocs
             .values()
-            .map(|a| match a.stalled_since {
+            .map(|a| match a.unacked_since {
                 Some(s) => (s + STALL_LIMIT).min(a.last_rx + IDLE_LIMIT),
                 None => a.last_rx + IDLE_LIMIT,
             })
@@ -422,14 +441,14 @@ impl Endpoint {
         let mut stalled = Vec::new();
         let mut idle = Vec::new();
         for (id, a) in &self.assocs {
-            if a.stalled_since.is_some_and(|s| now >= s + STALL_LIMIT) {
+            if a.unacked_since.is_some_and(|s| now >= s + STALL_LIMIT) {
                 stalled.push(*id);
             } else if now >= a.last_rx + IDLE_LIMIT && !a.closing {
                 idle.push(*id);
             }
         }
         for id in stalled {
-            log::warn!("management association {id}: queue did not drain; aborting");
+            log::warn!("management association {id}: its peer takes no data; aborting");
             self.abort(id);
         }
         for id in idle {
@@ -451,7 +470,7 @@ impl Assoc {
             queue: VecDeque::new(),
             queued: 0,
             in_kernel: 0,
-            stalled_since: None,
+            unacked_since: None,
             last_rx: now,
             closing: false,
         }

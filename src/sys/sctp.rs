@@ -340,10 +340,12 @@ impl SctpSocket {
         setsockopt(self.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, &tv)
     }
 
-    /// Sets SO_SNDBUF.
+    /// Sets the send buffer: SO_SNDBUFFORCE when privileged (it is not
+    /// capped by net.core.wmem_max), else SO_SNDBUF.
     pub fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
         let v = bytes.min(i32::MAX as usize) as libc::c_int;
-        setsockopt(self.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &v)
+        setsockopt(self.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &v)
+            .or_else(|_| setsockopt(self.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &v))
     }
 
     /// Receives one piece of a message or notification into `buf`.

@@ -1,0 +1,70 @@
+//! Case 2: log-in failures, each answered and then closed by the server.
+
+use crate::support::*;
+
+/// Wrong password, unknown user, proxy user: the same X'01' and a closed
+/// association. Bad VER: X'02' and closed. Malformed: X'04' and closed.
+pub fn login_failures_close_the_association() {
+    let d = Daemon::start(&["-u", "bob:bobpw"]);
+    let denied: &[(&str, Vec<u8>)] = &[
+        ("wrong password", login_bytes(b"root", b"wrong")),
+        ("unknown user", login_bytes(b"nobody", b"rootpw")),
+        (
+            "proxy user with its right password",
+            login_bytes(b"bob", b"bobpw"),
+        ),
+    ];
+    let mut replies = Vec::new();
+    for (what, msg) in denied {
+        let c = Mgmt::connect(d.mgmt());
+        let reply = c.raw(msg);
+        assert_eq!(reply, [0x01, 0x01], "log in with {what}");
+        c.expect_closed(what);
+        replies.push(reply);
+    }
+    assert!(
+        replies.windows(2).all(|w| w[0] == w[1]),
+        "denials differ: {replies:02x?}"
+    );
+
+    let mut bad_ver = login_bytes(b"root", b"rootpw");
+    bad_ver[0] = 0x02;
+    let versions: &[(&str, Vec<u8>)] = &[
+        ("VER 2", bad_ver),
+        ("a SOCKS5 greeting", vec![0x05, 0x01, 0x00]),
+        ("an HTTP request", b"GET / HTTP/1.0\r\n\r\n".to_vec()),
+    ];
+    for (what, msg) in versions {
+        let c = Mgmt::connect(d.mgmt());
+        assert_eq!(c.raw(msg), [0x01, 0x02], "log in with {what}");
+        c.expect_closed(what);
+    }
+
+    let mut trailing = login_bytes(b"root", b"rootpw");
+    trailing.push(0);
+    let mut short = login_bytes(b"root", b"rootpw");
+    short.pop();
+    let malformed: &[(&str, Vec<u8>)] = &[
+        (
+            "ULEN 0",
+            vec![0x01, 0, 6, b'r', b'o', b'o', b't', b'p', b'w'],
+        ),
+        ("PLEN 0", vec![0x01, 4, b'r', b'o', b'o', b't', 0]),
+        ("PLEN past the end", short),
+        ("a trailing byte", trailing),
+        ("no PLEN", vec![0x01, 4, b'r', b'o', b'o', b't']),
+        ("ULEN past the end", vec![0x01, 10, b'r', b'o', b'o', b't']),
+        ("VER alone", vec![0x01]),
+        ("garbage after VER 1", vec![0x01, 0xde, 0xad, 0xbe, 0xef]),
+        ("a METRICS request before logging in", vec![0x01, 0x04]),
+    ];
+    for (what, msg) in malformed {
+        let c = Mgmt::connect(d.mgmt());
+        assert_eq!(c.raw(msg), [0x01, 0x04], "log in with {what}");
+        c.expect_closed(what);
+    }
+
+    // The server is none the worse.
+    let m = d.admin();
+    assert!(m.metrics().len() >= 8);
+}

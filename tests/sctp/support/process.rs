@@ -1,0 +1,195 @@
+//! Child processes (curl, socks5dctl, mount) and scratch directories.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Runs `cmd` with null stdin and a deadline; returns its output.
+pub fn run_child(mut cmd: Command, what: &str) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    wait_output(&mut child, what)
+}
+
+/// Reads a child's stdout and stderr to the end and waits for it, killing it
+/// after [`CHILD_TIMEOUT`].
+pub fn wait_output(child: &mut Child, what: &str) -> Output {
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let t_out = thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut v);
+        }
+        v
+    });
+    let t_err = thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut v);
+        }
+        v
+    });
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    let status = loop {
+        match child.try_wait().expect("try_wait") {
+            Some(st) => break st,
+            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} still ran after {CHILD_TIMEOUT:?}");
+            }
+        }
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// `curl` through the proxy with `user:pass` to `url`: the body on success,
+/// the exit code and stderr otherwise. Proxy variables are removed.
+pub fn curl(
+    proxy: SocketAddr,
+    user: &str,
+    pass: &str,
+    url: &str,
+) -> Result<String, (Option<i32>, String)> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-q", "-sS", "--max-time", "10", "--socks5"])
+        .arg(proxy.to_string())
+        .arg("-U")
+        .arg(format!("{user}:{pass}"))
+        .arg(url);
+    for v in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        cmd.env_remove(v);
+    }
+    let out = run_child(cmd, "curl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+/// What a socks5dctl run produced.
+#[derive(Debug)]
+pub struct Ctl {
+    /// The exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `socks5dctl ARGS` with the administrator password (and a new one)
+/// in the environment.
+pub fn ctl(args: &[&str], password: &str, new_password: Option<&str>) -> Ctl {
+    let mut cmd = Command::new(SOCKS5DCTL);
+    cmd.args(args)
+        .env("SOCKS5DCTL_PASSWORD", password)
+        .env_remove("SOCKS5DCTL_USER");
+    match new_password {
+        Some(p) => cmd.env("SOCKS5DCTL_NEW_PASSWORD", p),
+        None => cmd.env_remove("SOCKS5DCTL_NEW_PASSWORD"),
+    };
+    let out = run_child(cmd, "socks5dctl");
+    Ctl {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A fresh directory under the target's test scratch folder (seen alike on
+/// the host and inside UML, unlike /tmp), removed when dropped.
+pub struct ScratchDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `CARGO_TARGET_TMPDIR/sctp-NAME-PID`.
+    pub fn new(name: &str) -> ScratchDir {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sctp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        ScratchDir { path }
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A small tmpfs mounted for one test (needs root: the suite runs as root
+/// inside UML); unmounted when dropped.
+pub struct TinyFs {
+    /// The mount point.
+    pub path: PathBuf,
+}
+
+impl TinyFs {
+    /// Mounts a tmpfs of `size` (e.g. "64k") on a fresh directory under /tmp.
+    pub fn mount(size: &str) -> TinyFs {
+        let path = PathBuf::from(format!("/tmp/socks5d-sctp-tinyfs-{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let out = run_child(
+            {
+                let mut c = Command::new("mount");
+                c.args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0700"),
+                    "tmpfs",
+                ])
+                .arg(&path);
+                c
+            },
+            "mount",
+        );
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs on {} failed ({}): this case needs root, as inside UML: {}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TinyFs { path }
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
