@@ -28,8 +28,10 @@ build: cargo
 run: build
 	@pass=$${SOCKS_PASS:-$$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)}; \
 	echo "socks5d on 127.0.0.1:$(PORT), user '$(SOCKS_USER)', password '$$pass'"; \
+	echo "  and administrator 'admin' with the same password (management: SCTP port 8080)"; \
 	echo "try: curl --socks5-hostname 127.0.0.1:$(PORT) -U '$(SOCKS_USER):$$pass' http://example.com/"; \
-	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) -u "$(SOCKS_USER):$$pass"
+	echo " and: SOCKS5DCTL_PASSWORD='$$pass' ./target/release/socks5dctl -U admin metrics"; \
+	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) -u "$(SOCKS_USER):$$pass" --admin "admin:$$pass"
 
 deps:
 	@scripts/ensure-packages.sh $(TEST_DEPS)

@@ -147,6 +147,65 @@ fn allow_open_proxy_starts_and_relays_without_auth() {
     assert!(d.terminate().success());
 }
 
+/// The management endpoint cannot be opened (no SCTP in this kernel, or an
+/// address that is not ours: 192.0.2.1 is TEST-NET-1): socks5d logs one line
+/// saying why and keeps serving SOCKS.
+#[test]
+fn without_a_management_socket_socks_goes_on() {
+    let target = echo_server(BANNER);
+    let mut d = Daemon::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-u",
+        "alice:pw",
+        "--admin",
+        "root:rootpw",
+        "-L",
+        "192.0.2.1",
+        "-P",
+        "0",
+    ]);
+    let mut t = socks_connect(d.addr, Auth::User("alice", "pw"), target);
+    exchange(&mut t, b"ping", &[BANNER, b"ping"].concat());
+    assert!(close_tunnel(t).is_empty());
+    assert!(d.terminate().success());
+    let err = d.stderr();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("management endpoint"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("not served") && lines[0].contains("SOCKS service goes on"),
+        "{err}"
+    );
+    // The reason names the error (with its errno) so that it can be acted on.
+    assert!(lines[0].contains("os error"), "{err}");
+    assert!(!err.contains("rootpw"), "{err}");
+}
+
+/// `--require-management` turns the same situation into a start-up failure.
+#[test]
+fn require_management_makes_it_fatal() {
+    let out = run_brief(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--admin",
+        "root:rootpw",
+        "-L",
+        "192.0.2.1",
+        "-P",
+        "0",
+        "--require-management",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("management endpoint"), "{out:?}");
+}
+
 /// Opens a tunnel to an echo target through a daemon started with `grace`,
 /// and proves it relays.
 fn daemon_with_tunnel(grace: &str) -> (Daemon, std::net::TcpStream) {
