@@ -1,0 +1,583 @@
+//! `loadgen compare`, the driver of `make bench`: every case against every
+//! peer, alternated and repeated, then the report.
+//!
+//! The machines this runs on are small and shared, so no figure is worth
+//! much alone: each case runs against every peer back to back (the order
+//! rotating from case to case and round to round), the whole plan is
+//! repeated, and the report gives medians with their spread and socks5d's
+//! ratios to figures measured in the same minutes.
+//!
+//! Each run is its own generator process (this program, with a scenario),
+//! under `taskset -c 0` for the pinned case, and each proxy is started fresh
+//! for it and stopped after it. Everything lands in `OUT/raw.txt`: `# key:
+//! value` lines about the machine and the run, then one result line per
+//! run; the report is made from that file alone.
+
+pub mod peers;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::args::Args;
+use crate::line::Line;
+use crate::report;
+use crate::scenarios;
+use peers::{Creds, Kind, SystemUser, Tools};
+
+/// The peers compared when `--peers` is not given.
+pub const DEFAULT_PEERS: &str = "direct,socks5d,microsocks,dante,dante-noauth";
+
+/// A generator run taking longer than this is killed and counted as failed.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// How much is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `make bench`: the volumes and counts the issue asks for.
+    Full,
+    /// `make bench-quick`: every scenario, briefly.
+    Quick,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Quick => "quick",
+        }
+    }
+}
+
+/// One measured case: a scenario and its arguments.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Its name in result lines and in the report.
+    pub id: &'static str,
+    /// The generator's scenario.
+    pub scenario: &'static str,
+    /// The scenario's arguments.
+    pub args: Vec<String>,
+    /// Proxy and generator both on CPU 0.
+    pub pinned: bool,
+}
+
+impl Case {
+    fn new(id: &'static str, scenario: &'static str, args: &[&str]) -> Case {
+        Case {
+            id,
+            scenario,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            pinned: false,
+        }
+    }
+}
+
+/// The cases of a mode, in the order they run within a round.
+pub fn cases(mode: Mode) -> Vec<Case> {
+    let (bytes, hs_secs, hs_warmup, rounds, warmup, idle, settle) = match mode {
+        Mode::Full => ("2G", "3", "0.5", "20000", "2000", "9000", "1"),
+        Mode::Quick => ("256M", "1", "0.2", "2000", "200", "1000", "0.3"),
+    };
+    let tp = |id, tunnels, dir| {
+        Case::new(
+            id,
+            "throughput",
+            &["--tunnels", tunnels, "--bytes", bytes, "--dir", dir],
+        )
+    };
+    let latency = ["--rounds", rounds, "--warmup", warmup, "--size", "64"];
+    vec![
+        tp("t1-up", "1", "up"),
+        tp("t1-down", "1", "down"),
+        tp("t8-up", "8", "up"),
+        tp("t8-down", "8", "down"),
+        Case::new(
+            "handshake",
+            "handshake",
+            &["--threads", "8", "--secs", hs_secs, "--warmup", hs_warmup],
+        ),
+        Case::new("latency", "latency", &latency),
+        Case {
+            pinned: true,
+            ..Case::new("latency-pinned", "latency", &latency)
+        },
+        Case::new("idle", "idle", &["--tunnels", idle, "--settle", settle]),
+    ]
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread, before any other
+/// thread exists (so all inherit the mask), and waits for them in one
+/// thread that only raises a flag: the loop then stops, and the proxies and
+/// the throw-away user are cleaned up on the way out. Children get an empty
+/// mask from std's spawn, so the proxies still die by these signals.
+fn watch_signals() -> Result<(), String> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(sig) = set.wait() {
+                eprintln!("bench: {sig}: stopping; partial results follow");
+                INTERRUPTED.store(true, Ordering::SeqCst);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The time now, `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        s / 3600,
+        s / 60 % 60
+    )
+}
+
+fn command_output(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+fn package_version(package: &str) -> Option<String> {
+    let dpkg = peers::find_program("dpkg-query")?;
+    command_output(&dpkg, &["-W", "-f", "${Version}", package])
+}
+
+/// `# key: value` lines describing the machine and the programs.
+fn machine_meta(tools: &Tools) -> Vec<(String, String)> {
+    let mut m = Vec::new();
+    let lscpu = peers::find_program("lscpu")
+        .and_then(|p| command_output(&p, &[]))
+        .unwrap_or_default();
+    let field = |name: &str| {
+        lscpu
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    m.push(("cpus".into(), format!("{cpus} (nproc)")));
+    m.push((
+        "cpu".into(),
+        field("Model name").unwrap_or_else(|| "unknown".into()),
+    ));
+    if let Some(h) = field("Hypervisor vendor") {
+        m.push(("hypervisor".into(), h));
+    }
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    m.push(("kernel".into(), format!("Linux {}", kernel.trim())));
+    let mem_kib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let l = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    m.push((
+        "memory".into(),
+        format!("{:.1} GiB", mem_kib as f64 / (1 << 20) as f64),
+    ));
+    if let Some(v) = command_output(&tools.socks5d, &["--version"]) {
+        m.push(("socks5d".into(), v));
+    }
+    if tools.microsocks.is_some() {
+        let v = package_version("microsocks").unwrap_or_else(|| "version unknown".into());
+        m.push(("microsocks".into(), format!("microsocks {v}")));
+    }
+    if tools.danted.is_some() {
+        let v = package_version("dante-server").unwrap_or_else(|| "version unknown".into());
+        m.push(("dante".into(), format!("danted {v}")));
+    }
+    m
+}
+
+/// Removes the temporary folder (Dante's configurations) on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one run needs besides its case and peer.
+struct Ctx {
+    exe: PathBuf,
+    tools: Tools,
+    creds: Creds,
+    tmp: PathBuf,
+    peers_log: File,
+    gen_log: File,
+}
+
+/// Runs the generator until it exits, the limit passes or we are
+/// interrupted; returns its result line.
+fn run_generator(mut cmd: Command) -> Result<Line, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the generator: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + RUN_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for the generator: {e}")),
+        }
+        if interrupted() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(if interrupted() {
+                "interrupted".into()
+            } else {
+                format!("killed after {} s", RUN_LIMIT.as_secs())
+            });
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let text = reader.join().unwrap_or_default();
+    text.lines()
+        .find_map(Line::parse)
+        .ok_or_else(|| "the generator printed no result line (see loadgen.log)".into())
+}
+
+fn run_once(ctx: &Ctx, case: &Case, kind: Kind, round: u32) -> Result<Line, String> {
+    let running = match kind {
+        Kind::Direct => None,
+        _ => Some(peers::start(
+            kind,
+            &ctx.tools,
+            &ctx.creds,
+            case.pinned,
+            &ctx.tmp,
+            &ctx.peers_log,
+        )?),
+    };
+    let mut cmd = match (&ctx.tools.taskset, case.pinned) {
+        (Some(taskset), true) => {
+            let mut c = Command::new(taskset);
+            c.args(["-c", "0"]).arg(&ctx.exe);
+            c
+        }
+        _ => Command::new(&ctx.exe),
+    };
+    cmd.arg(case.scenario)
+        .args(&case.args)
+        .args(["--peer", kind.name(), "--case", case.id])
+        .args(["--round", &round.to_string()]);
+    if let Some(r) = &running {
+        cmd.arg("--proxy")
+            .arg(format!("127.0.0.1:{}", r.port))
+            .arg("--pid")
+            .arg(r.pid().to_string());
+        if kind.authenticates() {
+            cmd.arg("--auth")
+                .arg(format!("{}:{}", ctx.creds.user, ctx.creds.pass));
+        }
+    }
+    let _ = writeln!(
+        &ctx.gen_log,
+        "--- round {round} {} {}",
+        case.id,
+        kind.name()
+    );
+    cmd.stderr(
+        ctx.gen_log
+            .try_clone()
+            .map_or(Stdio::inherit(), Stdio::from),
+    );
+    let result = run_generator(cmd);
+    if let Some(r) = running {
+        r.stop();
+    }
+    result
+}
+
+/// Whether a result line carries the figure its case is about.
+pub fn has_number(line: &Line) -> bool {
+    let case = line.get("case").unwrap_or("");
+    let direct = line.get("peer") == Some("direct");
+    line.get("ok") == Some("1")
+        && match report::primary_metric(case) {
+            // Direct has no proxy whose memory could be read.
+            Some(_) if direct && case == "idle" => line.get("relay_fail") == Some("0"),
+            Some(key) => line.number(key).is_some(),
+            None => true,
+        }
+}
+
+/// `loadgen compare`.
+pub fn main(mut a: Args) -> Result<bool, String> {
+    let mode = match a.get("--mode", "full".to_owned())?.as_str() {
+        "full" => Mode::Full,
+        "quick" => Mode::Quick,
+        m => return Err(format!("--mode: '{m}' is neither full nor quick")),
+    };
+    let rounds: u32 = a.get("--rounds", if mode == Mode::Full { 3 } else { 1 })?;
+    let peer_list = a.get("--peers", DEFAULT_PEERS.to_owned())?;
+    let out = PathBuf::from(a.get("--out", format!("bench-results/{}", mode.name()))?);
+    let socks5d = PathBuf::from(a.get("--socks5d", "target/release/socks5d".to_owned())?);
+    let strict = a.flag("--strict");
+    a.finish()?;
+    if rounds == 0 {
+        return Err("--rounds: at least 1".into());
+    }
+
+    watch_signals()?;
+    let started = Instant::now();
+    // Every proxy inherits the raised limit: 9,000 tunnels are 18,000 sockets.
+    let nofile = scenarios::raise_nofile();
+    let tools = Tools::find(socks5d);
+    let mut peers: Vec<Kind> = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
+    for name in peer_list.split(',').filter(|n| !n.is_empty()) {
+        let kind =
+            Kind::from_name(name).ok_or_else(|| format!("--peers: unknown peer '{name}'"))?;
+        match tools.missing(kind) {
+            Some(why) => left_out.push(format!("{name}: {why}")),
+            None if !peers.contains(&kind) => peers.push(kind),
+            None => {}
+        }
+    }
+    let mut all_cases = cases(mode);
+    if tools.taskset.is_none() {
+        all_cases.retain(|c| !c.pinned);
+        left_out.push("latency-pinned: taskset not found".into());
+    }
+    let creds = Creds {
+        user: format!("s5bench{}", std::process::id()),
+        pass: peers::random_alnum(16)?,
+    };
+    let _system_user = if peers.contains(&Kind::Dante) {
+        match SystemUser::create(&creds) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                peers.retain(|k| *k != Kind::Dante);
+                left_out.push(format!("dante: no throw-away system user: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if peers.is_empty() {
+        return Err(format!("nothing to bench: {}", left_out.join("; ")));
+    }
+
+    fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let open = |name: &str| File::create(out.join(name)).map_err(|e| format!("{name}: {e}"));
+    let mut raw = open("raw.txt")?;
+    let tmp = TempDir(std::env::temp_dir().join(format!("loadgen-{}", std::process::id())));
+    fs::create_dir_all(&tmp.0).map_err(|e| format!("{}: {e}", tmp.0.display()))?;
+    let ctx = Ctx {
+        exe: std::env::current_exe().map_err(|e| format!("own path: {e}"))?,
+        tools,
+        creds,
+        tmp: tmp.0.clone(),
+        peers_log: open("peers.log")?,
+        gen_log: open("loadgen.log")?,
+    };
+
+    let names: Vec<&str> = peers.iter().map(|k| k.name()).collect();
+    let mut meta = vec![
+        ("date".to_owned(), utc_now()),
+        ("mode".to_owned(), mode.name().to_owned()),
+        (
+            "command".to_owned(),
+            if mode == Mode::Full {
+                "make bench"
+            } else {
+                "make bench-quick"
+            }
+            .to_owned(),
+        ),
+        ("rounds".to_owned(), rounds.to_string()),
+        ("peers".to_owned(), names.join(",")),
+        (
+            "cases".to_owned(),
+            all_cases.iter().map(|c| c.id).collect::<Vec<_>>().join(","),
+        ),
+        ("nofile".to_owned(), nofile.to_string()),
+    ];
+    meta.extend(machine_meta(&ctx.tools));
+    meta.extend(left_out.iter().map(|l| ("left out".to_owned(), l.clone())));
+    for (k, v) in &meta {
+        writeln!(raw, "# {k}: {v}").map_err(|e| e.to_string())?;
+    }
+    println!(
+        "bench: {} mode, {rounds} round(s), peers: {}",
+        mode.name(),
+        names.join(", ")
+    );
+    for l in &left_out {
+        println!("bench: left out: {l}");
+    }
+
+    let total = rounds as usize * all_cases.len() * peers.len();
+    let mut done = 0;
+    let mut failed: Vec<(Kind, String)> = Vec::new();
+    'rounds: for round in 1..=rounds {
+        for (ci, case) in all_cases.iter().enumerate() {
+            // Rotate who goes first, case to case and round to round.
+            let shift = (round as usize - 1 + ci) % peers.len();
+            for &kind in peers.iter().cycle().skip(shift).take(peers.len()) {
+                if interrupted() {
+                    break 'rounds;
+                }
+                done += 1;
+                let t = Instant::now();
+                let what = format!("round {round} {} {}", case.id, kind.name());
+                let status = match run_once(&ctx, case, kind, round) {
+                    Ok(line) => {
+                        writeln!(raw, "{line}").map_err(|e| e.to_string())?;
+                        let figure = report::primary_metric(case.id)
+                            .and_then(|k| Some(format!("{k}={}", line.get(k)?)))
+                            .unwrap_or_default();
+                        if !has_number(&line) {
+                            failed.push((kind, format!("{what}: {line}")));
+                        }
+                        format!(
+                            "{figure} gen_cpu={} proxy_cpu={} errors={}",
+                            line.get("gen_cpu").unwrap_or("-"),
+                            line.get("proxy_cpu").unwrap_or("-"),
+                            line.get("errors").unwrap_or("-")
+                        )
+                    }
+                    Err(e) => {
+                        writeln!(
+                            raw,
+                            "# failed: case={} peer={} round={round}: {e}",
+                            case.id,
+                            kind.name()
+                        )
+                        .map_err(|e| e.to_string())?;
+                        failed.push((kind, format!("{what}: {e}")));
+                        format!("FAILED: {e}")
+                    }
+                };
+                println!(
+                    "[{done:>3}/{total}] {:>4.1}s r{round} {:<15} {:<13} {status}",
+                    t.elapsed().as_secs_f64(),
+                    case.id,
+                    kind.name()
+                );
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    writeln!(raw, "# elapsed: {elapsed:.0} s").map_err(|e| e.to_string())?;
+    drop(raw);
+    let report = report::write(&out)?;
+    println!(
+        "bench: {done} runs in {elapsed:.0} s, {} failed; report: {}",
+        failed.len(),
+        report.display()
+    );
+    for (_, f) in &failed {
+        println!("bench: failed: {f}");
+    }
+    if interrupted() {
+        return Err("interrupted".into());
+    }
+    // Our own figures must all be there; a peer that fails is reported, and
+    // fails the command only with --strict.
+    let ours = failed
+        .iter()
+        .any(|(k, _)| matches!(k, Kind::Direct | Kind::Socks5d));
+    Ok(!(ours || (strict && !failed.is_empty())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        let now = utc_now();
+        assert!(now.ends_with(" UTC") && now.len() == 20, "{now}");
+    }
+
+    #[test]
+    fn every_case_has_a_figure_and_both_modes_have_all_cases() {
+        let full: Vec<_> = cases(Mode::Full).iter().map(|c| c.id).collect();
+        let quick: Vec<_> = cases(Mode::Quick).iter().map(|c| c.id).collect();
+        assert_eq!(full, quick);
+        for id in full {
+            assert!(report::primary_metric(id).is_some(), "{id}");
+        }
+        assert_eq!(cases(Mode::Full).iter().filter(|c| c.pinned).count(), 1);
+    }
+
+    #[test]
+    fn a_result_needs_its_number() {
+        let l = |s: &str| Line::parse(s).unwrap();
+        assert!(has_number(&l(
+            "loadgen case=t1-up peer=socks5d ok=1 gib_s=2.5"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=t1-up peer=socks5d ok=0 gib_s=2.5"
+        )));
+        assert!(!has_number(&l("loadgen case=t1-up peer=socks5d ok=1")));
+        assert!(has_number(&l(
+            "loadgen case=idle peer=direct ok=1 relay_fail=0"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=idle peer=socks5d ok=1 relay_fail=0"
+        )));
+    }
+}

@@ -1,0 +1,142 @@
+//! loadgen: the SOCKS5 load generator behind `make bench`.
+//!
+//! One process per measured run: it starts its own loopback targets, drives
+//! one scenario through a SOCKS5 proxy (or straight to the target, the
+//! "direct" baseline) and prints one line `loadgen key=value ...`.
+//! `loadgen compare` is the driver: it starts every peer proxy, alternates
+//! them, repeats, and writes the report.
+//!
+//! ```text
+//!   client.rs        SOCKS5 client: greeting, RFC 1929 log-in, CONNECT
+//!   targets.rs       echo server (mio) and sink/source (threads), loopback
+//!   scenarios/       throughput, handshake, latency, idle: one line each
+//!   procfs.rs        a proxy's process tree, RSS/PSS and CPU time
+//!   line.rs          the result line;  stats.rs: percentiles, medians
+//!   driver/          `compare`: the peers, the rounds, the raw lines
+//!   report.rs        the Markdown report;  svg.rs: its bar charts
+//! ```
+//!
+//! It only ever connects to loopback addresses, and every loop in it is
+//! bounded in count or time.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+// Under `cargo test` the libtest harness stands in for `main`, so whatever
+// only `main` reaches looks unused there.
+#![cfg_attr(test, allow(dead_code))]
+
+mod args;
+mod client;
+mod driver;
+mod line;
+mod procfs;
+mod report;
+mod scenarios;
+mod stats;
+mod svg;
+mod targets;
+
+use std::process::ExitCode;
+
+use args::Args;
+use scenarios::{Common, handshake, idle, latency, throughput};
+
+const USAGE: &str = "\
+Usage: loadgen SCENARIO [OPTION]...     one measured run, one result line
+       loadgen compare [OPTION]...      the whole comparison (make bench)
+       loadgen report RAW OUTDIR        the report again from raw lines
+
+Scenarios (defaults in brackets):
+  throughput  --tunnels N [1] --bytes SIZE [2G, in all] --dir up|down [up]
+  handshake   --threads K [8] --secs T [5] --warmup S [0.5]
+  latency     --rounds N [20000] --warmup N [2000] --size BYTES [64]
+  idle        --tunnels C [9000] --settle S [1] --openers N [8]
+Every scenario:
+  --proxy IP:PORT   a loopback SOCKS5 proxy (none: straight to the target)
+  --auth USER:PASS  log in with RFC 1929 (none: method X'00')
+  --pid PID         the proxy's pid: its memory and CPU use are reported
+  --peer NAME --case NAME --round N   labels for the report
+  --timeout S       bound on every connect, read and write [10]
+
+compare:
+  --mode full|quick [full]  --rounds N [3 full, 1 quick]
+  --peers LIST [direct,socks5d,microsocks,dante,dante-noauth]
+  --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]
+  --strict          fail unless every run of every peer gave its number";
+
+fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
+    let common = Common::from_args(&mut a, name)?;
+    scenarios::raise_nofile();
+    let line = match name {
+        "throughput" => {
+            let p = throughput::Params {
+                tunnels: a.get("--tunnels", 1)?,
+                bytes: a.size("--bytes", 2 << 30)?,
+                dir: match a.get("--dir", "up".to_owned())?.as_str() {
+                    "up" => throughput::Dir::Up,
+                    "down" => throughput::Dir::Down,
+                    d => return Err(format!("--dir: '{d}' is neither up nor down")),
+                },
+            };
+            a.finish()?;
+            throughput::run(&common, &p)
+        }
+        "handshake" => {
+            let p = handshake::Params {
+                threads: a.get("--threads", 8)?,
+                secs: a.get("--secs", 5.0)?,
+                warmup: a.get("--warmup", 0.5)?,
+            };
+            a.finish()?;
+            handshake::run(&common, &p)
+        }
+        "latency" => {
+            let p = latency::Params {
+                rounds: a.get("--rounds", 20_000)?,
+                warmup: a.get("--warmup", 2_000)?,
+                size: usize::try_from(a.size("--size", 64)?).map_err(|e| e.to_string())?,
+            };
+            a.finish()?;
+            latency::run(&common, &p)
+        }
+        "idle" => {
+            let p = idle::Params {
+                tunnels: a.get("--tunnels", 9_000)?,
+                settle: a.get("--settle", 1.0)?,
+                openers: a.get("--openers", 8)?,
+            };
+            a.finish()?;
+            idle::run(&common, &p)
+        }
+        _ => unreachable!("only scenario names come here"),
+    };
+    println!("{line}");
+    Ok(line.get("ok") == Some("1"))
+}
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    let Some(cmd) = argv.next() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let a = Args::new(argv);
+    let result = match cmd.as_str() {
+        "throughput" | "handshake" | "latency" | "idle" => run_scenario(&cmd, a),
+        "compare" => driver::main(a),
+        "report" => report::main(a),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => Err(format!("unknown command '{other}' (try --help)")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,868 @@
+//! The report of a comparison, made from its `raw.txt` alone: a Markdown
+//! table of medians with min and max, socks5d's ratios to the best peer and
+//! to direct, the goals beside the measured ratios, the CPU use of the
+//! generator and of each proxy, the errors, the raw lines, and SVG charts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::args::Args;
+use crate::line::Line;
+use crate::stats::Summary;
+use crate::svg::{self, Bar, Chart, Group, fmt_value};
+
+/// Which way a figure is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    /// More is better (rates).
+    Higher,
+    /// Less is better (times, memory).
+    Lower,
+}
+
+/// One row of the results table.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    /// The case.
+    pub case: &'static str,
+    /// The result line's key.
+    pub key: &'static str,
+    /// What the row is.
+    pub label: &'static str,
+    /// Unit.
+    pub unit: &'static str,
+    /// Which way is better.
+    pub better: Better,
+}
+
+const fn row(
+    case: &'static str,
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    better: Better,
+) -> Row {
+    Row {
+        case,
+        key,
+        label,
+        unit,
+        better,
+    }
+}
+
+/// The results table, top to bottom.
+pub const ROWS: &[Row] = &[
+    row(
+        "t1-up",
+        "gib_s",
+        "Throughput, 1 tunnel, upload",
+        "GiB/s",
+        Better::Higher,
+    ),
+    row(
+        "t1-down",
+        "gib_s",
+        "Throughput, 1 tunnel, download",
+        "GiB/s",
+        Better::Higher,
+    ),
+    row(
+        "t8-up",
+        "gib_s",
+        "Throughput, 8 tunnels, upload",
+        "GiB/s",
+        Better::Higher,
+    ),
+    row(
+        "t8-down",
+        "gib_s",
+        "Throughput, 8 tunnels, download",
+        "GiB/s",
+        Better::Higher,
+    ),
+    row(
+        "handshake",
+        "cycles_s",
+        "Handshake rate, 8 threads",
+        "cycles/s",
+        Better::Higher,
+    ),
+    row(
+        "handshake",
+        "p50_us",
+        "Handshake cycle, p50",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "handshake",
+        "p99_us",
+        "Handshake cycle, p99",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "latency",
+        "p50_us",
+        "Latency 64 B ping-pong, p50",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "latency",
+        "p99_us",
+        "Latency 64 B ping-pong, p99",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "latency",
+        "p999_us",
+        "Latency 64 B ping-pong, p99.9",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "latency-pinned",
+        "p50_us",
+        "Latency, pinned to one CPU, p50",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "latency-pinned",
+        "p99_us",
+        "Latency, pinned to one CPU, p99",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "latency-pinned",
+        "p999_us",
+        "Latency, pinned to one CPU, p99.9",
+        "µs",
+        Better::Lower,
+    ),
+    row(
+        "idle",
+        "pss_kib_per_tunnel",
+        "Memory per idle tunnel, PSS",
+        "KiB",
+        Better::Lower,
+    ),
+    row(
+        "idle",
+        "rss_kib_per_tunnel",
+        "Memory per idle tunnel, RSS",
+        "KiB",
+        Better::Lower,
+    ),
+    row(
+        "idle",
+        "after_relay_pss_kib_per_tunnel",
+        "… after one byte each way, PSS",
+        "KiB",
+        Better::Lower,
+    ),
+    row(
+        "idle",
+        "tunnels",
+        "Idle tunnels held",
+        "tunnels",
+        Better::Higher,
+    ),
+];
+
+/// The figure a case is about (printed as each run ends, required by
+/// `--strict`).
+pub fn primary_metric(case: &str) -> Option<&'static str> {
+    match case {
+        "t1-up" | "t1-down" | "t8-up" | "t8-down" => Some("gib_s"),
+        "handshake" => Some("cycles_s"),
+        "latency" | "latency-pinned" => Some("p50_us"),
+        "idle" => Some("pss_kib_per_tunnel"),
+        _ => None,
+    }
+}
+
+const US: &str = "socks5d";
+const DIRECT: &str = "direct";
+
+/// Everything in a `raw.txt`.
+#[derive(Debug, Default)]
+pub struct Data {
+    /// `# key: value` lines, in order.
+    pub meta: Vec<(String, String)>,
+    /// Result lines.
+    pub lines: Vec<Line>,
+    /// The peers, in column order.
+    pub peers: Vec<String>,
+}
+
+impl Data {
+    /// Reads the text of a `raw.txt`.
+    pub fn parse(raw: &str) -> Data {
+        let mut d = Data::default();
+        for l in raw.lines() {
+            if let Some(rest) = l.strip_prefix("# ") {
+                if let Some((k, v)) = rest.split_once(": ") {
+                    d.meta.push((k.to_owned(), v.to_owned()));
+                }
+            } else if let Some(line) = Line::parse(l) {
+                d.lines.push(line);
+            }
+        }
+        d.peers = match d.meta_value("peers") {
+            Some(p) => p.split(',').map(str::to_owned).collect(),
+            None => Vec::new(),
+        };
+        for l in &d.lines {
+            if let Some(p) = l.get("peer")
+                && !d.peers.iter().any(|x| x == p)
+            {
+                d.peers.push(p.to_owned());
+            }
+        }
+        d
+    }
+
+    /// The first `# key:` value.
+    pub fn meta_value(&self, key: &str) -> Option<&str> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all_meta(&self, key: &str) -> Vec<&str> {
+        self.meta
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn runs<'a>(&'a self, case: &'a str, peer: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
+        self.lines
+            .iter()
+            .filter(move |l| l.get("case") == Some(case) && l.get("peer") == Some(peer))
+    }
+
+    /// Median, min and max of `key` over the successful runs.
+    pub fn summary(&self, case: &str, peer: &str, key: &str) -> Option<Summary> {
+        let v: Vec<f64> = self
+            .runs(case, peer)
+            .filter(|l| l.get("ok") == Some("1"))
+            .filter_map(|l| l.number(key))
+            .collect();
+        Summary::of(&v)
+    }
+
+    fn failed_runs(&self, case: &str, peer: &str) -> usize {
+        let bad_lines = self
+            .runs(case, peer)
+            .filter(|l| l.get("ok") != Some("1"))
+            .count();
+        let needle = format!("case={case} peer={peer} ");
+        bad_lines
+            + self
+                .all_meta("failed")
+                .iter()
+                .filter(|f| f.starts_with(&needle))
+                .count()
+    }
+
+    /// The best median among the peers that are neither socks5d nor direct.
+    pub fn best_peer(&self, row: &Row) -> Option<(String, f64)> {
+        self.peers
+            .iter()
+            .filter(|p| *p != US && *p != DIRECT)
+            .filter_map(|p| Some((p.clone(), self.summary(row.case, p, row.key)?.median)))
+            .reduce(|a, b| {
+                let b_wins = match row.better {
+                    Better::Higher => b.1 > a.1,
+                    Better::Lower => b.1 < a.1,
+                };
+                if b_wins { b } else { a }
+            })
+    }
+
+    fn median(&self, case: &str, peer: &str, key: &str) -> Option<f64> {
+        self.summary(case, peer, key).map(|s| s.median)
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("—".into(), |r| format!("{r:.2}×"))
+}
+
+fn cell(s: Option<Summary>, failed: usize) -> String {
+    let mut c = match s {
+        None => "—".to_owned(),
+        Some(s) if s.n == 1 || s.min == s.max => fmt_value(s.median),
+        Some(s) => format!(
+            "{} ({}–{})",
+            fmt_value(s.median),
+            fmt_value(s.min),
+            fmt_value(s.max)
+        ),
+    };
+    if failed > 0 {
+        let _ = write!(c, " ✗{failed}");
+    }
+    c
+}
+
+/// One goal of the issue, judged on the medians.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The goal as written in the issue.
+    pub goal: &'static str,
+    /// What was measured.
+    pub measured: String,
+    /// Met, missed, or not measured.
+    pub met: Option<bool>,
+}
+
+fn row_of(case: &str, key: &str) -> &'static Row {
+    ROWS.iter()
+        .find(|r| r.case == case && r.key == key)
+        .expect("goals only use rows of ROWS")
+}
+
+/// The goals against the measured medians.
+pub fn verdicts(d: &Data) -> Vec<Verdict> {
+    let mut v = Vec::new();
+    let med = |case: &str, peer: &str, key: &str| d.median(case, peer, key);
+    let both = |a: Option<bool>, b: Option<bool>| match (a, b) {
+        (Some(a), Some(b)) => Some(a && b),
+        _ => None,
+    };
+
+    let mut text = Vec::new();
+    let mut met = Vec::new();
+    for (case, dir) in [("t1-up", "upload"), ("t1-down", "download")] {
+        let r = ratio(med(case, US, "gib_s"), med(case, DIRECT, "gib_s"));
+        text.push(format!("{dir} {}", fmt_ratio(r)));
+        met.push(r.map(|r| r >= 0.75));
+    }
+    v.push(Verdict {
+        goal: "Throughput, 1 tunnel: at least 75% of direct",
+        measured: format!("{} of direct", text.join(", ")),
+        met: both(met[0], met[1]),
+    });
+
+    let mut text = Vec::new();
+    let mut met = Vec::new();
+    for (case, dir) in [("t1-up", "upload"), ("t1-down", "download")] {
+        let best = d.best_peer(row_of(case, "gib_s"));
+        let r = ratio(med(case, US, "gib_s"), best.as_ref().map(|b| b.1));
+        let who = best.map_or(String::new(), |b| format!(" ({})", b.0));
+        text.push(format!("{dir} {}{who}", fmt_ratio(r)));
+        met.push(r.map(|r| r >= 1.5));
+    }
+    v.push(Verdict {
+        goal: "Throughput, 1 tunnel: at least 1.5 times the best peer",
+        measured: format!("{} of the best peer", text.join(", ")),
+        met: both(met[0], met[1]),
+    });
+
+    let best = d.best_peer(row_of("handshake", "cycles_s"));
+    let r = ratio(med("handshake", US, "cycles_s"), best.as_ref().map(|b| b.1));
+    v.push(Verdict {
+        goal: "Handshake rate: at least 2 times the best peer",
+        measured: format!(
+            "{} of the best peer{}",
+            fmt_ratio(r),
+            best.map_or(String::new(), |b| format!(" ({})", b.0))
+        ),
+        met: r.map(|r| r >= 2.0),
+    });
+
+    let (ours, direct) = (
+        med("latency-pinned", US, "p50_us"),
+        med("latency-pinned", DIRECT, "p50_us"),
+    );
+    v.push(Verdict {
+        goal: "Latency, pinned: p50 within 10 µs of direct",
+        measured: match (ours, direct) {
+            (Some(o), Some(dr)) => format!(
+                "{} µs vs direct {} µs: {:+.1} µs",
+                fmt_value(o),
+                fmt_value(dr),
+                o - dr
+            ),
+            _ => "—".into(),
+        },
+        met: ours.zip(direct).map(|(o, dr)| o - dr <= 10.0),
+    });
+
+    let pss = med("idle", US, "pss_kib_per_tunnel");
+    let rss = med("idle", US, "rss_kib_per_tunnel");
+    let tunnels = med("idle", US, "tunnels");
+    v.push(Verdict {
+        goal: "Memory: at most 1 KiB of process memory per idle tunnel at 9,000 tunnels",
+        measured: match (pss, tunnels) {
+            (Some(p), Some(t)) => format!(
+                "{} KiB (PSS; RSS {} KiB) at {} tunnels",
+                fmt_value(p),
+                rss.map_or("—".into(), fmt_value),
+                fmt_value(t)
+            ),
+            _ => "—".into(),
+        },
+        met: match (pss, tunnels) {
+            (Some(p), Some(t)) if t >= 9_000.0 => Some(p <= 1.0),
+            _ => None,
+        },
+    });
+    v
+}
+
+fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
+    let group = |label: &str, case: &str, key: &str, skip_direct: bool| Group {
+        label: label.to_owned(),
+        bars: d
+            .peers
+            .iter()
+            .filter(|p| !(skip_direct && *p == DIRECT))
+            .filter_map(|p| {
+                let s = d.summary(case, p, key)?;
+                Some(Bar {
+                    peer: p.clone(),
+                    median: s.median,
+                    min: s.min,
+                    max: s.max,
+                })
+            })
+            .collect(),
+    };
+    vec![
+        (
+            "throughput.svg",
+            Chart {
+                title: "Throughput".into(),
+                unit: "GiB/s".into(),
+                note: "Fixed volume through the proxy, GiB/s: higher is better. Bar: median; whisker: min to max."
+                    .into(),
+                groups: vec![
+                    group("1 tunnel, upload", "t1-up", "gib_s", false),
+                    group("1 tunnel, download", "t1-down", "gib_s", false),
+                    group("8 tunnels, upload", "t8-up", "gib_s", false),
+                    group("8 tunnels, download", "t8-down", "gib_s", false),
+                ],
+            },
+        ),
+        (
+            "handshake.svg",
+            Chart {
+                title: "Handshake rate".into(),
+                unit: "cycles/s".into(),
+                note: "Connect, greeting, log-in, CONNECT, 1 byte each way, close; 8 client threads: higher is better."
+                    .into(),
+                groups: vec![group("full cycles per second", "handshake", "cycles_s", false)],
+            },
+        ),
+        (
+            "latency.svg",
+            Chart {
+                title: "Latency, 64-byte ping-pong".into(),
+                unit: "µs".into(),
+                note: "Round-trip time through one tunnel: lower is better. Pinned: proxy and generator on CPU 0."
+                    .into(),
+                groups: vec![
+                    group("p50", "latency", "p50_us", false),
+                    group("p99", "latency", "p99_us", false),
+                    group("p50, pinned", "latency-pinned", "p50_us", false),
+                    group("p99, pinned", "latency-pinned", "p99_us", false),
+                ],
+            },
+        ),
+        (
+            "memory.svg",
+            Chart {
+                title: "Memory per idle tunnel".into(),
+                unit: "KiB".into(),
+                note: "Growth of the proxy's process tree over its baseline, per idle tunnel: lower is better."
+                    .into(),
+                groups: vec![
+                    group("PSS", "idle", "pss_kib_per_tunnel", true),
+                    group("RSS", "idle", "rss_kib_per_tunnel", true),
+                ],
+            },
+        ),
+    ]
+}
+
+/// The results table and the goals, as Markdown (also what the README's
+/// Performance section shows).
+pub fn tables(d: &Data) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "| measure | unit |");
+    for p in &d.peers {
+        let _ = write!(s, " {p} |");
+    }
+    let _ = writeln!(s, " socks5d ÷ best peer | socks5d ÷ direct |");
+    let _ = write!(s, "|---|---|");
+    for _ in &d.peers {
+        let _ = write!(s, "---:|");
+    }
+    let _ = writeln!(s, "---:|---:|");
+    for r in ROWS {
+        if !d.lines.iter().any(|l| l.get("case") == Some(r.case)) {
+            continue;
+        }
+        let arrow = match r.better {
+            Better::Higher => "↑",
+            Better::Lower => "↓",
+        };
+        let _ = write!(s, "| {} | {} {arrow} |", r.label, r.unit);
+        for p in &d.peers {
+            let _ = write!(
+                s,
+                " {} |",
+                cell(d.summary(r.case, p, r.key), d.failed_runs(r.case, p))
+            );
+        }
+        let ours = d.median(r.case, US, r.key);
+        let best = d.best_peer(r);
+        let vs_best = match &best {
+            Some((who, b)) => match ratio(ours, Some(*b)) {
+                Some(x) => format!("{x:.2}× ({who})"),
+                None => "—".into(),
+            },
+            None => "—".into(),
+        };
+        let vs_direct = fmt_ratio(ratio(ours, d.median(r.case, DIRECT, r.key)));
+        let _ = writeln!(s, " {vs_best} | {vs_direct} |");
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "| goal | measured (medians) | met |");
+    let _ = writeln!(s, "|---|---|---|");
+    for v in verdicts(d) {
+        let met = match v.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(s, "| {} | {} | {met} |", v.goal, v.measured);
+    }
+    s
+}
+
+fn cpu_table(d: &Data) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "| case |");
+    for p in &d.peers {
+        let _ = write!(s, " {p} |");
+    }
+    let _ = writeln!(s);
+    let _ = write!(s, "|---|");
+    for _ in &d.peers {
+        let _ = write!(s, "---:|");
+    }
+    let _ = writeln!(s);
+    let mut cases: Vec<&str> = Vec::new();
+    for l in &d.lines {
+        if let Some(c) = l.get("case")
+            && !cases.contains(&c)
+        {
+            cases.push(c);
+        }
+    }
+    for case in cases {
+        let _ = write!(s, "| {case} |");
+        for p in &d.peers {
+            let g = d.median(case, p, "gen_cpu");
+            let pr = d.median(case, p, "proxy_cpu");
+            let cpus = d.median(case, p, "cpus");
+            let text = match (g, cpus) {
+                (Some(g), Some(c)) => {
+                    let mark = if g >= 0.9 * c { " ⚠" } else { "" };
+                    match pr {
+                        Some(pr) => format!("{g:.2} / {pr:.2} of {c:.0}{mark}"),
+                        None => format!("{g:.2} of {c:.0}{mark}"),
+                    }
+                }
+                _ => "—".into(),
+            };
+            let _ = write!(s, " {text} |");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn errors_section(d: &Data) -> String {
+    let mut s = String::new();
+    // (case, peer) -> kind -> count, over all runs.
+    let mut counts: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for l in &d.lines {
+        let n = l.number("errors").unwrap_or(0.0);
+        if n == 0.0 && l.get("ok") == Some("1") {
+            continue;
+        }
+        let key = (
+            l.get("case").unwrap_or("?").to_owned(),
+            l.get("peer").unwrap_or("?").to_owned(),
+        );
+        let entry = counts.entry(key).or_default();
+        for (k, v) in l.fields() {
+            if let Some(kind) = k.strip_prefix("err_") {
+                *entry.entry(kind.to_owned()).or_default() += v.parse::<u64>().unwrap_or(0);
+            }
+        }
+        if l.get("ok") != Some("1") {
+            *entry.entry("failed runs".to_owned()).or_default() += 1;
+        }
+    }
+    for ((case, peer), kinds) in &counts {
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(s, "- {case}, {peer}: {}", list.join(", "));
+    }
+    for f in d.all_meta("failed") {
+        let _ = writeln!(s, "- run failed: {f}");
+    }
+    if s.is_empty() {
+        s.push_str("None: every run of every peer completed with no error.\n");
+    }
+    s
+}
+
+/// The whole report as Markdown; `raw` is the `raw.txt` it was made from.
+pub fn markdown(d: &Data, raw: &str) -> String {
+    let mut s = String::new();
+    let meta = |k: &str| d.meta_value(k).unwrap_or("?");
+    let _ = writeln!(s, "# socks5d benchmark ({} run)\n", meta("mode"));
+    let _ = writeln!(
+        s,
+        "Measured {} on {} CPUs: {}{}, {}, {} memory. Open-file limit {}.",
+        meta("date"),
+        meta("cpus").trim_end_matches(" (nproc)"),
+        meta("cpu"),
+        d.meta_value("hypervisor")
+            .map_or(String::new(), |h| format!(" ({h} guest)")),
+        meta("kernel"),
+        meta("memory"),
+        meta("nofile"),
+    );
+    let _ = writeln!(
+        s,
+        "Reproduce with `{}` (report in `bench-results/{}/`). {} round(s); every case runs \
+         against every peer back to back, in an order that rotates, and each proxy is started \
+         fresh for each run on 127.0.0.1.\n",
+        meta("command"),
+        meta("mode"),
+        meta("rounds")
+    );
+    let programs: Vec<String> = ["socks5d", "microsocks", "dante"]
+        .iter()
+        .filter_map(|k| d.meta_value(k).map(str::to_owned))
+        .collect();
+    let _ = writeln!(
+        s,
+        "Peers: {}. Programs: {}. socks5d, microsocks and `dante` log clients in with RFC 1929 \
+         username/password; Dante checks a throw-away system user's password hash, which \
+         slows its handshakes, so `dante-noauth` (no authentication) is measured too.",
+        d.peers.join(", "),
+        programs.join("; ")
+    );
+    let left = d.all_meta("left out");
+    if !left.is_empty() {
+        let _ = writeln!(s, "\nLeft out: {}.", left.join("; "));
+    }
+    if meta("mode") == "quick" {
+        let _ = writeln!(
+            s,
+            "\nThis is the quick run: small volumes and counts, one pass. Its figures are a \
+             smoke test; the goals are judged on `make bench`."
+        );
+    }
+    let _ = writeln!(s, "\n## Results\n");
+    let _ = writeln!(
+        s,
+        "Median (min–max) over the rounds; ↑ higher is better, ↓ lower is better; ✗N: N runs \
+         failed (see Errors). The ratios divide socks5d's median by the best peer's (microsocks \
+         or Dante, the best of them for that row) and by direct's.\n"
+    );
+    s.push_str(&tables(d));
+    let _ = writeln!(s, "\n## Charts\n");
+    for (file, chart) in charts(d) {
+        let _ = writeln!(s, "![{}]({file})\n", chart.title);
+    }
+    let _ = writeln!(s, "## CPU use\n");
+    let _ = writeln!(
+        s,
+        "Median CPUs used during the measured part: generator (its targets included) / proxy \
+         (its whole process tree), of the CPUs the generator may use. ⚠ marks a generator using \
+         90% or more of them: that figure may be limited by the generator rather than the proxy.\n"
+    );
+    s.push_str(&cpu_table(d));
+    let _ = writeln!(s, "\n## How each case is measured\n");
+    s.push_str(HOW);
+    let _ = writeln!(s, "\n## Errors\n");
+    s.push_str(&errors_section(d));
+    let _ = writeln!(s, "\n## Raw lines\n\n```text");
+    s.push_str(raw.trim_end());
+    let _ = writeln!(s, "\n```");
+    s
+}
+
+const HOW: &str = "\
+- **Throughput**: the tunnels are opened first; the clock runs from when all are ready until \
+the last one is done. Upload: the sink answers one byte once every byte has arrived. Download: \
+the last byte is read. The volume is shared evenly among the tunnels.
+- **Handshake rate**: 8 threads, each running full cycles back to back (TCP connect, greeting, \
+RFC 1929 log-in where the peer asks for it, CONNECT to the echo target by IPv4 address, one byte \
+each way, close) after a warm-up. Failed cycles are counted by kind, never dropped.
+- **Latency**: one tunnel, 64 bytes each way per round trip, `TCP_NODELAY`, percentiles by \
+nearest rank after a warm-up. Pinned: `taskset -c 0` on the proxy (socks5d with `--workers 1`) \
+and on the generator: the stable figure on a shared two-CPU machine.
+- **Idle memory**: after a 16-tunnel warm-up, the proxy's memory (RSS and PSS summed over its \
+process tree, from `/proc/PID/smaps_rollup`) is the baseline; then the tunnels are opened and \
+left idle for a moment, the memory is read again, and the growth is divided by the tunnels. \
+Kernel socket buffers are not process memory and are not counted. Then every tunnel must still \
+relay one byte each way, and the memory is read once more.
+";
+
+/// Reads `dir/raw.txt`, writes `dir/report.md` and the charts; returns the
+/// report's path.
+pub fn write(dir: &Path) -> Result<PathBuf, String> {
+    let raw_path = dir.join("raw.txt");
+    let raw = fs::read_to_string(&raw_path).map_err(|e| format!("{}: {e}", raw_path.display()))?;
+    let d = Data::parse(&raw);
+    for (file, chart) in charts(&d) {
+        let p = dir.join(file);
+        fs::write(&p, svg::render(&chart)).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let p = dir.join("report.md");
+    fs::write(&p, markdown(&d, &raw)).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(p)
+}
+
+/// `loadgen report --dir DIR`: the report again from `DIR/raw.txt`.
+pub fn main(mut a: Args) -> Result<bool, String> {
+    let dir = PathBuf::from(a.get("--dir", "bench-results/full".to_owned())?);
+    a.finish()?;
+    let p = write(&dir)?;
+    println!("report: {}", p.display());
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAW: &str = "\
+# date: 2026-11-26 05:00 UTC
+# mode: full
+# command: make bench
+# rounds: 3
+# peers: direct,socks5d,microsocks,dante
+# cpus: 2 (nproc)
+# cpu: Test CPU
+# kernel: Linux 6.1
+# memory: 23.5 GiB
+# nofile: 20000
+# left out: dante-noauth: not installed
+loadgen scenario=throughput case=t1-up peer=direct round=1 ok=1 errors=0 gib_s=4.0 gen_cpu=1.9 cpus=2
+loadgen scenario=throughput case=t1-up peer=direct round=2 ok=1 errors=0 gib_s=4.4 gen_cpu=1.9 cpus=2
+loadgen scenario=throughput case=t1-up peer=socks5d round=1 ok=1 errors=0 gib_s=3.0 gen_cpu=1.0 proxy_cpu=0.9 cpus=2
+loadgen scenario=throughput case=t1-up peer=socks5d round=2 ok=1 errors=0 gib_s=3.2 gen_cpu=1.0 proxy_cpu=0.9 cpus=2
+loadgen scenario=throughput case=t1-up peer=socks5d round=3 ok=1 errors=0 gib_s=3.4 gen_cpu=1.0 proxy_cpu=0.9 cpus=2
+loadgen scenario=throughput case=t1-up peer=microsocks round=1 ok=1 errors=0 gib_s=2.0 cpus=2 gen_cpu=0.5
+loadgen scenario=throughput case=t1-up peer=dante round=1 ok=1 errors=0 gib_s=1.0 cpus=2 gen_cpu=0.5
+loadgen scenario=handshake case=handshake peer=socks5d round=1 ok=1 errors=0 cycles_s=9000
+loadgen scenario=handshake case=handshake peer=microsocks round=1 ok=1 errors=0 cycles_s=5000
+loadgen scenario=handshake case=handshake peer=dante round=1 ok=0 errors=7 err_auth=7 cycles_s=100
+loadgen scenario=latency case=latency-pinned peer=direct round=1 ok=1 errors=0 p50_us=20.0
+loadgen scenario=latency case=latency-pinned peer=socks5d round=1 ok=1 errors=0 p50_us=28.0
+loadgen scenario=idle case=idle peer=socks5d round=1 ok=1 errors=0 tunnels=9000 pss_kib_per_tunnel=0.8 rss_kib_per_tunnel=0.9
+# failed: case=idle peer=dante round=1: dante did not listen
+";
+
+    #[test]
+    fn medians_ratios_and_failures() {
+        let d = Data::parse(RAW);
+        assert_eq!(d.peers, ["direct", "socks5d", "microsocks", "dante"]);
+        let s = d.summary("t1-up", "socks5d", "gib_s").unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (3.2, 3.0, 3.4, 3));
+        assert_eq!(d.median("t1-up", "direct", "gib_s"), Some(4.2));
+        let best = d.best_peer(row_of("t1-up", "gib_s")).unwrap();
+        assert_eq!(best, ("microsocks".to_owned(), 2.0));
+        // A failed run gives no figure.
+        assert_eq!(d.summary("handshake", "dante", "cycles_s"), None);
+        assert_eq!(d.failed_runs("handshake", "dante"), 1);
+        assert_eq!(d.failed_runs("idle", "dante"), 1);
+    }
+
+    #[test]
+    fn goals_are_judged_on_medians() {
+        let d = Data::parse(RAW);
+        let v = verdicts(&d);
+        // 3.2 / 4.2 = 0.76 of direct; download not measured.
+        assert!(v[0].measured.contains("upload 0.76×"), "{:?}", v[0]);
+        assert_eq!(v[0].met, None);
+        assert!(
+            v[1].measured.contains("upload 1.60× (microsocks)"),
+            "{:?}",
+            v[1]
+        );
+        assert_eq!(v[2].met, Some(false), "9000 / 5000 = 1.8: {:?}", v[2]);
+        assert_eq!(v[3].met, Some(true), "{:?}", v[3]);
+        assert!(v[3].measured.contains("+8.0 µs"), "{:?}", v[3]);
+        assert_eq!(v[4].met, Some(true), "{:?}", v[4]);
+    }
+
+    #[test]
+    fn the_report_has_every_part() {
+        let d = Data::parse(RAW);
+        let md = markdown(&d, RAW);
+        for part in [
+            "# socks5d benchmark (full run)",
+            "2026-11-26 05:00 UTC",
+            "Test CPU",
+            "Reproduce with `make bench`",
+            "Left out: dante-noauth: not installed.",
+            "| Throughput, 1 tunnel, upload | GiB/s ↑ | 4.20 (4.00–4.40) | 3.20 (3.00–3.40) | 2.00 | 1.00 | 1.60× (microsocks) | 0.76× |",
+            "| Handshake rate, 8 threads | cycles/s ↑ | — | 9,000 | 5,000 | — ✗1 | 1.80× (microsocks) | — |",
+            "![Throughput](throughput.svg)",
+            "- handshake, dante: auth 7, failed runs 1",
+            "- run failed: case=idle peer=dante round=1: dante did not listen",
+            "```text\n# date:",
+        ] {
+            assert!(md.contains(part), "missing {part:?} in\n{md}");
+        }
+        // Rows of cases that never ran are left out.
+        assert!(!md.contains("8 tunnels"));
+    }
+
+    #[test]
+    fn write_makes_the_files() {
+        let dir = std::env::temp_dir().join(format!("loadgen-report-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("raw.txt"), RAW).unwrap();
+        let p = write(&dir).unwrap();
+        assert!(fs::read_to_string(p).unwrap().contains("## Results"));
+        for f in [
+            "throughput.svg",
+            "handshake.svg",
+            "latency.svg",
+            "memory.svg",
+        ] {
+            let svg = fs::read_to_string(dir.join(f)).unwrap();
+            assert!(svg.contains("</svg>"), "{f}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,416 @@
+//! The loopback targets the tunnels lead to, run inside the generator.
+//!
+//! - [`Echo`]: one mio event loop that writes back whatever it reads and
+//!   closes after the client's FIN. It holds no buffer for an idle
+//!   connection, so ten thousand idle tunnels cost it nothing but sockets;
+//!   the handshake scenario opens and closes thousands per second on it.
+//! - [`Bulk`]: the sink/source, a thread per connection. The client sends a
+//!   9-byte [`header`]: `U` and a length (the target reads that many bytes,
+//!   then answers one [`ACK`] byte, so the sender knows they all arrived) or
+//!   `D` and a length (the target sends that many bytes). Ending on an
+//!   answer rather than on a half-close keeps the measure honest for proxies
+//!   that do not pass half-closes on.
+//!
+//! Both bind 127.0.0.1 port 0 and stop when dropped.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::socket::{Backlog, listen};
+use slab::Slab;
+
+/// The upload operation of the sink/source.
+pub const UPLOAD: u8 = b'U';
+/// The download operation of the sink/source.
+pub const DOWNLOAD: u8 = b'D';
+/// The sink's answer once every uploaded byte has arrived.
+pub const ACK: u8 = b'K';
+/// Reads and writes of the sink/source and of the throughput clients.
+pub const CHUNK: usize = 128 * 1024;
+/// The sink/source gives up on a connection silent this long.
+const BULK_IDLE: Duration = Duration::from_secs(60);
+
+/// The sink/source request: operation and length.
+pub fn header(op: u8, len: u64) -> [u8; 9] {
+    let mut h = [0u8; 9];
+    h[0] = op;
+    h[1..].copy_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// Binds 127.0.0.1:0 with the longest accept queue the kernel allows.
+/// std and mio listen with a backlog of 128: eight threads opening tunnels
+/// fill that while the target's thread waits for a CPU, and every SYN
+/// dropped then costs its client a one-second retransmission.
+fn loopback_listener() -> io::Result<TcpListener> {
+    let l = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    // Calling listen() again on a listening socket only changes its backlog.
+    listen(&l, Backlog::MAXCONN).map_err(io::Error::from)?;
+    Ok(l)
+}
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+
+/// The echo server: one thread, one `mio::Poll`.
+#[derive(Debug)]
+pub struct Echo {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Conn {
+    stream: MioStream,
+    /// Bytes read but not yet written back; empty (no allocation) while the
+    /// connection is idle.
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+impl Echo {
+    /// Binds 127.0.0.1:0 and starts serving.
+    pub fn start() -> io::Result<Echo> {
+        let std_listener = loopback_listener()?;
+        std_listener.set_nonblocking(true)?;
+        let mut listener = MioListener::from_std(std_listener);
+        let addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let thread = thread::Builder::new().name("echo".into()).spawn(move || {
+            if let Err(e) = echo_loop(poll, listener, &stop2) {
+                eprintln!("loadgen: echo target stopped: {e}");
+            }
+        })?;
+        Ok(Echo {
+            addr,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn echo_loop(mut poll: Poll, listener: MioListener, stop: &AtomicBool) -> io::Result<()> {
+    let mut events = Events::with_capacity(1024);
+    let mut conns: Slab<Conn> = Slab::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                WAKER => {}
+                LISTENER => loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            let entry = conns.vacant_entry();
+                            let mut conn = Conn {
+                                stream,
+                                pending: Vec::new(),
+                                eof: false,
+                            };
+                            // Edge-triggered, both directions from the
+                            // start: no re-registration ever.
+                            poll.registry().register(
+                                &mut conn.stream,
+                                Token(entry.key()),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )?;
+                            entry.insert(conn);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // Out of file descriptors, or an aborted connection:
+                        // the client sees it and counts it; keep serving.
+                        Err(_) => break,
+                    }
+                },
+                Token(key) => {
+                    let keep = match conns.get_mut(key) {
+                        Some(c) => drive(c, &mut buf),
+                        None => continue,
+                    };
+                    if !keep {
+                        let mut c = conns.remove(key);
+                        let _ = poll.registry().deregister(&mut c.stream);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Echoes until the socket would block; false when the connection is done
+/// (the client closed and everything was written back, or an error).
+fn drive(c: &mut Conn, buf: &mut [u8]) -> bool {
+    loop {
+        while !c.pending.is_empty() {
+            match c.stream.write(&c.pending) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    c.pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if c.pending.capacity() > 0 {
+            // Give back the memory of a burst once it is written out.
+            c.pending = Vec::new();
+        }
+        if c.eof {
+            return false;
+        }
+        // Edge-triggered: read until WouldBlock, or the next readable edge
+        // may never come. Clients here send little at a time, so no budget.
+        let n = match c.stream.read(buf) {
+            Ok(0) => {
+                c.eof = true;
+                continue;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        };
+        // Straight back from the read buffer; only what the socket will not
+        // take now is kept.
+        let mut off = 0;
+        while off < n {
+            match c.stream.write(&buf[off..n]) {
+                Ok(0) => return false,
+                Ok(k) => off += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.pending.extend_from_slice(&buf[off..n]);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// The sink/source: an accept thread and a thread per connection.
+#[derive(Debug)]
+pub struct Bulk {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Bulk {
+    /// Binds 127.0.0.1:0 and starts serving.
+    pub fn start() -> io::Result<Bulk> {
+        let listener = loopback_listener()?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("bulk-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let spawned = thread::Builder::new().name("bulk".into()).spawn(move || {
+                        if let Err(e) = serve_bulk(conn) {
+                            eprintln!("loadgen: sink/source connection: {e}");
+                        }
+                    });
+                    if let Err(e) = spawned {
+                        eprintln!("loadgen: sink/source: cannot start a thread: {e}");
+                    }
+                }
+            })?;
+        Ok(Bulk {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Bulk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a connection of our own.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_bulk(mut s: TcpStream) -> io::Result<()> {
+    s.set_read_timeout(Some(BULK_IDLE))?;
+    s.set_write_timeout(Some(BULK_IDLE))?;
+    let mut head = [0u8; 9];
+    match s.read_exact(&mut head) {
+        Ok(()) => {}
+        // The wake-up connection of Drop, or a client that gave up.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let mut left = u64::from_be_bytes(head[1..].try_into().expect("8 bytes"));
+    let mut buf = vec![0u8; CHUNK];
+    match head[0] {
+        UPLOAD => {
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                match s.read(&mut buf[..want]) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => left -= n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            s.write_all(&[ACK])
+        }
+        DOWNLOAD => {
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                match s.write(&buf[..want]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => left -= n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+        op => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown operation {op:#04x}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dial(addr: SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    #[test]
+    fn echo_writes_back_and_closes_after_fin() {
+        let echo = Echo::start().unwrap();
+        let mut s = dial(echo.addr());
+        for msg in [&b"a"[..], b"hello", &[7u8; 100_000]] {
+            s.write_all(msg).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg);
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn echo_serves_many_connections_at_once() {
+        let echo = Echo::start().unwrap();
+        let mut conns: Vec<TcpStream> = (0..200).map(|_| dial(echo.addr())).collect();
+        for (i, s) in conns.iter_mut().enumerate() {
+            s.write_all(&(i as u32).to_be_bytes()).unwrap();
+        }
+        for (i, s) in conns.iter_mut().enumerate() {
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(u32::from_be_bytes(b), i as u32);
+        }
+    }
+
+    #[test]
+    fn echo_stops_when_dropped() {
+        let echo = Echo::start().unwrap();
+        let addr = echo.addr();
+        let _idle = dial(addr);
+        drop(echo);
+        assert!(TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
+    fn sink_acknowledges_every_uploaded_byte() {
+        let bulk = Bulk::start().unwrap();
+        let mut s = dial(bulk.addr());
+        let n = 3 * CHUNK as u64 + 17;
+        s.write_all(&header(UPLOAD, n)).unwrap();
+        let data = vec![1u8; n as usize];
+        s.write_all(&data[..n as usize - 1]).unwrap();
+        // One byte short: no answer yet.
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut ack = [0u8; 1];
+        assert!(s.read_exact(&mut ack).is_err());
+        s.write_all(&data[..1]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.read_exact(&mut ack).unwrap();
+        assert_eq!(ack, [ACK]);
+    }
+
+    #[test]
+    fn source_sends_exactly_the_length_asked() {
+        let bulk = Bulk::start().unwrap();
+        let mut s = dial(bulk.addr());
+        let n = 2 * CHUNK as u64 + 5;
+        s.write_all(&header(DOWNLOAD, n)).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len() as u64, n);
+    }
+
+    #[test]
+    fn bulk_refuses_an_unknown_operation() {
+        let bulk = Bulk::start().unwrap();
+        let mut s = dial(bulk.addr());
+        s.write_all(&header(b'X', 10)).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty());
+    }
+}
