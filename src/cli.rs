@@ -28,6 +28,8 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --require-management    exit if the management endpoint cannot be opened
                               (by default a kernel without SCTP only gets a warning)
       --allow-open-proxy      allow running with no user on a non-loopback address
+      --max-connections N     the most client connections open at once; beyond it
+                              new clients are closed at once (default: no limit)
       --workers N             worker threads (default: the CPUs we may run on)
       --no-pin                do not pin workers to CPUs
       --handshake-timeout S   seconds from accept to the reply to CONNECT (default: 10)
@@ -170,6 +172,7 @@ where
                 | "--admin"
                 | "--users-file"
                 | "--max-users"
+                | "--max-connections"
                 | "--workers"
                 | "--handshake-timeout"
                 | "--connect-timeout"
@@ -207,6 +210,12 @@ where
                 cfg.users_file = Some(PathBuf::from(v));
             }
             "--require-management" => required = true,
+            "--max-connections" => {
+                cfg.worker.max_connections = match v.parse::<usize>() {
+                    Ok(n) if n >= 1 => Some(n),
+                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                };
+            }
             "--max-users" => {
                 cfg.max_users = match v.parse::<usize>() {
                     Ok(n) if n >= 1 => n,

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 use crate::metrics::{Aggregator, Snapshot, Totals};
@@ -285,6 +285,7 @@ impl Server {
             stop: Arc::clone(&stop),
             config: worker_cfg,
             mgmt: mgmt_shared,
+            open: Arc::new(AtomicUsize::new(0)),
         };
 
         let mut workers = Vec::with_capacity(n);

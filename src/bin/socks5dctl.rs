@@ -307,6 +307,7 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::AUTH_FAILED => "auth_failures",
         metric::CONNECT_FAILED => "connect_failures",
         metric::UPTIME => "uptime_seconds",
+        metric::REFUSED => "refused_at_limit",
         _ => return None,
     })
 }

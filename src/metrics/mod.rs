@@ -33,6 +33,8 @@ pub struct Counters {
     pub auth_failed: u64,
     /// Requests answered with a reply other than succeeded.
     pub connect_failed: u64,
+    /// Clients closed at once because --max-connections was reached.
+    pub refused: u64,
 }
 
 impl Counters {
@@ -61,6 +63,7 @@ pub struct Totals {
     bytes_down: AtomicU64,
     auth_failed: AtomicU64,
     connect_failed: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A copy of the totals at one moment.
@@ -78,6 +81,8 @@ pub struct Snapshot {
     pub auth_failed: u64,
     /// Requests answered with a reply other than succeeded.
     pub connect_failed: u64,
+    /// Clients closed at once because --max-connections was reached.
+    pub refused: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
 }
@@ -99,6 +104,7 @@ impl Totals {
             bytes_down: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
             connect_failed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -111,6 +117,7 @@ impl Totals {
         self.auth_failed.fetch_add(d.auth_failed, Ordering::Relaxed);
         self.connect_failed
             .fetch_add(d.connect_failed, Ordering::Relaxed);
+        self.refused.fetch_add(d.refused, Ordering::Relaxed);
     }
 
     /// The totals now.
@@ -126,6 +133,7 @@ impl Totals {
             bytes_down: self.bytes_down.load(Ordering::Relaxed),
             auth_failed: self.auth_failed.load(Ordering::Relaxed),
             connect_failed: self.connect_failed.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
         }
     }
@@ -218,6 +226,7 @@ mod tests {
                 bytes_down: 7,
                 auth_failed: 1,
                 connect_failed: 3,
+                refused: 4,
             }))
             .unwrap();
         }
@@ -231,5 +240,6 @@ mod tests {
         assert_eq!(s.bytes(), 120);
         assert_eq!(s.auth_failed, 10);
         assert_eq!(s.connect_failed, 30);
+        assert_eq!(s.refused, 40);
     }
 }

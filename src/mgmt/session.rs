@@ -290,6 +290,7 @@ impl Session {
                     (metric::AUTH_FAILED, m.auth_failed),
                     (metric::CONNECT_FAILED, m.connect_failed),
                     (metric::UPTIME, m.uptime_secs),
+                    (metric::REFUSED, m.refused),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);
                 wire::emit_metrics(&values, &mut out);

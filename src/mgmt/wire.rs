@@ -442,6 +442,9 @@ pub mod metric {
     pub const CONNECT_FAILED: u8 = 0x07;
     /// X'08' seconds since the server started.
     pub const UPTIME: u8 = 0x08;
+    /// X'80' (private range): clients closed at once because the server's
+    /// connection limit (--max-connections) was reached.
+    pub const REFUSED: u8 = 0x80;
 }
 
 // ---------------------------------------------------------------- requests

@@ -62,6 +62,8 @@ pub struct WorkerConfig {
     pub access_log: bool,
     /// How long open tunnels may finish after a stop is asked for.
     pub grace: Duration,
+    /// The most client connections open at once in the whole server.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for WorkerConfig {
@@ -74,6 +76,7 @@ impl Default for WorkerConfig {
             pool_keep: 256,
             access_log: true,
             grace: Duration::from_secs(10),
+            max_connections: None,
         }
     }
 }

@@ -97,6 +97,22 @@ impl Pipe {
         self.control += bytes.len();
     }
 
+    /// Queues payload bytes that arrived before the tunnel was open (sent
+    /// right after the request). Fails if they do not fit in one buffer.
+    pub fn push_payload(&mut self, bytes: &[u8], pool: &mut BufferPool) -> io::Result<()> {
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if buf.len() - self.end < bytes.len() {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+        Ok(())
+    }
+
     /// Reads once from `src` into the free space, taking a buffer if needed.
     /// Returns `Ok(0)` at end of stream; sets `eof` then.
     pub fn fill(&mut self, src: &mut TcpStream, pool: &mut BufferPool) -> io::Result<usize> {

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,6 +39,12 @@ const MAX_SESSION_TOKEN: usize = LISTENER_BASE - MAX_LISTENERS - 1;
 
 /// Bytes one direction of a tunnel may move per turn before others get theirs.
 const RELAY_BUDGET: usize = 256 * 1024;
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
+/// At most one warning about it in this time.
+const PAUSE_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Bytes read from a client at once during its handshake.
+const HANDSHAKE_READ: usize = 16 * 1024;
 /// How long a refused client may take to read its reply and go away.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -57,6 +63,8 @@ pub struct Shared {
     pub config: WorkerConfig,
     /// What the management endpoint needs, when it is served.
     pub mgmt: Option<endpoint::Shared>,
+    /// Client connections open in the whole server (for --max-connections).
+    pub open: Arc<AtomicUsize>,
 }
 
 /// A running worker thread.
@@ -91,6 +99,11 @@ pub struct Worker {
     mgmt: Option<Endpoint>,
     /// The management socket used its turn's budget with input left.
     mgmt_again: bool,
+    /// Client connections open in the whole server.
+    open: Arc<AtomicUsize>,
+    /// Accepting is paused (out of descriptors) until then.
+    paused_until: Option<Instant>,
+    last_pause_log: Option<Instant>,
     ctx: Ctx,
 }
 
@@ -111,6 +124,10 @@ struct Ctx {
     next_id: u64,
     /// Sessions that used their relay budget and must be driven again.
     again: Vec<(usize, u64)>,
+    /// Where handshake bytes are read first: a session keeps only the few
+    /// bytes of an incomplete message, never a relay buffer, so that a crowd
+    /// of clients sending their handshakes slowly holds little memory.
+    scratch: Box<[u8]>,
 }
 
 #[derive(Debug)]
@@ -140,7 +157,10 @@ struct Session {
     target: Option<TcpStream>,
     cready: Ready,
     tready: Ready,
-    /// Client to target; during the handshake, the client's unparsed bytes.
+    /// The client's bytes not parsed yet during the handshake (an
+    /// incomplete message, or what came while a password was checked).
+    hs_in: Vec<u8>,
+    /// Client to target.
     up: Pipe,
     /// Target to client; also carries the SOCKS replies.
     down: Pipe,
@@ -217,6 +237,9 @@ impl Worker {
             stop: shared.stop,
             mgmt,
             mgmt_again: false,
+            open: shared.open,
+            paused_until: None,
+            last_pause_log: None,
             ctx: Ctx {
                 registry,
                 waker,
@@ -231,6 +254,7 @@ impl Worker {
                 now: Instant::now(),
                 next_id: 0,
                 again: Vec::new(),
+                scratch: vec![0u8; HANDSHAKE_READ].into_boxed_slice(),
             },
         })
     }
@@ -266,6 +290,10 @@ impl Worker {
             if !self.ctx.again.is_empty() || self.mgmt_again {
                 timeout = Some(Duration::ZERO);
             }
+            if let Some(p) = self.paused_until {
+                let t = p.saturating_duration_since(self.ctx.now);
+                timeout = Some(timeout.map_or(t, |x| x.min(t)));
+            }
             if let Some(end) = grace_end {
                 let left = end.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -276,6 +304,9 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.ctx.now = Instant::now();
+            if self.paused_until.is_some_and(|p| self.ctx.now >= p) {
+                self.resume_accepting();
+            }
 
             for ev in events.iter() {
                 match ev.token() {
@@ -362,10 +393,11 @@ impl Worker {
                 Err(e) => match e.raw_os_error() {
                     // A connection that died in the queue: take the next one.
                     Some(libc::ECONNABORTED | libc::EPROTO) => {}
-                    // Out of descriptors or memory: leave the rest queued; the
-                    // next connection's edge brings us back.
+                    // Out of descriptors or memory: stop accepting for a
+                    // moment (no busy loop), leave the rest queued, go on
+                    // relaying, and try again when the pause is over.
                     _ => {
-                        log::warn!("accept: {e}");
+                        self.pause_accepting(&e);
                         return;
                     }
                 },
@@ -373,7 +405,49 @@ impl Worker {
         }
     }
 
+    fn pause_accepting(&mut self, e: &io::Error) {
+        let now = self.ctx.now;
+        if self
+            .last_pause_log
+            .is_none_or(|t| now >= t + PAUSE_LOG_EVERY)
+        {
+            self.last_pause_log = Some(now);
+            log::warn!(
+                "accept: {e}; accepting pauses for {ACCEPT_PAUSE:?} at a time while it lasts, \
+                 open tunnels go on"
+            );
+        }
+        for l in &mut self.listeners {
+            let _ = self.ctx.registry.deregister(l);
+        }
+        self.paused_until = Some(now + ACCEPT_PAUSE);
+    }
+
+    fn resume_accepting(&mut self) {
+        self.paused_until = None;
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            // Registering again reports a listener that is already readable,
+            // so what queued meanwhile is accepted at once.
+            if let Err(e) =
+                self.ctx
+                    .registry
+                    .register(l, Token(LISTENER_BASE - i), Interest::READABLE)
+            {
+                log::error!("listener {i}: cannot register again: {e}");
+            }
+        }
+    }
+
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        if let Some(max) = self.ctx.cfg.max_connections {
+            // --max-connections: beyond it a new client is closed at once
+            // (dropping the stream) and counted; open ones are untouched.
+            if self.open.fetch_add(1, Ordering::AcqRel) >= max {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                self.ctx.counters.refused += 1;
+                return;
+            }
+        }
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         if key * 2 + 1 >= MAX_SESSION_TOKEN {
@@ -404,6 +478,7 @@ impl Worker {
                 write: true,
             },
             tready: Ready::default(),
+            hs_in: Vec::new(),
             up: Pipe::default(),
             down: Pipe::default(),
             phase: Phase::Handshake(Handshake::new()),
@@ -542,6 +617,9 @@ impl Worker {
         s.up.discard(&mut self.ctx.pool);
         s.down.discard(&mut self.ctx.pool);
         self.ctx.counters.closed += 1;
+        if self.ctx.cfg.max_connections.is_some() {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
         if self.ctx.cfg.access_log {
             let rec = AccessRecord {
                 start: s.log.start,
@@ -667,33 +745,85 @@ fn handshake_event(
 }
 
 fn handshake_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
-    loop {
-        if s.up.pending() > 0 {
-            let Phase::Handshake(hs) = &mut s.phase else {
-                unreachable!("in handshake")
-            };
-            let (used, event) = hs.handle_input(s.up.data(), ctx.users.table());
-            s.up.consume(used);
-            if let Some(next) = handshake_event(s, key, event, ctx) {
-                return next;
-            }
-        }
-        flush_down(s, ctx)?;
-        if !s.cready.read {
-            break;
-        }
-        match s.up.fill(&mut s.client, &mut ctx.pool) {
-            Ok(0) => return Ok(Next::Close), // the client left mid-handshake
-            Ok(_) => {}
-            Err(e) if would_block(&e) => {
-                s.cready.read = false;
-                break;
-            }
-            Err(e) => return Err(e),
+    // Bytes kept from before: an incomplete message, or what arrived while a
+    // password was being checked.
+    if !s.hs_in.is_empty() {
+        let input = mem::take(&mut s.hs_in);
+        if let Some(next) = handshake_input(s, key, &input, ctx) {
+            return next;
         }
     }
-    s.up.release(&mut ctx.pool);
-    Ok(Next::Open)
+    let mut scratch = mem::take(&mut ctx.scratch);
+    let next = handshake_read(s, key, &mut scratch, ctx);
+    ctx.scratch = scratch;
+    next
+}
+
+/// Reads the client until it blocks, feeding the handshake.
+fn handshake_read(
+    s: &mut Session,
+    key: usize,
+    scratch: &mut [u8],
+    ctx: &mut Ctx,
+) -> io::Result<Next> {
+    loop {
+        flush_down(s, ctx)?;
+        if !s.cready.read {
+            return Ok(Next::Open);
+        }
+        let n = match s.client.read(scratch) {
+            Ok(0) => return Ok(Next::Close), // the client left mid-handshake
+            Ok(n) => n,
+            Err(e) if would_block(&e) => {
+                s.cready.read = false;
+                return Ok(Next::Open);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let next = if s.hs_in.is_empty() {
+            handshake_input(s, key, &scratch[..n], ctx)
+        } else {
+            let mut input = mem::take(&mut s.hs_in);
+            input.extend_from_slice(&scratch[..n]);
+            handshake_input(s, key, &input, ctx)
+        };
+        if let Some(next) = next {
+            return next;
+        }
+    }
+}
+
+/// Feeds `input` to the handshake. What it does not use is kept for later
+/// (`hs_in`), or, after the request, queued for the target as payload.
+fn handshake_input(
+    s: &mut Session,
+    key: usize,
+    input: &[u8],
+    ctx: &mut Ctx,
+) -> Option<io::Result<Next>> {
+    let Phase::Handshake(hs) = &mut s.phase else {
+        unreachable!("in handshake")
+    };
+    let (used, event) = hs.handle_input(input, ctx.users.table());
+    let rest = &input[used..];
+    match event {
+        // Sent right after the request, before the reply: relayed, not lost.
+        Event::Connect(_) if !rest.is_empty() => {
+            if let Err(e) = s.up.push_payload(rest, &mut ctx.pool) {
+                return Some(Err(e));
+            }
+        }
+        Event::Partial | Event::Verify(_) if !rest.is_empty() => {
+            // More unparsed input than a relay buffer holds is not a handshake.
+            if rest.len() > ctx.cfg.buffer_size {
+                return Some(Ok(Next::Close));
+            }
+            s.hs_in.extend_from_slice(rest);
+        }
+        _ => {}
+    }
+    handshake_event(s, key, event, ctx)
 }
 
 fn begin_connect(
