@@ -25,6 +25,12 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --users-file PATH       users file: loaded at start, rewritten on every change
                               made over the management protocol; created if missing
       --max-users N           the most users the table may hold (default: 100000)
+      --max-admin-sessions N  the most management sessions open at once (default: 64)
+      --max-login-failures N  refused management log ins per source address per
+                              minute before the rest of the minute's are refused
+                              unchecked (default: 10)
+      --run-as USER           drop root for USER once every socket is bound (the
+                              users file's folder must be writable by USER)
       --require-management    exit if the management endpoint cannot be opened
                               (by default a kernel without SCTP only gets a warning)
       --allow-open-proxy      allow running with no user on a non-loopback address
@@ -63,6 +69,8 @@ pub enum Command {
 pub struct Options {
     /// The server configuration.
     pub config: Config,
+    /// Drop root for this user once every socket is bound.
+    pub run_as: Option<String>,
 }
 
 /// A command line that cannot be used; printed as one line, exit status 2.
@@ -150,6 +158,9 @@ where
     let mut users = UserTable::new();
     let mut plain: Vec<(String, String)> = Vec::new();
     let mut required = false;
+    let mut run_as: Option<String> = None;
+    let mut max_admin_sessions = 64usize;
+    let mut max_login_failures = 10u32;
 
     let mut it = args.into_iter().map(Into::into);
     while let Some(arg) = it.next() {
@@ -173,6 +184,9 @@ where
                 | "--users-file"
                 | "--max-users"
                 | "--max-connections"
+                | "--run-as"
+                | "--max-admin-sessions"
+                | "--max-login-failures"
                 | "--workers"
                 | "--handshake-timeout"
                 | "--connect-timeout"
@@ -210,6 +224,19 @@ where
                 cfg.users_file = Some(PathBuf::from(v));
             }
             "--require-management" => required = true,
+            "--max-admin-sessions" => max_admin_sessions = parse_count(&opt, v)?,
+            "--max-login-failures" => {
+                max_login_failures = match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                };
+            }
+            "--run-as" => {
+                if v.is_empty() {
+                    return err(format!("{opt}: empty user name"));
+                }
+                run_as = Some(v.to_owned());
+            }
             "--max-connections" => {
                 cfg.worker.max_connections = match v.parse::<usize>() {
                     Ok(n) if n >= 1 => Some(n),
@@ -310,11 +337,15 @@ where
     }
     cfg.users = users;
     cfg.mgmt = Some(MgmtConfig {
-        addrs: mgmt_addrs,
-        port: mgmt_port,
         required,
+        max_sessions: max_admin_sessions,
+        max_failures: max_login_failures,
+        ..MgmtConfig::new(mgmt_addrs, mgmt_port)
     });
-    Ok(Command::Run(Box::new(Options { config: cfg })))
+    Ok(Command::Run(Box::new(Options {
+        config: cfg,
+        run_as,
+    })))
 }
 
 #[cfg(test)]

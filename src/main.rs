@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use socks5d::cli::{self, Command};
 use socks5d::server::Server;
 use socks5d::sys;
+use socks5d::sys::signal::Request;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
     };
 
     // Signals go to one thread only: block them before any thread starts.
-    if let Err(e) = sys::signal::block_termination() {
+    if let Err(e) = sys::signal::block() {
         eprintln!("socks5d: cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
@@ -50,6 +51,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(user) = &opts.run_as {
+        if let Err(e) = sys::privs::drop_to(user) {
+            eprintln!("socks5d: --run-as {user}: {e}");
+            return ExitCode::FAILURE;
+        }
+        log::info!("running as {user}");
+    }
     let users = server.users().snapshot().len();
     if users == 0 {
         log::warn!("no users: clients connect without authentication (method X'00')");
@@ -64,9 +72,21 @@ fn main() -> ExitCode {
         log::info!("SOCKS5 listening on {a}");
     }
 
-    match sys::signal::wait_for_termination() {
-        Ok(sig) => log::info!("{sig}: no new connections; open tunnels have {grace:?} to finish"),
-        Err(e) => log::error!("waiting for signals: {e}; stopping"),
+    loop {
+        match sys::signal::wait() {
+            Ok(Request::Reload) => {
+                log::info!("SIGHUP: reloading");
+                server.reload();
+            }
+            Ok(Request::Stop(sig)) => {
+                log::info!("{sig}: no new connections; open tunnels have {grace:?} to finish");
+                break;
+            }
+            Err(e) => {
+                log::error!("waiting for signals: {e}; stopping");
+                break;
+            }
+        }
     }
     let totals = server.shutdown();
     log::info!(

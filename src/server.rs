@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use crate::metrics::{Aggregator, Snapshot, Totals};
+use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::endpoint;
 use crate::reactor::blocking::{HostMap, Pool};
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
@@ -73,6 +73,24 @@ pub struct MgmtConfig {
     pub port: u16,
     /// Whether a kernel without SCTP stops the server instead of a warning.
     pub required: bool,
+    /// The most management sessions open at once.
+    pub max_sessions: usize,
+    /// Refused log ins per source address per minute before the rest of the
+    /// minute's log ins from it are refused unchecked.
+    pub max_failures: u32,
+}
+
+impl MgmtConfig {
+    /// The defaults on `addrs` and `port`.
+    pub fn new(addrs: Vec<IpAddr>, port: u16) -> Self {
+        MgmtConfig {
+            addrs,
+            port,
+            required: false,
+            max_sessions: 64,
+            max_failures: 10,
+        }
+    }
 }
 
 impl Default for Config {
@@ -137,6 +155,18 @@ pub struct Server {
     aggregator: Aggregator,
     mgmt_port: Option<u16>,
     writer: Option<thread::JoinHandle<()>>,
+    reports: crossbeam_channel::Sender<Report>,
+    access_log: AccessLog,
+    users_file: Option<PathBuf>,
+}
+
+fn open_access_log(p: &std::path::Path) -> io::Result<Box<dyn Write + Send>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(p)?;
+    Ok(Box::new(f))
 }
 
 /// The users at start: the users file (if any), then the command line's
@@ -183,6 +213,12 @@ fn mgmt_sockets(
     n: usize,
     users: &Directory,
 ) -> Result<(Vec<SctpSocket>, Option<u16>), StartError> {
+    if let Some(ip) = m.addrs.iter().find(|ip| !ip.is_loopback()) {
+        log::warn!(
+            "management listens on {ip}, not only loopback: log ins and passwords cross \
+             the network unencrypted; keep it on a trusted network"
+        );
+    }
     if users.snapshot().count(Role::Admin) == 0 {
         log::warn!(
             "no administrator: the management endpoint stays closed; add one with \
@@ -243,14 +279,9 @@ impl Server {
 
         let log: Option<Box<dyn Write + Send>> = match &cfg.access_log {
             AccessLog::Stdout => Some(Box::new(io::stdout())),
-            AccessLog::File(p) => Some(Box::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o640)
-                    .open(p)
-                    .map_err(|e| StartError::AccessLog(p.clone(), e))?,
-            )),
+            AccessLog::File(p) => {
+                Some(open_access_log(p).map_err(|e| StartError::AccessLog(p.clone(), e))?)
+            }
             AccessLog::Off => None,
         };
         let mut worker_cfg = cfg.worker.clone();
@@ -276,11 +307,15 @@ impl Server {
             users: Arc::clone(&users),
             changes: changes_tx.clone(),
             pool: pool.clone(),
+            sessions: Arc::new(AtomicUsize::new(0)),
+            max_sessions: cfg.mgmt.as_ref().map_or(0, |m| m.max_sessions),
+            failures: Arc::default(),
+            max_failures: cfg.mgmt.as_ref().map_or(0, |m| m.max_failures),
         });
         drop(changes_tx);
         let shared = Shared {
             users: Arc::clone(&users),
-            reports,
+            reports: reports.clone(),
             pool,
             stop: Arc::clone(&stop),
             config: worker_cfg,
@@ -314,7 +349,50 @@ impl Server {
             aggregator,
             mgmt_port,
             writer: Some(writer),
+            reports,
+            access_log: cfg.access_log,
+            users_file: cfg.users_file,
         })
+    }
+
+    /// What SIGHUP does: reopens the access log file (for log rotation) and
+    /// loads the users file again. Open tunnels are not touched; a user whose
+    /// stored hash did not change keeps its verified password.
+    pub fn reload(&self) {
+        if let AccessLog::File(p) = &self.access_log {
+            match open_access_log(p) {
+                Ok(w) => {
+                    let _ = self.reports.send(Report::Reopen(w));
+                    log::info!("access log {} reopened", p.display());
+                }
+                Err(e) => log::error!("access log {}: {e}; still writing the old one", p.display()),
+            }
+        }
+        let Some(path) = &self.users_file else {
+            log::info!("no users file to reload");
+            return;
+        };
+        let records = match file::load(path) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("users file {}: {e}; users unchanged", path.display());
+                return;
+            }
+        };
+        let n = records.len();
+        let _ = self.users.update(|t| -> Result<(), ()> {
+            let mut next = UserTable::new();
+            for r in records {
+                let secret = match t.find(&r.name) {
+                    Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
+                    _ => Secret::from_stored(r.hash),
+                };
+                next.insert(&r.name, r.role, secret);
+            }
+            *t = next;
+            Ok(())
+        });
+        log::info!("users file {} reloaded: {n} user(s)", path.display());
     }
 
     /// The management SCTP port, when the endpoint is served.
@@ -351,6 +429,8 @@ impl Server {
     /// then returns with every count applied and every access record written.
     pub fn shutdown(self) -> Snapshot {
         self.stop.store(true, Ordering::Release);
+        // The aggregator ends when the workers' senders and this one are gone.
+        drop(self.reports);
         for w in &self.workers {
             w.wake();
         }

@@ -45,12 +45,23 @@ impl Counters {
 }
 
 /// What workers send to the aggregator.
-#[derive(Debug)]
 pub enum Report {
     /// Counts to add to the totals.
     Delta(Counters),
     /// A closed connection, for the access log.
     Access(Box<AccessRecord>),
+    /// Write the access log here from now on (log rotation).
+    Reopen(Box<dyn Write + Send>),
+}
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Report::Delta(d) => f.debug_tuple("Delta").field(d).finish(),
+            Report::Access(r) => f.debug_tuple("Access").field(r).finish(),
+            Report::Reopen(_) => f.write_str("Reopen"),
+        }
+    }
 }
 
 /// The server's totals since start. Written only by the aggregator.
@@ -183,6 +194,12 @@ impl Aggregator {
 fn run(rx: Receiver<Report>, totals: &Totals, mut log: Option<Box<dyn Write + Send>>) {
     let apply = |report: Report, log: &mut Option<Box<dyn Write + Send>>| match report {
         Report::Delta(d) => totals.add(&d),
+        Report::Reopen(w) => {
+            if let Some(old) = log.as_mut() {
+                let _ = old.flush();
+            }
+            *log = Some(w);
+        }
         Report::Access(rec) => {
             if let Some(w) = log.as_mut()
                 && let Err(e) = writeln!(w, "{rec}")

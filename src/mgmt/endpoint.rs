@@ -16,7 +16,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -37,6 +39,8 @@ pub const QUEUE_LIMIT: usize = 256 * 1024;
 /// How long sent data may stay unacknowledged before the association is
 /// aborted: its peer has stopped reading.
 pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// The window over which refused log ins are counted per source address.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// The send buffer the socket asks for.
 pub const SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// PROTOCOL section 6: "The server closes an association that sends nothing
@@ -86,6 +90,37 @@ pub struct Shared {
     pub changes: Sender<ChangeRequest>,
     /// Slow password checks.
     pub pool: Pool,
+    /// Management sessions open in the whole server, and the most allowed.
+    pub sessions: Arc<AtomicUsize>,
+    /// The most management sessions open at once.
+    pub max_sessions: usize,
+    /// Refused log ins per source address in the current minute.
+    pub failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    /// Refused log ins a source address may have per minute; past them every
+    /// log in from it is refused unchecked until the minute is over.
+    pub max_failures: u32,
+}
+
+impl Shared {
+    /// Whether `ip` has used up its refused log ins for this minute.
+    fn throttled(&self, ip: IpAddr, now: Instant) -> bool {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&ip)
+            .is_some_and(|(since, n)| now < *since + FAILURE_WINDOW && *n >= self.max_failures)
+    }
+
+    fn record_failure(&self, ip: IpAddr, now: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget old windows so the map stays as small as the attack.
+        if map.len() > 4096 {
+            map.retain(|_, (since, _)| now < *since + FAILURE_WINDOW);
+        }
+        let e = map.entry(ip).or_insert((now, 0));
+        if now >= e.0 + FAILURE_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+    }
 }
 
 struct View<'a> {
@@ -119,6 +154,8 @@ struct Assoc {
     in_kernel: usize,
     /// When the oldest unacknowledged byte was sent.
     unacked_since: Option<Instant>,
+    /// The peer's address, from its first data.
+    peer: Option<IpAddr>,
     last_rx: Instant,
     /// SCTP_EOF was sent; nothing more is read or sent.
     closing: bool,
@@ -201,7 +238,7 @@ impl Endpoint {
                     self.on_notification(&n, now);
                 }
             } else {
-                self.on_data(r.assoc, r.stream, r.len, r.eor, now);
+                self.on_data(r.assoc, r.stream, r.len, r.eor, r.from, now);
             }
         }
         self.flush_all(now);
@@ -211,16 +248,13 @@ impl Endpoint {
     fn on_notification(&mut self, n: &[u8], now: Instant) {
         match Notification::parse(n) {
             Some(Notification::AssocChange { assoc, state }) => match state {
-                assoc_state::COMM_UP => {
-                    self.assocs.insert(assoc, Assoc::new(now));
-                }
+                assoc_state::COMM_UP => self.admit(assoc, now),
                 assoc_state::RESTART => {
                     // The peer restarted: a new session, logged out.
-                    self.assocs.insert(assoc, Assoc::new(now));
+                    self.forget(assoc);
+                    self.admit(assoc, now);
                 }
-                _ => {
-                    self.assocs.remove(&assoc);
-                }
+                _ => self.forget(assoc),
             },
             Some(Notification::SenderDry { assoc }) => {
                 log::debug!("management association {assoc}: sender dry");
@@ -240,10 +274,48 @@ impl Endpoint {
         }
     }
 
-    fn on_data(&mut self, assoc: AssocId, stream: u16, len: usize, eor: bool, now: Instant) {
-        let a = self.assocs.entry(assoc).or_insert_with(|| Assoc::new(now));
+    /// A new association, unless the server has as many as it takes.
+    fn admit(&mut self, assoc: AssocId, now: Instant) {
+        if self.assocs.contains_key(&assoc) {
+            return;
+        }
+        if self.shared.sessions.fetch_add(1, Ordering::AcqRel) >= self.shared.max_sessions {
+            self.shared.sessions.fetch_sub(1, Ordering::AcqRel);
+            log::warn!(
+                "management association {assoc}: {} sessions already open; aborting",
+                self.shared.max_sessions
+            );
+            let _ = self.sock.send(assoc, 0, &[], SendKind::Abort);
+            return;
+        }
+        self.assocs.insert(assoc, Assoc::new(now));
+    }
+
+    fn forget(&mut self, assoc: AssocId) {
+        if self.assocs.remove(&assoc).is_some() {
+            self.shared.sessions.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        assoc: AssocId,
+        stream: u16,
+        len: usize,
+        eor: bool,
+        from: Option<IpAddr>,
+        now: Instant,
+    ) {
+        // Data before (or without) COMM_UP still makes a session.
+        self.admit(assoc, now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
         if a.closing {
             return;
+        }
+        if a.peer.is_none() {
+            a.peer = from;
         }
         a.last_rx = now;
         if a.rx.is_empty() {
@@ -258,6 +330,12 @@ impl Endpoint {
             return;
         }
         let msg = std::mem::take(&mut a.rx);
+        if a.session.awaits_login()
+            && let Some(ip) = a.peer.filter(|ip| self.shared.throttled(*ip, now))
+        {
+            log::warn!("management log in from {ip}: too many refusals this minute; refused");
+            a.session.throttle();
+        }
         let view = View {
             totals: &self.shared.totals,
             users: &self.shared.users,
@@ -334,7 +412,13 @@ impl Endpoint {
                     return;
                 };
                 if admin.is_none() {
-                    log::info!("management association {assoc}: log in refused");
+                    log::info!(
+                        "management association {assoc}: log in refused (from {})",
+                        a.peer.map_or_else(|| "?".to_owned(), |ip| ip.to_string())
+                    );
+                    if let Some(ip) = a.peer {
+                        self.shared.record_failure(ip, now);
+                    }
                 }
                 let view = View {
                     totals: &self.shared.totals,
@@ -412,7 +496,7 @@ impl Endpoint {
                 Err(e) => {
                     // EPIPE and friends: the association is gone.
                     log::debug!("management association {assoc}: send: {e}");
-                    self.assocs.remove(&assoc);
+                    self.forget(assoc);
                     return;
                 }
             }
@@ -421,7 +505,7 @@ impl Endpoint {
 
     fn abort(&mut self, assoc: AssocId) {
         let _ = self.sock.send(assoc, 0, &[], SendKind::Abort);
-        self.assocs.remove(&assoc);
+        self.forget(assoc);
     }
 
     /// When `tick` must run next.
@@ -471,6 +555,7 @@ impl Assoc {
             queued: 0,
             in_kernel: 0,
             unacked_since: None,
+            peer: None,
             last_rx: now,
             closing: false,
         }

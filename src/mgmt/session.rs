@@ -138,6 +138,7 @@ pub struct Session {
     admin: Option<Arc<str>>,
     pending: VecDeque<(u16, Vec<u8>)>,
     out: VecDeque<Action>,
+    throttled: bool,
 }
 
 impl Default for Session {
@@ -154,12 +155,25 @@ impl Session {
             admin: None,
             pending: VecDeque::new(),
             out: VecDeque::new(),
+            throttled: false,
         }
     }
 
     /// The administrator logged in, if any.
     pub fn admin(&self) -> Option<&Arc<str>> {
         self.admin.as_ref()
+    }
+
+    /// Whether the next message is the log in.
+    pub fn awaits_login(&self) -> bool {
+        self.state == State::LoggingIn
+    }
+
+    /// Refuses the coming log in without checking it (its source address
+    /// has had too many refusals). The answer is the same X'01' as for a
+    /// wrong password: it tells nothing about the user.
+    pub fn throttle(&mut self) {
+        self.throttled = true;
     }
 
     /// Whether the session has closed (after a failed log in).
@@ -204,6 +218,9 @@ impl Session {
             Ok(l) => l,
             Err(status) => return self.refuse(stream, status),
         };
+        if self.throttled {
+            return self.refuse(stream, LoginStatus::Denied);
+        }
         let users = backend.users();
         // A correct password of a known administrator is accepted at once;
         // everything else takes the slow path, so that a wrong password, an

@@ -289,3 +289,18 @@ fn passwords_are_never_printed() {
     };
     assert!(!format!("{c:?}").contains("hunter2"));
 }
+
+#[test]
+fn a_throttled_log_in_is_refused_unchecked_like_a_wrong_password() {
+    let b = backend();
+    let mut s = Session::new();
+    assert!(s.awaits_login());
+    s.throttle();
+    // Even the right password: throttling must slow guessing, not only
+    // wrong guesses.
+    s.handle_message(0, &login(b"root", b"rootpw"), &b).unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(matches!(&out[0], Action::Send { message, .. } if message == &[1, 1]));
+    assert!(matches!(out[1], Action::Shutdown));
+    assert!(s.is_closed());
+}

@@ -4,5 +4,6 @@
 
 pub mod cpu;
 pub mod net;
+pub mod privs;
 pub mod sctp;
 pub mod signal;

@@ -145,6 +145,9 @@ pub struct Received {
     pub assoc: AssocId,
     /// The stream the data came on.
     pub stream: u16,
+    /// The peer's address the piece came from (IPv4 peers of an IPv6
+    /// socket appear v4-mapped), when the kernel gave one.
+    pub from: Option<IpAddr>,
 }
 
 /// How a message is sent.
@@ -356,21 +359,31 @@ impl SctpSocket {
         };
         // Room for one SCTP_RCVINFO cmsg, aligned for cmsghdr.
         let mut control = [0u64; 16];
+        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+        let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
         // SAFETY: msghdr is plain old data; all-zero is a valid starting value.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = mem::size_of_val(&control);
-        // SAFETY: `msg` points to `iov` (over `buf`) and `control`, all alive
-        // and writable for the call.
+        // SAFETY: `msg` points to `name`, `iov` (over `buf`) and `control`,
+        // all alive and writable for the call.
         let n = syscall!(unsafe { libc::recvmsg(self.as_raw_fd(), &mut msg, 0) })? as usize;
+        let from = if msg.msg_namelen > 0 {
+            ip_of(&name)
+        } else {
+            None
+        };
         let mut out = Received {
             len: n,
             eor: msg.msg_flags & libc::MSG_EOR != 0,
             notification: msg.msg_flags & libc::MSG_NOTIFICATION != 0,
             assoc: 0,
             stream: 0,
+            from,
         };
         // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
         // bounded by msg_controllen.
@@ -471,6 +484,26 @@ impl SctpSocket {
                 return Ok(Some(msg));
             }
         }
+    }
+}
+
+/// The IP address in a sockaddr the kernel filled in.
+fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4))
+        }
+        _ => None,
     }
 }
 
