@@ -7,3 +7,4 @@ pub mod net;
 pub mod privs;
 pub mod sctp;
 pub mod signal;
+pub mod splice;
