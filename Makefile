@@ -37,12 +37,14 @@ deps:
 	@scripts/ensure-packages.sh $(TEST_DEPS)
 
 # Every test: unit, integration (curl, the binary), the SCTP suite (which
-# boots UML by itself) and the C tests over libsctp (run inside UML).
+# boots UML by itself), the C tests over libsctp (run inside UML), and a
+# smoke run of every benchmark scenario against socks5d (no timing judged).
 test: cargo deps
 	@mkdir -p target
 	@set -o pipefail; status=0; \
 	$(CARGO) test --all-targets 2>&1 | tee $(TEST_LOG) || status=1; \
 	$(MAKE) --no-print-directory c-tests 2>&1 | tee -a $(TEST_LOG) || status=1; \
+	$(MAKE) --no-print-directory bench-smoke 2>&1 | tee -a $(TEST_LOG) || status=1; \
 	scripts/test-summary.sh $(TEST_LOG) && exit $$status
 
 # The C tests: built on the host, run inside UML against a debug socks5d.
@@ -58,3 +60,89 @@ lint: cargo
 clean:
 	$(CARGO) clean
 	rm -rf c-tests/build
+
+# Benchmarks (benches/loadgen/): socks5d against a direct connection,
+# microsocks and Dante, all on loopback; the report goes to bench-results/.
+#   make bench         the full comparison (under 15 minutes)
+#   make bench-quick   every scenario, briefly (under 2 minutes)
+# BENCH_PEERS picks the peers; BENCH_FLAGS adds options of `loadgen compare`
+# (e.g. BENCH_FLAGS='--rounds 5'; see target/release/examples/loadgen --help).
+BENCH_PEERS ?= direct,socks5d,microsocks,dante,dante-noauth
+BENCH_FLAGS ?=
+LOADGEN     := target/release/examples/loadgen
+
+.PHONY: bench bench-quick bench-smoke bench-build bench-peers
+
+bench-build: cargo
+	$(CARGO) build --release --bins --example loadgen
+
+# microsocks and Dante come from apt when wanted and missing (as root);
+# without them the comparison runs with what there is and says what it left out.
+bench-peers:
+	@want=; \
+	[[ ,$(BENCH_PEERS), == *,microsocks,* ]] && want+=" microsocks:microsocks"; \
+	[[ ,$(BENCH_PEERS), == *,dante* ]] && want+=" /usr/sbin/danted:dante-server"; \
+	[[ -z $$want ]] || scripts/ensure-packages.sh $$want || echo "bench: going on without them"
+
+bench: bench-build bench-peers
+	$(LOADGEN) compare --mode full --peers $(BENCH_PEERS) $(BENCH_FLAGS)
+
+bench-quick: bench-build bench-peers
+	$(LOADGEN) compare --mode quick --peers $(BENCH_PEERS) $(BENCH_FLAGS)
+
+# The smoke test run by `make test`: every scenario against socks5d alone
+# must report its number (no timing is judged).
+bench-smoke:
+	@$(MAKE) --no-print-directory bench-quick BENCH_PEERS=socks5d \
+	    BENCH_FLAGS='--strict --out bench-results/smoke'
+
+# ----------------------------------------------------------------- fuzzing
+# One cargo-fuzz target per parser: fuzz/fuzz_targets/, checks in fuzz/checks.rs.
+#   make fuzz          run every target for FUZZ_SECONDS (default 60) seconds
+#   make fuzz-corpus   run every file of fuzz/corpus/<target>/ through its target once
+# (`cargo test --test fuzz_corpus` runs the same corpus on stable, without cargo-fuzz.)
+#
+# Only stable Rust is installed here, and cargo-fuzz passes nightly-only flags
+# (-Zsanitizer=address, -Cllvm-args=-sanitizer-coverage-*): RUSTC_BOOTSTRAP=1 lets
+# stable accept them. AddressSanitizer links and runs with it, so the default
+# sanitizer stays. `make fuzz` writes new inputs to fuzz/target/corpus/<target>
+# (seeded from fuzz/corpus/<target>, ignored by git) and crashes to
+# fuzz/artifacts/<target>/. Keep every crash as fuzz/corpus/<target>/<what-it-is>
+# so that it stays a regression test; fold new inputs into fuzz/corpus/ only
+# through a merge (`-merge=1`), keeping each target at a few hundred files.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := socks5_greeting socks5_auth socks5_request socks5_handshake \
+                mgmt_login mgmt_request mgmt_response mgmt_session
+FUZZ         := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+
+.PHONY: fuzz fuzz-corpus fuzz-tool
+
+fuzz-tool: cargo
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+
+fuzz: fuzz-tool
+	@for t in $(FUZZ_TARGETS); do \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	    mkdir -p fuzz/target/corpus/$$t; \
+	    $(FUZZ) run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	        -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+# Files, not a directory: libFuzzer then runs each input once and exits.
+fuzz-corpus: fuzz-tool
+	@for t in $(FUZZ_TARGETS); do \
+	    echo "== corpus $$t: $$(ls fuzz/corpus/$$t | wc -l) files"; \
+	    $(FUZZ) run $$t fuzz/corpus/$$t/* 2>&1 | grep -v -e '^Executed ' -e '^\*\*\*'; \
+	    [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+	done
+
+# Soak (not part of `make test`): mixed traffic against a release socks5d for
+# SOAK_MINUTES minutes (default 30); RSS and open descriptors sampled every
+# 10 s into bench-results/soak-*.csv and an SVG plot beside it. Fails if
+# either grows after warm-up (scripts/soak.sh, examples/soak.rs).
+SOAK_MINUTES ?= 30
+
+.PHONY: soak
+
+soak: cargo
+	SOAK_MINUTES=$(SOAK_MINUTES) CARGO=$(CARGO) scripts/soak.sh

@@ -11,6 +11,7 @@
 //!   targets.rs       echo server (mio) and sink/source (threads), loopback
 //!   scenarios/       throughput, handshake, latency, idle: one line each
 //!   procfs.rs        a proxy's process tree, RSS/PSS and CPU time
+//!   ports.rs         listening ports below the ephemeral range
 //!   line.rs          the result line;  stats.rs: percentiles, medians
 //!   driver/          `compare`: the peers, the rounds, the raw lines
 //!   report.rs        the Markdown report;  svg.rs: its bar charts
@@ -19,7 +20,8 @@
 //! It only ever connects to loopback addresses, and every loop in it is
 //! bounded in count or time.
 
-#![forbid(unsafe_code)]
+// One `unsafe` block, in driver/spawn.rs: a child's signal mask.
+#![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 // Under `cargo test` the libtest harness stands in for `main`, so whatever
 // only `main` reaches looks unused there.
@@ -29,6 +31,7 @@ mod args;
 mod client;
 mod driver;
 mod line;
+mod ports;
 mod procfs;
 mod report;
 mod scenarios;
@@ -59,7 +62,8 @@ Every scenario:
   --timeout S       bound on every connect, read and write [10]
 
 compare:
-  --mode full|quick [full]  --rounds N [3 full, 1 quick]
+  --mode full|quick [full]  --rounds N [5 full, 1 quick]
+  --budget S        start no round that would end past S seconds [720 full, 90 quick]
   --peers LIST [direct,socks5d,microsocks,dante,dante-noauth]
   --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]
   --strict          fail unless every run of every peer gave its number";

@@ -20,6 +20,8 @@ pub enum Better {
     Higher,
     /// Less is better (times, memory).
     Lower,
+    /// Neither: a count shown for context, with no ratio.
+    Count,
 }
 
 /// One row of the results table.
@@ -54,126 +56,25 @@ const fn row(
 }
 
 /// The results table, top to bottom.
+#[rustfmt::skip]
 pub const ROWS: &[Row] = &[
-    row(
-        "t1-up",
-        "gib_s",
-        "Throughput, 1 tunnel, upload",
-        "GiB/s",
-        Better::Higher,
-    ),
-    row(
-        "t1-down",
-        "gib_s",
-        "Throughput, 1 tunnel, download",
-        "GiB/s",
-        Better::Higher,
-    ),
-    row(
-        "t8-up",
-        "gib_s",
-        "Throughput, 8 tunnels, upload",
-        "GiB/s",
-        Better::Higher,
-    ),
-    row(
-        "t8-down",
-        "gib_s",
-        "Throughput, 8 tunnels, download",
-        "GiB/s",
-        Better::Higher,
-    ),
-    row(
-        "handshake",
-        "cycles_s",
-        "Handshake rate, 8 threads",
-        "cycles/s",
-        Better::Higher,
-    ),
-    row(
-        "handshake",
-        "p50_us",
-        "Handshake cycle, p50",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "handshake",
-        "p99_us",
-        "Handshake cycle, p99",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "latency",
-        "p50_us",
-        "Latency 64 B ping-pong, p50",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "latency",
-        "p99_us",
-        "Latency 64 B ping-pong, p99",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "latency",
-        "p999_us",
-        "Latency 64 B ping-pong, p99.9",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "latency-pinned",
-        "p50_us",
-        "Latency, pinned to one CPU, p50",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "latency-pinned",
-        "p99_us",
-        "Latency, pinned to one CPU, p99",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "latency-pinned",
-        "p999_us",
-        "Latency, pinned to one CPU, p99.9",
-        "µs",
-        Better::Lower,
-    ),
-    row(
-        "idle",
-        "pss_kib_per_tunnel",
-        "Memory per idle tunnel, PSS",
-        "KiB",
-        Better::Lower,
-    ),
-    row(
-        "idle",
-        "rss_kib_per_tunnel",
-        "Memory per idle tunnel, RSS",
-        "KiB",
-        Better::Lower,
-    ),
-    row(
-        "idle",
-        "after_relay_pss_kib_per_tunnel",
-        "… after one byte each way, PSS",
-        "KiB",
-        Better::Lower,
-    ),
-    row(
-        "idle",
-        "tunnels",
-        "Idle tunnels held",
-        "tunnels",
-        Better::Higher,
-    ),
+    row("t1-up", "gib_s", "Throughput, 1 tunnel, upload", "GiB/s", Better::Higher),
+    row("t1-down", "gib_s", "Throughput, 1 tunnel, download", "GiB/s", Better::Higher),
+    row("t8-up", "gib_s", "Throughput, 8 tunnels, upload", "GiB/s", Better::Higher),
+    row("t8-down", "gib_s", "Throughput, 8 tunnels, download", "GiB/s", Better::Higher),
+    row("handshake", "cycles_s", "Handshake rate, 8 threads", "cycles/s", Better::Higher),
+    row("handshake", "p50_us", "Handshake cycle, p50", "µs", Better::Lower),
+    row("handshake", "p99_us", "Handshake cycle, p99", "µs", Better::Lower),
+    row("latency", "p50_us", "Latency 64 B ping-pong, p50", "µs", Better::Lower),
+    row("latency", "p99_us", "Latency 64 B ping-pong, p99", "µs", Better::Lower),
+    row("latency", "p999_us", "Latency 64 B ping-pong, p99.9", "µs", Better::Lower),
+    row("latency-pinned", "p50_us", "Latency, pinned to one CPU, p50", "µs", Better::Lower),
+    row("latency-pinned", "p99_us", "Latency, pinned to one CPU, p99", "µs", Better::Lower),
+    row("latency-pinned", "p999_us", "Latency, pinned to one CPU, p99.9", "µs", Better::Lower),
+    row("idle", "pss_kib_per_tunnel", "Memory per idle tunnel, PSS", "KiB", Better::Lower),
+    row("idle", "rss_kib_per_tunnel", "Memory per idle tunnel, RSS", "KiB", Better::Lower),
+    row("idle", "after_relay_pss_kib_per_tunnel", "… after one byte each way, PSS", "KiB", Better::Lower),
+    row("idle", "tunnels", "Idle tunnels held", "tunnels", Better::Count),
 ];
 
 /// The figure a case is about (printed as each run ends, required by
@@ -283,7 +184,7 @@ impl Data {
             .filter_map(|p| Some((p.clone(), self.summary(row.case, p, row.key)?.median)))
             .reduce(|a, b| {
                 let b_wins = match row.better {
-                    Better::Higher => b.1 > a.1,
+                    Better::Higher | Better::Count => b.1 > a.1,
                     Better::Lower => b.1 < a.1,
                 };
                 if b_wins { b } else { a }
@@ -461,6 +362,7 @@ fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
                     group("8 tunnels, upload", "t8-up", "gib_s", false),
                     group("8 tunnels, download", "t8-down", "gib_s", false),
                 ],
+                log_scale: false,
             },
         ),
         (
@@ -471,6 +373,7 @@ fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
                 note: "Connect, greeting, log-in, CONNECT, 1 byte each way, close; 8 client threads: higher is better."
                     .into(),
                 groups: vec![group("full cycles per second", "handshake", "cycles_s", false)],
+                log_scale: false,
             },
         ),
         (
@@ -478,7 +381,8 @@ fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
             Chart {
                 title: "Latency, 64-byte ping-pong".into(),
                 unit: "µs".into(),
-                note: "Round-trip time through one tunnel: lower is better. Pinned: proxy and generator on CPU 0."
+                note: "Round-trip time through one tunnel: lower is better. Pinned: proxy and generator on CPU 0. \
+                       Logarithmic scale."
                     .into(),
                 groups: vec![
                     group("p50", "latency", "p50_us", false),
@@ -486,6 +390,7 @@ fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
                     group("p50, pinned", "latency-pinned", "p50_us", false),
                     group("p99, pinned", "latency-pinned", "p99_us", false),
                 ],
+                log_scale: true,
             },
         ),
         (
@@ -493,8 +398,10 @@ fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
             Chart {
                 title: "Memory per idle tunnel".into(),
                 unit: "KiB".into(),
-                note: "Growth of the proxy's process tree over its baseline, per idle tunnel: lower is better."
+                note: "Growth of the proxy's process tree over its baseline, per idle tunnel: lower is \
+                       better. Logarithmic scale."
                     .into(),
+                log_scale: true,
                 groups: vec![
                     group("PSS", "idle", "pss_kib_per_tunnel", true),
                     group("RSS", "idle", "rss_kib_per_tunnel", true),
@@ -523,16 +430,21 @@ pub fn tables(d: &Data) -> String {
             continue;
         }
         let arrow = match r.better {
-            Better::Higher => "↑",
-            Better::Lower => "↓",
+            Better::Higher => " ↑",
+            Better::Lower => " ↓",
+            Better::Count => "",
         };
-        let _ = write!(s, "| {} | {} {arrow} |", r.label, r.unit);
+        let _ = write!(s, "| {} | {}{arrow} |", r.label, r.unit);
         for p in &d.peers {
             let _ = write!(
                 s,
                 " {} |",
                 cell(d.summary(r.case, p, r.key), d.failed_runs(r.case, p))
             );
+        }
+        if r.better == Better::Count {
+            let _ = writeln!(s, " | |");
+            continue;
         }
         let ours = d.median(r.case, US, r.key);
         let best = d.best_peer(r);
@@ -658,12 +570,19 @@ pub fn markdown(d: &Data, raw: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "Reproduce with `{}` (report in `bench-results/{}/`). {} round(s); every case runs \
+        "Load average (1, 5, 15 min) {} at the start, {} at the end; the whole run took {}.",
+        meta("load at start"),
+        meta("load at end"),
+        meta("elapsed")
+    );
+    let _ = writeln!(
+        s,
+        "Reproduce with `{}` (report in `{}/`). {} round(s); every case runs \
          against every peer back to back, in an order that rotates, and each proxy is started \
          fresh for each run on 127.0.0.1.\n",
         meta("command"),
-        meta("mode"),
-        meta("rounds")
+        meta("out"),
+        d.meta_value("rounds run").unwrap_or(meta("rounds"))
     );
     let programs: Vec<String> = ["socks5d", "microsocks", "dante"]
         .iter()
@@ -677,6 +596,9 @@ pub fn markdown(d: &Data, raw: &str) -> String {
         d.peers.join(", "),
         programs.join("; ")
     );
+    for note in d.all_meta("note") {
+        let _ = writeln!(s, "\nNote: {note}.");
+    }
     let left = d.all_meta("left out");
     if !left.is_empty() {
         let _ = writeln!(s, "\nLeft out: {}.", left.join("; "));
@@ -724,7 +646,9 @@ the last one is done. Upload: the sink answers one byte once every byte has arri
 the last byte is read. The volume is shared evenly among the tunnels.
 - **Handshake rate**: 8 threads, each running full cycles back to back (TCP connect, greeting, \
 RFC 1929 log-in where the peer asks for it, CONNECT to the echo target by IPv4 address, one byte \
-each way, close) after a warm-up. Failed cycles are counted by kind, never dropped.
+each way, close) after a warm-up. The target closes first and the client closes once the proxy \
+has passed that FIN on, so that no TIME_WAIT holds an ephemeral port. Failed cycles are counted \
+by kind, never dropped.
 - **Latency**: one tunnel, 64 bytes each way per round trip, `TCP_NODELAY`, percentiles by \
 nearest rank after a warm-up. Pinned: `taskset -c 0` on the proxy (socks5d with `--workers 1`) \
 and on the generator: the stable figure on a shared two-CPU machine.
@@ -768,6 +692,7 @@ mod tests {
 # mode: full
 # command: make bench
 # rounds: 3
+# out: bench-results/full
 # peers: direct,socks5d,microsocks,dante
 # cpus: 2 (nproc)
 # cpu: Test CPU

@@ -38,6 +38,8 @@ pub struct Chart {
     pub note: String,
     /// The groups, top to bottom.
     pub groups: Vec<Group>,
+    /// A logarithmic axis, for figures that differ by orders of magnitude.
+    pub log_scale: bool,
 }
 
 /// The colour of a peer's bars: socks5d stands out, direct is grey.
@@ -87,6 +89,68 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
+/// An axis label: no trailing zeros.
+pub fn fmt_tick(v: f64) -> String {
+    if v >= 1000.0 {
+        return fmt_value(v);
+    }
+    let t = format!("{v:.3}");
+    t.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Where values go on the axis: linear from 0, or by powers of ten.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scale {
+    Linear { max: f64 },
+    Log { lo: f64, hi: f64 },
+}
+
+impl Scale {
+    fn of(c: &Chart) -> Scale {
+        let values = || {
+            c.groups
+                .iter()
+                .flat_map(|g| g.bars.iter())
+                .flat_map(|b| [b.min, b.median, b.max])
+                .filter(|v| v.is_finite())
+        };
+        let top = values().fold(0.0, f64::max);
+        if !c.log_scale {
+            return Scale::Linear {
+                max: nice_ceiling(top),
+            };
+        }
+        let low = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+        let lo = if low.is_finite() {
+            10f64.powf(low.log10().floor())
+        } else {
+            1.0
+        };
+        let hi = 10f64.powf(top.max(lo * 10.0).log10().ceil());
+        Scale::Log { lo, hi }
+    }
+
+    /// 0 to 1 along the axis.
+    fn fraction(self, v: f64) -> f64 {
+        let f = match self {
+            Scale::Linear { max } => v / max,
+            Scale::Log { lo, hi } if v > 0.0 => (v / lo).log10() / (hi / lo).log10(),
+            Scale::Log { .. } => 0.0,
+        };
+        f.clamp(0.0, 1.0)
+    }
+
+    fn ticks(self) -> Vec<f64> {
+        match self {
+            Scale::Linear { max } => (0..=5).map(|i| max * i as f64 / 5.0).collect(),
+            Scale::Log { lo, hi } => {
+                let n = (hi / lo).log10().round() as i32;
+                (0..=n).map(|i| lo * 10f64.powi(i)).collect()
+            }
+        }
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -105,14 +169,8 @@ const GROUP_GAP: f64 = 14.0;
 
 /// The chart as an SVG document.
 pub fn render(c: &Chart) -> String {
-    let top = c
-        .groups
-        .iter()
-        .flat_map(|g| g.bars.iter())
-        .map(|b| b.max.max(b.median))
-        .fold(0.0, f64::max);
-    let scale = nice_ceiling(top);
-    let x = |v: f64| X0 + (v.max(0.0) / scale).min(1.0) * PLOT_W;
+    let scale = Scale::of(c);
+    let x = |v: f64| X0 + scale.fraction(v) * PLOT_W;
     let bars: usize = c.groups.iter().map(|g| g.bars.len().max(1)).sum();
     let height = TOP
         + c.groups.len() as f64 * (GROUP_HEAD + GROUP_GAP)
@@ -137,8 +195,7 @@ pub fn render(c: &Chart) -> String {
     );
     // Grid and axis labels.
     let bottom = height - 12.0;
-    for i in 0..=5 {
-        let v = scale * i as f64 / 5.0;
+    for v in scale.ticks() {
         let gx = x(v);
         let _ = writeln!(
             s,
@@ -149,13 +206,13 @@ pub fn render(c: &Chart) -> String {
             s,
             r##"<text x="{gx:.1}" y="{:.1}" font-size="11" fill="#495057" text-anchor="middle">{}</text>"##,
             TOP - 12.0,
-            fmt_value(v)
+            fmt_tick(v)
         );
     }
     let _ = writeln!(
         s,
         r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#495057">{}</text>"##,
-        X0 + PLOT_W + 14.0,
+        X0 + PLOT_W + 30.0,
         TOP - 12.0,
         esc(&c.unit)
     );
@@ -234,6 +291,47 @@ mod tests {
     }
 
     #[test]
+    fn scales() {
+        let chart = |log_scale, values: &[f64]| Chart {
+            title: String::new(),
+            unit: String::new(),
+            note: String::new(),
+            groups: vec![Group {
+                label: String::new(),
+                bars: values
+                    .iter()
+                    .map(|v| Bar {
+                        peer: "p".into(),
+                        median: *v,
+                        min: *v,
+                        max: *v,
+                    })
+                    .collect(),
+            }],
+            log_scale,
+        };
+        let lin = Scale::of(&chart(false, &[0.5, 3.3]));
+        assert_eq!(lin, Scale::Linear { max: 5.0 });
+        assert_eq!(lin.ticks(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(lin.fraction(2.5), 0.5);
+        let log = Scale::of(&chart(true, &[0.52, 12.9, 388.0]));
+        assert_eq!(
+            log,
+            Scale::Log {
+                lo: 0.1,
+                hi: 1000.0
+            }
+        );
+        assert_eq!(log.ticks().len(), 5);
+        assert!((log.fraction(10.0) - 0.5).abs() < 1e-9);
+        assert_eq!(log.fraction(0.0), 0.0);
+        assert_eq!(fmt_tick(0.0), "0");
+        assert_eq!(fmt_tick(2.5), "2.5");
+        assert_eq!(fmt_tick(0.1), "0.1");
+        assert_eq!(fmt_tick(20_000.0), "20,000");
+    }
+
+    #[test]
     fn values_read_well() {
         assert_eq!(fmt_value(12_345.6), "12,346");
         assert_eq!(fmt_value(1_000.0), "1,000");
@@ -272,6 +370,7 @@ mod tests {
                     bars: vec![],
                 },
             ],
+            log_scale: false,
         };
         let svg = render(&chart);
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
@@ -282,7 +381,7 @@ mod tests {
         assert_eq!(svg.matches("<path").count(), 1);
         assert!(svg.contains(">3.00<") && svg.contains(">no figure<"));
         // Scale 0..5 for a largest value of 3.3.
-        assert!(svg.contains(">5.00<"));
+        assert!(svg.contains(">5<"));
         assert_eq!(svg.matches('<').count(), svg.matches('>').count());
     }
 }

@@ -11,19 +11,27 @@
 //!   answer rather than on a half-close keeps the measure honest for proxies
 //!   that do not pass half-closes on.
 //!
-//! Both bind 127.0.0.1 port 0 and stop when dropped.
+//! Both listen on 127.0.0.1 (at a port from [`ports::listener`]) and stop
+//! when dropped.
+//!
+//! Closing order matters on loopback: the side that closes first keeps the
+//! connection in TIME_WAIT for a minute, holding its port. A one-shot echo
+//! ([`Echo::start_one_shot`]) and [`Echo::close_all`] close from the target,
+//! whose port is its listening port, so that clients and proxies, which
+//! connect from ephemeral ports, never pile TIME_WAITs onto that range.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use nix::sys::socket::{Backlog, listen};
 use slab::Slab;
+
+use crate::ports;
 
 /// The upload operation of the sink/source.
 pub const UPLOAD: u8 = b'U';
@@ -44,17 +52,6 @@ pub fn header(op: u8, len: u64) -> [u8; 9] {
     h
 }
 
-/// Binds 127.0.0.1:0 with the longest accept queue the kernel allows.
-/// std and mio listen with a backlog of 128: eight threads opening tunnels
-/// fill that while the target's thread waits for a CPU, and every SYN
-/// dropped then costs its client a one-second retransmission.
-fn loopback_listener() -> io::Result<TcpListener> {
-    let l = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    // Calling listen() again on a listening socket only changes its backlog.
-    listen(&l, Backlog::MAXCONN).map_err(io::Error::from)?;
-    Ok(l)
-}
-
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 
@@ -62,9 +59,20 @@ const WAKER: Token = Token(usize::MAX);
 #[derive(Debug)]
 pub struct Echo {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the echo thread and its handle share.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    /// Close every connection after echoing its first bytes.
+    one_shot: bool,
+    /// Close-all requests asked for, and done.
+    close_asked: AtomicU64,
+    close_done: AtomicU64,
 }
 
 struct Conn {
@@ -73,12 +81,24 @@ struct Conn {
     /// connection is idle.
     pending: Vec<u8>,
     eof: bool,
+    echoed: bool,
 }
 
 impl Echo {
-    /// Binds 127.0.0.1:0 and starts serving.
+    /// Starts an echo server that keeps each connection until its client
+    /// closes it.
     pub fn start() -> io::Result<Echo> {
-        let std_listener = loopback_listener()?;
+        Echo::with(false)
+    }
+
+    /// Starts an echo server that closes each connection once it has echoed
+    /// the first bytes it read.
+    pub fn start_one_shot() -> io::Result<Echo> {
+        Echo::with(true)
+    }
+
+    fn with(one_shot: bool) -> io::Result<Echo> {
+        let std_listener = ports::listener()?;
         std_listener.set_nonblocking(true)?;
         let mut listener = MioListener::from_std(std_listener);
         let addr = listener.local_addr()?;
@@ -86,19 +106,33 @@ impl Echo {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
+        let shared = Arc::new(Shared {
+            one_shot,
+            ..Shared::default()
+        });
+        let shared2 = Arc::clone(&shared);
         let thread = thread::Builder::new().name("echo".into()).spawn(move || {
-            if let Err(e) = echo_loop(poll, listener, &stop2) {
+            if let Err(e) = echo_loop(poll, listener, &shared2) {
                 eprintln!("loadgen: echo target stopped: {e}");
             }
         })?;
         Ok(Echo {
             addr,
-            stop,
+            shared,
             waker,
             thread: Some(thread),
         })
+    }
+
+    /// Closes every connection from the target's side, and returns once
+    /// that is done (or after a few seconds).
+    pub fn close_all(&self) {
+        let want = self.shared.close_asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.waker.wake();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.close_done.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Where it listens.
@@ -109,7 +143,7 @@ impl Echo {
 
 impl Drop for Echo {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.shared.stop.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -117,15 +151,23 @@ impl Drop for Echo {
     }
 }
 
-fn echo_loop(mut poll: Poll, listener: MioListener, stop: &AtomicBool) -> io::Result<()> {
+fn echo_loop(mut poll: Poll, listener: MioListener, shared: &Shared) -> io::Result<()> {
     let mut events = Events::with_capacity(1024);
     let mut conns: Slab<Conn> = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];
-    while !stop.load(Ordering::SeqCst) {
+    while !shared.stop.load(Ordering::SeqCst) {
         match poll.poll(&mut events, None) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        }
+        let asked = shared.close_asked.load(Ordering::SeqCst);
+        if asked > shared.close_done.load(Ordering::SeqCst) {
+            for mut c in conns.drain() {
+                let _ = poll.registry().deregister(&mut c.stream);
+            }
+            shared.close_done.store(asked, Ordering::SeqCst);
+            continue;
         }
         for ev in events.iter() {
             match ev.token() {
@@ -139,6 +181,7 @@ fn echo_loop(mut poll: Poll, listener: MioListener, stop: &AtomicBool) -> io::Re
                                 stream,
                                 pending: Vec::new(),
                                 eof: false,
+                                echoed: false,
                             };
                             // Edge-triggered, both directions from the
                             // start: no re-registration ever.
@@ -158,7 +201,7 @@ fn echo_loop(mut poll: Poll, listener: MioListener, stop: &AtomicBool) -> io::Re
                 },
                 Token(key) => {
                     let keep = match conns.get_mut(key) {
-                        Some(c) => drive(c, &mut buf),
+                        Some(c) => drive(c, &mut buf, shared.one_shot),
                         None => continue,
                     };
                     if !keep {
@@ -173,8 +216,9 @@ fn echo_loop(mut poll: Poll, listener: MioListener, stop: &AtomicBool) -> io::Re
 }
 
 /// Echoes until the socket would block; false when the connection is done
-/// (the client closed and everything was written back, or an error).
-fn drive(c: &mut Conn, buf: &mut [u8]) -> bool {
+/// (the client closed and everything was written back, a one-shot echo has
+/// written back its first bytes, or an error).
+fn drive(c: &mut Conn, buf: &mut [u8], one_shot: bool) -> bool {
     loop {
         while !c.pending.is_empty() {
             match c.stream.write(&c.pending) {
@@ -191,7 +235,7 @@ fn drive(c: &mut Conn, buf: &mut [u8]) -> bool {
             // Give back the memory of a burst once it is written out.
             c.pending = Vec::new();
         }
-        if c.eof {
+        if c.eof || (one_shot && c.echoed) {
             return false;
         }
         // Edge-triggered: read until WouldBlock, or the next readable edge
@@ -206,6 +250,7 @@ fn drive(c: &mut Conn, buf: &mut [u8]) -> bool {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         };
+        c.echoed = true;
         // Straight back from the read buffer; only what the socket will not
         // take now is kept.
         let mut off = 0;
@@ -235,7 +280,7 @@ pub struct Bulk {
 impl Bulk {
     /// Binds 127.0.0.1:0 and starts serving.
     pub fn start() -> io::Result<Bulk> {
-        let listener = loopback_listener()?;
+        let listener = ports::listener()?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
@@ -363,6 +408,41 @@ mod tests {
             s.read_exact(&mut b).unwrap();
             assert_eq!(u32::from_be_bytes(b), i as u32);
         }
+    }
+
+    #[test]
+    fn one_shot_echo_closes_first() {
+        let echo = Echo::start_one_shot().unwrap();
+        for _ in 0..3 {
+            let mut s = dial(echo.addr());
+            s.write_all(b"x").unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"x");
+        }
+    }
+
+    #[test]
+    fn close_all_closes_from_the_target() {
+        let echo = Echo::start().unwrap();
+        let mut conns: Vec<TcpStream> = (0..50).map(|_| dial(echo.addr())).collect();
+        for s in &mut conns {
+            s.write_all(b"y").unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+        }
+        echo.close_all();
+        for s in &mut conns {
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+        }
+        // And it goes on serving new connections.
+        let mut s = dial(echo.addr());
+        s.write_all(b"z").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"z");
     }
 
     #[test]

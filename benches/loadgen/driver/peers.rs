@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::procfs;
+use super::spawn::command;
+use crate::{ports, procfs};
 
 /// A proxy under test, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -201,7 +202,7 @@ impl SystemUser {
     /// `useradd` (no home, no login shell) and `chpasswd`.
     pub fn create(creds: &Creds) -> Result<SystemUser, String> {
         run_quiet(
-            Command::new(find_program("useradd").ok_or("useradd not found")?).args([
+            command(find_program("useradd").ok_or("useradd not found")?).args([
                 "--no-create-home",
                 "--home-dir",
                 "/nonexistent",
@@ -217,7 +218,7 @@ impl SystemUser {
             name: creds.user.clone(),
         };
         run_quiet(
-            &mut Command::new(find_program("chpasswd").ok_or("chpasswd not found")?),
+            &mut command(find_program("chpasswd").ok_or("chpasswd not found")?),
             Some(&format!("{}:{}\n", creds.user, creds.pass)),
         )?;
         Ok(user)
@@ -228,7 +229,7 @@ impl Drop for SystemUser {
     fn drop(&mut self) {
         let deleted = find_program("userdel")
             .ok_or_else(|| "userdel not found".to_owned())
-            .and_then(|p| run_quiet(Command::new(p).arg(&self.name), None));
+            .and_then(|p| run_quiet(command(p).arg(&self.name), None));
         if let Err(e) = deleted {
             eprintln!(
                 "bench: could not delete the throw-away user '{}': {e}",
@@ -236,14 +237,6 @@ impl Drop for SystemUser {
             );
         }
     }
-}
-
-/// A free loopback port (the kernel's choice; free again once we close it).
-pub fn free_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 /// Dante's configuration: loopback in and out, CONNECT to loopback only.
@@ -325,7 +318,7 @@ pub fn start(
     tmp: &Path,
     log: &File,
 ) -> Result<Running, String> {
-    let port = free_port()?;
+    let port = ports::unused().map_err(|e| format!("no free port: {e}"))?;
     let mut argv: Vec<String> = Vec::new();
     if pinned {
         let taskset = tools.taskset.as_ref().ok_or("taskset not found")?;
@@ -381,7 +374,7 @@ pub fn start(
         kind.name(),
         redact(&argv, creds)
     );
-    let child = Command::new(&argv[0])
+    let child = command(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(out)

@@ -173,8 +173,23 @@ pub fn run(c: &Common, p: &Params) -> Line {
         errors.add("short");
     }
     errors.put(&mut line);
-    drop(tunnels);
+    close_from_target(&echo, tunnels);
     line
+}
+
+/// Tears the tunnels down from the target's side, so that the TIME_WAITs
+/// land on the target's listening port rather than on 18,000 ephemeral
+/// ports (see targets.rs). Bounded: one look per tunnel, no waiting on a
+/// proxy that does not pass the FIN on.
+fn close_from_target(echo: &Echo, tunnels: Vec<TcpStream>) {
+    echo.close_all();
+    thread::sleep(Duration::from_millis(300));
+    for mut s in tunnels {
+        let mut b = [0u8; 1];
+        if s.set_nonblocking(true).is_ok() {
+            let _ = s.read(&mut b);
+        }
+    }
 }
 
 #[cfg(test)]
