@@ -234,11 +234,12 @@ impl Pipe {
             let filled = match &self.kpipe {
                 // The pipe is empty here, so EAGAIN can only mean that `src`
                 // has nothing to read.
-                Some(p) => p.fill_from(&*src, pool.pipe_size()).inspect(|&n| {
+                Some(p) => p.fill_from(&*src, pool.pipe_size()).map(|n| {
                     if n == 0 {
                         self.eof = true;
                     }
                     self.kpending += n;
+                    n
                 }),
                 None => self.fill(src, pool),
             };
@@ -253,10 +254,10 @@ impl Pipe {
             }
         };
         self.release(pool);
-        if self.kpending == 0
-            && let Some(p) = self.kpipe.take()
-        {
-            pool.give_pipe(p);
+        if self.kpending == 0 {
+            if let Some(p) = self.kpipe.take() {
+                pool.give_pipe(p);
+            }
         }
         Ok(result)
     }
@@ -270,10 +271,10 @@ impl Pipe {
         if let Some(b) = self.buf.take() {
             pool.give(b);
         }
-        if let Some(p) = self.kpipe.take()
-            && self.kpending == 0
-        {
-            pool.give_pipe(p);
+        if let Some(p) = self.kpipe.take() {
+            if self.kpending == 0 {
+                pool.give_pipe(p);
+            }
         }
         self.kpending = 0;
     }
