@@ -8,9 +8,6 @@ use std::time::Duration;
 use crate::server::{AccessLog, Config, MgmtConfig};
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
-/// The kernel pipe size of `--relay splice`.
-pub const SPLICE_PIPE: usize = 64 * 1024;
-
 /// The usage text printed by `-h`.
 pub const USAGE: &str = "\
 Usage: socks5d [OPTION]...
@@ -49,8 +46,6 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --map-host NAME=ADDR[,ADDR]...
                               answer NAME with these addresses, tried in this
                               order, without asking DNS; repeatable
-      --relay MODE            'copy' (through user-space buffers, the default) or
-                              'splice' (zero-copy through 64 KiB kernel pipes)
       --pool-threads N        threads resolving names and checking stored password
                               hashes, off the workers (default: 4)
 
@@ -200,7 +195,6 @@ where
                 | "--access-log"
                 | "--pool-threads"
                 | "--map-host"
-                | "--relay"
         );
         let value = if takes_value {
             match inline.or_else(|| it.next()) {
@@ -280,13 +274,6 @@ where
                 };
             }
             "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
-            "--relay" => {
-                cfg.worker.splice_pipe = match v {
-                    "splice" => SPLICE_PIPE,
-                    "copy" => 0,
-                    _ => return err(format!("{opt}: '{v}' is not 'splice' or 'copy'")),
-                };
-            }
             "--map-host" => {
                 let (name, addrs) = v
                     .split_once('=')

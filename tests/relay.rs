@@ -14,7 +14,9 @@ use support::*;
 
 /// Payload written in the same `write` as the CONNECT request, before the
 /// reply: the server must keep it and deliver it once the target is up.
-fn data_sent_with_the_request_reaches_the_target(proxy: Proxy) {
+#[test]
+fn data_sent_with_the_request_reaches_the_target() {
+    let proxy = Proxy::start(1);
     let target = Target::start(v4_any_port());
     let (u, p) = proxy.creds().unwrap();
     let dsts = [
@@ -50,7 +52,9 @@ fn data_sent_with_the_request_reaches_the_target(proxy: Proxy) {
 }
 
 /// The whole handshake and the first payload in a single write.
-fn pipelined_handshake_with_payload_in_one_write(proxy: Proxy) {
+#[test]
+fn pipelined_handshake_with_payload_in_one_write() {
+    let proxy = Proxy::start(1);
     let target = Target::start(v4_any_port());
     let early = pattern(200, 3_000);
     let mut s = dial(proxy.addr);
@@ -66,7 +70,9 @@ fn pipelined_handshake_with_payload_in_one_write(proxy: Proxy) {
     assert!(got == early);
 }
 
-fn client_half_close_travels_and_target_still_answers(proxy: Proxy) {
+#[test]
+fn client_half_close_travels_and_target_still_answers() {
+    let proxy = Proxy::start(1);
     let target = Target::start(v4_any_port());
     let mut s = proxy.tunnel(&Dst::Ip(target.addr));
     let (mut conn, _) = target.accept();
@@ -92,7 +98,9 @@ fn client_half_close_travels_and_target_still_answers(proxy: Proxy) {
     expect_eof(&mut s, Duration::from_secs(5));
 }
 
-fn target_half_close_travels_and_client_still_sends(proxy: Proxy) {
+#[test]
+fn target_half_close_travels_and_client_still_sends() {
+    let proxy = Proxy::start(1);
     let target = Target::start(v4_any_port());
     let mut s = proxy.tunnel(&Dst::Ip(target.addr));
     let (mut conn, _) = target.accept();
@@ -178,10 +186,12 @@ fn a_thousand_concurrent_tunnels() {
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
 
-fn backpressure_bounds_what_the_proxy_buffers(proxy: Proxy) {
+#[test]
+fn backpressure_bounds_what_the_proxy_buffers() {
     // Well above what the sockets in the path hold, well below "unbounded".
     const LIMIT: u64 = 32 << 20;
     const AFTER: u64 = 4 << 20;
+    let proxy = Proxy::start(1);
     let target = Target::start(v4_any_port());
     let mut s = proxy.tunnel(&Dst::Ip(target.addr));
     let (conn, _) = target.accept();
@@ -232,8 +242,10 @@ fn backpressure_bounds_what_the_proxy_buffers(proxy: Proxy) {
     eprintln!("backpressure: the target stalled after {stalled_at} bytes");
 }
 
-fn large_transfer_both_ways_at_once(proxy: Proxy) {
+#[test]
+fn large_transfer_both_ways_at_once() {
     const LEN: u64 = 50_000_000;
+    let proxy = Proxy::start(1);
     let target = Target::start(v4_any_port());
     let s = proxy.tunnel(&Dst::Ip(target.addr));
     let (conn, _) = target.accept();
@@ -385,32 +397,3 @@ fn shutdown_waits_for_open_tunnels_and_refuses_new_connections() {
     let after = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
     assert!(after.is_err(), "a connection was accepted after shutdown");
 }
-
-/// A one-user proxy relaying with splice(2) through kernel pipes
-/// (`--relay splice`) or by copying through buffers (`--relay copy`).
-fn with_relay(splice: bool) -> Proxy {
-    let mut cfg = config(1);
-    cfg.worker.splice_pipe = if splice { socks5d::cli::SPLICE_PIPE } else { 0 };
-    Proxy::with_config(cfg)
-}
-
-/// Every test of the relay path runs once with each way of relaying.
-macro_rules! both_relays {
-    ($($name:ident),* $(,)?) => {
-        mod splice {
-            $(#[test] fn $name() { super::$name(super::with_relay(true)) })*
-        }
-        mod copy {
-            $(#[test] fn $name() { super::$name(super::with_relay(false)) })*
-        }
-    };
-}
-
-both_relays!(
-    data_sent_with_the_request_reaches_the_target,
-    pipelined_handshake_with_payload_in_one_write,
-    client_half_close_travels_and_target_still_answers,
-    target_half_close_travels_and_client_still_sends,
-    backpressure_bounds_what_the_proxy_buffers,
-    large_transfer_both_ways_at_once,
-);

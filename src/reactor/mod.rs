@@ -64,10 +64,6 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// The most client connections open at once in the whole server.
     pub max_connections: Option<usize>,
-    /// Bytes of each kernel pipe when relaying with splice(2); 0 (the
-    /// default until `make bench` shows splice pays here) relays by copying
-    /// through the buffers.
-    pub splice_pipe: usize,
 }
 
 impl Default for WorkerConfig {
@@ -81,7 +77,6 @@ impl Default for WorkerConfig {
             access_log: true,
             grace: Duration::from_secs(10),
             max_connections: None,
-            splice_pipe: 0,
         }
     }
 }

@@ -6,7 +6,6 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 
 use super::pool::BufferPool;
-use crate::sys::splice::KernelPipe;
 
 /// Why a pump stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +38,6 @@ pub struct Pipe {
     shut: bool,
     /// Payload bytes delivered to the destination.
     delivered: u64,
-    /// The kernel pipe payload goes through when splice(2) is on.
-    kpipe: Option<KernelPipe>,
-    /// Bytes in `kpipe`.
-    kpending: usize,
 }
 
 /// Readiness of one socket as last reported by mio, cleared on `WouldBlock`.
@@ -62,27 +57,31 @@ impl Pipe {
 
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
-        self.end - self.start + self.kpending
+        self.end - self.start
     }
 
-    /// Writes what the kernel pipe holds to `dst` until it blocks or the
-    /// pipe is empty. Returns the bytes written (all payload).
-    fn flush_kernel(&mut self, dst: &TcpStream, ready: &mut Ready) -> io::Result<u64> {
-        let Some(p) = &self.kpipe else { return Ok(0) };
-        let mut written = 0u64;
-        while self.kpending > 0 && ready.write {
-            match p.drain_to(dst, self.kpending) {
-                Ok(n) => {
-                    self.kpending -= n;
-                    written += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.write = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+    /// The bytes waiting to be written.
+    pub fn data(&self) -> &[u8] {
+        match &self.buf {
+            Some(b) => &b[self.start..self.end],
+            None => &[],
         }
-        self.delivered += written;
-        Ok(written)
+    }
+
+    /// Marks `n` buffered bytes as used by the caller (handshake parsing).
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.pending());
+        self.start += n;
+    }
+
+    /// Whether the source has ended and all was delivered.
+    pub fn is_finished(&self) -> bool {
+        self.eof && self.shut
+    }
+
+    /// Whether the source has sent FIN.
+    pub fn at_eof(&self) -> bool {
+        self.eof
     }
 
     /// Queues control bytes (a SOCKS reply) that are not counted as payload.
@@ -197,16 +196,9 @@ impl Pipe {
     ) -> io::Result<Pump> {
         let mut read_total = 0usize;
         let result = loop {
-            // Bytes in the user buffer (replies, early data) go first.
-            if self.end > self.start {
+            if self.pending() > 0 {
                 *counted += self.flush(dst, dst_ready)?;
-                if self.end > self.start {
-                    break Pump::Blocked;
-                }
-            }
-            if self.kpending > 0 {
-                *counted += self.flush_kernel(dst, dst_ready)?;
-                if self.kpending > 0 {
+                if self.pending() > 0 {
                     break Pump::Blocked;
                 }
             }
@@ -228,42 +220,20 @@ impl Pipe {
             if read_total >= budget {
                 break Pump::Budget;
             }
-            if self.kpipe.is_none() {
-                self.kpipe = pool.take_pipe();
-            }
-            let filled = match &self.kpipe {
-                // The pipe is empty here, so EAGAIN can only mean that `src`
-                // has nothing to read.
-                Some(p) => p.fill_from(&*src, pool.pipe_size()).map(|n| {
-                    if n == 0 {
-                        self.eof = true;
-                    }
-                    self.kpending += n;
-                    n
-                }),
-                None => self.fill(src, pool),
-            };
-            match filled {
+            match self.fill(src, pool) {
                 Ok(n) => read_total += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     src_ready.read = false;
                     break Pump::Blocked;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         };
         self.release(pool);
-        if self.kpending == 0 {
-            if let Some(p) = self.kpipe.take() {
-                pool.give_pipe(p);
-            }
-        }
         Ok(result)
     }
 
-    /// Returns the buffer to the pool, dropping what it held. A kernel pipe
-    /// that still holds bytes is closed, not reused.
+    /// Returns the buffer to the pool, dropping what it held.
     pub fn discard(&mut self, pool: &mut BufferPool) {
         self.start = 0;
         self.end = 0;
@@ -271,11 +241,5 @@ impl Pipe {
         if let Some(b) = self.buf.take() {
             pool.give(b);
         }
-        if let Some(p) = self.kpipe.take() {
-            if self.kpending == 0 {
-                pool.give_pipe(p);
-            }
-        }
-        self.kpending = 0;
     }
 }

@@ -1,19 +1,12 @@
-//! Per-worker relay buffers and kernel pipes, taken only while data is in
-//! flight.
+//! Per-worker relay buffers, taken only while data is in flight.
 
-use crate::sys::splice::KernelPipe;
-
-/// A free list of equal-sized buffers, and one of kernel pipes for
-/// splice(2). An idle tunnel holds neither: both come back as soon as they
-/// drain.
+/// A free list of equal-sized buffers. An idle tunnel holds none: buffers
+/// come back as soon as they drain.
 #[derive(Debug)]
 pub struct BufferPool {
     free: Vec<Box<[u8]>>,
     size: usize,
     keep: usize,
-    pipes: Vec<KernelPipe>,
-    /// Bytes a kernel pipe holds; 0 turns splice off.
-    pipe_size: usize,
 }
 
 impl BufferPool {
@@ -23,38 +16,6 @@ impl BufferPool {
             free: Vec::new(),
             size,
             keep,
-            pipes: Vec::new(),
-            pipe_size: 0,
-        }
-    }
-
-    /// Relays through kernel pipes of `size` bytes (splice(2)) when one can
-    /// be had; 0 relays through buffers only.
-    pub fn with_pipes(mut self, size: usize) -> Self {
-        self.pipe_size = size;
-        self
-    }
-
-    /// Bytes one kernel pipe takes at a time (0: splice is off).
-    pub fn pipe_size(&self) -> usize {
-        self.pipe_size
-    }
-
-    /// An empty kernel pipe, or `None` when splice is off or no pipe can be
-    /// made (out of descriptors): then the caller relays through a buffer.
-    pub fn take_pipe(&mut self) -> Option<KernelPipe> {
-        if self.pipe_size == 0 {
-            return None;
-        }
-        self.pipes
-            .pop()
-            .or_else(|| KernelPipe::new(self.pipe_size).ok())
-    }
-
-    /// Returns an empty kernel pipe.
-    pub fn give_pipe(&mut self, p: KernelPipe) {
-        if self.pipes.len() < self.keep {
-            self.pipes.push(p);
         }
     }
 

@@ -244,7 +244,7 @@ impl Worker {
                 registry,
                 waker,
                 inbox_tx,
-                pool: BufferPool::new(cfg.buffer_size, cfg.pool_keep).with_pipes(cfg.splice_pipe),
+                pool: BufferPool::new(cfg.buffer_size, cfg.pool_keep),
                 counters: Counters::default(),
                 timers: Timers::default(),
                 users: shared.users.reader(),

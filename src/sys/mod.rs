@@ -7,4 +7,3 @@ pub mod net;
 pub mod privs;
 pub mod sctp;
 pub mod signal;
-pub mod splice;
