@@ -47,6 +47,21 @@ pub struct Ready {
     pub read: bool,
     /// A write may make progress.
     pub write: bool,
+    /// The peer has closed its side (or the socket failed): read on until
+    /// the end of the stream, even after a short read.
+    pub hup: bool,
+}
+
+impl Ready {
+    /// After a read of `n` bytes into `room` bytes of space: a short read
+    /// drained the socket, so the next bytes will bring a new edge and no
+    /// read that would only answer EAGAIN is needed. Once the peer has
+    /// closed, no new edge will come: go on until the end of the stream.
+    pub fn after_read(&mut self, n: usize, room: usize) {
+        if n < room && !self.hup {
+            self.read = false;
+        }
+    }
 }
 
 impl Pipe {
@@ -60,28 +75,9 @@ impl Pipe {
         self.end - self.start
     }
 
-    /// The bytes waiting to be written.
-    pub fn data(&self) -> &[u8] {
-        match &self.buf {
-            Some(b) => &b[self.start..self.end],
-            None => &[],
-        }
-    }
-
-    /// Marks `n` buffered bytes as used by the caller (handshake parsing).
-    pub fn consume(&mut self, n: usize) {
-        debug_assert!(n <= self.pending());
-        self.start += n;
-    }
-
     /// Whether the source has ended and all was delivered.
     pub fn is_finished(&self) -> bool {
         self.eof && self.shut
-    }
-
-    /// Whether the source has sent FIN.
-    pub fn at_eof(&self) -> bool {
-        self.eof
     }
 
     /// Queues control bytes (a SOCKS reply) that are not counted as payload.
@@ -115,7 +111,12 @@ impl Pipe {
 
     /// Reads once from `src` into the free space, taking a buffer if needed.
     /// Returns `Ok(0)` at end of stream; sets `eof` then.
-    pub fn fill(&mut self, src: &mut TcpStream, pool: &mut BufferPool) -> io::Result<usize> {
+    pub fn fill(
+        &mut self,
+        src: &mut TcpStream,
+        ready: &mut Ready,
+        pool: &mut BufferPool,
+    ) -> io::Result<usize> {
         let buf = self.buf.get_or_insert_with(|| pool.take());
         if self.start == self.end {
             self.start = 0;
@@ -135,6 +136,7 @@ impl Pipe {
                     return Ok(0);
                 }
                 Ok(n) => {
+                    ready.after_read(n, buf.len() - self.end);
                     self.end += n;
                     return Ok(n);
                 }
@@ -182,7 +184,8 @@ impl Pipe {
     ///
     /// On end of stream, once everything is delivered, shuts down `dst`'s
     /// write side: a half-close travels through the tunnel and the other
-    /// direction keeps flowing.
+    /// direction keeps flowing. When `other_done` (the other direction has
+    /// finished too) the tunnel is about to close, and close(2) sends the FIN.
     #[allow(clippy::too_many_arguments)]
     pub fn pump(
         &mut self,
@@ -193,6 +196,7 @@ impl Pipe {
         pool: &mut BufferPool,
         budget: usize,
         counted: &mut u64,
+        other_done: bool,
     ) -> io::Result<Pump> {
         let mut read_total = 0usize;
         let result = loop {
@@ -205,6 +209,9 @@ impl Pipe {
             if self.eof {
                 if !self.shut {
                     self.shut = true;
+                    if other_done {
+                        break Pump::Finished;
+                    }
                     match dst.shutdown(Shutdown::Write) {
                         Ok(()) => {}
                         // The peer is already gone; the other direction will see it.
@@ -220,7 +227,7 @@ impl Pipe {
             if read_total >= budget {
                 break Pump::Budget;
             }
-            match self.fill(src, pool) {
+            match self.fill(src, src_ready, pool) {
                 Ok(n) => read_total += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     src_ready.read = false;

@@ -39,6 +39,9 @@ const MAX_SESSION_TOKEN: usize = LISTENER_BASE - MAX_LISTENERS - 1;
 
 /// Bytes one direction of a tunnel may move per turn before others get theirs.
 const RELAY_BUDGET: usize = 256 * 1024;
+/// The longest counts wait in a worker before they go to the aggregator: a
+/// query after 100 ms of quiet still sees exact values.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 /// At most one warning about it in this time.
@@ -101,6 +104,8 @@ pub struct Worker {
     mgmt_again: bool,
     /// Client connections open in the whole server.
     open: Arc<AtomicUsize>,
+    /// When counts were last sent to the aggregator.
+    last_flush: Instant,
     /// Accepting is paused (out of descriptors) until then.
     paused_until: Option<Instant>,
     last_pause_log: Option<Instant>,
@@ -239,6 +244,7 @@ impl Worker {
             mgmt_again: false,
             open: shared.open,
             paused_until: None,
+            last_flush: Instant::now(),
             last_pause_log: None,
             ctx: Ctx {
                 registry,
@@ -283,6 +289,11 @@ impl Worker {
         let mut grace_end: Option<Instant> = None;
         loop {
             let mut timeout = self.ctx.timers.timeout(self.ctx.now);
+            if !self.ctx.counters.is_zero() {
+                // Counted but not sent yet: wake in time to send it.
+                let t = (self.last_flush + FLUSH_EVERY).saturating_duration_since(self.ctx.now);
+                timeout = Some(timeout.map_or(t, |x| x.min(t)));
+            }
             if let Some(d) = self.mgmt.as_ref().and_then(Endpoint::next_deadline) {
                 let t = d.saturating_duration_since(self.ctx.now);
                 timeout = Some(timeout.map_or(t, |x| x.min(t)));
@@ -337,7 +348,9 @@ impl Worker {
                 self.stop_accepting();
                 grace_end = Some(self.ctx.now + self.ctx.cfg.grace);
             }
-            self.flush_counters();
+            if self.ctx.now >= self.last_flush + FLUSH_EVERY {
+                self.flush_counters();
+            }
             if let Some(end) = grace_end
                 && (self.sessions.is_empty() || Instant::now() >= end)
             {
@@ -358,7 +371,11 @@ impl Worker {
         }
     }
 
+    /// Sends what was counted since the last time. Called at most every
+    /// [`FLUSH_EVERY`] under load: a send can wake the aggregator thread, a
+    /// context switch too many per event on a small machine.
     fn flush_counters(&mut self) {
+        self.last_flush = self.ctx.now;
         if !self.ctx.counters.is_zero() {
             let delta = mem::take(&mut self.ctx.counters);
             // The aggregator only goes away after every worker has ended.
@@ -476,6 +493,7 @@ impl Worker {
             cready: Ready {
                 read: true,
                 write: true,
+                hup: false,
             },
             tready: Ready::default(),
             hs_in: Vec::new(),
@@ -511,6 +529,9 @@ impl Worker {
         };
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             ready.read = true;
+        }
+        if ev.is_read_closed() || ev.is_error() {
+            ready.hup = true;
         }
         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
             ready.write = true;
@@ -781,6 +802,7 @@ fn handshake_read(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        s.cready.after_read(n, scratch.len());
         let next = if s.hs_in.is_empty() {
             handshake_input(s, key, &scratch[..n], ctx)
         } else {
@@ -964,7 +986,8 @@ fn established(s: &mut Session, key: usize, peer: SocketAddr, ctx: &mut Ctx) -> 
     s.log.connected = Some(peer);
     s.log.result = AccessResult::Reply(Reply::Succeeded);
     s.attempt_deadline = None;
-    s.tready.read = true;
+    // No optimistic read of the target: it was registered before it could
+    // send anything, so its first bytes bring an edge.
     s.last_active = ctx.now;
     relay_step(s, key, ctx)
 }
@@ -1040,6 +1063,7 @@ fn relay_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
         &mut ctx.pool,
         RELAY_BUDGET,
         &mut ctx.counters.bytes_up,
+        s.down.is_finished(),
     )?;
     let down = s.down.pump(
         t,
@@ -1049,6 +1073,7 @@ fn relay_step(s: &mut Session, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
         &mut ctx.pool,
         RELAY_BUDGET,
         &mut ctx.counters.bytes_down,
+        s.up.is_finished(),
     )?;
     if s.up.delivered() + s.down.delivered() != before {
         s.last_active = ctx.now;
