@@ -46,6 +46,8 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --map-host NAME=ADDR[,ADDR]...
                               answer NAME with these addresses, tried in this
                               order, without asking DNS; repeatable
+      --buffer-kib N          relay buffer per direction while bytes are in flight,
+                              in KiB (default: 32)
       --pool-threads N        threads resolving names and checking stored password
                               hashes, off the workers (default: 4)
 
@@ -195,6 +197,7 @@ where
                 | "--access-log"
                 | "--pool-threads"
                 | "--map-host"
+                | "--buffer-kib"
         );
         let value = if takes_value {
             match inline.or_else(|| it.next()) {
@@ -274,6 +277,12 @@ where
                 };
             }
             "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
+            "--buffer-kib" => {
+                cfg.worker.buffer_size = match v.parse::<usize>() {
+                    Ok(n) if (4..=1024).contains(&n) => n * 1024,
+                    _ => return err(format!("{opt}: '{v}' is not a number from 4 to 1024")),
+                };
+            }
             "--map-host" => {
                 let (name, addrs) = v
                     .split_once('=')
