@@ -108,8 +108,10 @@ bench-smoke:
 # sanitizer stays. `make fuzz` writes new inputs to fuzz/target/corpus/<target>
 # (seeded from fuzz/corpus/<target>, ignored by git) and crashes to
 # fuzz/artifacts/<target>/. Keep every crash as fuzz/corpus/<target>/<what-it-is>
-# so that it stays a regression test; fold new inputs into fuzz/corpus/ only
-# through a merge (`-merge=1`), keeping each target at a few hundred files.
+# so that it stays a regression test. Fold new inputs into fuzz/corpus/ only
+# through a merge, keeping each target under 200 files: copy fuzz/corpus/<t> to
+# a scratch DIR, run fuzz/target/<triple>/release/<t> -set_cover_merge=1 DIR
+# fuzz/target/corpus/<t>, and copy DIR back.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := socks5_greeting socks5_auth socks5_request socks5_handshake \
                 mgmt_login mgmt_request mgmt_response mgmt_session
@@ -139,7 +141,7 @@ fuzz-corpus: fuzz-tool
 # Soak (not part of `make test`): mixed traffic against a release socks5d for
 # SOAK_MINUTES minutes (default 30); RSS and open descriptors sampled every
 # 10 s into bench-results/soak-*.csv and an SVG plot beside it. Fails if
-# either grows after warm-up (scripts/soak.sh, examples/soak.rs).
+# either grows after warm-up (scripts/soak.sh, examples/soak/).
 SOAK_MINUTES ?= 30
 
 .PHONY: soak

@@ -456,6 +456,7 @@ impl Worker {
     }
 
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        let limited = self.ctx.cfg.max_connections.is_some();
         if let Some(max) = self.ctx.cfg.max_connections {
             // --max-connections: beyond it a new client is closed at once
             // (dropping the stream) and counted; open ones are untouched.
@@ -467,15 +468,23 @@ impl Worker {
         }
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
-        if key * 2 + 1 >= MAX_SESSION_TOKEN {
-            return; // dropping the stream closes it
-        }
-        if let Err(e) = self.ctx.registry.register(
-            &mut stream,
-            Token(key * 2),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            log::warn!("register client {addr}: {e}");
+        let registered = key * 2 + 1 < MAX_SESSION_TOKEN
+            && match self.ctx.registry.register(
+                &mut stream,
+                Token(key * 2),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!("register client {addr}: {e}");
+                    false
+                }
+            };
+        if !registered {
+            // The client is dropped (closed): give its slot back.
+            if limited {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
             return;
         }
         // Relaying is latency-sensitive and socks5d writes whole buffers.

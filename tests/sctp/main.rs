@@ -15,6 +15,7 @@
 mod cases_admin;
 mod cases_clients;
 mod cases_effects;
+mod cases_faults;
 mod cases_login;
 mod cases_protocol;
 mod support;
@@ -95,6 +96,18 @@ const CASES: &[(&str, fn())] = &[
         cases_clients::socks5dctl_end_to_end,
     ),
     ("clients::ncat_and_socat", cases_clients::ncat_and_socat),
+    (
+        "faults::sigkill_during_user_changes",
+        cases_faults::sigkill_during_user_changes,
+    ),
+    (
+        "faults::session_cap_aborts_the_fourth",
+        cases_faults::session_cap_aborts_the_fourth,
+    ),
+    (
+        "faults::login_throttle_is_per_source_address",
+        cases_faults::login_throttle_is_per_source_address,
+    ),
 ];
 
 const PACKAGES: &str =
