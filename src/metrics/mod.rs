@@ -8,7 +8,7 @@
 
 mod access;
 
-pub use access::{AccessRecord, Result as AccessResult};
+pub use access::{AccessRecord, Result as AccessResult, civil_from_days};
 
 use std::io::Write;
 use std::sync::Arc;
