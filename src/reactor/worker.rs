@@ -627,6 +627,16 @@ impl Worker {
 
     fn expire_timers(&mut self) {
         let now = self.ctx.now;
+        // Entries of closed sessions linger until due: compact when they
+        // outnumber the live sessions by far (amortised O(1) per entry).
+        if self.ctx.timers.len() > 4 * (self.sessions.len() + 256) {
+            let sessions = &self.sessions;
+            self.ctx.timers.retain(|key, id, at| {
+                sessions
+                    .get(key)
+                    .is_some_and(|s| s.id == id && s.armed == Some(at))
+            });
+        }
         while let Some((at, key, id)) = self.ctx.timers.pop_due(now) {
             let Some(s) = self.sessions.get_mut(key) else {
                 continue;
