@@ -148,3 +148,9 @@ SOAK_MINUTES ?= 30
 
 soak: cargo
 	SOAK_MINUTES=$(SOAK_MINUTES) CARGO=$(CARGO) scripts/soak.sh
+
+# METRICS latency over SCTP, unloaded and under full handshake load, inside
+# UML (no SCTP in these kernels): benches/mgmt/run.sh prints both and the ratio.
+.PHONY: bench-mgmt
+bench-mgmt: bench-build deps
+	scripts/uml-run.sh benches/mgmt/run.sh
