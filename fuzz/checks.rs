@@ -1,0 +1,940 @@
+//! The checks behind every fuzz target, one public function per target.
+//!
+//! Each takes arbitrary bytes and panics if an invariant breaks. The fuzz
+//! targets (fuzz/fuzz_targets/*.rs) include this file with
+//! `#[path = "../checks.rs"] mod checks;`, and tests/fuzz_corpus.rs includes it
+//! the same way to run every file of fuzz/corpus/<target>/ under plain
+//! `cargo test`, so the seed corpus and every crash ever found stay regression
+//! tests without cargo-fuzz or a nightly compiler.
+//!
+//! The parser targets check, beyond "never panics", the httparse contract
+//! (`Partial` on every strict prefix of a message, `Complete` exactly when its
+//! last byte arrives, and more bytes never change a final answer) and that
+//! `emit` writes back the bytes `parse` read. The two session targets read
+//! their input as a script; its layout is documented on `socks5_handshake`
+//! and `mgmt_session`.
+
+// Each fuzz target uses one of these functions; the test uses them all.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use socks5d::metrics::Snapshot;
+use socks5d::mgmt::session::{Action, Backend, MAX_PENDING, Session, TooManyPending, UserChange};
+use socks5d::mgmt::wire::{
+    self as mgmt, Command as MgmtCommand, Login, LoginStatus, MAX_LIST, MAX_REQUEST, MAX_RESPONSE,
+    Request as MgmtRequest, Response, Status as MgmtStatus, metric,
+};
+use socks5d::socks5::session::{Authenticator, Event, Handshake, Outcome, Verdict};
+use socks5d::socks5::wire::{
+    self, AuthRequest, Command, Greeting, Method, Reply, ReplyMessage, Request, Status, TargetAddr,
+    WireError,
+};
+use socks5d::users::store::Store;
+use socks5d::users::{Directory, Role, UserTable, valid_name, valid_password};
+
+/// A target's check: panics if `data` breaks an invariant.
+pub type Check = fn(data: &[u8]);
+
+/// Every target, by the name of its fuzz target and corpus directory.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("socks5_greeting", socks5_greeting),
+    ("socks5_auth", socks5_auth),
+    ("socks5_request", socks5_request),
+    ("socks5_handshake", socks5_handshake),
+    ("mgmt_login", mgmt_login),
+    ("mgmt_request", mgmt_request),
+    ("mgmt_response", mgmt_response),
+    ("mgmt_session", mgmt_session),
+];
+
+// ------------------------------------------------------------ SOCKS5 wire
+
+/// Feeds `parse` every prefix of `data` up to its first final answer, then a
+/// longer one and the whole, and checks the httparse contract:
+///
+/// - the empty input and every prefix before the answer are `Partial`;
+/// - `Complete(_, n)` comes exactly when the n-th byte arrives;
+/// - once an answer is final (`Complete` or `Err`), more bytes leave it as is.
+///
+/// Returns the answer for the whole of `data`.
+fn incremental<'a, T: PartialEq + Debug>(
+    data: &'a [u8],
+    parse: impl Fn(&'a [u8]) -> Result<Status<T>, WireError>,
+) -> Result<Status<T>, WireError> {
+    let mut k = 0;
+    let (k, settled) = loop {
+        let r = parse(&data[..k]);
+        match r {
+            Ok(Status::Partial) if k == data.len() => return r,
+            Ok(Status::Partial) => k += 1,
+            Ok(Status::Complete(_, n)) => {
+                assert_eq!(
+                    n, k,
+                    "Complete after {k} bytes claims {n}: it was complete before"
+                );
+                break (k, r);
+            }
+            Err(_) => break (k, r),
+        }
+    };
+    for longer in [k + 1, data.len()] {
+        if longer <= data.len() {
+            assert_eq!(
+                parse(&data[..longer]),
+                settled,
+                "{k} bytes gave a final answer that {longer} bytes changed"
+            );
+        }
+    }
+    settled
+}
+
+/// `Greeting::parse`: VER NMETHODS METHODS.
+pub fn socks5_greeting(data: &[u8]) {
+    match incremental(data, Greeting::parse) {
+        Ok(Status::Partial) => {}
+        Ok(Status::Complete(g, n)) => {
+            assert_eq!(n, 2 + g.methods.len());
+            assert_eq!(usize::from(data[1]), g.methods.len());
+            let mut out = [0u8; 2 + 255];
+            let len = g.emit(&mut out);
+            assert_eq!(&out[..len], &data[..n], "emit is not what was parsed");
+            for &m in g.methods {
+                assert_eq!(u8::from(Method::from(m)), m);
+                assert!(g.offers(Method::from(m)));
+            }
+            for m in [Method::NoAuth, Method::UsernamePassword] {
+                assert_eq!(g.offers(m), g.methods.contains(&u8::from(m)));
+            }
+        }
+        Err(e) => assert_eq!(e, WireError::Version(data[0])),
+    }
+}
+
+/// `AuthRequest::parse` (RFC 1929): VER ULEN UNAME PLEN PASSWD.
+pub fn socks5_auth(data: &[u8]) {
+    match incremental(data, AuthRequest::parse) {
+        Ok(Status::Partial) => {}
+        Ok(Status::Complete(req, n)) => {
+            assert_eq!(n, 3 + req.username.len() + req.password.len());
+            let mut out = [0u8; 3 + 255 + 255];
+            let len = req.emit(&mut out);
+            assert_eq!(&out[..len], &data[..n], "emit is not what was parsed");
+            // Debug never shows the password; it must not panic either.
+            assert!(format!("{req:?}").contains("<redacted>"));
+        }
+        Err(e) => assert_eq!(e, WireError::Version(data[0])),
+    }
+}
+
+/// `Request::parse`, and `ReplyMessage::parse`, which reads the same layout.
+pub fn socks5_request(data: &[u8]) {
+    let request = incremental(data, Request::parse);
+    let reply = incremental(data, ReplyMessage::parse);
+    match (request, reply) {
+        (Ok(Status::Partial), Ok(Status::Partial)) => {}
+        (Ok(Status::Complete(req, n)), Ok(Status::Complete(rep, m))) => {
+            assert_eq!(
+                n, m,
+                "a reply and a request of the same bytes differ in length"
+            );
+            assert_eq!(n, req.buffer_len());
+            assert_eq!(u8::from(req.command), data[1]);
+            assert_eq!(u8::from(Reply::from(data[1])), data[1]);
+            assert_eq!(u8::from(Command::from(data[1])), data[1]);
+            assert_eq!(rep.reply, Reply::from(data[1]));
+            assert_eq!(rep.bound, req.target);
+            check_target(&req.target, &data[3..n]);
+
+            let mut out = vec![0u8; req.buffer_len()];
+            assert_eq!(req.emit(&mut out), n);
+            // RSV is not checked on parse and always written as X'00'.
+            assert_eq!(out[2], 0x00);
+            assert_eq!((&out[..2], &out[3..]), (&data[..2], &data[3..n]));
+            assert_eq!(Request::parse(&out), Ok(Status::Complete(req.clone(), n)));
+
+            if let TargetAddr::Ip(bound) = rep.bound {
+                let mut out = [0u8; wire::MAX_REPLY_LEN];
+                let len = wire::emit_reply(rep.reply, bound, &mut out);
+                assert_eq!(len, n);
+                assert_eq!((&out[..2], &out[3..len]), (&data[..2], &data[3..n]));
+            }
+        }
+        (Err(e), Err(f)) => {
+            assert_eq!(e, f);
+            match e {
+                WireError::Version(v) => {
+                    assert_eq!(v, data[0]);
+                    assert_ne!(v, wire::SOCKS_VERSION);
+                }
+                WireError::AddressType(a) => assert_eq!(a, data[3]),
+            }
+        }
+        (req, rep) => panic!("request {req:?} and reply {rep:?} disagree on the same bytes"),
+    }
+}
+
+/// ATYP DST.ADDR DST.PORT as parsed from `raw`: its accessors and its log form.
+fn check_target(target: &TargetAddr, raw: &[u8]) {
+    assert_eq!(target.buffer_len(), raw.len());
+    let port = u16::from_be_bytes([raw[raw.len() - 2], raw[raw.len() - 1]]);
+    assert_eq!(target.port(), port);
+    let mut out = vec![0u8; target.buffer_len()];
+    assert_eq!(target.emit(&mut out), raw.len());
+    assert_eq!(out, raw);
+    // A name from the network is one printable token in a log line.
+    let shown = target.to_string();
+    assert!(
+        shown.bytes().all(|b| b.is_ascii_graphic()),
+        "{shown:?} is not log-safe"
+    );
+}
+
+// ------------------------------------------------------- SOCKS5 handshake
+
+/// Users of the handshake target: alice is checked quickly; carol only by
+/// the slow path (`Verdict::Defer`), as a user known by a stored hash.
+struct Users {
+    requires_auth: bool,
+}
+
+impl Authenticator for Users {
+    fn requires_auth(&self) -> bool {
+        self.requires_auth
+    }
+
+    fn verify(&self, username: &[u8], password: &[u8]) -> Option<Arc<str>> {
+        match (username, password) {
+            (b"alice", b"secret") => Some("alice".into()),
+            (b"carol", b"carolpw") => Some("carol".into()),
+            _ => None,
+        }
+    }
+
+    fn check(&self, username: &[u8], password: &[u8]) -> Verdict {
+        if username == b"carol" {
+            return Verdict::Defer;
+        }
+        match self.verify(username, password) {
+            Some(name) => Verdict::Accept(name),
+            None => Verdict::Reject,
+        }
+    }
+}
+
+/// How the reactor of the handshake target answers.
+#[derive(Debug, Clone, Copy)]
+struct Reactor {
+    /// The target connected from `bound`, or failed with `failure`.
+    connects: bool,
+    bound: SocketAddr,
+    failure: Reply,
+}
+
+/// Everything a handshake did, to compare runs of the same bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Transcript {
+    /// Every event but `Partial`, in order.
+    events: Vec<Event>,
+    /// Every byte queued for the client, in order.
+    sent: Vec<u8>,
+    /// Bytes the handshake used; the rest is early payload.
+    consumed: usize,
+    user: Option<Arc<str>>,
+    established: bool,
+}
+
+/// Drives one handshake over `input` cut at `cuts` (ascending), the way the
+/// reactor does: unused bytes stay buffered and new ones are appended.
+fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Transcript {
+    let mut hs = Handshake::new();
+    let mut t = Transcript::default();
+    let mut buf = Vec::new();
+    let mut ended = false;
+    let mut start = 0;
+    for end in cuts.iter().copied().chain([input.len()]) {
+        buf.extend_from_slice(&input[start..end]);
+        start = end;
+        loop {
+            let (used, event) = hs.handle_input(&buf, users);
+            assert!(used <= buf.len(), "used {used} of {} bytes", buf.len());
+            if ended {
+                // After Close nothing is read; after Connect the rest is payload.
+                assert_eq!((used, &event), (0, &Event::Partial), "read after the end");
+                assert!(hs.poll_transmit().is_none(), "sent after the end");
+                break;
+            }
+            buf.drain(..used);
+            t.consumed += used;
+            t.sent
+                .extend(hs.poll_transmit().iter().flat_map(|x| x.as_bytes()));
+            match event {
+                Event::Partial => break,
+                Event::Verify(creds) => {
+                    // "Nothing more is read until then."
+                    assert_eq!(hs.handle_input(&buf, users), (0, Event::Partial));
+                    let answer = users.verify(&creds.username, &creds.password);
+                    t.events.push(Event::Verify(creds));
+                    match hs.verified(answer) {
+                        Event::Partial => {}
+                        Event::Close(o) => {
+                            assert_eq!(o, Outcome::AuthFailed);
+                            t.events.push(Event::Close(o));
+                            ended = true;
+                        }
+                        other => panic!("verified gave {other:?}"),
+                    }
+                    t.sent
+                        .extend(hs.poll_transmit().iter().flat_map(|x| x.as_bytes()));
+                }
+                Event::Connect(target) => {
+                    t.events.push(Event::Connect(target));
+                    if reactor.connects {
+                        hs.connected(reactor.bound);
+                    } else {
+                        let o = hs.failed(reactor.failure);
+                        assert_eq!(o, Outcome::Rejected(reactor.failure));
+                    }
+                    t.sent
+                        .extend(hs.poll_transmit().iter().flat_map(|x| x.as_bytes()));
+                    ended = true;
+                }
+                Event::Close(o) => {
+                    t.events.push(Event::Close(o));
+                    ended = true;
+                }
+            }
+        }
+    }
+    t.user = hs.user().cloned();
+    t.established = hs.is_established();
+    t
+}
+
+/// Checks that what the client got is a valid server side of a handshake:
+/// a method selection, perhaps an RFC 1929 status, perhaps a reply, and that
+/// it agrees with the events.
+fn check_server_side(t: &Transcript, users: &Users, reactor: Reactor) {
+    let closed = t.events.iter().find_map(|e| match e {
+        Event::Close(o) => Some(*o),
+        _ => None,
+    });
+    let connect = t.events.iter().any(|e| matches!(e, Event::Connect(_)));
+    let ended = closed.is_some() || connect;
+    assert!(
+        t.events
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|e| matches!(e, Event::Verify(_))),
+        "an event after the end: {:?}",
+        t.events
+    );
+    let mut s = &t.sent[..];
+    let Some((selection, rest)) = s.split_first_chunk::<2>() else {
+        assert!(s.is_empty() && !ended, "{t:?}");
+        return;
+    };
+    s = rest;
+    let wanted = if users.requires_auth {
+        Method::UsernamePassword
+    } else {
+        Method::NoAuth
+    };
+    match Method::from(selection[1]) {
+        Method::NoAcceptable => {
+            assert!(s.is_empty());
+            assert!(matches!(
+                closed,
+                Some(Outcome::BadVersion | Outcome::NoAcceptableMethod)
+            ));
+            return;
+        }
+        m => assert_eq!((selection[0], m), (wire::SOCKS_VERSION, wanted)),
+    }
+    if wanted == Method::UsernamePassword {
+        let Some((status, rest)) = s.split_first_chunk::<2>() else {
+            // Logged in or being checked: a final answer would have a status.
+            assert!(s.is_empty() && !ended, "{t:?}");
+            return;
+        };
+        s = rest;
+        if *status == wire::emit_auth_status(false) {
+            assert!(s.is_empty());
+            assert!(matches!(
+                closed,
+                Some(Outcome::AuthFailed | Outcome::BadVersion)
+            ));
+            return;
+        }
+        assert_eq!(*status, wire::emit_auth_status(true));
+        assert!(t.user.is_some(), "logged in with no user");
+    } else {
+        assert!(t.user.is_none(), "a user with no log in");
+    }
+    if s.is_empty() {
+        assert!(!ended, "ended with no reply: {t:?}");
+        return;
+    }
+    match ReplyMessage::parse(s) {
+        Ok(Status::Complete(reply, n)) => {
+            assert_eq!(n, s.len(), "bytes after the reply: {t:?}");
+            assert_eq!(reply.reply == Reply::Succeeded, t.established);
+            if t.established {
+                assert!(connect && reactor.connects);
+                assert_eq!(reply.bound, TargetAddr::Ip(reactor.bound));
+            } else {
+                assert_eq!(reply.bound, TargetAddr::Ip(wire::UNSPECIFIED));
+                match closed {
+                    Some(Outcome::Rejected(r)) => assert_eq!(r, reply.reply),
+                    Some(Outcome::BadVersion) => assert_eq!(reply.reply, Reply::GeneralFailure),
+                    None => assert!(connect && !reactor.connects && reply.reply == reactor.failure),
+                    Some(o) => panic!("{o:?} with reply {reply:?}"),
+                }
+            }
+        }
+        other => panic!("not a reply: {other:?} in {t:?}"),
+    }
+}
+
+/// A whole handshake against an in-memory authenticator.
+///
+/// Input: `FLAGS CUT1 CUT2 BYTES...`. FLAGS bit 0: users are configured
+/// (RFC 1929 required); bit 1: the CONNECT succeeds; bit 2: bound to IPv6
+/// rather than IPv4; bits 3 to 7: the failure reply code (0 is X'01').
+/// BYTES are the client's, run three ways that must agree: at once, cut
+/// at CUT1 and CUT2 (each modulo the length + 1), and one byte at a time.
+///
+/// Checks: nothing panics; `used` ≤ buffered; nothing is read after Close or
+/// Connect, nor while a slow check runs; what the client gets is a valid
+/// server side that agrees with the events.
+pub fn socks5_handshake(data: &[u8]) {
+    let Some(([flags, cut1, cut2], input)) = data.split_first_chunk::<3>() else {
+        return;
+    };
+    let users = Users {
+        requires_auth: flags & 1 != 0,
+    };
+    let reactor = Reactor {
+        connects: flags & 2 != 0,
+        bound: if flags & 4 != 0 {
+            SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7).into(), 40000)
+        } else {
+            SocketAddr::new(Ipv4Addr::new(192, 0, 2, 7).into(), 40000)
+        },
+        failure: match flags >> 3 {
+            0 => Reply::GeneralFailure,
+            code => Reply::from(code),
+        },
+    };
+    let whole = drive(input, &[], &users, reactor);
+    check_server_side(&whole, &users, reactor);
+
+    let mut cuts = [
+        usize::from(*cut1) % (input.len() + 1),
+        usize::from(*cut2) % (input.len() + 1),
+    ];
+    cuts.sort_unstable();
+    assert_eq!(
+        drive(input, &cuts, &users, reactor),
+        whole,
+        "cut at {cuts:?}"
+    );
+
+    let bytewise: Vec<usize> = (1..input.len()).collect();
+    assert_eq!(
+        drive(input, &bytewise, &users, reactor),
+        whole,
+        "one byte at a time"
+    );
+}
+
+// ------------------------------------------------------- management wire
+
+/// `Login::parse`, and `parse_login_reply` (the other log-in message).
+pub fn mgmt_login(data: &[u8]) {
+    match Login::parse(data) {
+        Ok(login) => {
+            assert_eq!(data[0], mgmt::VERSION);
+            assert!((1..=255).contains(&login.username.len()));
+            assert!((1..=255).contains(&login.password.len()));
+            assert_eq!(login.buffer_len(), data.len());
+            let mut out = Vec::new();
+            login.emit(&mut out);
+            assert_eq!(out, data, "emit is not what was parsed");
+            assert!(format!("{login:?}").contains("<redacted>"));
+            // "the lengths do not add up to the message length": one byte
+            // more or less is malformed.
+            out.push(0);
+            assert_eq!(Login::parse(&out), Err(LoginStatus::Malformed));
+            assert_eq!(
+                Login::parse(&data[..data.len() - 1]),
+                Err(LoginStatus::Malformed)
+            );
+        }
+        Err(LoginStatus::BadVersion) => assert_ne!(data[0], mgmt::VERSION),
+        Err(LoginStatus::Malformed) => assert!(data.first().is_none_or(|&v| v == mgmt::VERSION)),
+        Err(other) => panic!("Login::parse refused with {other:?}"),
+    }
+
+    match mgmt::parse_login_reply(data) {
+        Some(status) => {
+            assert_eq!(mgmt::emit_login_reply(status), data);
+            assert_eq!(LoginStatus::from(u8::from(status)), status);
+        }
+        None => assert!(data.len() != 2 || data[0] != mgmt::VERSION),
+    }
+}
+
+/// `Request::parse`: if it parses, emit gives the same bytes back; if not,
+/// the error is the one the protocol prescribes, echoing CMD.
+pub fn mgmt_request(data: &[u8]) {
+    let echoed = data.get(1).copied().unwrap_or(0);
+    match MgmtRequest::parse(data) {
+        Ok(req) => {
+            assert_eq!(u8::from(req.command()), echoed);
+            assert_eq!(req.buffer_len(), data.len());
+            let mut out = Vec::new();
+            req.emit(&mut out);
+            assert_eq!(out, data, "emit is not what was parsed");
+            assert_eq!(MgmtRequest::parse(&out), Ok(req));
+            match req {
+                MgmtRequest::AddUser {
+                    username, password, ..
+                }
+                | MgmtRequest::SetPassword { username, password } => {
+                    assert!(valid_name(username) && valid_password(password));
+                    assert!(format!("{req:?}").contains("<redacted>"));
+                }
+                MgmtRequest::DeleteUser { username } => assert!(valid_name(username)),
+                _ => {}
+            }
+            // Lengths must add up exactly: a trailing byte is malformed.
+            out.push(0);
+            let err = MgmtRequest::parse(&out).expect_err("a trailing byte");
+            assert_eq!(err.status, MgmtStatus::Malformed);
+        }
+        Err(e) => {
+            assert_eq!(e.command, echoed);
+            let expected = if data.len() > MAX_REQUEST || data.is_empty() {
+                MgmtStatus::Malformed
+            } else if data[0] != mgmt::VERSION {
+                MgmtStatus::UnsupportedVersion
+            } else if data.len() < 2 {
+                MgmtStatus::Malformed
+            } else if let MgmtCommand::Unknown(_) = MgmtCommand::from(data[1]) {
+                MgmtStatus::UnknownCommand
+            } else {
+                MgmtStatus::Malformed
+            };
+            assert_eq!(e.status, expected, "{e}");
+        }
+    }
+}
+
+/// Writes `resp` back with the server's emitters, as an answer to `expected`.
+fn emit_response(resp: &Response, expected: MgmtCommand) -> Vec<u8> {
+    let mut out = Vec::new();
+    match resp {
+        Response::Failed { status, command } => {
+            assert_ne!(*status, MgmtStatus::Success);
+            mgmt::emit_response(*status, *command, &[], &mut out);
+        }
+        Response::Done { command } => {
+            assert!(matches!(
+                expected,
+                MgmtCommand::AddUser | MgmtCommand::DeleteUser | MgmtCommand::SetPassword
+            ));
+            mgmt::emit_response(MgmtStatus::Success, *command, &[], &mut out);
+        }
+        Response::Counter { command, value } => {
+            assert!(matches!(
+                expected,
+                MgmtCommand::HistoricConnections
+                    | MgmtCommand::ConcurrentConnections
+                    | MgmtCommand::BytesTransferred
+            ));
+            mgmt::emit_counter(MgmtCommand::from(*command), *value, &mut out);
+        }
+        Response::Metrics(values) => {
+            assert_eq!(expected, MgmtCommand::Metrics);
+            mgmt::emit_metrics(values, &mut out);
+        }
+        Response::Users { total, users } => {
+            assert_eq!(expected, MgmtCommand::ListUsers);
+            assert!(users.len() <= MAX_LIST && users.len() as u64 <= u64::from(*total));
+            let entries = users.iter().map(|(role, name)| (*role, &name[..]));
+            let count = mgmt::emit_list_users(*total, entries, &mut out);
+            assert_eq!(
+                usize::from(count),
+                users.len(),
+                "emit_list_users dropped users"
+            );
+        }
+    }
+    out
+}
+
+/// `Response::parse` against every CMD: only the echoed one can match, and
+/// what parses is written back identically by the server's emitters.
+pub fn mgmt_response(data: &[u8]) {
+    for b in 0..=u8::MAX {
+        let expected = MgmtCommand::from(b);
+        let Some(resp) = Response::parse(data, expected) else {
+            continue;
+        };
+        assert!(data.len() <= MAX_RESPONSE);
+        assert_eq!((data[0], data[2]), (mgmt::VERSION, b), "{resp:?}");
+        assert_eq!(emit_response(&resp, expected), data, "{resp:?}");
+    }
+}
+
+// ---------------------------------------------------- management session
+
+/// The management target's server: the real users' writer (`Store`) without
+/// a users file, over a small table.
+struct Server {
+    dir: Arc<Directory>,
+    store: Store,
+    metrics: Snapshot,
+}
+
+impl Backend for Server {
+    fn metrics(&self) -> Snapshot {
+        self.metrics
+    }
+
+    fn users(&self) -> Arc<UserTable> {
+        self.dir.snapshot()
+    }
+}
+
+impl Server {
+    fn new() -> Self {
+        let mut t = UserTable::new();
+        for (name, password, role) in [
+            (&b"root"[..], &b"rootpw"[..], Role::Admin),
+            (b"bob", b"bobpw", Role::Proxy),
+            (b"eve", b"evepw", Role::Proxy),
+        ] {
+            t.add(name, password, role).expect("a valid user");
+        }
+        let dir = Directory::new(t);
+        Server {
+            store: Store::new(Arc::clone(&dir), None),
+            dir,
+            metrics: Snapshot {
+                historic: 42,
+                concurrent: 3,
+                bytes_up: u64::MAX - 1,
+                bytes_down: 2,
+                auth_failed: 5,
+                connect_failed: 6,
+                refused: 8,
+                uptime_secs: 77,
+            },
+        }
+    }
+}
+
+/// What a request handed to the session should get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A response with this status and no DATA (a refused request).
+    Error(MgmtStatus),
+    /// A query: a success response with DATA.
+    Query,
+    /// A user change: `Action::Change`, then the status of `change_done`.
+    Change,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    LoggingIn,
+    Checking,
+    Established,
+    Changing,
+    Closed,
+}
+
+/// The test's model of one association: what the session has been handed
+/// and what it owes.
+struct Model {
+    phase: Phase,
+    /// The stream of the log in still to be answered.
+    login_stream: Option<u16>,
+    /// The user name of the log in being checked.
+    checking: Option<Vec<u8>>,
+    /// The request messages not answered yet, in order.
+    owed: VecDeque<(u16, Vec<u8>, Expect)>,
+    /// The status `change_done` was given, for the response it causes.
+    change_status: Option<MgmtStatus>,
+}
+
+impl Model {
+    /// Takes every action the session has queued and checks it.
+    fn take_actions(&mut self, session: &mut Session, server: &Server) {
+        while let Some(action) = session.poll_action() {
+            match action {
+                Action::Send { stream, message } => self.on_send(stream, &message, server),
+                Action::Shutdown => {
+                    assert_eq!(self.phase, Phase::Closed, "shutdown while {:?}", self.phase)
+                }
+                Action::CheckLogin(creds) => {
+                    assert_eq!(self.phase, Phase::LoggingIn);
+                    assert!(self.login_stream.is_some());
+                    self.phase = Phase::Checking;
+                    self.checking = Some(creds.username.clone());
+                }
+                Action::Change(change) => {
+                    assert_eq!(self.phase, Phase::Established);
+                    let (_, msg, expect) = self.owed.front().expect("a change nobody asked for");
+                    assert_eq!(*expect, Expect::Change);
+                    assert_eq!(u8::from(change.command()), msg[1]);
+                    let name = match &change {
+                        UserChange::Add { name, .. }
+                        | UserChange::Delete { name }
+                        | UserChange::SetPassword { name, .. } => name,
+                    };
+                    assert!(valid_name(name));
+                    self.phase = Phase::Changing;
+                    // The writer applies it now; its status goes back when the
+                    // script says so (`change_done`). Nothing reads the table
+                    // in between: later requests wait while Changing.
+                    let status = server.store.apply(&change);
+                    self.change_status = Some(status);
+                }
+            }
+        }
+        assert_eq!(session.is_closed(), self.phase == Phase::Closed);
+        assert_eq!(
+            session.admin().is_some(),
+            matches!(self.phase, Phase::Established | Phase::Changing)
+        );
+    }
+
+    fn on_send(&mut self, stream: u16, message: &[u8], server: &Server) {
+        if let Some(login_stream) = self.login_stream {
+            assert_eq!(stream, login_stream, "log-in reply on another stream");
+            let status = mgmt::parse_login_reply(message).expect("a log-in reply");
+            self.login_stream = None;
+            self.checking = None;
+            if status == LoginStatus::Success {
+                self.phase = Phase::Established;
+            } else {
+                // Pending requests are dropped unanswered.
+                self.phase = Phase::Closed;
+                self.owed.clear();
+            }
+            return;
+        }
+        let (want_stream, msg, expect) = self.owed.pop_front().expect("a response with no request");
+        assert_eq!(stream, want_stream, "response on another stream");
+        let cmd = msg.get(1).copied().unwrap_or(0);
+        let resp = Response::parse(message, MgmtCommand::from(cmd))
+            .unwrap_or_else(|| panic!("not a response to {msg:02x?}: {message:02x?}"));
+        match expect {
+            Expect::Error(status) => {
+                assert_eq!(
+                    resp,
+                    Response::Failed {
+                        status,
+                        command: cmd
+                    }
+                )
+            }
+            Expect::Change => {
+                assert_eq!(self.phase, Phase::Changing);
+                self.phase = Phase::Established;
+                let status = self.change_status.take().expect("a change status");
+                match resp {
+                    Response::Done { command } => {
+                        assert_eq!((status, command), (MgmtStatus::Success, cmd))
+                    }
+                    Response::Failed { status: s, command } => {
+                        assert_eq!((s, command), (status, cmd))
+                    }
+                    other => panic!("{other:?} answers a change"),
+                }
+            }
+            Expect::Query => {
+                assert_eq!(self.phase, Phase::Established);
+                let m = server.metrics;
+                match (MgmtRequest::parse(&msg).expect("a query"), resp) {
+                    (MgmtRequest::HistoricConnections, Response::Counter { value, .. }) => {
+                        assert_eq!(value, m.historic)
+                    }
+                    (MgmtRequest::ConcurrentConnections, Response::Counter { value, .. }) => {
+                        assert_eq!(value, m.concurrent)
+                    }
+                    (MgmtRequest::BytesTransferred, Response::Counter { value, .. }) => {
+                        assert_eq!(value, m.bytes())
+                    }
+                    (MgmtRequest::Metrics, Response::Metrics(values)) => {
+                        for (id, value) in [
+                            (metric::HISTORIC, m.historic),
+                            (metric::CONCURRENT, m.concurrent),
+                            (metric::BYTES, m.bytes()),
+                            (metric::UPTIME, m.uptime_secs),
+                        ] {
+                            assert!(values.contains(&(id, value)), "metric {id}: {values:?}");
+                        }
+                    }
+                    (MgmtRequest::ListUsers { offset }, Response::Users { total, users }) => {
+                        let table = server.dir.snapshot();
+                        assert_eq!(total as usize, table.len());
+                        let all: Vec<(Role, Vec<u8>)> = table
+                            .entries()
+                            .skip(offset as usize)
+                            .map(|(name, u)| (u.role, name.to_vec()))
+                            .collect();
+                        assert_eq!(users[..], all[..users.len().min(all.len())]);
+                        assert!(users.len() == all.len().min(MAX_LIST) || message.len() > 60000);
+                    }
+                    (req, resp) => panic!("{resp:?} answers {req:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// A management association driven by a script.
+///
+/// Input: a sequence of steps, each starting with a byte OP.
+/// - OP & 3 is 0 or 1: a message on stream OP >> 2, then LEN and LEN bytes
+///   (LEN X'FF': the rest of the input).
+/// - OP & 3 is 2: the slow log-in check answers: the user is an administrator
+///   if OP & 4, else refused.
+/// - OP & 3 is 3: the users' writer answers the pending change (it was applied
+///   to the table when asked; its real status is sent unless OP & 4, which
+///   sends Status OP >> 3 instead).
+///
+/// Checks: nothing panics; each log in is answered (or checked) as
+/// `Login::parse` says; every request gets exactly one response, in order,
+/// on its stream, that `Response::parse` reads as an answer to it with the
+/// status or data the request calls for; `TooManyPending` exactly when more
+/// than `MAX_PENDING` wait.
+pub fn mgmt_session(data: &[u8]) {
+    let server = Server::new();
+    let mut session = Session::new();
+    let mut model = Model {
+        phase: Phase::LoggingIn,
+        login_stream: None,
+        checking: None,
+        owed: VecDeque::new(),
+        change_status: None,
+    };
+    let mut rest = data;
+    while let Some((&op, tail)) = rest.split_first() {
+        rest = tail;
+        match op & 3 {
+            0 | 1 => {
+                let stream = u16::from(op >> 2);
+                let (msg, tail) = match rest.split_first() {
+                    None => (rest, rest),
+                    Some((0xFF, tail)) => (tail, &tail[tail.len()..]),
+                    Some((&len, tail)) => tail.split_at(usize::from(len).min(tail.len())),
+                };
+                rest = tail;
+                if handed(&mut model, &mut session, &server, stream, msg).is_err() {
+                    // The endpoint aborts the association.
+                    return;
+                }
+            }
+            2 => {
+                let admin = match (&model.checking, op & 4 != 0) {
+                    (Some(name), true) => Some(String::from_utf8_lossy(name).into()),
+                    _ => None,
+                };
+                session.login_checked(admin, &server);
+            }
+            _ => {
+                if let (Some(status), true) = (model.change_status.as_mut(), op & 4 != 0) {
+                    *status = MgmtStatus::from(op >> 3);
+                }
+                let status = model.change_status.unwrap_or(MgmtStatus::Success);
+                session.change_done(status, &server);
+            }
+        }
+        model.take_actions(&mut session, &server);
+    }
+    if model.phase == Phase::Established {
+        assert!(model.owed.is_empty(), "requests left unanswered");
+    }
+}
+
+/// Hands one message to the session and the model.
+fn handed(
+    model: &mut Model,
+    session: &mut Session,
+    server: &Server,
+    stream: u16,
+    msg: &[u8],
+) -> Result<(), TooManyPending> {
+    let waiting = match model.phase {
+        Phase::Checking => model.owed.len(),
+        Phase::Changing => model.owed.len() - 1,
+        _ => 0,
+    };
+    let result = session.handle_message(stream, msg, server);
+    if waiting >= MAX_PENDING {
+        assert_eq!(result, Err(TooManyPending));
+        return result;
+    }
+    assert_eq!(result, Ok(()));
+    match model.phase {
+        Phase::Closed => assert!(session.poll_action().is_none(), "answered after close"),
+        Phase::LoggingIn => {
+            model.login_stream = Some(stream);
+            let first = session.poll_action().expect("an answer to a log in");
+            match (Login::parse(msg), first) {
+                (Err(status), Action::Send { stream: s, message }) => {
+                    assert_eq!(
+                        (s, &message[..]),
+                        (stream, &mgmt::emit_login_reply(status)[..])
+                    );
+                    model.on_send(stream, &message, server);
+                }
+                (Ok(login), Action::CheckLogin(creds)) => {
+                    assert_eq!(
+                        (&creds.username[..], &creds.password[..]),
+                        (login.username, login.password)
+                    );
+                    model.phase = Phase::Checking;
+                    model.checking = Some(creds.username.clone());
+                }
+                (Ok(login), Action::Send { stream: s, message }) => {
+                    // Only a known administrator's right password is quick.
+                    let user = server
+                        .dir
+                        .snapshot()
+                        .find(login.username)
+                        .cloned()
+                        .expect("a user");
+                    assert_eq!(user.role, Role::Admin);
+                    assert_eq!(user.secret.quick(login.password), Some(true));
+                    assert_eq!((s, &message[..]), (stream, &[1, 0][..]));
+                    model.on_send(stream, &message, server);
+                }
+                (parsed, action) => panic!("{parsed:?} answered with {action:?}"),
+            }
+        }
+        Phase::Checking | Phase::Established | Phase::Changing => {
+            let expect = match MgmtRequest::parse(msg) {
+                Err(e) => Expect::Error(e.status),
+                Ok(
+                    MgmtRequest::AddUser { .. }
+                    | MgmtRequest::DeleteUser { .. }
+                    | MgmtRequest::SetPassword { .. },
+                ) => Expect::Change,
+                Ok(_) => Expect::Query,
+            };
+            model.owed.push_back((stream, msg.to_vec(), expect));
+        }
+    }
+    Ok(())
+}
