@@ -487,8 +487,8 @@ impl Worker {
             }
             return;
         }
-        // Relaying is latency-sensitive and socks5d writes whole buffers.
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY (relaying is latency-sensitive and socks5d writes
+        // whole buffers) comes with the socket: it is set on the listener.
         let now = self.ctx.now;
         let id = self.ctx.next_id;
         self.ctx.next_id += 1;
