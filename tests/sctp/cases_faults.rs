@@ -261,12 +261,22 @@ pub fn sigkill_during_user_changes() {
         }));
         let shared = Arc::clone(&progress);
         let changer = thread::spawn(move || change_loop(m, k, shared));
-        let sent_one = poll_until(
-            Instant::now() + Duration::from_secs(10),
+        // Even rounds let one change be acknowledged first, so that every
+        // run checks acknowledged changes, however slow the machine; odd
+        // rounds may kill before anything is answered.
+        let need_ack = round % 2 == 0;
+        let started_one = poll_until(
+            Instant::now() + Duration::from_secs(20),
             Duration::from_millis(1),
-            || (progress.lock().unwrap_or_else(|e| e.into_inner()).sent > 0).then_some(()),
+            || {
+                let p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                (if need_ack { p.acked > 0 } else { p.sent > 0 }).then_some(())
+            },
         );
-        assert!(sent_one.is_some(), "{what}: no change sent in 10 s");
+        assert!(
+            started_one.is_some(),
+            "{what}: no change sent (or answered) in 20 s"
+        );
         // The moment of the kill is the point of the test, not a wait.
         thread::sleep(Duration::from_millis(rng.below(KILL_WITHIN_MS + 1)));
         if round % 2 == 1 {
@@ -321,8 +331,8 @@ pub fn sigkill_during_user_changes() {
         leftovers(&dir.path)
     );
     assert!(
-        acked_total >= rounds,
-        "only {acked_total} changes acknowledged in {rounds} rounds: too few to prove much"
+        acked_total >= rounds / 2,
+        "only {acked_total} changes acknowledged in {rounds} rounds: the even rounds each wait for one"
     );
 
     // The last state serves: every user authenticates with its password.
