@@ -90,7 +90,7 @@ pub struct Shared {
     pub changes: Sender<ChangeRequest>,
     /// Slow password checks.
     pub pool: Pool,
-    /// Management sessions open in the whole server, and the most allowed.
+    /// Management sessions open in the whole server.
     pub sessions: Arc<AtomicUsize>,
     /// The most management sessions open at once.
     pub max_sessions: usize,

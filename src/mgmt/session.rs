@@ -15,7 +15,7 @@ use crate::metrics::Snapshot;
 use crate::mgmt::wire::{
     self, Command, Login, LoginStatus, MAX_LIST, Request, RequestError, Status, metric,
 };
-use crate::socks5::session::Credentials;
+use crate::socks5::session::{Credentials, wipe};
 use crate::users::{Role, UserTable};
 
 /// Requests a client may send ahead of the responses before its association
@@ -28,13 +28,6 @@ pub trait Backend {
     fn metrics(&self) -> Snapshot;
     /// The user table now.
     fn users(&self) -> Arc<UserTable>;
-}
-
-/// Zeroes a password buffer before it is freed; `black_box` keeps the
-/// compiler from dropping the writes to memory that is about to die.
-fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(bytes);
 }
 
 /// A change to the user table, made by the users' writer.

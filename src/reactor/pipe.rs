@@ -109,35 +109,28 @@ impl Pipe {
         Ok(())
     }
 
-    /// Reads once from `src` into the free space, taking a buffer if needed.
-    /// Returns `Ok(0)` at end of stream; sets `eof` then.
+    /// Reads once from `src` into an empty buffer, taking one from the pool
+    /// if needed. Returns `Ok(0)` at end of stream; sets `eof` then.
     pub fn fill(
         &mut self,
         src: &mut TcpStream,
         ready: &mut Ready,
         pool: &mut BufferPool,
     ) -> io::Result<usize> {
+        // `pump` reads only once everything buffered has been written.
+        debug_assert_eq!(self.start, self.end);
+        self.start = 0;
+        self.end = 0;
         let buf = self.buf.get_or_insert_with(|| pool.take());
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == buf.len() && self.start > 0 {
-            buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == buf.len() {
-            return Err(io::ErrorKind::OutOfMemory.into());
-        }
         loop {
-            match src.read(&mut buf[self.end..]) {
+            match src.read(&mut buf[..]) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(0);
                 }
                 Ok(n) => {
-                    ready.after_read(n, buf.len() - self.end);
-                    self.end += n;
+                    ready.after_read(n, buf.len());
+                    self.end = n;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -80,11 +80,15 @@ impl fmt::Debug for Credentials {
 
 impl Drop for Credentials {
     fn drop(&mut self) {
-        // `black_box` keeps the compiler from skipping writes to memory that
-        // is about to be freed.
-        self.password.fill(0);
-        std::hint::black_box(&mut self.password);
+        wipe(&mut self.password);
     }
+}
+
+/// Zeroes a password buffer before it is freed; `black_box` keeps the
+/// compiler from skipping writes to memory that is about to die.
+pub fn wipe(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(bytes);
 }
 
 /// Why a handshake ended without a tunnel.

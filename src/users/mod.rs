@@ -293,16 +293,6 @@ impl UserTable {
         self.users.remove(name).ok_or(UserError::NoSuchUser)
     }
 
-    /// Changes a user's password.
-    pub fn set_password(&mut self, name: &[u8], password: &[u8]) -> Result<(), UserError> {
-        if !valid_password(password) {
-            return Err(UserError::InvalidPassword);
-        }
-        let user = self.users.get_mut(name).ok_or(UserError::NoSuchUser)?;
-        user.secret = Secret::new(password);
-        Ok(())
-    }
-
     /// How many users have `role`.
     pub fn count(&self, role: Role) -> usize {
         self.users.values().filter(|u| u.role == role).count()
@@ -443,7 +433,8 @@ mod tests {
         );
         assert_eq!(r.table().verify(b"alice", b"wrong"), None);
         assert_eq!(r.table().verify(b"bob", b"secret"), None);
-        dir.update(|t| t.set_password(b"alice", b"new")).unwrap();
+        dir.update(|t| t.set_secret(b"alice", Secret::new(b"new")))
+            .unwrap();
         assert_eq!(r.table().verify(b"alice", b"secret"), None);
         assert!(r.table().verify(b"alice", b"new").is_some());
         assert_eq!(
