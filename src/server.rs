@@ -13,6 +13,7 @@ use std::thread;
 
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::endpoint;
+use crate::mgmt::service::Service;
 use crate::reactor::blocking::{HostMap, Pool};
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
@@ -154,6 +155,7 @@ pub struct Server {
     workers: Vec<WorkerHandle>,
     aggregator: Aggregator,
     mgmt_port: Option<u16>,
+    mgmt: Option<Service>,
     writer: Option<thread::JoinHandle<()>>,
     reports: crossbeam_channel::Sender<Report>,
     access_log: AccessLog,
@@ -205,14 +207,9 @@ fn initial_users(cfg: &Config) -> Result<UserTable, StartError> {
     Ok(table)
 }
 
-/// One SCTP socket per worker on the management port (SO_REUSEPORT), all
-/// bound to the same addresses. A kernel without SCTP gives none and a
-/// warning, unless the endpoint is required.
-fn mgmt_sockets(
-    m: &MgmtConfig,
-    n: usize,
-    users: &Directory,
-) -> Result<(Vec<SctpSocket>, Option<u16>), StartError> {
+/// The management socket, bound to every management address. A kernel
+/// without SCTP gives none and a warning, unless the endpoint is required.
+fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, StartError> {
     if let Some(ip) = m.addrs.iter().find(|ip| !ip.is_loopback()) {
         log::warn!(
             "management listens on {ip}, not only loopback: log ins and passwords cross \
@@ -224,31 +221,21 @@ fn mgmt_sockets(
             "no administrator: the management endpoint stays closed; add one with \
              --admin USER:PASS or with role 'admin' in the users file"
         );
-        return Ok((Vec::new(), None));
+        return Ok(None);
     }
-    let mut socks = Vec::with_capacity(n);
-    let mut port = m.port;
-    for _ in 0..n {
-        match SctpSocket::listen_many(&m.addrs, port, true) {
-            Ok(s) => {
-                if port == 0 {
-                    port = s.local_port().map_err(StartError::Management)?;
-                }
-                socks.push(s);
-            }
-            Err(e) if socks.is_empty() && !m.required => {
-                let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
-                log::error!(
-                    "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
-                     SOCKS service goes on",
-                    m.port
-                );
-                return Ok((Vec::new(), None));
-            }
-            Err(e) => return Err(StartError::Management(e)),
+    match SctpSocket::listen_many(&m.addrs, m.port, false) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if !m.required => {
+            let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
+            log::error!(
+                "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
+                 SOCKS service goes on",
+                m.port
+            );
+            Ok(None)
         }
+        Err(e) => Err(StartError::Management(e)),
     }
-    Ok((socks, Some(port)))
 }
 
 impl Server {
@@ -292,9 +279,13 @@ impl Server {
             .map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
 
-        let (mut mgmt_socks, mgmt_port) = match &cfg.mgmt {
-            Some(m) => mgmt_sockets(m, n, &users)?,
-            None => (Vec::new(), None),
+        let mgmt_sock = match &cfg.mgmt {
+            Some(m) => mgmt_socket(m, &users)?,
+            None => None,
+        };
+        let mgmt_port = match &mgmt_sock {
+            Some(s) => Some(s.local_port().map_err(StartError::Management)?),
+            None => None,
         };
         let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
         let writer = Store::new(Arc::clone(&users), cfg.users_file.clone())
@@ -302,16 +293,23 @@ impl Server {
             .with_max_users(cfg.max_users)
             .spawn(changes_rx)
             .map_err(StartError::Setup)?;
-        let mgmt_shared = mgmt_port.map(|_| endpoint::Shared {
-            totals: Arc::clone(aggregator.totals()),
-            users: Arc::clone(&users),
-            changes: changes_tx.clone(),
-            pool: pool.clone(),
-            sessions: Arc::new(AtomicUsize::new(0)),
-            max_sessions: cfg.mgmt.as_ref().map_or(0, |m| m.max_sessions),
-            failures: Arc::default(),
-            max_failures: cfg.mgmt.as_ref().map_or(0, |m| m.max_failures),
-        });
+        let mgmt = match mgmt_sock {
+            Some(sock) => {
+                let m = cfg.mgmt.as_ref();
+                let shared = endpoint::Shared {
+                    totals: Arc::clone(aggregator.totals()),
+                    users: Arc::clone(&users),
+                    changes: changes_tx.clone(),
+                    pool: pool.clone(),
+                    sessions: Arc::new(AtomicUsize::new(0)),
+                    max_sessions: m.map_or(0, |m| m.max_sessions),
+                    failures: Arc::default(),
+                    max_failures: m.map_or(0, |m| m.max_failures),
+                };
+                Some(Service::start(sock, shared).map_err(StartError::Setup)?)
+            }
+            None => None,
+        };
         drop(changes_tx);
         let shared = Shared {
             users: Arc::clone(&users),
@@ -319,7 +317,6 @@ impl Server {
             pool,
             stop: Arc::clone(&stop),
             config: worker_cfg,
-            mgmt: mgmt_shared,
             open: Arc::new(AtomicUsize::new(0)),
         };
 
@@ -330,12 +327,7 @@ impl Server {
             } else {
                 None
             };
-            let sock = if mgmt_socks.is_empty() {
-                None
-            } else {
-                Some(mgmt_socks.remove(0))
-            };
-            let w = Worker::new(listeners, sock, shared.clone()).map_err(StartError::Setup)?;
+            let w = Worker::new(listeners, shared.clone()).map_err(StartError::Setup)?;
             workers.push(
                 w.spawn(format!("worker-{i}"), cpu)
                     .map_err(StartError::Setup)?,
@@ -348,6 +340,7 @@ impl Server {
             workers,
             aggregator,
             mgmt_port,
+            mgmt,
             writer: Some(writer),
             reports,
             access_log: cfg.access_log,
@@ -429,6 +422,9 @@ impl Server {
     /// then returns with every count applied and every access record written.
     pub fn shutdown(self) -> Snapshot {
         self.stop.store(true, Ordering::Release);
+        if let Some(m) = self.mgmt {
+            m.stop();
+        }
         // The aggregator ends when the workers' senders and this one are gone.
         drop(self.reports);
         for w in &self.workers {
@@ -437,7 +433,7 @@ impl Server {
         for w in self.workers {
             w.join();
         }
-        // The workers held the writer's only senders.
+        // The management thread held the writer's only sender.
         if let Some(w) = self.writer {
             let _ = w.join();
         }

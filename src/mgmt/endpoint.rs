@@ -1,6 +1,6 @@
-//! A worker's share of the management endpoint: one SCTP one-to-many
-//! socket (SO_REUSEPORT: each association stays on one worker's socket),
-//! its associations, their reassembly buffers and their send queues.
+//! The management endpoint: one SCTP one-to-many socket, its associations,
+//! their reassembly buffers and their send queues. The management thread
+//! ([`super::service`]) drives it.
 //!
 //! SCTP-NOTES.md: with the default `net.sctp.sndbuf_policy=0` the send
 //! buffer is shared by every association of the socket, so one peer that
@@ -47,7 +47,7 @@ pub const SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// for 5 minutes."
 pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
 
-/// A user change for the users' writer, answered on the worker's inbox.
+/// A user change for the users' writer, answered on the management thread's inbox.
 #[derive(Debug)]
 pub struct ChangeRequest {
     /// What to change.
@@ -56,11 +56,11 @@ pub struct ChangeRequest {
     pub assoc: AssocId,
     /// Where the answer goes.
     pub reply: Sender<Inbound>,
-    /// Wakes the worker.
+    /// Wakes the management thread.
     pub waker: Arc<Waker>,
 }
 
-/// Answers to a worker's management associations.
+/// Answers to the management associations, from other threads.
 #[derive(Debug)]
 pub enum Reply {
     /// A log in was checked: the administrator's name, or `None`.
@@ -161,7 +161,7 @@ struct Assoc {
     closing: bool,
 }
 
-/// The endpoint of one worker.
+/// The endpoint.
 pub struct Endpoint {
     sock: SctpSocket,
     assocs: HashMap<AssocId, Assoc>,

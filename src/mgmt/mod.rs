@@ -1,10 +1,13 @@
 //! The management and monitoring protocol over SCTP (docs/management-protocol.md).
 //!
-//! A message enters in [`endpoint`] (one SCTP one-to-many socket per worker),
+//! A message enters in [`endpoint`] (one SCTP one-to-many socket, on the
+//! management thread of [`service`]),
 //! is reassembled per association, parsed by [`wire`] and answered by the
 //! [`session`] state machine; user changes go to the users' writer thread
-//! (`crate::users::store`) and their answers come back through the worker.
+//! (`crate::users::store`) and their answers come back to the management
+//! thread's inbox.
 
 pub mod endpoint;
+pub mod service;
 pub mod session;
 pub mod wire;

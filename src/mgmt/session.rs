@@ -100,9 +100,9 @@ pub enum Action {
     },
     /// Shut the association down gracefully once everything before it is sent.
     Shutdown,
-    /// Check a log in off the worker; answer with `login_checked`.
+    /// Check a log in on the blocking pool; answer with `login_checked`.
     CheckLogin(Credentials),
-    /// Apply a user change off the worker; answer with `change_done`.
+    /// Apply a user change on the users' writer; answer with `change_done`.
     Change(UserChange),
 }
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
@@ -21,19 +20,15 @@ use super::pool::BufferPool;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
-use crate::mgmt::endpoint::{self, Endpoint};
 use crate::socks5::reply_for_error;
 use crate::socks5::session::{Event, Handshake, Outcome};
 use crate::socks5::wire::{Reply, TargetAddr};
-use crate::sys::sctp::SctpSocket;
 use crate::users::{self, Directory};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 1;
 const MAX_LISTENERS: usize = 1024;
-/// The management socket.
-const MGMT: Token = Token(LISTENER_BASE - MAX_LISTENERS);
 /// Session tokens are `key * 2` (client) and `key * 2 + 1` (target).
 const MAX_SESSION_TOKEN: usize = LISTENER_BASE - MAX_LISTENERS - 1;
 
@@ -65,8 +60,6 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Timeouts, buffer sizes and logging.
     pub config: WorkerConfig,
-    /// What the management endpoint needs, when it is served.
-    pub mgmt: Option<endpoint::Shared>,
     /// Client connections open in the whole server (for --max-connections).
     pub open: Arc<AtomicUsize>,
 }
@@ -100,9 +93,6 @@ pub struct Worker {
     sessions: Slab<Session>,
     inbox: Receiver<Inbound>,
     stop: Arc<AtomicBool>,
-    mgmt: Option<Endpoint>,
-    /// The management socket used its turn's budget with input left.
-    mgmt_again: bool,
     /// Client connections open in the whole server.
     open: Arc<AtomicUsize>,
     /// When counts were last sent to the aggregator.
@@ -200,13 +190,8 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl Worker {
-    /// Builds a worker around `listeners` (non-blocking, already listening)
-    /// and, when given, its management socket.
-    pub fn new(
-        listeners: Vec<StdListener>,
-        mgmt: Option<SctpSocket>,
-        shared: Shared,
-    ) -> io::Result<Self> {
+    /// Builds a worker around `listeners` (non-blocking, already listening).
+    pub fn new(listeners: Vec<StdListener>, shared: Shared) -> io::Result<Self> {
         assert!(
             listeners.len() <= MAX_LISTENERS,
             "at most {MAX_LISTENERS} listen addresses"
@@ -222,18 +207,6 @@ impl Worker {
             mio_listeners.push(l);
         }
         let (inbox_tx, inbox) = crossbeam_channel::unbounded();
-        let mgmt = match (mgmt, shared.mgmt) {
-            (Some(sock), Some(m)) => {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-                registry.register(
-                    &mut SourceFd(&fd),
-                    MGMT,
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Some(Endpoint::new(sock, m, inbox_tx.clone(), Arc::clone(&waker)))
-            }
-            _ => None,
-        };
         let cfg = shared.config;
         Ok(Worker {
             poll,
@@ -241,8 +214,6 @@ impl Worker {
             sessions: Slab::new(),
             inbox,
             stop: shared.stop,
-            mgmt,
-            mgmt_again: false,
             open: shared.open,
             paused_until: None,
             last_flush: Instant::now(),
@@ -299,11 +270,7 @@ impl Worker {
                 // ping-pong p99 more than half (31-35 us against 13 us).
                 timeout = Some(timeout.map_or(FLUSH_EVERY, |x| x.min(FLUSH_EVERY)));
             }
-            if let Some(d) = self.mgmt.as_ref().and_then(Endpoint::next_deadline) {
-                let t = d.saturating_duration_since(self.ctx.now);
-                timeout = Some(timeout.map_or(t, |x| x.min(t)));
-            }
-            if !self.ctx.again.is_empty() || self.mgmt_again {
+            if !self.ctx.again.is_empty() {
                 timeout = Some(Duration::ZERO);
             }
             if let Some(p) = self.paused_until {
@@ -327,7 +294,6 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => self.drain_inbox(),
-                    MGMT => self.mgmt_again = true,
                     Token(t) if t > MAX_SESSION_TOKEN => self.accept(LISTENER_BASE - t),
                     Token(t) => self.on_socket_event(t, ev),
                 }
@@ -337,17 +303,7 @@ impl Worker {
                     self.drive(key);
                 }
             }
-            if mem::take(&mut self.mgmt_again)
-                && let Some(m) = self.mgmt.as_mut()
-            {
-                self.mgmt_again = m.on_ready(self.ctx.now);
-            }
             self.expire_timers();
-            if let Some(m) = self.mgmt.as_mut()
-                && m.next_deadline().is_some_and(|d| d <= self.ctx.now)
-            {
-                m.tick(self.ctx.now);
-            }
 
             if grace_end.is_none() && self.stop.load(Ordering::Acquire) {
                 self.stop_accepting();
@@ -393,11 +349,8 @@ impl Worker {
             match self.inbox.try_recv() {
                 Ok(Inbound::Resolved { key, id, result }) => self.on_resolved(key, id, result),
                 Ok(Inbound::Verified { key, id, user }) => self.on_verified(key, id, user),
-                Ok(Inbound::Mgmt(reply)) => {
-                    if let Some(m) = self.mgmt.as_mut() {
-                        m.on_reply(reply, self.ctx.now);
-                    }
-                }
+                // The management thread has an inbox of its own.
+                Ok(Inbound::Mgmt(_)) => {}
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
