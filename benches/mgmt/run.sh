@@ -39,17 +39,30 @@ for r in $(seq "$runs"); do
     idle_p99+=("$(p99 "$idle")") busy_p99+=("$(p99 "$busy")")
 done
 
-# Control: the same queries while 8 CPU-bound processes and no SOCKS
-# traffic share the guest's one CPU. What this costs is the guest
-# scheduler's (HZ=100), not socks5d's.
-hogs=()
-for _ in 1 2 3 4 5 6 7 8; do
-    (while :; do :; done) &
-    hogs+=($!)
-done
-ctl=$(python3 "$here/metrics_latency.py" 19281 "$rounds" root rootpw "$pace")
-kill "${hogs[@]}" 2>/dev/null; wait "${hogs[@]}" 2>/dev/null || true
-echo "control (8 CPU-bound processes, no SOCKS load): $ctl"
+# Controls: the same queries while 8 processes and no SOCKS traffic share
+# the guest's one CPU: CPU-bound ones, then ones that live in system calls
+# (dd, a socketpair ping-pong). What these cost is the guest kernel's
+# (PREEMPT_NONE, HZ=100: a task inside a system call is not preempted),
+# not socks5d's.
+control() {
+    local name=$1 hogs=() out
+    shift
+    for _ in 1 2 3 4 5 6 7 8; do
+        "$@" &
+        hogs+=($!)
+    done
+    out=$(python3 "$here/metrics_latency.py" 19281 "$rounds" root rootpw "$pace")
+    kill "${hogs[@]}" 2>/dev/null; wait "${hogs[@]}" 2>/dev/null || true
+    echo "control ($name, no SOCKS load): $out"
+}
+control "8 CPU-bound processes" sh -c 'while :; do :; done'
+control "8 dd processes" dd if=/dev/zero of=/dev/null bs=64k status=none
+control "8 socketpair ping-pong processes" python3 -c '
+import socket
+a, b = socket.socketpair()
+while True:
+    a.send(b"x")
+    b.recv(1)'
 
 python3 - "${idle_p99[*]}" "${busy_p99[*]}" <<'PY'
 import statistics, sys
