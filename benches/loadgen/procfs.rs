@@ -24,6 +24,8 @@ pub struct Stat {
     /// User plus system time, in ticks, of the process and of its children
     /// that it has waited for.
     pub cpu_ticks: u64,
+    /// The user-space part of `cpu_ticks`.
+    pub user_ticks: u64,
     /// Start time, in ticks after boot: with the pid, it names one process
     /// even after its pid is reused.
     pub start: u64,
@@ -44,6 +46,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         ppid: u32::try_from(field(4)?).ok()?,
         state: rest.first()?.chars().next()?,
         cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        user_ticks: field(14)? + field(16)?,
         start: field(22)?,
     })
 }
@@ -120,8 +123,20 @@ pub fn tree_memory(root: u32) -> Memory {
 }
 
 /// CPU ticks used so far by `root` and its descendants.
-pub fn tree_cpu_ticks(root: u32) -> u64 {
-    tree(root).iter().map(|s| s.cpu_ticks).sum()
+pub fn tree_cpu_ticks(root: u32) -> Ticks {
+    tree(root).iter().fold(Ticks::default(), |t, s| Ticks {
+        all: t.all + s.cpu_ticks,
+        user: t.user + s.user_ticks,
+    })
+}
+
+/// CPU time in ticks: all of it, and the part spent in user space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ticks {
+    /// User plus system time.
+    pub all: u64,
+    /// User time.
+    pub user: u64,
 }
 
 #[cfg(test)]
@@ -138,6 +153,7 @@ mod tests {
         assert_eq!(s.ppid, 17);
         assert_eq!(s.state, 'S');
         assert_eq!(s.cpu_ticks, 7 + 3 + 2 + 1);
+        assert_eq!(s.user_ticks, 7 + 2);
         assert_eq!(s.start, 123456);
         assert_eq!(parse_stat("garbage"), None);
     }

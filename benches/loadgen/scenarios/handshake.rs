@@ -113,6 +113,18 @@ pub fn run(c: &Common, p: &Params) -> Line {
         .num("cycles_s", samples.len() as f64 / p.secs, 0)
         .num("p50_us", us(50.0), 1)
         .num("p99_us", us(99.0), 1);
+    // What one cycle costs the proxy, all of it and in user space: on a
+    // machine where the generator shares the CPUs, the figure that says
+    // how much work the proxy itself does.
+    let n = samples.len().max(1) as f64;
+    for (from, to) in [
+        ("proxy_cpu_s", "proxy_us_cycle"),
+        ("proxy_user_s", "proxy_user_us_cycle"),
+    ] {
+        if let Some(s) = line.number(from) {
+            line.num(to, s * 1e6 / n, 1);
+        }
+    }
     errors.put(&mut line);
     if samples.is_empty() {
         // No number without a single cycle.

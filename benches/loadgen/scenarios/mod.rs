@@ -98,7 +98,7 @@ impl Common {
 pub struct Meter {
     wall: Instant,
     cpu: Duration,
-    proxy: Option<(u32, u64)>,
+    proxy: Option<(u32, procfs::Ticks)>,
 }
 
 /// CPU time used so far by this whole process, all threads and the targets
@@ -125,8 +125,9 @@ impl Meter {
         }
     }
 
-    /// Adds `secs`, `gen_cpu`, `cpus` and `proxy_cpu` to `line`; returns
-    /// the seconds elapsed.
+    /// Adds `secs`, `gen_cpu`, `cpus` and, for a proxy, `proxy_cpu` (CPUs
+    /// busy on average), `proxy_cpu_s` and `proxy_user_s` (CPU-seconds in
+    /// all and in user space) to `line`; returns the seconds elapsed.
     pub fn finish(&self, line: &mut Line) -> f64 {
         let secs = self.wall.elapsed().as_secs_f64().max(1e-9);
         let cpu = own_cpu().saturating_sub(self.cpu).as_secs_f64();
@@ -135,8 +136,12 @@ impl Meter {
             .num("gen_cpu", cpu / secs, 2)
             .put("cpus", cpus);
         if let Some((pid, before)) = self.proxy {
-            let used = procfs::tree_cpu_ticks(pid).saturating_sub(before) as f64;
-            line.num("proxy_cpu", used / procfs::TICKS_PER_SEC / secs, 2);
+            let now = procfs::tree_cpu_ticks(pid);
+            let used = now.all.saturating_sub(before.all) as f64 / procfs::TICKS_PER_SEC;
+            let user = now.user.saturating_sub(before.user) as f64 / procfs::TICKS_PER_SEC;
+            line.num("proxy_cpu", used / secs, 2)
+                .num("proxy_cpu_s", used, 2)
+                .num("proxy_user_s", user, 2);
         }
         secs
     }
