@@ -191,21 +191,51 @@ impl Aggregator {
     }
 }
 
-fn run(rx: Receiver<Report>, totals: &Totals, mut log: Option<Box<dyn Write + Send>>) {
-    let apply = |report: Report, log: &mut Option<Box<dyn Write + Send>>| match report {
+/// Bytes of access-log lines gathered before they are written, at most.
+const ACCESS_LOG_BATCH: usize = 64 * 1024;
+
+/// The access log's writer and the records not yet written to it.
+struct AccessLog {
+    out: Option<Box<dyn Write + Send>>,
+    /// Whole lines, written with one call per batch of reports: a reader of
+    /// the file never sees half a line, and a busy server makes one write(2)
+    /// per batch instead of one per piece of each line.
+    pending: Vec<u8>,
+}
+
+impl AccessLog {
+    fn write_out(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Some(w) = self.out.as_mut()
+            && let Err(e) = w.write_all(&self.pending).and_then(|()| w.flush())
+        {
+            log::error!("access log: {e}; access logging stops");
+            self.out = None;
+        }
+        self.pending.clear();
+    }
+}
+
+fn run(rx: Receiver<Report>, totals: &Totals, out: Option<Box<dyn Write + Send>>) {
+    let mut log = AccessLog {
+        out,
+        pending: Vec::new(),
+    };
+    let apply = |report: Report, log: &mut AccessLog| match report {
         Report::Delta(d) => totals.add(&d),
         Report::Reopen(w) => {
-            if let Some(old) = log.as_mut() {
-                let _ = old.flush();
-            }
-            *log = Some(w);
+            log.write_out();
+            log.out = Some(w);
         }
         Report::Access(rec) => {
-            if let Some(w) = log.as_mut()
-                && let Err(e) = writeln!(w, "{rec}")
-            {
-                log::error!("access log: {e}; access logging stops");
-                *log = None;
+            if log.out.is_some() {
+                // Writing to a Vec cannot fail.
+                let _ = writeln!(log.pending, "{rec}");
+                if log.pending.len() >= ACCESS_LOG_BATCH {
+                    log.write_out();
+                }
             }
         }
     };
@@ -218,13 +248,9 @@ fn run(rx: Receiver<Report>, totals: &Totals, mut log: Option<Box<dyn Write + Se
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-        if let Some(w) = log.as_mut() {
-            let _ = w.flush();
-        }
+        log.write_out();
     }
-    if let Some(w) = log.as_mut() {
-        let _ = w.flush();
-    }
+    log.write_out();
 }
 
 #[cfg(test)]
