@@ -9,7 +9,7 @@
 //! ```text
 //!   client.rs        SOCKS5 client: greeting, RFC 1929 log-in, CONNECT
 //!   targets.rs       echo server (mio) and sink/source (threads), loopback
-//!   scenarios/       throughput, handshake, latency, idle: one line each
+//!   scenarios/       throughput, handshake, latency, idle, churn: one line each
 //!   procfs.rs        a proxy's process tree, RSS/PSS and CPU time
 //!   ports.rs         listening ports below the ephemeral range
 //!   line.rs          the result line;  stats.rs: percentiles, medians
@@ -42,7 +42,7 @@ mod targets;
 use std::process::ExitCode;
 
 use args::Args;
-use scenarios::{Common, handshake, idle, latency, throughput};
+use scenarios::{Common, churn, handshake, idle, latency, throughput};
 
 const USAGE: &str = "\
 Usage: loadgen SCENARIO [OPTION]...     one measured run, one result line
@@ -54,6 +54,7 @@ Scenarios (defaults in brackets):
   handshake   --threads K [8] --secs T [5] --warmup S [0.5]
   latency     --rounds N [20000] --warmup N [2000] --size BYTES [64]
   idle        --tunnels C [9000] --settle S [1] --openers N [8]
+  churn       --cycles N [1000000] --warmup N [50000] --threads K [8] (with --pid)
 Every scenario:
   --proxy IP:PORT   a loopback SOCKS5 proxy (none: straight to the target)
   --auth USER:PASS  log in with RFC 1929 (none: method X'00')
@@ -112,6 +113,15 @@ fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
             a.finish()?;
             idle::run(&common, &p)
         }
+        "churn" => {
+            let p = churn::Params {
+                cycles: a.get("--cycles", 1_000_000)?,
+                warmup: a.get("--warmup", 50_000)?,
+                threads: a.get("--threads", 8)?,
+            };
+            a.finish()?;
+            churn::run(&common, &p)
+        }
         _ => unreachable!("only scenario names come here"),
     };
     println!("{line}");
@@ -126,7 +136,7 @@ fn main() -> ExitCode {
     };
     let a = Args::new(argv);
     let result = match cmd.as_str() {
-        "throughput" | "handshake" | "latency" | "idle" => run_scenario(&cmd, a),
+        "throughput" | "handshake" | "latency" | "idle" | "churn" => run_scenario(&cmd, a),
         "compare" => driver::main(a),
         "report" => report::main(a),
         "-h" | "--help" | "help" => {

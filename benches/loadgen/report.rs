@@ -77,6 +77,9 @@ pub const ROWS: &[Row] = &[
     row("idle", "rss_kib_per_tunnel", "Memory per idle tunnel, RSS", "KiB", Better::Lower),
     row("idle", "after_relay_pss_kib_per_tunnel", "… after one byte each way, PSS", "KiB", Better::Lower),
     row("idle", "tunnels", "Idle tunnels held", "tunnels", Better::Count),
+    row("churn", "rss_growth_kib", "RSS growth over the churn cycles", "KiB", Better::Lower),
+    row("churn", "rss_after_kib", "… RSS after them", "KiB", Better::Lower),
+    row("churn", "cycles", "Churn cycles counted", "cycles", Better::Count),
 ];
 
 /// The figure a case is about (printed as each run ends, required by
@@ -87,6 +90,7 @@ pub fn primary_metric(case: &str) -> Option<&'static str> {
         "handshake" => Some("cycles_s"),
         "latency" | "latency-pinned" => Some("p50_us"),
         "idle" => Some("pss_kib_per_tunnel"),
+        "churn" => Some("rss_growth_kib"),
         _ => None,
     }
 }
@@ -209,6 +213,18 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or("—".into(), |r| format!("{r:.2}×"))
 }
 
+/// RSS growth over the churn cycles that still counts as none: 16 pages.
+const LEAK_TOLERANCE_KIB: f64 = 64.0;
+
+/// A whole number with thousands separators: `3,420`, `16`, `-1,024`.
+fn fmt_int(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        fmt_value(v)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 fn cell(s: Option<Summary>, failed: usize) -> String {
     let mut c = match s {
         None => "—".to_owned(),
@@ -252,17 +268,27 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
         _ => None,
     };
 
-    let mut text = Vec::new();
-    let mut met = Vec::new();
-    for (case, dir) in [("t1-up", "upload"), ("t1-down", "download")] {
-        let r = ratio(med(case, US, "gib_s"), med(case, DIRECT, "gib_s"));
-        text.push(format!("{dir} {}", fmt_ratio(r)));
-        met.push(r.map(|r| r >= 0.75));
-    }
+    // Upload and download against direct: the text and whether both reach
+    // `at_least`.
+    let vs_direct = |up: &str, down: &str, at_least: f64| {
+        let mut text = Vec::new();
+        let mut met = Vec::new();
+        for (case, dir) in [(up, "upload"), (down, "download")] {
+            let r = ratio(med(case, US, "gib_s"), med(case, DIRECT, "gib_s"));
+            text.push(format!("{dir} {}", fmt_ratio(r)));
+            met.push(r.map(|r| r >= at_least));
+        }
+        (
+            format!("{} of direct", text.join(", ")),
+            both(met[0], met[1]),
+        )
+    };
+
+    let (measured, met) = vs_direct("t1-up", "t1-down", 0.75);
     v.push(Verdict {
         goal: "Throughput, 1 tunnel: at least 75% of direct",
-        measured: format!("{} of direct", text.join(", ")),
-        met: both(met[0], met[1]),
+        measured,
+        met,
     });
 
     let mut text = Vec::new();
@@ -280,17 +306,11 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
         met: both(met[0], met[1]),
     });
 
-    let mut text = Vec::new();
-    let mut met = Vec::new();
-    for (case, dir) in [("t8-up", "upload"), ("t8-down", "download")] {
-        let r = ratio(med(case, US, "gib_s"), med(case, DIRECT, "gib_s"));
-        text.push(format!("{dir} {}", fmt_ratio(r)));
-        met.push(r.map(|r| r >= 0.75));
-    }
+    let (measured, met) = vs_direct("t8-up", "t8-down", 0.75);
     v.push(Verdict {
         goal: "Throughput, 8 tunnels: at least 75% of direct",
-        measured: format!("{} of direct", text.join(", ")),
-        met: both(met[0], met[1]),
+        measured,
+        met,
     });
 
     let best = d.best_peer(row_of("handshake", "cycles_s"));
@@ -366,6 +386,34 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
         },
         met: match (pss, tunnels) {
             (Some(p), Some(t)) if t >= 9_000.0 => Some(p <= 1.0),
+            _ => None,
+        },
+    });
+
+    let before = med("churn", US, "rss_before_kib");
+    let after = med("churn", US, "rss_after_kib");
+    let growth = med("churn", US, "rss_growth_kib");
+    let cycles = med("churn", US, "cycles");
+    let errors: f64 = d.runs("churn", US).filter_map(|l| l.number("errors")).sum();
+    v.push(Verdict {
+        goal: "Memory: no growth after 1,000,000 handshake cycles (RSS before and after)",
+        measured: match (before, after, growth, cycles) {
+            (Some(b), Some(a), Some(g), Some(n)) => format!(
+                "RSS {} KiB before, {} KiB after {} cycles: {}{} KiB ({} errors)",
+                fmt_int(b),
+                fmt_int(a),
+                fmt_int(n),
+                if g >= 0.0 { "+" } else { "" },
+                fmt_int(g),
+                fmt_int(errors)
+            ),
+            _ => "—".into(),
+        },
+        // A leak of one small allocation (32 bytes) per cycle would be
+        // 30 MiB over a million; the allocator's own settling is a few
+        // pages. Fewer cycles (the quick run) are not judged.
+        met: match (growth, cycles) {
+            (Some(g), Some(n)) if n >= 1_000_000.0 => Some(g <= LEAK_TOLERANCE_KIB),
             _ => None,
         },
     });
@@ -699,6 +747,11 @@ process tree, from `/proc/PID/smaps_rollup`) is the baseline; then the tunnels a
 left idle for a moment, the memory is read again, and the growth is divided by the tunnels. \
 Kernel socket buffers are not process memory and are not counted. Then every tunnel must still \
 relay one byte each way, and the memory is read once more.
+- **Memory churn** (socks5d only, in the first round only): 8 threads run the handshake cycle \
+above back to back, 50,000 cycles of warm-up and then 1,000,000 counted ones (2,000 and 20,000 in \
+the quick run). The proxy's RSS, summed over its process tree, is read once the warm-up cycles \
+are over and again 0.2 s after the last counted one; the goal is met when it grew by at most \
+64 KiB (16 pages) over a million cycles: one leaked 32-byte allocation per cycle would be 30 MiB.
 ";
 
 /// Reads `dir/raw.txt`, writes `dir/report.md` and the charts; returns the
@@ -755,6 +808,7 @@ loadgen scenario=handshake case=handshake peer=dante round=1 ok=0 errors=7 err_a
 loadgen scenario=latency case=latency-pinned peer=direct round=1 ok=1 errors=0 p50_us=20.0
 loadgen scenario=latency case=latency-pinned peer=socks5d round=1 ok=1 errors=0 p50_us=28.0
 loadgen scenario=idle case=idle peer=socks5d round=1 ok=1 errors=0 tunnels=9000 pss_kib_per_tunnel=0.8 rss_kib_per_tunnel=0.9
+loadgen scenario=churn case=churn peer=socks5d round=1 threads=8 cycles=1000000 cycles_s=11000 rss_before_kib=3420 rss_after_kib=3436 rss_growth_kib=16 ok=1 errors=0
 # failed: case=idle peer=dante round=1: dante did not listen
 ";
 
@@ -791,6 +845,48 @@ loadgen scenario=idle case=idle peer=socks5d round=1 ok=1 errors=0 tunnels=9000 
         assert_eq!(v[4].met, Some(true), "{:?}", v[4]);
         assert!(v[4].measured.contains("+8.0 µs"), "{:?}", v[4]);
         assert_eq!(v[6].met, Some(true), "{:?}", v[6]);
+        assert_eq!(
+            v[7].measured,
+            "RSS 3,420 KiB before, 3,436 KiB after 1,000,000 cycles: +16 KiB (0 errors)"
+        );
+        assert_eq!(v[7].met, Some(true), "16 KiB is within 64 KiB: {:?}", v[7]);
+    }
+
+    #[test]
+    fn churn_goal_needs_a_million_cycles_and_no_growth() {
+        let churn = |line: &str| {
+            let raw = format!("# peers: socks5d\n{line}\n");
+            verdicts(&Data::parse(&raw)).pop().unwrap()
+        };
+        let grown = churn(
+            "loadgen case=churn peer=socks5d ok=1 errors=0 cycles=1000000 \
+             rss_before_kib=3000 rss_after_kib=3100 rss_growth_kib=100",
+        );
+        assert_eq!(grown.met, Some(false), "100 KiB is over 64 KiB");
+        assert!(
+            grown.measured.ends_with(": +100 KiB (0 errors)"),
+            "{grown:?}"
+        );
+        let shrunk = churn(
+            "loadgen case=churn peer=socks5d ok=1 errors=0 cycles=1000000 \
+             rss_before_kib=3000 rss_after_kib=2990 rss_growth_kib=-10",
+        );
+        assert_eq!(shrunk.met, Some(true));
+        assert!(shrunk.measured.contains(": -10 KiB"), "{shrunk:?}");
+        // The quick run's fewer cycles are shown but not judged.
+        let quick = churn(
+            "loadgen case=churn peer=socks5d ok=1 errors=0 cycles=20000 \
+             rss_before_kib=3000 rss_after_kib=3100 rss_growth_kib=100",
+        );
+        assert_eq!(quick.met, None);
+        assert!(quick.measured.contains("after 20,000 cycles"), "{quick:?}");
+        // A failed run gives no figure.
+        let failed = churn(
+            "loadgen case=churn peer=socks5d ok=0 errors=3 err_reset=3 cycles=999997 \
+             rss_before_kib=3000 rss_after_kib=3000 rss_growth_kib=0",
+        );
+        assert_eq!((failed.measured.as_str(), failed.met), ("—", None));
+        assert_eq!(churn("").met, None);
     }
 
     #[test]
@@ -805,6 +901,9 @@ loadgen scenario=idle case=idle peer=socks5d round=1 ok=1 errors=0 tunnels=9000 
             "Left out: dante-noauth: not installed.",
             "| Throughput, 1 tunnel, upload | GiB/s ↑ | 4.20 (4.00–4.40) | 3.20 (3.00–3.40) | 2.00 | 1.00 | 1.60× (microsocks) | 0.76× |",
             "| Handshake rate, 8 threads | cycles/s ↑ | — | 9,000 | 5,000 | — ✗1 | 1.80× (microsocks) | — |",
+            "| RSS growth over the churn cycles | KiB ↓ | — | 16.0 | — | — | — | — |",
+            "| Churn cycles counted | cycles | — | 1,000,000 | — | — | |",
+            "| Memory: no growth after 1,000,000 handshake cycles (RSS before and after) | RSS 3,420 KiB",
             "![Throughput](throughput.svg)",
             "- handshake, dante: auth 7, failed runs 1",
             "- run failed: case=idle peer=dante round=1: dante did not listen",

@@ -93,6 +93,10 @@ pub fn cases(mode: Mode) -> Vec<Case> {
         Mode::Full => ("2G", "3", "0.5", "20000", "2000", "9000", "1"),
         Mode::Quick => ("256M", "1", "0.2", "2000", "200", "1000", "0.3"),
     };
+    let (cycles, warm) = match mode {
+        Mode::Full => ("1000000", "50000"),
+        Mode::Quick => ("20000", "2000"),
+    };
     let tp = |id, tunnels, dir| {
         Case::new(
             id,
@@ -117,15 +121,39 @@ pub fn cases(mode: Mode) -> Vec<Case> {
             ..Case::new("latency-pinned", "latency", &latency)
         },
         Case::new("idle", "idle", &["--tunnels", idle, "--settle", settle]),
+        Case::new(
+            "churn",
+            "churn",
+            &["--threads", "8", "--cycles", cycles, "--warmup", warm],
+        ),
     ]
 }
 
 /// Whether `kind` runs `case` in the first round only, and why.
 fn first_round_only(mode: Mode, case: &Case, kind: Kind) -> Option<&'static str> {
+    if case.id == "churn" {
+        return Some(
+            "churn runs in the first round only: its memory check takes a million handshake \
+             cycles in the full run, about 90 s",
+        );
+    }
     (mode == Mode::Full && case.id == "idle" && kind == Kind::Dante).then_some(
         "dante (user/password) runs idle in the first round only: its 9,000 password checks \
          take about two minutes; dante-noauth measures the same server's idle memory every round",
     )
+}
+
+/// Whether `kind` never runs `case`, and why.
+fn peer_skips(case: &Case, kind: Kind) -> Option<&'static str> {
+    (case.id == "churn" && kind != Kind::Socks5d).then_some(
+        "churn runs for socks5d only: it checks that socks5d's own memory does not grow over \
+         its handshake cycles, a goal with no peer to compare",
+    )
+}
+
+/// Whether `kind` runs `case` in `round`.
+fn runs(mode: Mode, case: &Case, kind: Kind, round: u32) -> bool {
+    peer_skips(case, kind).is_none() && (round == 1 || first_round_only(mode, case, kind).is_none())
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread, before any other
@@ -461,18 +489,18 @@ pub fn main(mut a: Args) -> Result<bool, String> {
     ];
     meta.extend(machine_meta(&ctx.tools));
     meta.extend(left_out.iter().map(|l| ("left out".to_owned(), l.clone())));
-    let mut once: Vec<&str> = Vec::new();
+    let mut notes: Vec<&str> = Vec::new();
     for c in &all_cases {
         for &k in &peers {
-            if let Some(why) = first_round_only(mode, c, k)
-                && rounds > 1
-                && !once.contains(&why)
+            let why = peer_skips(c, k).or(first_round_only(mode, c, k).filter(|_| rounds > 1));
+            if let Some(why) = why
+                && !notes.contains(&why)
             {
-                once.push(why);
+                notes.push(why);
             }
         }
     }
-    meta.extend(once.iter().map(|w| ("note".to_owned(), (*w).to_owned())));
+    meta.extend(notes.iter().map(|w| ("note".to_owned(), (*w).to_owned())));
     for (k, v) in &meta {
         writeln!(raw, "# {k}: {v}").map_err(|e| e.to_string())?;
     }
@@ -490,7 +518,7 @@ pub fn main(mut a: Args) -> Result<bool, String> {
             all_cases
                 .iter()
                 .flat_map(|c| peers.iter().map(move |&k| (c, k)))
-                .filter(|(c, k)| r == 1 || first_round_only(mode, c, *k).is_none())
+                .filter(|(c, k)| runs(mode, c, *k, r))
                 .count()
         })
         .sum();
@@ -519,7 +547,7 @@ pub fn main(mut a: Args) -> Result<bool, String> {
                 if interrupted() {
                     break 'rounds;
                 }
-                if round > 1 && first_round_only(mode, case, kind).is_some() {
+                if !runs(mode, case, kind, round) {
                     continue;
                 }
                 done += 1;
@@ -613,6 +641,31 @@ mod tests {
             assert!(report::primary_metric(id).is_some(), "{id}");
         }
         assert_eq!(cases(Mode::Full).iter().filter(|c| c.pinned).count(), 1);
+    }
+
+    #[test]
+    fn churn_runs_for_socks5d_in_the_first_round_only() {
+        for mode in [Mode::Full, Mode::Quick] {
+            let all = cases(mode);
+            let churn = all.iter().find(|c| c.id == "churn").unwrap();
+            for kind in Kind::ALL {
+                let want = kind == Kind::Socks5d;
+                assert_eq!(runs(mode, churn, kind, 1), want, "{kind:?}");
+                assert!(!runs(mode, churn, kind, 2), "{kind:?}");
+                assert_eq!(peer_skips(churn, kind).is_none(), want);
+            }
+            // Every other case runs for every peer.
+            for c in all.iter().filter(|c| c.id != "churn") {
+                assert!(Kind::ALL.iter().all(|&k| runs(mode, c, k, 1)), "{}", c.id);
+            }
+        }
+        let idle = cases(Mode::Full)
+            .into_iter()
+            .find(|c| c.id == "idle")
+            .unwrap();
+        assert!(!runs(Mode::Full, &idle, Kind::Dante, 2));
+        assert!(runs(Mode::Quick, &idle, Kind::Dante, 2));
+        assert!(runs(Mode::Full, &idle, Kind::DanteNoAuth, 2));
     }
 
     #[test]

@@ -30,8 +30,13 @@ pub struct Params {
     pub warmup: f64,
 }
 
-/// One full cycle; the error's kind when it fails.
-fn cycle(route: &Route, target: SocketAddr, timeout: Duration) -> Result<(), &'static str> {
+/// One full cycle; the error's kind when it fails. The churn scenario
+/// runs the same cycle.
+pub(super) fn cycle(
+    route: &Route,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<(), &'static str> {
     let mut s = route.open(target, timeout).map_err(|e| e.kind())?;
     let echo_err = |e: io::Error| {
         if is_timeout(&e) {

@@ -1,4 +1,4 @@
-//! The four scenarios, one per run of the generator.
+//! The five scenarios, one per run of the generator.
 //!
 //! Every run starts its own targets, measures, and returns one [`Line`]
 //! that says how it went (`ok=1`, or `ok=0` with the errors counted by
@@ -7,6 +7,7 @@
 //! as `gen_cpu` close to `cpus`. With the proxy's pid it also reports the
 //! proxy's CPU use (`proxy_cpu`).
 
+pub mod churn;
 pub mod handshake;
 pub mod idle;
 pub mod latency;
