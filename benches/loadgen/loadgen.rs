@@ -54,7 +54,7 @@ Scenarios (defaults in brackets):
   handshake   --threads K [8] --secs T [5] --warmup S [0.5]
   latency     --rounds N [20000] --warmup N [2000] --size BYTES [64]
   idle        --tunnels C [9000] --settle S [1] --openers N [8]
-  churn       --cycles N [1000000] --warmup N [50000] --threads K [8] (with --pid)
+  churn       --cycles N [1000000] --warmup N [200000] --threads K [8] (with --pid)
 Every scenario:
   --proxy IP:PORT   a loopback SOCKS5 proxy (none: straight to the target)
   --auth USER:PASS  log in with RFC 1929 (none: method X'00')
@@ -116,7 +116,7 @@ fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
         "churn" => {
             let p = churn::Params {
                 cycles: a.get("--cycles", 1_000_000)?,
-                warmup: a.get("--warmup", 50_000)?,
+                warmup: a.get("--warmup", 200_000)?,
                 threads: a.get("--threads", 8)?,
             };
             a.finish()?;

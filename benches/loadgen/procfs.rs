@@ -92,17 +92,20 @@ pub struct Memory {
     pub rss_kib: u64,
     /// Sum of PSS, KiB.
     pub pss_kib: u64,
+    /// Sum of anonymous memory (heap, stacks), KiB: RSS without the pages
+    /// of mapped files, which the kernel may drop and read back at will.
+    pub anon_kib: u64,
     /// How many processes were read.
     pub processes: usize,
 }
 
-/// `(Rss, Pss)` in KiB from the text of `/proc/PID/smaps_rollup`.
-pub fn parse_rollup(text: &str) -> Option<(u64, u64)> {
+/// `(Rss, Pss, Anonymous)` in KiB from the text of `/proc/PID/smaps_rollup`.
+pub fn parse_rollup(text: &str) -> Option<(u64, u64, u64)> {
     let kib = |name: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(name))?;
         line[name.len()..].split_whitespace().next()?.parse().ok()
     };
-    Some((kib("Rss:")?, kib("Pss:")?))
+    Some((kib("Rss:")?, kib("Pss:")?, kib("Anonymous:")?))
 }
 
 /// The memory of `root` and its descendants; processes that vanish while
@@ -113,9 +116,10 @@ pub fn tree_memory(root: u32) -> Memory {
         let Ok(text) = fs::read_to_string(format!("/proc/{}/smaps_rollup", s.pid)) else {
             continue;
         };
-        if let Some((rss, pss)) = parse_rollup(&text) {
+        if let Some((rss, pss, anon)) = parse_rollup(&text) {
             m.rss_kib += rss;
             m.pss_kib += pss;
+            m.anon_kib += anon;
             m.processes += 1;
         }
     }
@@ -163,8 +167,10 @@ mod tests {
         let text = "5585-7fff ---p 00000000 00:00 0   [rollup]\n\
                     Rss:                1724 kB\n\
                     Pss:                 275 kB\n\
-                    Pss_Dirty:           112 kB\n";
-        assert_eq!(parse_rollup(text), Some((1724, 275)));
+                    Pss_Dirty:           112 kB\n\
+                    Pss_Anon:            100 kB\n\
+                    Anonymous:           116 kB\n";
+        assert_eq!(parse_rollup(text), Some((1724, 275, 116)));
         assert_eq!(parse_rollup("Rss: 1 kB\n"), None);
     }
 

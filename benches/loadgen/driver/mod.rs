@@ -94,7 +94,7 @@ pub fn cases(mode: Mode) -> Vec<Case> {
         Mode::Quick => ("256M", "1", "0.2", "2000", "200", "1000", "0.3"),
     };
     let (cycles, warm) = match mode {
-        Mode::Full => ("1000000", "50000"),
+        Mode::Full => ("1000000", "200000"),
         Mode::Quick => ("20000", "2000"),
     };
     let tp = |id, tunnels, dir| {
@@ -134,7 +134,7 @@ fn first_round_only(mode: Mode, case: &Case, kind: Kind) -> Option<&'static str>
     if case.id == "churn" {
         return Some(
             "churn runs in the first round only: its memory check takes a million handshake \
-             cycles in the full run, about 90 s",
+             cycles in the full run, about 100 s",
         );
     }
     (mode == Mode::Full && case.id == "idle" && kind == Kind::Dante).then_some(

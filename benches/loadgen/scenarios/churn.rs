@@ -4,8 +4,8 @@
 //! anything of the connections it has closed grows between the two.
 //!
 //! K client threads share one counter of cycles started and stop once the
-//! warm-up and the counted cycles have all been started. The proxy's RSS,
-//! summed over its process tree, is read once the warm-up cycles are done
+//! warm-up and the counted cycles have all been started. The proxy's memory
+//! (RSS, and the anonymous part of it), summed over its process tree, is read once the warm-up cycles are done
 //! (the counted ones have begun by then: K at most in flight) and again
 //! once every cycle is over and [`SETTLE`] has passed. Cycles of the
 //! warm-up are not counted; every failed counted cycle is, by kind. Only a
@@ -83,8 +83,9 @@ fn read_memory(pid: u32, errors: &mut Errors) -> Option<Memory> {
     Some(m)
 }
 
-/// Runs the scenario; the line has `cycles`, `cycles_s`, `rss_before_kib`,
-/// `rss_after_kib` and `rss_growth_kib` (after minus before, in KiB).
+/// Runs the scenario; the line has `cycles`, `cycles_s`, and before, after
+/// and growth (after minus before, in KiB) of RSS (`rss_before_kib`, ...)
+/// and of anonymous memory (`anon_before_kib`, ...).
 pub fn run(c: &Common, p: &Params) -> Line {
     let mut line = c.line("churn");
     line.put("threads", p.threads).put("warmup", p.warmup);
@@ -135,6 +136,9 @@ pub fn run(c: &Common, p: &Params) -> Line {
         line.put("rss_before_kib", b.rss_kib)
             .put("rss_after_kib", a.rss_kib)
             .put("rss_growth_kib", a.rss_kib as i64 - b.rss_kib as i64)
+            .put("anon_before_kib", b.anon_kib)
+            .put("anon_after_kib", a.anon_kib)
+            .put("anon_growth_kib", a.anon_kib as i64 - b.anon_kib as i64)
             .put("procs", a.processes);
     }
     errors.put(&mut line);
