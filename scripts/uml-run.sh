@@ -7,7 +7,8 @@
 # COMMAND's exit status. Recipe and measured facts: SCTP-NOTES.md.
 #
 # The host's /tmp is hidden inside (a fresh tmpfs is mounted there); use
-# /var/tmp or the work tree for files both sides must see.
+# /var/tmp or the work tree for files both sides must see. A work tree that
+# is itself under /tmp (a clone in /tmp) stays visible at the same path.
 set -euo pipefail
 
 timeout_s=1200
@@ -37,6 +38,7 @@ command -v modprobe >/dev/null || { echo "uml-run: modprobe not found: apt-get i
 # UML 6.1 cannot save the FPU state of hosts with AVX-512 or AMX by itself:
 # a small ptrace() wrapper does it (see scripts/uml/xstate-shim.c).
 here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
 shim_dir=${UML_SHIM_DIR:-/var/tmp/socks5d-uml-shim}
 shim=$shim_dir/xstate-shim-$(sha1sum "$here/uml/xstate-shim.c" | cut -c1-12).so
 if [[ ! -f $shim ]]; then
@@ -66,7 +68,18 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 stty -F /dev/console -onlcr 2>/dev/null
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
+case "$top/" in
+/tmp/*)
+    mkdir -p "$work/tree"
+    mount --bind "$top" "$work/tree"
+    mount -t tmpfs tmpfs /tmp
+    mkdir -p "$top"
+    mount --bind "$work/tree" "$top"
+    ;;
+*)
+    mount -t tmpfs tmpfs /tmp
+    ;;
+esac
 mount -t tmpfs tmpfs /dev/shm 2>/dev/null
 mount -t devpts devpts /dev/pts 2>/dev/null
 ip link set lo up
