@@ -3,8 +3,9 @@
 //!
 //! getaddrinfo can block for seconds when a name server is slow, and an
 //! Argon2id check takes tens of milliseconds by design: either would stall
-//! every client of a worker. A worker sends a [`Task`]; a pool thread answers
-//! on the worker's own channel and wakes its poll.
+//! every client of a worker. A worker, or the management thread, sends a
+//! [`Task`]; a pool thread answers on the asker's own channel and wakes its
+//! poll.
 
 use std::collections::HashMap;
 use std::io;
@@ -58,9 +59,9 @@ pub enum Job {
 pub struct Task {
     /// The work.
     pub job: Job,
-    /// The asking worker's inbox.
+    /// The asker's inbox (a worker's or the management thread's).
     pub reply: Sender<Inbound>,
-    /// Wakes the asking worker.
+    /// Wakes the asker.
     pub waker: Arc<Waker>,
 }
 

@@ -20,7 +20,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Messages to a worker from other threads (each followed by a wake-up).
+/// Messages to a worker or to the management thread from other threads
+/// (each followed by a wake-up).
 #[derive(Debug)]
 pub enum Inbound {
     /// A name lookup finished.
@@ -41,7 +42,8 @@ pub enum Inbound {
         /// The user's name, or `None` when the credentials are wrong.
         user: Option<std::sync::Arc<str>>,
     },
-    /// An answer for the management endpoint.
+    /// An answer for the management endpoint (only the management thread's
+    /// inbox gets these).
     Mgmt(crate::mgmt::endpoint::Reply),
 }
 
