@@ -5,32 +5,24 @@ use std::cell::Cell;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use super::*;
+// The byte fixtures both test modules use live with the wire tests.
+use crate::socks5::wire::tests::{
+    AUTH_ALICE, AUTH_EMPTY, GREETING_BOTH, GREETING_NO_AUTH, GREETING_NONE, REQUEST_DOMAIN,
+    REQUEST_IPV4, REQUEST_IPV6,
+};
 use crate::users::{Role, UserTable};
 
 // ---------------------------------------------------------------- fixtures
 
-const GREETING_NO_AUTH: &[u8] = &[0x05, 0x01, 0x00];
 const GREETING_USERPASS: &[u8] = &[0x05, 0x01, 0x02];
-const GREETING_BOTH: &[u8] = &[0x05, 0x02, 0x00, 0x02];
-const GREETING_NONE: &[u8] = &[0x05, 0x00];
 /// A SOCKS4 CONNECT to 127.0.0.1:80, user "", as a SOCKS4 client opens.
 const SOCKS4_CONNECT: &[u8] = &[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, 0x00];
 
-const AUTH_ALICE: &[u8] = b"\x01\x05alice\x06secret";
 const AUTH_ALICE_WRONG: &[u8] = b"\x01\x05alice\x05guess";
 const AUTH_MALLORY: &[u8] = b"\x01\x07mallory\x06secret";
-const AUTH_EMPTY: &[u8] = &[0x01, 0x00, 0x00];
 /// AUTH_ALICE with the SOCKS VER X'05' where X'01' belongs.
 const AUTH_VER_5: &[u8] = b"\x05\x05alice\x06secret";
 
-const REQUEST_IPV4: &[u8] = &[0x05, 0x01, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
-const REQUEST_DOMAIN: &[u8] = b"\x05\x01\x00\x03\x0bexample.com\x01\xbb";
-const REQUEST_IPV6: &[u8] = &[
-    0x05, 0x01, 0x00, 0x04, //
-    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, //
-    0x1f, 0x90,
-];
 const REQUEST_BIND: &[u8] = &[0x05, 0x02, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
 const REQUEST_UDP: &[u8] = &[0x05, 0x03, 0x00, 0x01, 0, 0, 0, 0, 0x00, 0x00];
 const REQUEST_CMD_09: &[u8] = &[0x05, 0x09, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];

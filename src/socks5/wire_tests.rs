@@ -9,29 +9,29 @@ use super::*;
 // ---------------------------------------------------------------- fixtures
 
 /// Greeting: VER 5, NMETHODS 1, X'00'.
-const GREETING_NO_AUTH: &[u8] = &[0x05, 0x01, 0x00];
+pub(crate) const GREETING_NO_AUTH: &[u8] = &[0x05, 0x01, 0x00];
 /// Greeting: VER 5, NMETHODS 2, X'00' and X'02'.
-const GREETING_BOTH: &[u8] = &[0x05, 0x02, 0x00, 0x02];
+pub(crate) const GREETING_BOTH: &[u8] = &[0x05, 0x02, 0x00, 0x02];
 /// Greeting: VER 5, NMETHODS 3, GSSAPI, USERNAME/PASSWORD and an unassigned X'80'.
 const GREETING_THREE: &[u8] = &[0x05, 0x03, 0x01, 0x02, 0x80];
 /// Greeting: VER 5, NMETHODS 0.
-const GREETING_NONE: &[u8] = &[0x05, 0x00];
+pub(crate) const GREETING_NONE: &[u8] = &[0x05, 0x00];
 
 /// Auth request: VER 1, "alice" / "secret".
-const AUTH_ALICE: &[u8] = b"\x01\x05alice\x06secret";
+pub(crate) const AUTH_ALICE: &[u8] = b"\x01\x05alice\x06secret";
 /// Auth request: VER 1, ULEN 0, PLEN 0.
-const AUTH_EMPTY: &[u8] = &[0x01, 0x00, 0x00];
+pub(crate) const AUTH_EMPTY: &[u8] = &[0x01, 0x00, 0x00];
 /// Auth request: ULEN 0, password "p".
 const AUTH_NO_USER: &[u8] = &[0x01, 0x00, 0x01, b'p'];
 /// Auth request: user "u", PLEN 0.
 const AUTH_NO_PASSWORD: &[u8] = &[0x01, 0x01, b'u', 0x00];
 
 /// CONNECT 192.0.2.10:80.
-const REQUEST_IPV4: &[u8] = &[0x05, 0x01, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
+pub(crate) const REQUEST_IPV4: &[u8] = &[0x05, 0x01, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
 /// CONNECT example.com:443.
-const REQUEST_DOMAIN: &[u8] = b"\x05\x01\x00\x03\x0bexample.com\x01\xbb";
+pub(crate) const REQUEST_DOMAIN: &[u8] = b"\x05\x01\x00\x03\x0bexample.com\x01\xbb";
 /// CONNECT [2001:db8::1]:8080.
-const REQUEST_IPV6: &[u8] = &[
+pub(crate) const REQUEST_IPV6: &[u8] = &[
     0x05, 0x01, 0x00, 0x04, //
     0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, //
