@@ -16,6 +16,14 @@ use bin_support::{
 
 const USER: &str = "alice";
 const PASS: &str = "wonderland";
+
+/// socks5d on 127.0.0.1, any port, with user USER, and `extra`.
+fn daemon_with_user(extra: &[&str]) -> Daemon {
+    let user = format!("{USER}:{PASS}");
+    let mut args = vec!["-l", "127.0.0.1", "-p", "0", "-u", &user];
+    args.extend_from_slice(extra);
+    Daemon::start(&args)
+}
 const BANNER: &[u8] = b"hello from the target\n";
 
 #[test]
@@ -210,8 +218,7 @@ fn require_management_makes_it_fatal() {
 /// and proves it relays.
 fn daemon_with_tunnel(grace: &str) -> (Daemon, std::net::TcpStream) {
     let target = echo_server(BANNER);
-    let user = format!("{USER}:{PASS}");
-    let d = Daemon::start(&["-l", "127.0.0.1", "-p", "0", "-u", &user, "--grace", grace]);
+    let d = daemon_with_user(&["--grace", grace]);
     let mut t = socks_connect(d.addr, Auth::User(USER, PASS), target);
     exchange(&mut t, b"before", &[BANNER, b"before"].concat());
     (d, t)
@@ -328,8 +335,7 @@ fn check_record(log: &str, client: SocketAddr, target: SocketAddr, up: usize, do
 #[test]
 fn access_log_on_stdout_by_default() {
     let target = echo_server(BANNER);
-    let user = format!("{USER}:{PASS}");
-    let mut d = Daemon::start(&["-l", "127.0.0.1", "-p", "0", "-u", &user]);
+    let mut d = daemon_with_user(&[]);
     let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
     let client = one_tunnel(&d, target, &payload);
     assert_eq!(d.terminate().code(), Some(0), "stderr:\n{}", d.stderr());
@@ -347,17 +353,7 @@ fn access_log_to_a_file() {
     let target = echo_server(BANNER);
     let path = temp_path("access.log");
     let path_arg = path.to_str().expect("a UTF-8 temp path");
-    let user = format!("{USER}:{PASS}");
-    let mut d = Daemon::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        &user,
-        "--access-log",
-        path_arg,
-    ]);
+    let mut d = daemon_with_user(&["--access-log", path_arg]);
     let payload = b"to the file, please".repeat(50);
     let client = one_tunnel(&d, target, &payload);
     assert_eq!(d.terminate().code(), Some(0), "stderr:\n{}", d.stderr());
@@ -377,17 +373,7 @@ fn access_log_to_a_file() {
 #[test]
 fn access_log_off_writes_nothing() {
     let target = echo_server(BANNER);
-    let user = format!("{USER}:{PASS}");
-    let mut d = Daemon::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        &user,
-        "--access-log",
-        "off",
-    ]);
+    let mut d = daemon_with_user(&["--access-log", "off"]);
     one_tunnel(&d, target, b"nobody writes this down");
     assert_eq!(d.terminate().code(), Some(0), "stderr:\n{}", d.stderr());
     assert!(d.stdout().is_empty(), "stdout: {:?}", d.stdout());
