@@ -285,4 +285,72 @@ mod tests {
         assert_eq!(s.connect_failed, 30);
         assert_eq!(s.refused, 40);
     }
+
+    /// A writer that keeps each `write` call apart, shared with the test.
+    #[derive(Clone, Default)]
+    struct Calls(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn record(port: u16) -> Report {
+        use std::time::{Duration, UNIX_EPOCH};
+        Report::Access(Box::new(AccessRecord {
+            start: UNIX_EPOCH,
+            client: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            user: None,
+            target: None,
+            connected: None,
+            result: AccessResult::Incomplete,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration: Duration::ZERO,
+        }))
+    }
+
+    #[test]
+    fn access_log_writes_whole_lines_and_reopen_keeps_order() {
+        let (old, new) = (Calls::default(), Calls::default());
+        let (agg, tx) = Aggregator::start(Some(Box::new(old.clone()))).unwrap();
+        for port in 1..=100 {
+            tx.send(record(port)).unwrap();
+        }
+        tx.send(Report::Reopen(Box::new(new.clone()))).unwrap();
+        tx.send(record(101)).unwrap();
+        drop(tx);
+        agg.join();
+        let lines = |c: &Calls| -> Vec<String> {
+            let calls = c.0.lock().unwrap();
+            // Every write(2) carries whole lines: a reader never sees half.
+            for call in calls.iter() {
+                assert!(call.ends_with(b"\n"), "a write ends mid-line: {call:?}");
+            }
+            String::from_utf8(calls.concat())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        };
+        let before = lines(&old);
+        assert_eq!(
+            before.len(),
+            100,
+            "every record before the reopen, in the old log"
+        );
+        assert!(
+            before[99].contains(" client=127.0.0.1:100 "),
+            "{}",
+            before[99]
+        );
+        let after = lines(&new);
+        assert_eq!(after.len(), 1);
+        assert!(after[0].contains(" client=127.0.0.1:101 "), "{}", after[0]);
+    }
 }
