@@ -223,7 +223,7 @@ fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, 
         );
         return Ok(None);
     }
-    match SctpSocket::listen_many(&m.addrs, m.port, false) {
+    match SctpSocket::listen_many(&m.addrs, m.port) {
         Ok(s) => Ok(Some(s)),
         Err(e) if !m.required => {
             let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
@@ -293,22 +293,19 @@ impl Server {
             .with_max_users(cfg.max_users)
             .spawn(changes_rx)
             .map_err(StartError::Setup)?;
-        let mgmt = match mgmt_sock {
-            Some(sock) => {
-                let m = cfg.mgmt.as_ref();
+        let mgmt = match (mgmt_sock, cfg.mgmt.as_ref()) {
+            (Some(sock), Some(m)) => {
                 let shared = endpoint::Shared {
                     totals: Arc::clone(aggregator.totals()),
                     users: Arc::clone(&users),
                     changes: changes_tx.clone(),
                     pool: pool.clone(),
-                    sessions: Arc::new(AtomicUsize::new(0)),
-                    max_sessions: m.map_or(0, |m| m.max_sessions),
-                    failures: Arc::default(),
-                    max_failures: m.map_or(0, |m| m.max_failures),
+                    max_sessions: m.max_sessions,
+                    max_failures: m.max_failures,
                 };
                 Some(Service::start(sock, shared).map_err(StartError::Setup)?)
             }
-            None => None,
+            _ => None,
         };
         drop(changes_tx);
         let shared = Shared {

@@ -17,8 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -79,8 +78,8 @@ pub enum Reply {
     },
 }
 
-/// What the endpoint shares with the rest of the server.
-#[derive(Debug, Clone)]
+/// What the endpoint shares with the rest of the server, and its limits.
+#[derive(Debug)]
 pub struct Shared {
     /// Counter totals.
     pub totals: Arc<Totals>,
@@ -90,32 +89,31 @@ pub struct Shared {
     pub changes: Sender<ChangeRequest>,
     /// Slow password checks.
     pub pool: Pool,
-    /// Management sessions open in the whole server.
-    pub sessions: Arc<AtomicUsize>,
     /// The most management sessions open at once.
     pub max_sessions: usize,
-    /// Refused log ins per source address in the current minute.
-    pub failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
     /// Refused log ins a source address may have per minute; past them every
     /// log in from it is refused unchecked until the minute is over.
     pub max_failures: u32,
 }
 
-impl Shared {
-    /// Whether `ip` has used up its refused log ins for this minute.
-    fn throttled(&self, ip: IpAddr, now: Instant) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&ip)
-            .is_some_and(|(since, n)| now < *since + FAILURE_WINDOW && *n >= self.max_failures)
+/// Refused log ins per source address in the current minute.
+#[derive(Debug, Default)]
+struct Failures(HashMap<IpAddr, (Instant, u32)>);
+
+impl Failures {
+    /// Whether `ip` has used up its `max` refused log ins for this minute.
+    fn throttled(&self, ip: IpAddr, now: Instant, max: u32) -> bool {
+        self.0
+            .get(&ip)
+            .is_some_and(|(since, n)| now < *since + FAILURE_WINDOW && *n >= max)
     }
 
-    fn record_failure(&self, ip: IpAddr, now: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    fn record(&mut self, ip: IpAddr, now: Instant) {
         // Forget old windows so the map stays as small as the attack.
-        if map.len() > 4096 {
-            map.retain(|_, (since, _)| now < *since + FAILURE_WINDOW);
+        if self.0.len() > 4096 {
+            self.0.retain(|_, (since, _)| now < *since + FAILURE_WINDOW);
         }
-        let e = map.entry(ip).or_insert((now, 0));
+        let e = self.0.entry(ip).or_insert((now, 0));
         if now >= e.0 + FAILURE_WINDOW {
             *e = (now, 0);
         }
@@ -123,12 +121,7 @@ impl Shared {
     }
 }
 
-struct View<'a> {
-    totals: &'a Totals,
-    users: &'a Directory,
-}
-
-impl Backend for View<'_> {
+impl Backend for Shared {
     fn metrics(&self) -> Snapshot {
         self.totals.snapshot()
     }
@@ -168,6 +161,7 @@ pub struct Endpoint {
     buf: Box<[u8]>,
     notification: Vec<u8>,
     shared: Shared,
+    failures: Failures,
     inbox: Sender<Inbound>,
     waker: Arc<Waker>,
 }
@@ -197,19 +191,10 @@ impl Endpoint {
             buf: vec![0u8; 64 * 1024].into_boxed_slice(),
             notification: Vec::new(),
             shared,
+            failures: Failures::default(),
             inbox,
             waker,
         }
-    }
-
-    /// The socket, for registration with the poll.
-    pub fn socket(&self) -> &SctpSocket {
-        &self.sock
-    }
-
-    /// Associations open now.
-    pub fn associations(&self) -> usize {
-        self.assocs.len()
     }
 
     /// Reads until the socket is drained or a turn's budget is used, then
@@ -279,8 +264,7 @@ impl Endpoint {
         if self.assocs.contains_key(&assoc) {
             return;
         }
-        if self.shared.sessions.fetch_add(1, Ordering::AcqRel) >= self.shared.max_sessions {
-            self.shared.sessions.fetch_sub(1, Ordering::AcqRel);
+        if self.assocs.len() >= self.shared.max_sessions {
             log::warn!(
                 "management association {assoc}: {} sessions already open; aborting",
                 self.shared.max_sessions
@@ -292,9 +276,7 @@ impl Endpoint {
     }
 
     fn forget(&mut self, assoc: AssocId) {
-        if self.assocs.remove(&assoc).is_some() {
-            self.shared.sessions.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.assocs.remove(&assoc);
     }
 
     fn on_data(
@@ -331,16 +313,17 @@ impl Endpoint {
         }
         let msg = std::mem::take(&mut a.rx);
         if a.session.awaits_login()
-            && let Some(ip) = a.peer.filter(|ip| self.shared.throttled(*ip, now))
+            && let Some(ip) = a
+                .peer
+                .filter(|ip| self.failures.throttled(*ip, now, self.shared.max_failures))
         {
             log::warn!("management log in from {ip}: too many refusals this minute; refused");
             a.session.throttle();
         }
-        let view = View {
-            totals: &self.shared.totals,
-            users: &self.shared.users,
-        };
-        if a.session.handle_message(a.rx_stream, &msg, &view).is_err() {
+        if a.session
+            .handle_message(a.rx_stream, &msg, &self.shared)
+            .is_err()
+        {
             log::warn!("management association {assoc}: too many requests in flight; aborting");
             self.abort(assoc);
             return;
@@ -377,11 +360,7 @@ impl Endpoint {
                         waker: Arc::clone(&self.waker),
                     };
                     if self.shared.pool.submit(task).is_err() {
-                        let view = View {
-                            totals: &self.shared.totals,
-                            users: &self.shared.users,
-                        };
-                        a.session.login_checked(None, &view);
+                        a.session.login_checked(None, &self.shared);
                     }
                 }
                 Action::Change(change) => {
@@ -392,12 +371,8 @@ impl Endpoint {
                         waker: Arc::clone(&self.waker),
                     };
                     if let Err(e) = self.shared.changes.send(req) {
-                        let view = View {
-                            totals: &self.shared.totals,
-                            users: &self.shared.users,
-                        };
                         log::error!("users writer is gone: {:?}", e.into_inner().change);
-                        a.session.change_done(Status::ServerError, &view);
+                        a.session.change_done(Status::ServerError, &self.shared);
                     }
                 }
             }
@@ -417,14 +392,10 @@ impl Endpoint {
                         a.peer.map_or_else(|| "?".to_owned(), |ip| ip.to_string())
                     );
                     if let Some(ip) = a.peer {
-                        self.shared.record_failure(ip, now);
+                        self.failures.record(ip, now);
                     }
                 }
-                let view = View {
-                    totals: &self.shared.totals,
-                    users: &self.shared.users,
-                };
-                a.session.login_checked(admin, &view);
+                a.session.login_checked(admin, &self.shared);
                 self.run_actions(assoc);
                 self.flush(assoc, now);
             }
@@ -432,11 +403,7 @@ impl Endpoint {
                 let Some(a) = self.assocs.get_mut(&assoc) else {
                     return;
                 };
-                let view = View {
-                    totals: &self.shared.totals,
-                    users: &self.shared.users,
-                };
-                a.session.change_done(status, &view);
+                a.session.change_done(status, &self.shared);
                 self.run_actions(assoc);
                 self.flush(assoc, now);
             }

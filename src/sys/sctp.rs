@@ -190,11 +190,7 @@ pub fn unsupported_hint(err: &io::Error) -> Option<&'static str> {
 impl SctpSocket {
     /// A non-blocking one-to-many (SOCK_SEQPACKET) socket bound to every
     /// address in `addrs` on `port` (multi-homed with bindx) and listening.
-    ///
-    /// With `reuseport` several such sockets may share the port; each
-    /// association then stays on one socket. Every socket must be bound to
-    /// the same address set or `listen` fails with EEXIST.
-    pub fn listen_many(addrs: &[IpAddr], port: u16, reuseport: bool) -> io::Result<SctpSocket> {
+    pub fn listen_many(addrs: &[IpAddr], port: u16) -> io::Result<SctpSocket> {
         if addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -225,14 +221,6 @@ impl SctpSocket {
             libc::SO_REUSEADDR,
             &1 as &libc::c_int,
         )?;
-        if reuseport {
-            setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_REUSEPORT,
-                &1 as &libc::c_int,
-            )?;
-        }
         let sockaddrs: Vec<SocketAddr> =
             addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
         let packed = pack_addrs(&sockaddrs);
