@@ -717,11 +717,13 @@ fn handshake_event(
         }
         Event::Connect(target) => {
             s.log.user = hs.user().cloned();
-            s.log.target = Some(target.clone());
             let Phase::Handshake(hs) = mem::replace(&mut s.phase, Phase::Relay) else {
                 unreachable!("in handshake")
             };
-            Some(begin_connect(s, key, hs, &target, ctx))
+            let next = begin_connect(s, key, hs, &target, ctx);
+            // Read only when the session closes: moved, not copied.
+            s.log.target = Some(target);
+            Some(next)
         }
         Event::Close(outcome) => {
             s.log.user = hs.user().cloned();
