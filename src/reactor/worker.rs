@@ -185,6 +185,11 @@ enum Next {
     Close,
 }
 
+/// The shorter of a poll timeout (`None`: none) and `d`.
+fn sooner(timeout: Option<Duration>, d: Duration) -> Option<Duration> {
+    Some(timeout.map_or(d, |t| t.min(d)))
+}
+
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
@@ -267,19 +272,17 @@ impl Worker {
                 // whole period, not what is left of the current one: a
                 // timeout shrinking towards its deadline is re-armed as the
                 // CPU's next timer on every turn, and that cost the pinned
-                // ping-pong p99 more than half (31-35 us against 13 us).
-                timeout = Some(timeout.map_or(FLUSH_EVERY, |x| x.min(FLUSH_EVERY)));
+                // ping-pong p99 more than half (31-36 us against 12.5 us).
+                timeout = sooner(timeout, FLUSH_EVERY);
             }
             if !self.ctx.again.is_empty() {
                 timeout = Some(Duration::ZERO);
             }
             if let Some(p) = self.paused_until {
-                let t = p.saturating_duration_since(self.ctx.now);
-                timeout = Some(timeout.map_or(t, |x| x.min(t)));
+                timeout = sooner(timeout, p.saturating_duration_since(self.ctx.now));
             }
             if let Some(end) = grace_end {
-                let left = end.saturating_duration_since(Instant::now());
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                timeout = sooner(timeout, end.saturating_duration_since(self.ctx.now));
             }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
