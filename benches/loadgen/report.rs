@@ -872,6 +872,34 @@ loadgen scenario=churn case=churn peer=socks5d round=1 threads=8 cycles=1000000 
     }
 
     #[test]
+    fn eight_tunnels_pinned_p99_and_cpu_per_cycle_are_judged() {
+        let raw = "# peers: direct,socks5d,microsocks,dante\n\
+            loadgen case=t8-up peer=direct ok=1 errors=0 gib_s=5.0\n\
+            loadgen case=t8-up peer=socks5d ok=1 errors=0 gib_s=2.0\n\
+            loadgen case=t8-down peer=direct ok=1 errors=0 gib_s=5.0\n\
+            loadgen case=t8-down peer=socks5d ok=1 errors=0 gib_s=4.0\n\
+            loadgen case=handshake peer=socks5d ok=1 errors=0 cycles_s=9000 proxy_us_cycle=60\n\
+            loadgen case=handshake peer=microsocks ok=1 errors=0 cycles_s=5000 proxy_us_cycle=90\n\
+            loadgen case=latency-pinned peer=socks5d ok=1 errors=0 p99_us=20.0\n\
+            loadgen case=latency-pinned peer=microsocks ok=1 errors=0 p99_us=19.0\n\
+            loadgen case=latency-pinned peer=dante ok=1 errors=0 p99_us=30.0\n";
+        let v = verdicts(&Data::parse(raw));
+        let goal = |g: &str| v.iter().find(|x| x.goal.starts_with(g)).unwrap();
+        let t8 = goal("Throughput, 8 tunnels");
+        assert_eq!(t8.measured, "upload 0.40×, download 0.80× of direct");
+        assert_eq!(t8.met, Some(false), "upload is under 0.75: {t8:?}");
+        let hs = goal("Handshake rate");
+        assert!(
+            hs.measured
+                .ends_with("; CPU per cycle 60.0 µs against 90.0 µs (1.50× less)"),
+            "{hs:?}"
+        );
+        let p99 = goal("Latency, pinned: p99");
+        assert_eq!(p99.measured, "20.0 µs vs 19.0 µs (microsocks)");
+        assert_eq!(p99.met, Some(false), "the best peer is microsocks: {p99:?}");
+    }
+
+    #[test]
     fn churn_goal_needs_a_million_cycles_and_no_growth() {
         let churn = |line: &str| {
             let raw = format!("# peers: socks5d\n{line}\n");
