@@ -26,9 +26,18 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               made over the management protocol; created if missing
       --max-users N           the most users the table may hold (default: 100000)
       --max-admin-sessions N  the most management sessions open at once (default: 64)
-      --max-login-failures N  refused management log ins per source address per
-                              minute before the rest of the minute's are refused
+      --max-login-failures N  refused management log ins from one source address
+                              within a minute that start a penalty (default: 10)
+      --max-auth-failures N   failed SOCKS authentications from one source (an IPv4
+                              address or an IPv6 /64) within a minute that start a
+                              penalty: its authentications are then refused
                               unchecked (default: 10)
+      --auth-penalty S        the first penalty, in seconds; each repeated offence
+                              doubles it (default: 30)
+      --auth-penalty-max S    the longest penalty, in seconds (default: 600)
+      --auth-penalty-exempt CIDR
+                              never penalise this network (SOCKS and management);
+                              repeatable (default: none)
       --run-as USER           drop root for USER once every socket is bound (the
                               users file's folder must be writable by USER)
       --require-management    exit if the management endpoint cannot be opened
@@ -48,8 +57,10 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               order, without asking DNS; repeatable
       --buffer-kib N          relay buffer per direction while bytes are in flight,
                               in KiB (default: 32)
-      --pool-threads N        threads resolving names and checking stored password
-                              hashes, off the workers (default: 4)
+      --pool-threads N        threads resolving names, off the workers (default: 4)
+      --check-threads N       threads checking passwords against stored Argon2id
+                              hashes, each holding the hash's memory cost (19 MiB
+                              by default) for good (default: 2)
 
 With no -u, clients need no authentication (method X'00'); socks5d then
 refuses to listen on a non-loopback address unless --allow-open-proxy is given.
@@ -189,6 +200,11 @@ where
                 | "--run-as"
                 | "--max-admin-sessions"
                 | "--max-login-failures"
+                | "--max-auth-failures"
+                | "--auth-penalty"
+                | "--auth-penalty-max"
+                | "--auth-penalty-exempt"
+                | "--check-threads"
                 | "--workers"
                 | "--handshake-timeout"
                 | "--connect-timeout"
@@ -277,6 +293,23 @@ where
                 };
             }
             "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
+            "--check-threads" => cfg.check_threads = parse_count(&opt, v)?,
+            "--max-auth-failures" => {
+                cfg.penalty.threshold = match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                };
+            }
+            "--auth-penalty" => {
+                cfg.penalty.base = parse_secs(&opt, v, false)?.unwrap_or_default();
+            }
+            "--auth-penalty-max" => {
+                cfg.penalty.max = parse_secs(&opt, v, false)?.unwrap_or_default();
+            }
+            "--auth-penalty-exempt" => match v.parse() {
+                Ok(c) => cfg.penalty.exempt.push(c),
+                Err(e) => return err(format!("{opt}: {e}")),
+            },
             "--buffer-kib" => {
                 cfg.worker.buffer_size = match v.parse::<usize>() {
                     Ok(n) if (4..=1024).contains(&n) => n * 1024,
@@ -303,6 +336,13 @@ where
         }
     }
 
+    if cfg.penalty.max < cfg.penalty.base {
+        return err(format!(
+            "--auth-penalty-max ({} s) is shorter than --auth-penalty ({} s)",
+            cfg.penalty.max.as_secs_f64(),
+            cfg.penalty.base.as_secs_f64()
+        ));
+    }
     if socks_ips.is_empty() {
         socks_ips = vec![
             IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -19,6 +19,7 @@ use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
 use crate::sys::sctp::SctpSocket;
 use crate::users::file::{self, Cost};
+use crate::users::penalty::{Penalties, PenaltyConfig};
 use crate::users::store::Store;
 use crate::users::{Directory, Role, Secret, UserTable};
 
@@ -45,8 +46,14 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Whether to pin each worker to a CPU.
     pub pin: bool,
-    /// Threads that resolve names and check stored password hashes.
+    /// Threads that resolve names.
     pub pool_threads: usize,
+    /// Threads that check passwords against stored hashes, each with its
+    /// own Argon2id memory.
+    pub check_threads: usize,
+    /// When failed authentications from one source earn it a penalty
+    /// (SOCKS; the management endpoint uses its own threshold).
+    pub penalty: PenaltyConfig,
     /// Names answered from here before the system resolver is asked.
     pub hosts: HostMap,
     /// Listen backlog.
@@ -76,8 +83,9 @@ pub struct MgmtConfig {
     pub required: bool,
     /// The most management sessions open at once.
     pub max_sessions: usize,
-    /// Refused log ins per source address per minute before the rest of the
-    /// minute's log ins from it are refused unchecked.
+    /// Refused log ins from one source address within a minute that start a
+    /// penalty (its length and the exempt networks are those of
+    /// [`Config::penalty`]).
     pub max_failures: u32,
 }
 
@@ -102,6 +110,8 @@ impl Default for Config {
             workers: None,
             pin: true,
             pool_threads: 4,
+            check_threads: 2,
+            penalty: PenaltyConfig::default(),
             hosts: HostMap::new(),
             backlog: 1024,
             access_log: AccessLog::Stdout,
@@ -275,8 +285,13 @@ impl Server {
         worker_cfg.access_log = log.is_some();
         let (aggregator, reports) = Aggregator::start(log).map_err(StartError::Setup)?;
         let users = Directory::new(table);
-        let pool = Pool::start(cfg.pool_threads, Arc::clone(&users), cfg.hosts.clone())
-            .map_err(StartError::Setup)?;
+        let pool = Pool::start(
+            cfg.pool_threads,
+            cfg.check_threads,
+            Arc::clone(&users),
+            cfg.hosts.clone(),
+        )
+        .map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
 
         let mgmt_sock = match &cfg.mgmt {
@@ -301,7 +316,10 @@ impl Server {
                     changes: changes_tx.clone(),
                     pool: pool.clone(),
                     max_sessions: m.max_sessions,
-                    max_failures: m.max_failures,
+                    penalties: Arc::new(Penalties::new(PenaltyConfig {
+                        threshold: m.max_failures,
+                        ..cfg.penalty.clone()
+                    })),
                 };
                 Some(Service::start(sock, shared).map_err(StartError::Setup)?)
             }
@@ -315,6 +333,7 @@ impl Server {
             stop: Arc::clone(&stop),
             config: worker_cfg,
             open: Arc::new(AtomicUsize::new(0)),
+            penalties: Arc::new(Penalties::new(cfg.penalty.clone())),
         };
 
         let mut workers = Vec::with_capacity(n);

@@ -308,6 +308,10 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::CONNECT_FAILED => "connect_failures",
         metric::UPTIME => "uptime_seconds",
         metric::REFUSED => "refused_at_limit",
+        metric::AUTH_PENALISED => "auth_refused_penalised",
+        metric::PENALTIES => "auth_penalties",
+        metric::CHECKS_REFUSED => "auth_checks_refused_busy",
+        metric::LOG_SUPPRESSED => "access_log_lines_suppressed",
         _ => return None,
     })
 }

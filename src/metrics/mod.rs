@@ -35,6 +35,13 @@ pub struct Counters {
     pub connect_failed: u64,
     /// Clients closed at once because --max-connections was reached.
     pub refused: u64,
+    /// Authentications refused unchecked while their source was penalised.
+    pub auth_penalised: u64,
+    /// Per-source penalties started.
+    pub penalties: u64,
+    /// Password checks refused because their source (or the server) had
+    /// too many waiting.
+    pub checks_refused: u64,
 }
 
 impl Counters {
@@ -75,10 +82,15 @@ pub struct Totals {
     auth_failed: AtomicU64,
     connect_failed: AtomicU64,
     refused: AtomicU64,
+    auth_penalised: AtomicU64,
+    penalties: AtomicU64,
+    checks_refused: AtomicU64,
+    /// Written by the aggregator itself, not from deltas.
+    log_suppressed: AtomicU64,
 }
 
 /// A copy of the totals at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// SOCKS client connections accepted since start.
     pub historic: u64,
@@ -94,6 +106,14 @@ pub struct Snapshot {
     pub connect_failed: u64,
     /// Clients closed at once because --max-connections was reached.
     pub refused: u64,
+    /// Authentications refused unchecked while their source was penalised.
+    pub auth_penalised: u64,
+    /// Per-source penalties started.
+    pub penalties: u64,
+    /// Password checks refused because too many were waiting.
+    pub checks_refused: u64,
+    /// Access-log lines of failed handshakes left out and summarised.
+    pub log_suppressed: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
 }
@@ -116,6 +136,10 @@ impl Totals {
             auth_failed: AtomicU64::new(0),
             connect_failed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            auth_penalised: AtomicU64::new(0),
+            penalties: AtomicU64::new(0),
+            checks_refused: AtomicU64::new(0),
+            log_suppressed: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +153,11 @@ impl Totals {
         self.connect_failed
             .fetch_add(d.connect_failed, Ordering::Relaxed);
         self.refused.fetch_add(d.refused, Ordering::Relaxed);
+        self.auth_penalised
+            .fetch_add(d.auth_penalised, Ordering::Relaxed);
+        self.penalties.fetch_add(d.penalties, Ordering::Relaxed);
+        self.checks_refused
+            .fetch_add(d.checks_refused, Ordering::Relaxed);
     }
 
     /// The totals now.
@@ -145,6 +174,10 @@ impl Totals {
             auth_failed: self.auth_failed.load(Ordering::Relaxed),
             connect_failed: self.connect_failed.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            auth_penalised: self.auth_penalised.load(Ordering::Relaxed),
+            penalties: self.penalties.load(Ordering::Relaxed),
+            checks_refused: self.checks_refused.load(Ordering::Relaxed),
+            log_suppressed: self.log_suppressed.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
         }
     }
@@ -266,6 +299,9 @@ mod tests {
                 auth_failed: 1,
                 connect_failed: 3,
                 refused: 4,
+                auth_penalised: 5,
+                penalties: 6,
+                checks_refused: 7,
             }))
             .unwrap();
         }
@@ -280,6 +316,9 @@ mod tests {
         assert_eq!(s.auth_failed, 10);
         assert_eq!(s.connect_failed, 30);
         assert_eq!(s.refused, 40);
+        assert_eq!(s.auth_penalised, 50);
+        assert_eq!(s.penalties, 60);
+        assert_eq!(s.checks_refused, 70);
     }
 
     /// A writer that keeps each `write` call apart, shared with the test.

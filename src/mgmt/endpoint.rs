@@ -29,6 +29,7 @@ use crate::metrics::{Snapshot, Totals};
 use crate::reactor::Inbound;
 use crate::reactor::blocking::{Job, Pool, Task};
 use crate::sys::sctp::{AssocId, Notification, SctpSocket, SendKind, assoc_state};
+use crate::users::penalty::Penalties;
 use crate::users::{Directory, UserTable};
 
 /// Unacknowledged bytes one association may have in the shared send buffer.
@@ -38,8 +39,6 @@ pub const QUEUE_LIMIT: usize = 256 * 1024;
 /// How long sent data may stay unacknowledged before the association is
 /// aborted: its peer has stopped reading.
 pub const STALL_LIMIT: Duration = Duration::from_secs(10);
-/// The window over which refused log ins are counted per source address.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// The send buffer the socket asks for.
 pub const SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// PROTOCOL section 6: "The server closes an association that sends nothing
@@ -91,34 +90,9 @@ pub struct Shared {
     pub pool: Pool,
     /// The most management sessions open at once.
     pub max_sessions: usize,
-    /// Refused log ins a source address may have per minute; past them every
-    /// log in from it is refused unchecked until the minute is over.
-    pub max_failures: u32,
-}
-
-/// Refused log ins per source address in the current minute.
-#[derive(Debug, Default)]
-struct Failures(HashMap<IpAddr, (Instant, u32)>);
-
-impl Failures {
-    /// Whether `ip` has used up its `max` refused log ins for this minute.
-    fn throttled(&self, ip: IpAddr, now: Instant, max: u32) -> bool {
-        self.0
-            .get(&ip)
-            .is_some_and(|(since, n)| now < *since + FAILURE_WINDOW && *n >= max)
-    }
-
-    fn record(&mut self, ip: IpAddr, now: Instant) {
-        // Forget old windows so the map stays as small as the attack.
-        if self.0.len() > 4096 {
-            self.0.retain(|_, (since, _)| now < *since + FAILURE_WINDOW);
-        }
-        let e = self.0.entry(ip).or_insert((now, 0));
-        if now >= e.0 + FAILURE_WINDOW {
-            *e = (now, 0);
-        }
-        e.1 += 1;
-    }
+    /// Refused log ins per source address, and the penalties they earn:
+    /// while one lasts, every log in from that source is refused unchecked.
+    pub penalties: Arc<Penalties>,
 }
 
 impl Backend for Shared {
@@ -161,7 +135,6 @@ pub struct Endpoint {
     buf: Box<[u8]>,
     notification: Vec<u8>,
     shared: Shared,
-    failures: Failures,
     inbox: Sender<Inbound>,
     waker: Arc<Waker>,
 }
@@ -191,7 +164,6 @@ impl Endpoint {
             buf: vec![0u8; 64 * 1024].into_boxed_slice(),
             notification: Vec::new(),
             shared,
-            failures: Failures::default(),
             inbox,
             waker,
         }
@@ -312,12 +284,12 @@ impl Endpoint {
             return;
         }
         let msg = std::mem::take(&mut a.rx);
+        // A penalised source's log in is refused unchecked; the penalty was
+        // logged once when it started.
         if a.session.awaits_login()
-            && let Some(ip) = a
-                .peer
-                .filter(|ip| self.failures.throttled(*ip, now, self.shared.max_failures))
+            && a.peer
+                .is_some_and(|ip| self.shared.penalties.is_penalised(ip, now))
         {
-            log::warn!("management log in from {ip}: too many refusals this minute; refused");
             a.session.throttle();
         }
         if a.session
@@ -355,7 +327,11 @@ impl Endpoint {
                 Action::Shutdown => a.queue.push_back(Out::Eof),
                 Action::CheckLogin(creds) => {
                     let task = Task {
-                        job: Job::CheckAdmin { creds, assoc },
+                        job: Job::CheckAdmin {
+                            creds,
+                            peer: a.peer,
+                            assoc,
+                        },
                         reply: self.inbox.clone(),
                         waker: Arc::clone(&self.waker),
                     };
@@ -386,14 +362,20 @@ impl Endpoint {
                 let Some(a) = self.assocs.get_mut(&assoc) else {
                     return;
                 };
-                if admin.is_none() {
-                    log::info!(
-                        "management association {assoc}: log in refused (from {})",
-                        a.peer.map_or_else(|| "?".to_owned(), |ip| ip.to_string())
+                // One line per penalty, not per refusal: refusals are what
+                // anyone can cause.
+                if admin.is_none()
+                    && let Some(ip) = a.peer
+                    && !self.shared.penalties.is_penalised(ip, now)
+                    && let Some(p) = self.shared.penalties.failure(ip, now)
+                {
+                    log::warn!(
+                        "management log in: {} refusals from {}: its log ins are refused \
+                         unchecked for {} s",
+                        p.failures,
+                        p.source,
+                        p.length.as_secs()
                     );
-                    if let Some(ip) = a.peer {
-                        self.failures.record(ip, now);
-                    }
                 }
                 a.session.login_checked(admin, &self.shared);
                 self.run_actions(assoc);

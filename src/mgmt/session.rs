@@ -301,6 +301,10 @@ impl Session {
                     (metric::CONNECT_FAILED, m.connect_failed),
                     (metric::UPTIME, m.uptime_secs),
                     (metric::REFUSED, m.refused),
+                    (metric::AUTH_PENALISED, m.auth_penalised),
+                    (metric::PENALTIES, m.penalties),
+                    (metric::CHECKS_REFUSED, m.checks_refused),
+                    (metric::LOG_SUPPRESSED, m.log_suppressed),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);
                 wire::emit_metrics(&values, &mut out);

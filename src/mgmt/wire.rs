@@ -445,6 +445,18 @@ pub mod metric {
     /// X'80' (private range): clients closed at once because the server's
     /// connection limit (--max-connections) was reached.
     pub const REFUSED: u8 = 0x80;
+    /// X'81' (private): SOCKS authentications refused unchecked while their
+    /// source was penalised.
+    pub const AUTH_PENALISED: u8 = 0x81;
+    /// X'82' (private): per-source penalties started for failed SOCKS
+    /// authentications.
+    pub const PENALTIES: u8 = 0x82;
+    /// X'83' (private): SOCKS password checks refused because too many were
+    /// waiting for their source or in all.
+    pub const CHECKS_REFUSED: u8 = 0x83;
+    /// X'86' (private): access-log lines of failed handshakes left out and
+    /// summarised.
+    pub const LOG_SUPPRESSED: u8 = 0x86;
 }
 
 // ---------------------------------------------------------------- requests

@@ -14,16 +14,17 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
-use super::blocking::{Job, Pool, Task};
+use super::blocking::{Job, Pool, Refused, Task};
 use super::pipe::{Pipe, Pump, Ready};
 use super::pool::BufferPool;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
 use crate::socks5::reply_for_error;
-use crate::socks5::session::{Event, Handshake, Outcome};
+use crate::socks5::session::{Authenticator, Event, Handshake, Outcome, Verdict};
 use crate::socks5::wire::{Reply, TargetAddr};
-use crate::users::{self, Directory};
+use crate::users::penalty::Penalties;
+use crate::users::{self, Directory, UserTable};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
@@ -62,6 +63,8 @@ pub struct Shared {
     pub config: WorkerConfig,
     /// Client connections open in the whole server (for --max-connections).
     pub open: Arc<AtomicUsize>,
+    /// Failed SOCKS authentications per source, and the penalties they earn.
+    pub penalties: Arc<Penalties>,
 }
 
 /// A running worker thread.
@@ -113,6 +116,7 @@ struct Ctx {
     counters: Counters,
     timers: Timers,
     users: users::Reader,
+    penalties: Arc<Penalties>,
     reports: Sender<Report>,
     blocking: Pool,
     cfg: WorkerConfig,
@@ -231,6 +235,7 @@ impl Worker {
                 counters: Counters::default(),
                 timers: Timers::default(),
                 users: shared.users.reader(),
+                penalties: shared.penalties,
                 reports: shared.reports,
                 blocking: shared.pool,
                 cfg,
@@ -641,14 +646,60 @@ impl Worker {
 }
 
 impl Ctx {
-    /// Hands a job to the blocking pool; `false` if the pool is gone.
-    fn submit(&mut self, job: Job) -> bool {
+    /// Hands a job to the blocking pool.
+    fn submit(&mut self, job: Job) -> Result<(), Refused> {
         let task = Task {
             job,
             reply: self.inbox_tx.clone(),
             waker: Arc::clone(&self.waker),
         };
-        self.blocking.submit(task).is_ok()
+        self.blocking.submit(task)
+    }
+
+    /// Counts a failed authentication from `ip` towards its source's
+    /// penalty; a penalty that starts is logged once, not each refusal.
+    fn auth_failed(&mut self, ip: IpAddr) {
+        self.counters.auth_failed += 1;
+        if self.penalties.is_penalised(ip, self.now) {
+            self.counters.auth_penalised += 1;
+        } else if let Some(p) = self.penalties.failure(ip, self.now) {
+            self.counters.penalties += 1;
+            log::warn!(
+                "SOCKS authentication: {} failures from {}: its authentications are refused \
+                 unchecked for {} s",
+                p.failures,
+                p.source,
+                p.length.as_secs()
+            );
+        }
+    }
+}
+
+/// The user table as one client sees it: while the client's source is
+/// penalised, its authentications are refused without a check.
+struct Gate<'a> {
+    users: &'a UserTable,
+    penalised: bool,
+}
+
+impl Authenticator for Gate<'_> {
+    fn requires_auth(&self) -> bool {
+        self.users.requires_auth()
+    }
+
+    fn check(&self, username: &[u8], password: &[u8]) -> Verdict {
+        if self.penalised {
+            return Verdict::Reject;
+        }
+        self.users.check(username, password)
+    }
+
+    /// Not called on a worker (the handshake only asks `check`).
+    fn verify(&self, username: &[u8], password: &[u8]) -> Option<Arc<str>> {
+        if self.penalised {
+            return None;
+        }
+        self.users.verify(username, password)
     }
 }
 
@@ -709,14 +760,23 @@ fn handshake_event(
     match event {
         Event::Partial => None,
         Event::Verify(creds) => {
-            if !ctx.submit(Job::Verify {
+            let job = Job::Verify {
                 creds,
+                client: s.log.client.ip(),
                 key,
                 id: s.id,
-            }) {
-                return Some(Ok(Next::Close));
+            };
+            match ctx.submit(job) {
+                Ok(()) => None,
+                // Too many checks wait for this source (or in all): a
+                // failed authentication now, not a longer queue.
+                Err(Refused::Busy) => {
+                    ctx.counters.checks_refused += 1;
+                    let event = hs.verified(None);
+                    handshake_event(s, key, event, ctx)
+                }
+                Err(Refused::Gone) => Some(Ok(Next::Close)),
             }
-            None
         }
         Event::Connect(target) => {
             s.log.user = hs.user().cloned();
@@ -734,7 +794,7 @@ fn handshake_event(
                 Outcome::BadVersion => AccessResult::BadVersion,
                 Outcome::NoAcceptableMethod => AccessResult::NoAcceptableMethod,
                 Outcome::AuthFailed => {
-                    ctx.counters.auth_failed += 1;
+                    ctx.auth_failed(s.log.client.ip());
                     AccessResult::AuthFailed
                 }
                 Outcome::Rejected(reply) => {
@@ -809,7 +869,11 @@ fn handshake_input(
     let Phase::Handshake(hs) = &mut s.phase else {
         unreachable!("in handshake")
     };
-    let (used, event) = hs.handle_input(input, ctx.users.table());
+    let gate = Gate {
+        penalised: ctx.penalties.is_penalised(s.log.client.ip(), ctx.now),
+        users: ctx.users.table(),
+    };
+    let (used, event) = hs.handle_input(input, &gate);
     let rest = &input[used..];
     match event {
         // Sent right after the request, before the reply: relayed, not lost.
@@ -867,7 +931,7 @@ fn begin_connect(
                     id: s.id,
                 };
                 s.phase = Phase::Resolving(hs);
-                if !ctx.submit(job) {
+                if ctx.submit(job).is_err() {
                     return fail(s, key, Reply::GeneralFailure, ctx);
                 }
                 flush_down(s, ctx)?;

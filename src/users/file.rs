@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::phc;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher, Version};
+use subtle::ConstantTimeEq;
 
 use super::{Role, valid_name};
 
@@ -221,16 +222,88 @@ pub fn hash_password_with(password: &[u8], cost: Cost) -> PasswordHash {
     PasswordHash(phc.to_string())
 }
 
-/// Whether `password` matches `hash`. Hashing uses the algorithm, version
-/// and cost stored in `hash`; the final comparison is constant-time (argon2's
-/// `Output` equality).
-pub fn verify_password(hash: &PasswordHash, password: &[u8]) -> bool {
-    // Every PasswordHash was parsed or produced by argon2, so this parse only
-    // fails if that invariant is broken; a failure then denies access.
+/// The working memory of Argon2id checks, allocated once and reused.
+///
+/// argon2's own `verify_password` allocates the hash's whole memory cost (19
+/// MiB at [`Cost::DEFAULT`]) for every check and frees it; glibc keeps such
+/// freed blocks, so a flood of wrong passwords grew socks5d by 19 MiB per
+/// concurrent check until it was killed. A checker owns one of these instead:
+/// it grows to the largest cost it has met and is never freed while the
+/// checker lives.
+#[derive(Default)]
+pub struct CheckMemory {
+    blocks: Vec<Block>,
+    checks: u64,
+}
+
+impl fmt::Debug for CheckMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CheckMemory({} KiB, {} checks)",
+            self.blocks.len(),
+            self.checks
+        )
+    }
+}
+
+impl CheckMemory {
+    /// Memory that grows on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.blocks.len() * Block::SIZE
+    }
+
+    /// How many Argon2id computations ran in this memory.
+    pub fn checks(&self) -> u64 {
+        self.checks
+    }
+
+    fn blocks(&mut self, n: usize) -> &mut [Block] {
+        self.checks += 1;
+        if self.blocks.len() < n {
+            self.blocks.reserve_exact(n - self.blocks.len());
+            self.blocks.resize(n, Block::new());
+        }
+        &mut self.blocks[..n]
+    }
+}
+
+/// Whether `password` matches `hash`, computed in `memory`. Hashing uses the
+/// algorithm, version and cost stored in `hash`; the comparison is
+/// constant-time.
+pub fn verify_password_in(hash: &PasswordHash, password: &[u8], memory: &mut CheckMemory) -> bool {
+    // Every PasswordHash was parsed or produced by argon2, so these only fail
+    // if that invariant is broken; a failure then denies access.
     let Ok(phc) = phc::PasswordHash::new(hash.as_str()) else {
         return false;
     };
-    Argon2::default().verify_password(password, &phc).is_ok()
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&phc) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    argon2
+        .hash_password_into_with_memory(password, salt.as_ref(), out, memory.blocks(blocks))
+        .is_ok()
+        && bool::from(out.ct_eq(expected.as_bytes()))
+}
+
+/// Whether `password` matches `hash`, with memory of its own for this one
+/// check: for tools and tests. The server checks in a [`CheckMemory`].
+pub fn verify_password(hash: &PasswordHash, password: &[u8]) -> bool {
+    verify_password_in(hash, password, &mut CheckMemory::new())
 }
 
 // ------------------------------------------------------------------- file

@@ -445,3 +445,31 @@ fn relative_path_saves_beside_it() {
         io::ErrorKind::InvalidInput
     );
 }
+
+/// The working memory of checks is allocated once, at the hash's cost, and
+/// reused: a second check neither grows nor replaces it.
+#[test]
+fn check_memory_is_reused() {
+    let cost = Cost {
+        m_kib: 256,
+        t: 1,
+        p: 1,
+    };
+    let h = hash_password_with(b"pw", cost);
+    let mut m = CheckMemory::new();
+    assert_eq!(m.bytes(), 0);
+    assert!(verify_password_in(&h, b"pw", &mut m));
+    assert_eq!(m.bytes(), 256 * 1024);
+    let first = m.blocks.as_ptr();
+    assert!(!verify_password_in(&h, b"wrong", &mut m));
+    assert_eq!(m.bytes(), 256 * 1024);
+    assert_eq!(m.blocks.as_ptr(), first, "the same memory");
+    assert_eq!(m.checks(), 2);
+    // A cheaper hash uses part of it; a costlier one grows it once.
+    let small = hash_password_with(b"pw", Cost { m_kib: 64, ..cost });
+    assert!(verify_password_in(&small, b"pw", &mut m));
+    assert_eq!(m.bytes(), 256 * 1024);
+    let big = hash_password_with(b"pw", Cost { m_kib: 512, ..cost });
+    assert!(verify_password_in(&big, b"pw", &mut m));
+    assert_eq!(m.bytes(), 512 * 1024);
+}

@@ -6,6 +6,7 @@
 //! longer than one `Arc` clone under a read lock, and only when the table changed.
 
 pub mod file;
+pub mod penalty;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -115,22 +116,34 @@ impl Secret {
         }
     }
 
-    /// Whether `password` is this secret's password, in constant time.
+    /// Whether `password` is this secret's password, in constant time,
+    /// computing in `memory` when the stored hash must be checked.
     ///
     /// Until the password has been seen this checks the Argon2id hash, which
     /// takes tens of milliseconds; a success makes later checks fast.
-    pub fn verify(&self, password: &[u8]) -> bool {
+    pub fn verify_in(&self, password: &[u8], memory: &mut file::CheckMemory) -> bool {
         let candidate = digest(password);
         if let Some(known) = self.fast.get() {
             return known.ct_eq(&candidate).into();
         }
         match &self.stored {
-            Some(hash) if file::verify_password(hash, password) => {
+            Some(hash) if file::verify_password_in(hash, password, memory) => {
                 let _ = self.fast.set(candidate);
                 true
             }
             _ => false,
         }
+    }
+
+    /// [`Secret::verify_in`] with memory of its own: for tools and tests.
+    pub fn verify(&self, password: &[u8]) -> bool {
+        self.verify_in(password, &mut file::CheckMemory::new())
+    }
+
+    /// Whether only the stored hash can tell a password (so that checking
+    /// one runs Argon2id).
+    fn slow_only(&self) -> bool {
+        self.fast.get().is_none() && self.stored.is_some()
     }
 }
 
@@ -254,22 +267,56 @@ impl UserTable {
         Ok(())
     }
 
+    /// The user called `name` if `password` is theirs, checked in `memory`.
+    ///
+    /// Every refusal costs one Argon2id check, whether the name is unknown,
+    /// the password wrong, or the right one already known by its fast digest:
+    /// a refusal's timing then tells nothing about which names exist, and
+    /// each wrong guess costs a guesser as much as the hash was meant to.
+    pub fn verify_in(
+        &self,
+        name: &[u8],
+        password: &[u8],
+        memory: &mut file::CheckMemory,
+    ) -> Option<Arc<str>> {
+        self.verify_where(name, password, memory, |_| true)
+    }
+
     /// The administrator called `name` if `password` is theirs; `None` for a
     /// wrong password, an unknown user and a non-administrator alike, after
-    /// the same work: every refusal costs one Argon2id check, so that its
-    /// timing tells nothing about which names exist.
+    /// the same work as [`UserTable::verify_in`].
+    pub fn check_admin_in(
+        &self,
+        name: &[u8],
+        password: &[u8],
+        memory: &mut file::CheckMemory,
+    ) -> Option<Arc<str>> {
+        self.verify_where(name, password, memory, |u| u.role == Role::Admin)
+    }
+
+    /// [`UserTable::check_admin_in`] with memory of its own: for tools and tests.
     pub fn check_admin(&self, name: &[u8], password: &[u8]) -> Option<Arc<str>> {
-        let user = self.users.get(name);
+        self.check_admin_in(name, password, &mut file::CheckMemory::new())
+    }
+
+    fn verify_where(
+        &self,
+        name: &[u8],
+        password: &[u8],
+        memory: &mut file::CheckMemory,
+        allowed: impl Fn(&User) -> bool,
+    ) -> Option<Arc<str>> {
+        let user = self.users.get(name).filter(|u| allowed(u));
+        // Read before the check, which may make the secret fast.
+        let slow = user.is_some_and(|u| u.secret.slow_only());
         if let Some(u) = user
-            && u.role == Role::Admin
-            && u.secret.verify(password)
+            && u.secret.verify_in(password, memory)
         {
             return Some(Arc::clone(&u.name));
         }
         // A refusal that did not already run Argon2id runs it now.
-        let slow_done = user.is_some_and(|u| u.secret.quick(password).is_none());
-        if !slow_done {
-            file::verify_password(dummy_hash(), password);
+        if !slow {
+            file::verify_password_in(dummy_hash(), password, memory);
         }
         None
     }
@@ -304,29 +351,20 @@ impl Authenticator for UserTable {
         !self.users.is_empty()
     }
 
+    /// Only a right password known by its fast digest is answered here;
+    /// every other answer, refusals included, comes from the slow check off
+    /// the worker (see [`UserTable::verify_in`]).
     fn check(&self, username: &[u8], password: &[u8]) -> Verdict {
         match self.users.get(username) {
-            Some(user) => match user.secret.quick(password) {
-                Some(true) => Verdict::Accept(Arc::clone(&user.name)),
-                Some(false) => Verdict::Reject,
-                None => Verdict::Defer,
-            },
-            None => {
-                dummy_verify(password);
-                Verdict::Reject
+            Some(user) if user.secret.quick(password) == Some(true) => {
+                Verdict::Accept(Arc::clone(&user.name))
             }
+            _ => Verdict::Defer,
         }
     }
 
     fn verify(&self, username: &[u8], password: &[u8]) -> Option<Arc<str>> {
-        match self.users.get(username) {
-            Some(user) if user.secret.verify(password) => Some(Arc::clone(&user.name)),
-            Some(_) => None,
-            None => {
-                dummy_verify(password);
-                None
-            }
-        }
+        self.verify_in(username, password, &mut file::CheckMemory::new())
     }
 }
 
@@ -335,12 +373,6 @@ impl Authenticator for UserTable {
 fn dummy_hash() -> &'static file::PasswordHash {
     static DUMMY: OnceLock<file::PasswordHash> = OnceLock::new();
     DUMMY.get_or_init(|| file::hash_password(b"socks5d dummy password"))
-}
-
-/// Spends on an unknown name the work a known name with a wrong password costs.
-fn dummy_verify(password: &[u8]) {
-    static DUMMY: OnceLock<Secret> = OnceLock::new();
-    let _ = DUMMY.get_or_init(|| Secret::new(b"")).verify(password);
 }
 
 /// The shared, replaceable user table.
@@ -488,6 +520,55 @@ mod tests {
         }
         let names: Vec<_> = t.iter().map(|u| u.name.to_string()).collect();
         assert_eq!(names, ["Alice", "alice", "bob", "zed"]);
+    }
+
+    /// Every refusal costs exactly one Argon2id computation, whatever was
+    /// wrong; only a right password known by its fast digest costs none.
+    #[test]
+    fn every_refusal_costs_one_argon2id_check() {
+        let cost = file::Cost {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        };
+        let mut t = UserTable::new();
+        t.add(b"plain", b"pw", Role::Proxy).unwrap();
+        let hash = file::hash_password_with(b"stored-pw", cost);
+        t.insert(b"stored", Role::Admin, Secret::from_stored(hash));
+        let runs = |f: &dyn Fn(&mut file::CheckMemory) -> Option<Arc<str>>| {
+            let mut m = file::CheckMemory::new();
+            let out = f(&mut m);
+            (out.is_some(), m.checks())
+        };
+        // Refusals: unknown name, wrong password of a plain-text user, of a
+        // hash-only user, and of a user whose digest is known.
+        assert_eq!(runs(&|m| t.verify_in(b"nobody", b"pw", m)), (false, 1));
+        assert_eq!(runs(&|m| t.verify_in(b"plain", b"bad", m)), (false, 1));
+        assert_eq!(runs(&|m| t.verify_in(b"stored", b"bad", m)), (false, 1));
+        // The first right log in checks the stored hash, later ones are fast.
+        assert_eq!(
+            runs(&|m| t.verify_in(b"stored", b"stored-pw", m)),
+            (true, 1)
+        );
+        assert_eq!(
+            runs(&|m| t.verify_in(b"stored", b"stored-pw", m)),
+            (true, 0)
+        );
+        assert_eq!(runs(&|m| t.verify_in(b"stored", b"bad", m)), (false, 1));
+        assert_eq!(runs(&|m| t.verify_in(b"plain", b"pw", m)), (true, 0));
+        // Administrators: a right password of a non-administrator is refused
+        // after the same work.
+        assert_eq!(runs(&|m| t.check_admin_in(b"plain", b"pw", m)), (false, 1));
+        assert_eq!(runs(&|m| t.check_admin_in(b"nobody", b"pw", m)), (false, 1));
+        assert_eq!(
+            runs(&|m| t.check_admin_in(b"stored", b"stored-pw", m)),
+            (true, 0)
+        );
+        // The worker answers only the fast right password itself.
+        assert!(matches!(t.check(b"plain", b"pw"), Verdict::Accept(_)));
+        for (u, p) in [(&b"plain"[..], &b"bad"[..]), (b"nobody", b"pw")] {
+            assert_eq!(t.check(u, p), Verdict::Defer);
+        }
     }
 
     #[test]
