@@ -7,6 +7,7 @@
 //! traffic therefore sees exact values.
 
 mod access;
+pub mod quiet;
 
 pub use access::{AccessRecord, Result as AccessResult, civil_from_days};
 
@@ -14,9 +15,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 /// One worker's counts since its last report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -251,33 +252,63 @@ impl AccessLog {
     }
 }
 
-fn run(rx: Receiver<Report>, totals: &Totals, out: Option<Box<dyn Write + Send>>) {
-    let mut log = AccessLog {
-        out,
-        pending: Vec::new(),
-    };
-    let apply = |report: Report, log: &mut AccessLog| match report {
+fn apply(report: Report, totals: &Totals, log: &mut AccessLog, quiet: &mut quiet::Quiet) {
+    match report {
         Report::Delta(d) => totals.add(&d),
         Report::Reopen(w) => {
             log.write_out();
             log.out = Some(w);
         }
         Report::Access(rec) => {
-            if log.out.is_some() {
-                // Writing to a Vec cannot fail.
-                let _ = writeln!(log.pending, "{rec}");
-                if log.pending.len() >= ACCESS_LOG_BATCH {
-                    log.write_out();
-                }
+            if log.out.is_none() {
+                return;
+            }
+            if !quiet.admit(&rec, Instant::now()) {
+                totals.log_suppressed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // Writing to a Vec cannot fail.
+            let _ = writeln!(log.pending, "{rec}");
+            if log.pending.len() >= ACCESS_LOG_BATCH {
+                log.write_out();
             }
         }
+    }
+}
+
+fn run(rx: Receiver<Report>, totals: &Totals, out: Option<Box<dyn Write + Send>>) {
+    let mut log = AccessLog {
+        out,
+        pending: Vec::new(),
     };
-    while let Ok(first) = rx.recv() {
-        apply(first, &mut log);
-        for r in rx.try_iter() {
-            apply(r, &mut log);
+    let mut quiet = quiet::Quiet::default();
+    loop {
+        // Wake when a window of left-out lines ends, to write its summary.
+        let first = match quiet.next_end() {
+            Some(end) => match rx.recv_deadline(end) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(r) => Some(r),
+                Err(_) => break,
+            },
+        };
+        if let Some(first) = first {
+            apply(first, totals, &mut log, &mut quiet);
+            for r in rx.try_iter() {
+                apply(r, totals, &mut log, &mut quiet);
+            }
+        }
+        for s in quiet.expire(Instant::now(), SystemTime::now()) {
+            // Writing to a Vec cannot fail.
+            let _ = writeln!(log.pending, "{s}");
         }
         log.write_out();
+    }
+    for s in quiet.flush(SystemTime::now()) {
+        let _ = writeln!(log.pending, "{s}");
     }
     log.write_out();
 }
@@ -343,7 +374,7 @@ mod tests {
             user: None,
             target: None,
             connected: None,
-            result: AccessResult::Incomplete,
+            result: AccessResult::Reply(crate::socks5::wire::Reply::Succeeded),
             bytes_up: 0,
             bytes_down: 0,
             duration: Duration::ZERO,
