@@ -72,8 +72,7 @@ impl Quiet {
             return true;
         }
         let source = Source::of(rec.client.ip());
-        let key = if self.windows.contains_key(&Some(source)) || self.windows.len() < MAX_SOURCES
-        {
+        let key = if self.windows.contains_key(&Some(source)) || self.windows.len() < MAX_SOURCES {
             Some(source)
         } else {
             None
@@ -168,7 +167,10 @@ mod tests {
             assert!(q.admit(&ok, t0));
         }
         assert_eq!(q.next_end(), Some(t0 + WINDOW));
-        assert!(q.expire(t0 + WINDOW - Duration::from_millis(1), wall).is_empty());
+        assert!(
+            q.expire(t0 + WINDOW - Duration::from_millis(1), wall)
+                .is_empty()
+        );
         let sums = q.expire(t0 + WINDOW, wall);
         assert_eq!(sums.len(), 1, "{sums:?}");
         assert_eq!(sums[0].left_out, 1000 - u64::from(LINES_PER_SOURCE));

@@ -425,9 +425,9 @@ pub fn session_cap_aborts_the_fourth() {
 }
 
 /// With `--max-login-failures 3`: two refusals from 127.0.0.1 still leave
-/// the right password working; after the third, even the right password
-/// gets X'01' and a closed association for the rest of the minute. From ::1,
-/// another source address, it works.
+/// the right password working; the third starts a penalty, during which even
+/// the right password gets X'01' and a closed association, logged once. From
+/// ::1, another source address, it works.
 pub fn login_throttle_is_per_source_address() {
     let d = Daemon::start(&["--max-login-failures", "3"]);
     let refused = |n: usize| {
@@ -452,7 +452,11 @@ pub fn login_throttle_is_per_source_address() {
     let warned = poll_until(
         Instant::now() + Duration::from_secs(5),
         Duration::from_millis(5),
-        || d.warnings().contains("too many refusals").then_some(()),
+        || {
+            d.warnings()
+                .contains("3 refusals from 127.0.0.1: its log ins are refused unchecked")
+                .then_some(())
+        },
     );
     assert!(
         warned.is_some(),

@@ -68,3 +68,71 @@ pub fn login_failures_close_the_association() {
     let m = d.admin();
     assert!(m.metrics().len() >= 8);
 }
+
+/// socks5d's anonymous memory, KiB (file pages the kernel may drop at will
+/// are left out).
+fn anon_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("an Anonymous: line")
+}
+
+/// 500 wrong administrator passwords, eight associations at a time: every
+/// refusal is an Argon2id check at the default cost (19 MiB), yet socks5d's
+/// memory stays at start-up plus one Argon2id memory per checker thread,
+/// allocated once. (It grew by 19 MiB per check, to hundreds of MiB, when
+/// each check allocated its own.)
+pub fn wrong_admin_passwords_hold_memory_fixed() {
+    // Exempt loopback: every attempt is checked, none refused by a penalty.
+    let d = Daemon::start(&[
+        "--check-threads",
+        "2",
+        "--auth-penalty-exempt",
+        "127.0.0.0/8",
+    ]);
+    let at_start = anon_kib(d.pid());
+    let attempt = |addr| {
+        let c = Mgmt::connect(addr);
+        assert_eq!(c.login(ADMIN, "wrong"), [0x01, 0x01], "a wrong password");
+    };
+    let round = |n: usize| {
+        let left = std::sync::atomic::AtomicUsize::new(n);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    while left
+                        .fetch_update(
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                            |k| k.checked_sub(1),
+                        )
+                        .is_ok()
+                    {
+                        attempt(d.mgmt());
+                    }
+                });
+            }
+        });
+    };
+    round(20);
+    let warmed = anon_kib(d.pid());
+    round(480);
+    let after = anon_kib(d.pid());
+    eprintln!(
+        "anonymous memory: {at_start} KiB at start, {warmed} KiB after 20 wrong passwords, \
+         {after} KiB after 500"
+    );
+    let buffers = 2 * 19 * 1024;
+    assert!(
+        after <= at_start + buffers + 8 * 1024,
+        "memory grew past start-up plus the check buffers: {at_start} -> {after} KiB"
+    );
+    assert!(
+        after <= warmed + 4 * 1024,
+        "memory grows with the number of attempts: {warmed} -> {after} KiB"
+    );
+    let ok = Mgmt::admin(d.mgmt());
+    assert!(ok.metrics().len() >= 8, "the right password still works");
+}

@@ -68,6 +68,10 @@ const CASES: &[(&str, fn())] = &[
         cases_login::login_failures_close_the_association,
     ),
     (
+        "login::wrong_admin_passwords_hold_memory_fixed",
+        cases_login::wrong_admin_passwords_hold_memory_fixed,
+    ),
+    (
         "admin::fifty_concurrent_sessions",
         cases_admin::fifty_concurrent_sessions,
     ),

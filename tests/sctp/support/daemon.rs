@@ -162,6 +162,11 @@ impl Daemon {
         }
     }
 
+    /// The process id of socks5d.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The management port; fails the test if the endpoint is not served.
     pub fn port(&self) -> u16 {
         match self.mgmt_port {
