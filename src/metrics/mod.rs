@@ -35,6 +35,9 @@ pub struct Counters {
     pub connect_failed: u64,
     /// Clients closed at once because --max-connections was reached.
     pub refused: u64,
+    /// Handshakes nobody had logged in on, closed to make room for new
+    /// clients when accept(2) ran out of descriptors.
+    pub evicted: u64,
 }
 
 impl Counters {
@@ -75,6 +78,7 @@ pub struct Totals {
     auth_failed: AtomicU64,
     connect_failed: AtomicU64,
     refused: AtomicU64,
+    evicted: AtomicU64,
 }
 
 /// A copy of the totals at one moment.
@@ -94,6 +98,9 @@ pub struct Snapshot {
     pub connect_failed: u64,
     /// Clients closed at once because --max-connections was reached.
     pub refused: u64,
+    /// Handshakes nobody had logged in on, closed to make room for new
+    /// clients at the descriptor limit.
+    pub evicted: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
 }
@@ -116,6 +123,7 @@ impl Totals {
             auth_failed: AtomicU64::new(0),
             connect_failed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +137,7 @@ impl Totals {
         self.connect_failed
             .fetch_add(d.connect_failed, Ordering::Relaxed);
         self.refused.fetch_add(d.refused, Ordering::Relaxed);
+        self.evicted.fetch_add(d.evicted, Ordering::Relaxed);
     }
 
     /// The totals now.
@@ -145,6 +154,7 @@ impl Totals {
             auth_failed: self.auth_failed.load(Ordering::Relaxed),
             connect_failed: self.connect_failed.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
         }
     }
@@ -266,6 +276,7 @@ mod tests {
                 auth_failed: 1,
                 connect_failed: 3,
                 refused: 4,
+                evicted: 6,
             }))
             .unwrap();
         }
@@ -280,6 +291,7 @@ mod tests {
         assert_eq!(s.auth_failed, 10);
         assert_eq!(s.connect_failed, 30);
         assert_eq!(s.refused, 40);
+        assert_eq!(s.evicted, 60);
     }
 
     /// A writer that keeps each `write` call apart, shared with the test.

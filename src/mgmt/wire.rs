@@ -445,6 +445,9 @@ pub mod metric {
     /// X'80' (private range): clients closed at once because the server's
     /// connection limit (--max-connections) was reached.
     pub const REFUSED: u8 = 0x80;
+    /// X'84' (private range): handshakes nobody had logged in on, closed to
+    /// make room for new clients when accepting ran out of descriptors.
+    pub const EVICTED: u8 = 0x84;
 }
 
 // ---------------------------------------------------------------- requests
