@@ -635,6 +635,7 @@ impl Server {
                 auth_failed: 5,
                 connect_failed: 6,
                 refused: 8,
+                evicted: 9,
                 uptime_secs: 77,
                 ..Snapshot::default()
             },

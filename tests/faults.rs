@@ -1,4 +1,5 @@
-//! The real `socks5d` under faults: out of descriptors, the connection cap, a
+//! The real `socks5d` under faults: out of descriptors (with nothing to close,
+//! and with stale handshakes to close for room), the connection cap, a
 //! crowd of slow clients, clients that never read, SIGHUP (log rotation and
 //! users-file reload), and dropping root with `--run-as`.
 //!
@@ -28,14 +29,15 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::{Pid, Uid, User};
 
-use bin_support::{BIN, Daemon, close_tunnel, echo_server, exchange, temp_path};
+use bin_support::{BIN, Daemon, access_fields, close_tunnel, echo_server, exchange, temp_path};
 use fault_support::*;
 use socks5d::users::Role;
 use socks5d::users::file::{self, Record};
 
 // ------------------------------------------------------------------ EMFILE
 
-/// Out of descriptors: socks5d pauses accepting instead of spinning, open
+/// Out of descriptors with no handshake it may close (tunnels, and clients
+/// that have logged in): socks5d pauses accepting instead of spinning, open
 /// tunnels go on relaying, and clients that queued meanwhile are served by
 /// themselves once descriptors free up.
 #[test]
@@ -85,8 +87,10 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
     );
     let opened = tunnels.len();
 
-    // Clients that stay in their handshake (timeout 60 s) take the last free
-    // descriptors; the first whose greeting goes unanswered is queued.
+    // Clients that log in and then stay in their handshake (timeout 60 s)
+    // take the last free descriptors. socks5d never closes a user's
+    // handshake to make room, so it has nothing to close: the first client
+    // whose greeting goes unanswered is queued.
     let mut fillers = Vec::new();
     let mut pending = loop {
         assert!(
@@ -97,7 +101,17 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
         let mut c = dial(d.addr, QUEUED).expect("connect (the listen queue takes it)");
         c.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
         match read_method(&mut c) {
-            Ok(()) => fillers.push(c),
+            Ok(()) => {
+                let st = login(&mut c, USER, PASS).unwrap_or_else(|e| {
+                    panic!(
+                        "filler {} log in: {e}; stderr:\n{}",
+                        fillers.len(),
+                        d.stderr()
+                    )
+                });
+                assert_eq!(st, 0, "filler {} log in", fillers.len());
+                fillers.push(c);
+            }
             Err(e) if is_timeout(&e) => break vec![c],
             Err(e) => panic!("filler {}: {e}; stderr:\n{}", fillers.len(), d.stderr()),
         }
@@ -124,7 +138,8 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
         share * 100.0
     );
     eprintln!(
-        "EMFILE: limit {limit}, {opened} tunnels, {} handshakes, {} queued; CPU {used:?} in {window:?}",
+        "EMFILE: limit {limit}, {opened} tunnels, {} logged-in handshakes, {} queued; \
+         CPU {used:?} in {window:?}",
         fillers.len(),
         pending.len()
     );
@@ -178,6 +193,170 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
     for t in tunnels.iter_mut() {
         exchange(t, b"still here", b"still here");
     }
+}
+
+/// Out of descriptors, all of them held by stale handshakes: a new client
+/// does not wait for the handshake timeout (30 s here). socks5d closes its
+/// oldest handshakes that no user has logged in on, 8 at a time, and serves
+/// the client at once; an older tunnel and an older client that has logged
+/// in are not touched. Each closing is counted (access log `reply=evicted`),
+/// and the warning says how many.
+#[test]
+fn out_of_descriptors_new_clients_beat_stale_handshakes() {
+    /// Free descriptor numbers left below the limit.
+    const ROOM: usize = 24;
+    /// socks5d's bound per accept(2) that finds no descriptor.
+    const EVICT_AT_ONCE: usize = 8;
+    /// The new client's CONNECT reply must come well before the timeout.
+    const SERVED: Duration = Duration::from_secs(2);
+
+    let _one = serial();
+    let target = echo_server(BANNER);
+    let log = temp_path("evicted.log");
+    let log_arg = log.to_str().expect("a UTF-8 temporary path");
+    // One worker: every handshake is its own, so "oldest first" shows from
+    // outside.
+    let d = daemon(&[
+        "--workers",
+        "1",
+        "--handshake-timeout",
+        "30",
+        "--access-log",
+        log_arg,
+    ]);
+    let pid = d.pid();
+    let used = open_fds(pid);
+    let limit = (0..)
+        .filter(|fd| !used.contains(fd))
+        .nth(ROOM)
+        .expect("free descriptor numbers");
+    prlimit_nofile(pid, limit as u64);
+    // The kernel gives out numbers below the limit only: all taken, full.
+    let taken = || open_fds(pid).into_iter().filter(|&fd| fd < limit).count();
+
+    // Older than every stale handshake: a tunnel, and a client that has
+    // logged in and not yet sent its request.
+    let mut old_tunnel = tunnel(d.addr, target);
+    exchange(&mut old_tunnel, b"before", b"before");
+    let mut user = dial(d.addr, IO_TIMEOUT).expect("connect");
+    user.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
+    read_method(&mut user).expect("method selection");
+    assert_eq!(login(&mut user, USER, PASS).expect("log in"), 0);
+
+    // Stale handshakes in every descriptor left: silent, half a greeting, a
+    // greeting and no log in, half a log in.
+    let free = limit as usize - taken();
+    assert!(
+        free > EVICT_AT_ONCE,
+        "{free} descriptors left for stale handshakes"
+    );
+    let half_login = support::auth_request(USER.as_bytes(), PASS.as_bytes());
+    let mut stale: Vec<TcpStream> = Vec::with_capacity(free);
+    for i in 0..free {
+        let mut c = dial(d.addr, IO_TIMEOUT).expect("connect a stale client");
+        match i % 4 {
+            0 => {}
+            1 => c.write_all(&[0x05, 0x02, 0x02]).expect("half a greeting"),
+            _ => {
+                c.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
+                read_method(&mut c).expect("method selection");
+                if i % 4 == 3 {
+                    c.write_all(&half_login[..4]).expect("half a log in");
+                }
+            }
+        }
+        stale.push(c);
+    }
+    support::wait_until(
+        Duration::from_secs(5),
+        "socks5d to accept every stale client",
+        || taken() == limit as usize,
+    );
+
+    // The new client: greeting, log in, CONNECT, echo. Without room made,
+    // its greeting would wait in the listen queue for 30 s.
+    let t0 = Instant::now();
+    let mut fresh = try_tunnel(d.addr, USER, PASS, target, SERVED * 2).unwrap_or_else(|e| {
+        panic!(
+            "a new client out of descriptors, {free} stale handshakes open: {e} after {:?}; \
+             stderr:\n{}",
+            t0.elapsed(),
+            d.stderr()
+        )
+    });
+    let took = t0.elapsed();
+    assert!(
+        took < SERVED,
+        "the CONNECT reply came {took:?} after connecting (handshake timeout 30 s)"
+    );
+    read_banner(&mut fresh);
+    exchange(&mut fresh, b"served at once", b"served at once");
+
+    // Exactly the 8 oldest stale handshakes were closed, and counted.
+    let evicted_lines = || -> Vec<String> {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" reply=evicted "))
+            .map(str::to_owned)
+            .collect()
+    };
+    support::wait_until(
+        Duration::from_secs(5),
+        "the access-log lines of the closed handshakes",
+        || evicted_lines().len() >= EVICT_AT_ONCE,
+    );
+    let lines = evicted_lines();
+    let mut closed: Vec<String> = lines
+        .iter()
+        .map(|l| access_fields(l)["client"].clone())
+        .collect();
+    closed.sort();
+    let mut oldest: Vec<String> = stale[..EVICT_AT_ONCE]
+        .iter()
+        .map(|c| c.local_addr().expect("local_addr").to_string())
+        .collect();
+    oldest.sort();
+    assert_eq!(
+        closed,
+        oldest,
+        "closed handshakes (access log) against the oldest stale ones:\n{}",
+        lines.join("\n")
+    );
+    for (i, c) in stale[..EVICT_AT_ONCE].iter_mut().enumerate() {
+        let mut b = [0u8; 16];
+        match c.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if is_reset(&e) => {}
+            other => panic!("stale client {i}, closed for room: {other:?}"),
+        }
+    }
+    for (i, c) in stale.iter().enumerate().skip(EVICT_AT_ONCE) {
+        c.set_nonblocking(true).expect("nonblocking");
+        let mut b = [0u8; 16];
+        match c.peek(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => panic!("stale client {i}, younger than the closed ones: {other:?}"),
+        }
+    }
+    wait_stderr(
+        &d,
+        &format!("{EVICT_AT_ONCE} handshakes without a user closed to make room"),
+        1,
+        Duration::from_secs(5),
+    );
+
+    // The user and the tunnel, older than all of them, were kept.
+    connect_request(&mut user, target).expect("CONNECT of the client that had logged in");
+    read_banner(&mut user);
+    exchange(&mut user, b"kept", b"kept");
+    exchange(&mut old_tunnel, b"still here", b"still here");
+    eprintln!(
+        "EMFILE with stale handshakes: limit {limit}, {free} stale; CONNECT reply after {took:?}; \
+         {} closed",
+        lines.len()
+    );
+    let _ = fs::remove_file(&log);
 }
 
 // --------------------------------------------------------- max connections

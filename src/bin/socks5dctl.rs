@@ -312,6 +312,7 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::PENALTIES => "auth_penalties",
         metric::CHECKS_REFUSED => "auth_checks_refused_busy",
         metric::LOG_SUPPRESSED => "access_log_lines_suppressed",
+        metric::EVICTED => "handshakes_closed_at_fd_limit",
         _ => return None,
     })
 }

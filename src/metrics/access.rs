@@ -20,6 +20,9 @@ pub enum Result {
     BadVersion,
     /// The client went away or timed out before its request was answered.
     Incomplete,
+    /// Closed in its handshake, before anyone logged in on it, to make room
+    /// for a new client when accept(2) ran out of descriptors.
+    Evicted,
 }
 
 /// One closed client connection. Holds no password, ever.
@@ -70,6 +73,7 @@ impl fmt::Display for AccessRecord {
             Result::NoAcceptableMethod => f.write_str(" reply=no-method")?,
             Result::BadVersion => f.write_str(" reply=bad-version")?,
             Result::Incomplete => f.write_str(" reply=-")?,
+            Result::Evicted => f.write_str(" reply=evicted")?,
         }
         write!(
             f,
@@ -143,6 +147,26 @@ mod tests {
             rec.to_string(),
             "2026-11-18T11:06:40.123Z client=127.0.0.1:4000 user=al\\u{20}ice \
              target=ex\\u{a}ample.com:80 connected=[::1]:80 reply=00 up=10 down=20 duration_ms=1500"
+        );
+    }
+
+    #[test]
+    fn evicted_line() {
+        let rec = AccessRecord {
+            start: UNIX_EPOCH,
+            client: "127.0.0.1:4000".parse().unwrap(),
+            user: None,
+            target: None,
+            connected: None,
+            result: Result::Evicted,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration: Duration::from_millis(7),
+        };
+        assert_eq!(
+            rec.to_string(),
+            "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=- target=- connected=- \
+             reply=evicted up=0 down=0 duration_ms=7"
         );
     }
 }

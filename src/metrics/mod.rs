@@ -43,6 +43,9 @@ pub struct Counters {
     /// Password checks refused because their source (or the server) had
     /// too many waiting.
     pub checks_refused: u64,
+    /// Handshakes nobody had logged in on, closed to make room for new
+    /// clients when accept(2) ran out of descriptors.
+    pub evicted: u64,
 }
 
 impl Counters {
@@ -88,6 +91,7 @@ pub struct Totals {
     checks_refused: AtomicU64,
     /// Written by the aggregator itself, not from deltas.
     log_suppressed: AtomicU64,
+    evicted: AtomicU64,
 }
 
 /// A copy of the totals at one moment.
@@ -115,6 +119,9 @@ pub struct Snapshot {
     pub checks_refused: u64,
     /// Access-log lines of failed handshakes left out and summarised.
     pub log_suppressed: u64,
+    /// Handshakes nobody had logged in on, closed to make room for new
+    /// clients at the descriptor limit.
+    pub evicted: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
 }
@@ -141,6 +148,7 @@ impl Totals {
             penalties: AtomicU64::new(0),
             checks_refused: AtomicU64::new(0),
             log_suppressed: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -159,6 +167,7 @@ impl Totals {
         self.penalties.fetch_add(d.penalties, Ordering::Relaxed);
         self.checks_refused
             .fetch_add(d.checks_refused, Ordering::Relaxed);
+        self.evicted.fetch_add(d.evicted, Ordering::Relaxed);
     }
 
     /// The totals now.
@@ -179,6 +188,7 @@ impl Totals {
             penalties: self.penalties.load(Ordering::Relaxed),
             checks_refused: self.checks_refused.load(Ordering::Relaxed),
             log_suppressed: self.log_suppressed.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
         }
     }
@@ -333,6 +343,7 @@ mod tests {
                 auth_penalised: 5,
                 penalties: 6,
                 checks_refused: 7,
+                evicted: 8,
             }))
             .unwrap();
         }
@@ -350,6 +361,7 @@ mod tests {
         assert_eq!(s.auth_penalised, 50);
         assert_eq!(s.penalties, 60);
         assert_eq!(s.checks_refused, 70);
+        assert_eq!(s.evicted, 80);
     }
 
     /// A writer that keeps each `write` call apart, shared with the test.

@@ -304,6 +304,7 @@ impl Session {
                     (metric::AUTH_PENALISED, m.auth_penalised),
                     (metric::PENALTIES, m.penalties),
                     (metric::CHECKS_REFUSED, m.checks_refused),
+                    (metric::EVICTED, m.evicted),
                     (metric::LOG_SUPPRESSED, m.log_suppressed),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);

@@ -52,6 +52,7 @@ fn backend() -> Fake {
             penalties: 11,
             checks_refused: 12,
             log_suppressed: 13,
+            evicted: 14,
         },
     }
 }
@@ -183,7 +184,7 @@ fn counters_and_metrics() {
     assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
     let m = &out[3].1;
     assert_eq!(out[3].0, 6);
-    assert_eq!(m[..4], [1, 0, 4, 13]);
+    assert_eq!(m[..4], [1, 0, 4, 14]);
     let values: Vec<(u8, u64)> = m[4..]
         .chunks(9)
         .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
@@ -203,6 +204,7 @@ fn counters_and_metrics() {
             (0x81, 10),
             (0x82, 11),
             (0x83, 12),
+            (0x84, 14),
             (0x86, 13)
         ]
     );

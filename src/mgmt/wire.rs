@@ -454,6 +454,9 @@ pub mod metric {
     /// X'83' (private): SOCKS password checks refused because too many were
     /// waiting for their source or in all.
     pub const CHECKS_REFUSED: u8 = 0x83;
+    /// X'84' (private range): handshakes nobody had logged in on, closed to
+    /// make room for new clients when accepting ran out of descriptors.
+    pub const EVICTED: u8 = 0x84;
     /// X'86' (private): access-log lines of failed handshakes left out and
     /// summarised.
     pub const LOG_SUPPRESSED: u8 = 0x86;

@@ -8,6 +8,7 @@
 //! per-worker cached snapshot, counts go to the aggregator as deltas, and names
 //! are resolved and stored password hashes checked by the [`blocking`] pool.
 
+pub mod arrivals;
 pub mod blocking;
 pub mod pipe;
 pub mod pool;

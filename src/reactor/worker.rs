@@ -14,6 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
+use super::arrivals::Arrivals;
 use super::blocking::{Job, Pool, Refused, Task};
 use super::pipe::{Pipe, Pump, Ready};
 use super::pool::BufferPool;
@@ -23,6 +24,7 @@ use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
 use crate::socks5::reply_for_error;
 use crate::socks5::session::{Authenticator, Event, Handshake, Outcome, Verdict};
 use crate::socks5::wire::{Reply, TargetAddr};
+use crate::sys::net::connection_waits;
 use crate::users::penalty::Penalties;
 use crate::users::{self, Directory, UserTable};
 
@@ -39,10 +41,15 @@ const RELAY_BUDGET: usize = 256 * 1024;
 /// this at most when the worker goes quiet): a query after 100 ms of quiet
 /// still sees exact values.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
-/// How long accepting pauses when the process is out of descriptors.
+/// How long accepting pauses when the process is out of descriptors and no
+/// handshake is left to close for room.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
-/// At most one warning about it in this time.
+/// At most one warning about running out in this time.
 const PAUSE_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Handshakes closed at most, oldest first, each time accept(2) finds no
+/// descriptor: room for a few new clients (two descriptors per tunnel)
+/// without emptying the worker for one.
+const EVICT_AT_ONCE: usize = 8;
 /// Bytes read from a client at once during its handshake.
 const HANDSHAKE_READ: usize = 16 * 1024;
 /// How long a refused client may take to read its reply and go away.
@@ -103,6 +110,11 @@ pub struct Worker {
     /// Accepting is paused (out of descriptors) until then.
     paused_until: Option<Instant>,
     last_pause_log: Option<Instant>,
+    /// Sessions in order of arrival: the oldest handshakes are closed first
+    /// to make room at the descriptor limit.
+    arrivals: Arrivals,
+    /// Handshakes closed for room since the last warning about it.
+    evicted_unreported: u64,
     ctx: Ctx,
 }
 
@@ -227,6 +239,8 @@ impl Worker {
             paused_until: None,
             last_flush: Instant::now(),
             last_pause_log: None,
+            arrivals: Arrivals::default(),
+            evicted_unreported: 0,
             ctx: Ctx {
                 registry,
                 waker,
@@ -365,20 +379,51 @@ impl Worker {
     }
 
     fn accept(&mut self, index: usize) {
+        // Handshakes were closed for room and no client was accepted since:
+        // if accept(2) still finds no descriptor, the room went elsewhere
+        // (another worker or thread, or, for ENFILE, another process), and
+        // accepting pauses instead of closing more.
+        let mut made_room = false;
         loop {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr),
+                Ok((stream, addr)) => {
+                    made_room = false;
+                    self.admit(stream, addr);
+                }
                 Err(e) if would_block(&e) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => match e.raw_os_error() {
                     // A connection that died in the queue: take the next one.
                     Some(libc::ECONNABORTED | libc::EPROTO) => {}
-                    // Out of descriptors or memory: stop accepting for a
-                    // moment (no busy loop), leave the rest queued, go on
-                    // relaying, and try again when the pause is over.
+                    // Out of descriptors. accept(2) takes one before it looks
+                    // at the queue, so this also comes when the client just
+                    // accepted had the last and nobody waits: then nothing
+                    // is to be done until a client comes, and a new
+                    // connection brings a new event. If one waits, it beats
+                    // the oldest handshakes no user has logged in on, which
+                    // would otherwise hold their descriptors until the
+                    // handshake timeout: accept again at once.
+                    Some(libc::EMFILE | libc::ENFILE) if !made_room => {
+                        let closed = match self.listeners.get(index).map(connection_waits) {
+                            Some(Ok(false)) => return,
+                            Some(Ok(true)) => self.make_room(),
+                            // Cannot tell: close nothing.
+                            Some(Err(_)) | None => 0,
+                        };
+                        if closed == 0 {
+                            self.pause_accepting(&e);
+                            return;
+                        }
+                        made_room = true;
+                        self.report_shortage(&e, false);
+                    }
+                    // Out of descriptors with none to free, or out of
+                    // memory: stop accepting for a moment (no busy loop),
+                    // leave the rest queued, go on relaying, and try again
+                    // when the pause is over.
                     _ => {
                         self.pause_accepting(&e);
                         return;
@@ -388,18 +433,59 @@ impl Worker {
         }
     }
 
-    fn pause_accepting(&mut self, e: &io::Error) {
+    /// Closes up to [`EVICT_AT_ONCE`] of this worker's oldest sessions that
+    /// are [`Session::evictable`]; returns how many. Finding them costs
+    /// amortised O(1) per session (see [`Arrivals`]), never a scan.
+    fn make_room(&mut self) -> usize {
+        let mut closed = 0;
+        while closed < EVICT_AT_ONCE {
+            let sessions = &self.sessions;
+            let Some((key, _)) = self
+                .arrivals
+                .pop_oldest(|key, id| evictable(sessions, key, id))
+            else {
+                break;
+            };
+            if let Some(s) = self.sessions.get_mut(key) {
+                s.log.result = AccessResult::Evicted;
+            }
+            self.close(key);
+            closed += 1;
+        }
+        self.ctx.counters.evicted += closed as u64;
+        self.evicted_unreported += closed as u64;
+        closed
+    }
+
+    /// Warns that accept(2) failed for want of descriptors or memory, with
+    /// the handshakes closed for room since the last warning: one line per
+    /// [`PAUSE_LOG_EVERY`] at most, never one per client.
+    fn report_shortage(&mut self, e: &io::Error, pausing: bool) {
         let now = self.ctx.now;
         if self
             .last_pause_log
-            .is_none_or(|t| now >= t + PAUSE_LOG_EVERY)
+            .is_some_and(|t| now < t + PAUSE_LOG_EVERY)
         {
-            self.last_pause_log = Some(now);
-            log::warn!(
-                "accept: {e}; accepting pauses for {ACCEPT_PAUSE:?} at a time while it lasts, \
-                 open tunnels go on"
-            );
+            return;
         }
+        self.last_pause_log = Some(now);
+        let closed = mem::take(&mut self.evicted_unreported);
+        let then = if pausing {
+            format!(
+                "none left to close: accepting pauses for {ACCEPT_PAUSE:?} at a time while it lasts"
+            )
+        } else {
+            "accepting goes on".to_owned()
+        };
+        log::warn!(
+            "accept: {e}; {closed} handshakes without a user closed to make room, oldest first, \
+             since the last such warning; {then}, open tunnels go on"
+        );
+    }
+
+    fn pause_accepting(&mut self, e: &io::Error) {
+        self.report_shortage(e, true);
+        let now = self.ctx.now;
         for l in &mut self.listeners {
             let _ = self.ctx.registry.deregister(l);
         }
@@ -489,6 +575,9 @@ impl Worker {
                 result: AccessResult::Incomplete,
             },
         });
+        let sessions = &self.sessions;
+        self.arrivals
+            .push(key, id, sessions.len(), |k, i| evictable(sessions, k, i));
         self.drive(key);
     }
 
@@ -704,6 +793,18 @@ impl Authenticator for Gate<'_> {
 }
 
 impl Session {
+    /// Whether the session may be closed to make room for a new client at
+    /// the descriptor limit: it is in its handshake and still anonymous
+    /// (greeting, log in not complete, or a request with no log in asked
+    /// for), which costs a client nothing to reach. A client that has logged
+    /// in is a user, and one whose password is being checked has done its
+    /// part and waits for us; neither is closed for a stranger, nor is a
+    /// request or a tunnel. Once false this stays false: phases and the
+    /// handshake only move forward, which [`Arrivals`] relies on.
+    fn evictable(&self) -> bool {
+        matches!(&self.phase, Phase::Handshake(hs) if hs.is_anonymous())
+    }
+
     /// The earliest moment this session must be looked at again.
     fn deadline(&self, cfg: &WorkerConfig) -> Option<Instant> {
         match &self.phase {
@@ -716,6 +817,13 @@ impl Session {
             Phase::Lingering { until, .. } => Some(*until),
         }
     }
+}
+
+/// Whether session `key` is still `id` and [`Session::evictable`].
+fn evictable(sessions: &Slab<Session>, key: usize, id: u64) -> bool {
+    sessions
+        .get(key)
+        .is_some_and(|s| s.id == id && s.evictable())
 }
 
 /// Makes all the progress the session's sockets allow.

@@ -181,6 +181,14 @@ impl Handshake {
         self.user.as_ref()
     }
 
+    /// Whether the client is still anonymous: no user name has come with
+    /// it, neither logged in nor being checked, and it has made no request.
+    /// That is its greeting, its log in before the credentials are complete,
+    /// or its request when no authentication is required.
+    pub fn is_anonymous(&self) -> bool {
+        self.user.is_none() && matches!(self.state, State::Greeting | State::Auth | State::Request)
+    }
+
     /// Whether the success reply has been queued.
     pub fn is_established(&self) -> bool {
         self.state == State::Established

@@ -758,3 +758,80 @@ fn failed_without_draining_keeps_earlier_replies_first() {
     assert_eq!(hs.poll_transmit().unwrap().as_bytes(), expected);
     assert!(hs.poll_transmit().is_none());
 }
+
+// ------------------------------------------------------------- anonymity
+
+/// Answers every log in with "ask the slow check".
+struct Deferring;
+
+impl Authenticator for Deferring {
+    fn requires_auth(&self) -> bool {
+        true
+    }
+
+    fn verify(&self, username: &[u8], _password: &[u8]) -> Option<Arc<str>> {
+        Some(String::from_utf8_lossy(username).into())
+    }
+
+    fn check(&self, _username: &[u8], _password: &[u8]) -> Verdict {
+        Verdict::Defer
+    }
+}
+
+#[test]
+fn anonymous_until_a_user_name_or_a_request_comes() {
+    // With users: the greeting and an incomplete log in are anonymous;
+    // credentials being checked, or checked, are not.
+    let mut hs = Handshake::new();
+    assert!(hs.is_anonymous());
+    assert_eq!(
+        hs.handle_input(&GREETING_USERPASS[..2], &Deferring),
+        (0, Event::Partial)
+    );
+    assert!(hs.is_anonymous());
+    assert_eq!(
+        hs.handle_input(GREETING_USERPASS, &Deferring),
+        (GREETING_USERPASS.len(), Event::Partial)
+    );
+    assert!(hs.is_anonymous());
+    assert_eq!(
+        hs.handle_input(&AUTH_ALICE[..4], &Deferring),
+        (0, Event::Partial)
+    );
+    assert!(hs.is_anonymous());
+    let (used, event) = hs.handle_input(AUTH_ALICE, &Deferring);
+    assert_eq!(used, AUTH_ALICE.len());
+    assert!(matches!(event, Event::Verify(_)), "{event:?}");
+    assert!(!hs.is_anonymous(), "its credentials are being checked");
+    assert_eq!(hs.verified(Some("alice".into())), Event::Partial);
+    assert!(!hs.is_anonymous(), "logged in");
+
+    // Checked at once, the same.
+    let auth = TestUsers::alice();
+    let mut hs = Handshake::new();
+    let input = [GREETING_USERPASS, AUTH_ALICE].concat();
+    assert_eq!(
+        hs.handle_input(&input, &auth),
+        (input.len(), Event::Partial)
+    );
+    assert!(!hs.is_anonymous(), "logged in");
+    // A failed log in is not anonymous either (and is closing).
+    let mut hs = Handshake::new();
+    let input = [GREETING_USERPASS, AUTH_ALICE_WRONG].concat();
+    assert!(matches!(hs.handle_input(&input, &auth).1, Event::Close(_)));
+    assert!(!hs.is_anonymous());
+
+    // No users: anonymous until the request is made.
+    let none = TestUsers::none();
+    let mut hs = Handshake::new();
+    assert_eq!(
+        hs.handle_input(GREETING_NO_AUTH, &none),
+        (GREETING_NO_AUTH.len(), Event::Partial)
+    );
+    assert!(hs.is_anonymous());
+    assert_eq!(
+        hs.handle_input(REQUEST_IPV4, &none),
+        (REQUEST_IPV4.len(), Event::Connect(target_ipv4()))
+    );
+    assert!(!hs.is_anonymous(), "its request is made");
+}

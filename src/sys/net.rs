@@ -2,8 +2,9 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, sockopt,
 };
@@ -37,6 +38,19 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListe
     Ok(TcpListener::from(fd))
 }
 
+/// Whether a connection waits in `listener`'s accept queue: a listening
+/// socket polls readable exactly then. Unlike accept(2), which takes a
+/// descriptor before it looks at the queue and so fails with EMFILE at the
+/// limit whether anyone waits or not, this needs no descriptor.
+pub fn connection_waits(listener: &impl AsFd) -> io::Result<bool> {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::ZERO)?;
+    Ok(n > 0
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +64,17 @@ mod tests {
         l.set_nonblocking(false).unwrap();
         let (s, _) = l.accept().unwrap();
         assert!(s.nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_waiting_connection_is_seen_without_accepting_it() {
+        let l = reuseport_listener("127.0.0.1:0".parse().unwrap(), 8).unwrap();
+        assert!(!connection_waits(&l).unwrap());
+        // connect() returns once the kernel has queued the connection.
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(connection_waits(&l).unwrap());
+        l.set_nonblocking(false).unwrap();
+        let _s = l.accept().unwrap();
+        assert!(!connection_waits(&l).unwrap());
     }
 }

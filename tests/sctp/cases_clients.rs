@@ -146,6 +146,7 @@ pub fn socks5dctl_end_to_end() {
         ("auth_failures", v[&6]),
         ("connect_failures", v[&7]),
         ("refused_at_limit", v[&0x80]),
+        ("handshakes_closed_at_fd_limit", v[&0x84]),
     ];
     let human = ok(&run(&["metrics"]), "metrics");
     let lines: Vec<&str> = human.lines().collect();
