@@ -636,6 +636,7 @@ impl Server {
                 connect_failed: 6,
                 refused: 8,
                 uptime_secs: 77,
+                mgmt_aborted: 9,
             },
         }
     }

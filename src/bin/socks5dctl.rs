@@ -308,6 +308,7 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::CONNECT_FAILED => "connect_failures",
         metric::UPTIME => "uptime_seconds",
         metric::REFUSED => "refused_at_limit",
+        metric::MGMT_ABORTED => "mgmt_aborted_before_login",
         _ => return None,
     })
 }

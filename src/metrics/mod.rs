@@ -5,6 +5,12 @@
 //! most 40 ms after it goes quiet. The aggregator is the only writer of the
 //! [`Totals`]; anyone may read them. A query made after 100 ms without new
 //! traffic therefore sees exact values.
+//!
+//! One count skips the aggregator: management associations aborted before
+//! they logged in are seen by the management thread alone, which adds them
+//! to [`Totals`] itself ([`Totals::add_mgmt_aborted`]). Each atomic still
+//! has a single writer, and METRICS, answered on that same thread, sees the
+//! count at once instead of one channel hop later.
 
 mod access;
 
@@ -64,7 +70,8 @@ impl std::fmt::Debug for Report {
     }
 }
 
-/// The server's totals since start. Written only by the aggregator.
+/// The server's totals since start. Written only by the aggregator, except
+/// `mgmt_aborted`, written only by the management thread.
 #[derive(Debug)]
 pub struct Totals {
     started: Instant,
@@ -75,6 +82,7 @@ pub struct Totals {
     auth_failed: AtomicU64,
     connect_failed: AtomicU64,
     refused: AtomicU64,
+    mgmt_aborted: AtomicU64,
 }
 
 /// A copy of the totals at one moment.
@@ -96,6 +104,10 @@ pub struct Snapshot {
     pub refused: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
+    /// Management associations aborted before logging in (log-in grace
+    /// time over, or pushed out by newer ones past
+    /// --max-mgmt-unauthenticated).
+    pub mgmt_aborted: u64,
 }
 
 impl Snapshot {
@@ -116,6 +128,7 @@ impl Totals {
             auth_failed: AtomicU64::new(0),
             connect_failed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            mgmt_aborted: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +142,12 @@ impl Totals {
         self.connect_failed
             .fetch_add(d.connect_failed, Ordering::Relaxed);
         self.refused.fetch_add(d.refused, Ordering::Relaxed);
+    }
+
+    /// Counts `n` management associations aborted before they logged in.
+    /// Called by the management thread only, the one writer of this count.
+    pub fn add_mgmt_aborted(&self, n: u64) {
+        self.mgmt_aborted.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The totals now.
@@ -146,6 +165,7 @@ impl Totals {
             connect_failed: self.connect_failed.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
+            mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
         }
     }
 }
@@ -280,6 +300,9 @@ mod tests {
         assert_eq!(s.auth_failed, 10);
         assert_eq!(s.connect_failed, 30);
         assert_eq!(s.refused, 40);
+        assert_eq!(s.mgmt_aborted, 0);
+        totals.add_mgmt_aborted(3);
+        assert_eq!(totals.snapshot().mgmt_aborted, 3);
     }
 
     /// A writer that keeps each `write` call apart, shared with the test.

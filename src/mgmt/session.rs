@@ -301,6 +301,7 @@ impl Session {
                     (metric::CONNECT_FAILED, m.connect_failed),
                     (metric::UPTIME, m.uptime_secs),
                     (metric::REFUSED, m.refused),
+                    (metric::MGMT_ABORTED, m.mgmt_aborted),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);
                 wire::emit_metrics(&values, &mut out);

@@ -48,6 +48,7 @@ fn backend() -> Fake {
             connect_failed: 6,
             uptime_secs: 77,
             refused: 9,
+            mgmt_aborted: 11,
         },
     }
 }
@@ -179,7 +180,7 @@ fn counters_and_metrics() {
     assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
     let m = &out[3].1;
     assert_eq!(out[3].0, 6);
-    assert_eq!(m[..4], [1, 0, 4, 9]);
+    assert_eq!(m[..4], [1, 0, 4, 10]);
     let values: Vec<(u8, u64)> = m[4..]
         .chunks(9)
         .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
@@ -195,7 +196,8 @@ fn counters_and_metrics() {
             (6, 5),
             (7, 6),
             (8, 77),
-            (0x80, 9)
+            (0x80, 9),
+            (0x85, 11)
         ]
     );
 }

@@ -445,6 +445,10 @@ pub mod metric {
     /// X'80' (private range): clients closed at once because the server's
     /// connection limit (--max-connections) was reached.
     pub const REFUSED: u8 = 0x80;
+    /// X'85' (private range): management associations aborted before they
+    /// logged in (log-in grace time over, or pushed out by newer ones past
+    /// --max-mgmt-unauthenticated).
+    pub const MGMT_ABORTED: u8 = 0x85;
 }
 
 // ---------------------------------------------------------------- requests

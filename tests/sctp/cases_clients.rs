@@ -146,10 +146,11 @@ pub fn socks5dctl_end_to_end() {
         ("auth_failures", v[&6]),
         ("connect_failures", v[&7]),
         ("refused_at_limit", v[&0x80]),
+        ("mgmt_aborted_before_login", v[&0x85]),
     ];
     let human = ok(&run(&["metrics"]), "metrics");
     let lines: Vec<&str> = human.lines().collect();
-    assert_eq!(lines.len(), 9, "metrics prints 9 lines:\n{human}");
+    assert_eq!(lines.len(), 10, "metrics prints 10 lines:\n{human}");
     for (k, val) in want {
         let line = format!("{}: {val}", k.replace('_', " "));
         assert!(
@@ -162,7 +163,7 @@ pub fn socks5dctl_end_to_end() {
         "metrics lacks the uptime:\n{human}"
     );
     let json = json_numbers(&ok(&run(&["--json", "metrics"]), "--json metrics"));
-    assert_eq!(json.len(), 9, "--json metrics: {json:?}");
+    assert_eq!(json.len(), 10, "--json metrics: {json:?}");
     for (k, val) in want {
         assert!(
             json.contains(&(k.to_owned(), val)),
