@@ -101,8 +101,8 @@ const CASES: &[(&str, fn())] = &[
         cases_faults::sigkill_during_user_changes,
     ),
     (
-        "faults::session_cap_aborts_the_fourth",
-        cases_faults::session_cap_aborts_the_fourth,
+        "faults::session_cap_refuses_the_fourth_log_in",
+        cases_faults::session_cap_refuses_the_fourth_log_in,
     ),
     (
         "faults::login_throttle_is_per_source_address",
