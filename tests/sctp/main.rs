@@ -18,6 +18,7 @@ mod cases_effects;
 mod cases_faults;
 mod cases_login;
 mod cases_protocol;
+mod cases_unauth;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -107,6 +108,14 @@ const CASES: &[(&str, fn())] = &[
     (
         "faults::login_throttle_is_per_source_address",
         cases_faults::login_throttle_is_per_source_address,
+    ),
+    (
+        "unauth::held_associations_do_not_keep_an_administrator_out",
+        cases_unauth::held_associations_do_not_keep_an_administrator_out,
+    ),
+    (
+        "unauth::login_grace_aborts_a_silent_association",
+        cases_unauth::login_grace_aborts_a_silent_association,
     ),
 ];
 
