@@ -637,6 +637,7 @@ impl Server {
                 refused: 8,
                 evicted: 9,
                 uptime_secs: 77,
+                mgmt_aborted: 9,
                 ..Snapshot::default()
             },
         }
@@ -675,6 +676,12 @@ struct Model {
     owed: VecDeque<(u16, Vec<u8>, Expect)>,
     /// The status `change_done` was given, for the response it causes.
     change_status: Option<MgmtStatus>,
+    /// Whether the endpoint has no session place left: a good log in then
+    /// gets X'03'.
+    full: bool,
+    /// The answer given to the session's claim of a place, until the
+    /// log-in reply that follows it.
+    claimed: Option<bool>,
 }
 
 impl Model {
@@ -686,6 +693,7 @@ impl Model {
                 Action::Shutdown => {
                     assert_eq!(self.phase, Phase::Closed, "shutdown while {:?}", self.phase)
                 }
+                Action::ClaimSlot => self.claim(session, server),
                 Action::CheckLogin(creds) => {
                     assert_eq!(self.phase, Phase::LoggingIn);
                     assert!(self.login_stream.is_some());
@@ -713,16 +721,36 @@ impl Model {
             }
         }
         assert_eq!(session.is_closed(), self.phase == Phase::Closed);
+        assert_eq!(session.is_checking(), self.phase == Phase::Checking);
         assert_eq!(
             session.admin().is_some(),
             matches!(self.phase, Phase::Established | Phase::Changing)
         );
     }
 
+    /// The session's log in is good and it asks for a session place: the
+    /// endpoint answers at once, as the real one does.
+    fn claim(&mut self, session: &mut Session, server: &Server) {
+        assert!(
+            matches!(self.phase, Phase::LoggingIn | Phase::Checking),
+            "a place claimed while {:?}",
+            self.phase
+        );
+        assert!(self.login_stream.is_some());
+        assert!(session.admin().is_none());
+        self.claimed = Some(!self.full);
+        session.slot_claimed(!self.full, server);
+    }
+
     fn on_send(&mut self, stream: u16, message: &[u8], server: &Server) {
         if let Some(login_stream) = self.login_stream {
             assert_eq!(stream, login_stream, "log-in reply on another stream");
             let status = mgmt::parse_login_reply(message).expect("a log-in reply");
+            match self.claimed.take() {
+                Some(true) => assert_eq!(status, LoginStatus::Success),
+                Some(false) => assert_eq!(status, LoginStatus::ServerError),
+                None => assert_ne!(status, LoginStatus::Success, "success without a place"),
+            }
             self.login_stream = None;
             self.checking = None;
             if status == LoginStatus::Success {
@@ -809,8 +837,10 @@ impl Model {
 /// Input: a sequence of steps, each starting with a byte OP.
 /// - OP & 3 is 0 or 1: a message on stream OP >> 2, then LEN and LEN bytes
 ///   (LEN X'FF': the rest of the input).
-/// - OP & 3 is 2: the slow log-in check answers: the user is an administrator
-///   if OP & 4, else refused.
+/// - OP & 3 is 2: with OP & 8, the endpoint's session places become full
+///   (or free again); otherwise the slow log-in check answers: the user is
+///   an administrator if OP & 4, else refused. A good log in claims a
+///   session place and gets one unless they are full.
 /// - OP & 3 is 3: the users' writer answers the pending change (it was applied
 ///   to the table when asked; its real status is sent unless OP & 4, which
 ///   sends Status OP >> 3 instead).
@@ -829,6 +859,8 @@ pub fn mgmt_session(data: &[u8]) {
         checking: None,
         owed: VecDeque::new(),
         change_status: None,
+        full: false,
+        claimed: None,
     };
     let mut rest = data;
     while let Some((&op, tail)) = rest.split_first() {
@@ -847,6 +879,7 @@ pub fn mgmt_session(data: &[u8]) {
                     return;
                 }
             }
+            2 if op & 8 != 0 => model.full = !model.full,
             2 => {
                 let admin = match (&model.checking, op & 4 != 0) {
                     (Some(name), true) => Some(String::from_utf8_lossy(name).into()),
@@ -909,7 +942,7 @@ fn handed(
                     model.phase = Phase::Checking;
                     model.checking = Some(creds.username.clone());
                 }
-                (Ok(login), Action::Send { stream: s, message }) => {
+                (Ok(login), Action::ClaimSlot) => {
                     // Only a known administrator's right password is quick.
                     let user = server
                         .dir
@@ -919,8 +952,7 @@ fn handed(
                         .expect("a user");
                     assert_eq!(user.role, Role::Admin);
                     assert_eq!(user.secret.quick(login.password), Some(true));
-                    assert_eq!((s, &message[..]), (stream, &[1, 0][..]));
-                    model.on_send(stream, &message, server);
+                    model.claim(session, server);
                 }
                 (parsed, action) => panic!("{parsed:?} answered with {action:?}"),
             }

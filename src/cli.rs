@@ -25,7 +25,13 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --users-file PATH       users file: loaded at start, rewritten on every change
                               made over the management protocol; created if missing
       --max-users N           the most users the table may hold (default: 100000)
-      --max-admin-sessions N  the most management sessions open at once (default: 64)
+      --max-admin-sessions N  the most management sessions logged in at once; a log in
+                              past it gets X'03' (default: 64)
+      --max-mgmt-unauthenticated N
+                              the most management associations not logged in at
+                              once; past it the oldest is aborted (default: 32)
+      --mgmt-login-grace S    seconds a management association may take to log in
+                              before it is aborted (default: 10)
       --max-login-failures N  refused management log ins from one source address
                               within a minute that start a penalty (default: 10)
       --max-auth-failures N   failed SOCKS authentications from one source (an IPv4
@@ -172,6 +178,8 @@ where
     let mut plain: Vec<(String, String)> = Vec::new();
     let mut required = false;
     let mut run_as: Option<String> = None;
+    let mut max_unauthenticated = 32usize;
+    let mut login_grace = Duration::from_secs(10);
     let mut max_admin_sessions = 64usize;
     let mut max_login_failures = 10u32;
 
@@ -198,6 +206,8 @@ where
                 | "--max-users"
                 | "--max-connections"
                 | "--run-as"
+                | "--max-mgmt-unauthenticated"
+                | "--mgmt-login-grace"
                 | "--max-admin-sessions"
                 | "--max-login-failures"
                 | "--max-auth-failures"
@@ -243,6 +253,10 @@ where
                 cfg.users_file = Some(PathBuf::from(v));
             }
             "--require-management" => required = true,
+            "--max-mgmt-unauthenticated" => max_unauthenticated = parse_count(&opt, v)?,
+            "--mgmt-login-grace" => {
+                login_grace = parse_secs(&opt, v, false)?.unwrap_or_default();
+            }
             "--max-admin-sessions" => max_admin_sessions = parse_count(&opt, v)?,
             "--max-login-failures" => {
                 max_login_failures = match v.parse::<u32>() {
@@ -387,6 +401,8 @@ where
     cfg.users = users;
     cfg.mgmt = Some(MgmtConfig {
         required,
+        max_unauthenticated,
+        login_grace,
         max_sessions: max_admin_sessions,
         max_failures: max_login_failures,
         ..MgmtConfig::new(mgmt_addrs, mgmt_port)
@@ -419,6 +435,9 @@ mod tests {
         assert_eq!(m.addrs.len(), 2);
         assert!(m.addrs.iter().all(|a| a.is_loopback()));
         assert!(!m.required);
+        assert_eq!(m.max_sessions, 64);
+        assert_eq!(m.max_unauthenticated, 32);
+        assert_eq!(m.login_grace, Duration::from_secs(10));
         assert_eq!(o.config.worker.handshake_timeout, Duration::from_secs(10));
         assert_eq!(o.config.worker.idle_timeout, None);
     }
@@ -506,6 +525,34 @@ mod tests {
         // A user given twice, once as admin, is refused.
         assert!(run(&["--admin", "a:b", "-u", "a:c"]).is_err());
         assert!(run(&["--users-file", ""]).is_err());
+    }
+
+    #[test]
+    fn management_limits() {
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--max-mgmt-unauthenticated",
+            "5",
+            "--mgmt-login-grace=2.5",
+            "--max-admin-sessions",
+            "3",
+        ])
+        .unwrap();
+        let m = o.config.mgmt.unwrap();
+        assert_eq!(m.max_unauthenticated, 5);
+        assert_eq!(m.login_grace, Duration::from_millis(2500));
+        assert_eq!(m.max_sessions, 3);
+        for bad in [
+            &["--max-mgmt-unauthenticated", "0"][..],
+            &["--max-mgmt-unauthenticated", "x"],
+            &["--mgmt-login-grace", "0"],
+            &["--mgmt-login-grace", "-1"],
+            &["--mgmt-login-grace"],
+        ] {
+            let e = run(&[&["-l", "127.0.0.1"], bad].concat()).unwrap_err();
+            assert!(e.0.starts_with(bad[0]), "{bad:?}: {e}");
+        }
     }
 
     #[test]

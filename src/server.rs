@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::endpoint;
@@ -81,7 +82,12 @@ pub struct MgmtConfig {
     pub port: u16,
     /// Whether a kernel without SCTP stops the server instead of a warning.
     pub required: bool,
-    /// The most management sessions open at once.
+    /// The most associations not logged in at once; past it the oldest is
+    /// aborted.
+    pub max_unauthenticated: usize,
+    /// How long an association may take to log in before it is aborted.
+    pub login_grace: Duration,
+    /// The most management sessions logged in at once.
     pub max_sessions: usize,
     /// Refused log ins from one source address within a minute that start a
     /// penalty (its length and the exempt networks are those of
@@ -96,6 +102,8 @@ impl MgmtConfig {
             addrs,
             port,
             required: false,
+            max_unauthenticated: 32,
+            login_grace: Duration::from_secs(10),
             max_sessions: 64,
             max_failures: 10,
         }
@@ -315,6 +323,8 @@ impl Server {
                     users: Arc::clone(&users),
                     changes: changes_tx.clone(),
                     pool: pool.clone(),
+                    max_unauthenticated: m.max_unauthenticated,
+                    login_grace: m.login_grace,
                     max_sessions: m.max_sessions,
                     penalties: Arc::new(Penalties::new(PenaltyConfig {
                         threshold: m.max_failures,

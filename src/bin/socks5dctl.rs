@@ -311,6 +311,7 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::AUTH_PENALISED => "auth_refused_penalised",
         metric::PENALTIES => "auth_penalties",
         metric::CHECKS_REFUSED => "auth_checks_refused_busy",
+        metric::MGMT_ABORTED => "mgmt_aborted_before_login",
         metric::LOG_SUPPRESSED => "access_log_lines_suppressed",
         metric::EVICTED => "handshakes_closed_at_fd_limit",
         _ => return None,

@@ -5,6 +5,12 @@
 //! most 40 ms after it goes quiet. The aggregator is the only writer of the
 //! [`Totals`]; anyone may read them. A query made after 100 ms without new
 //! traffic therefore sees exact values.
+//!
+//! One count skips the aggregator: management associations aborted before
+//! they logged in are seen by the management thread alone, which adds them
+//! to [`Totals`] itself ([`Totals::add_mgmt_aborted`]). Each atomic still
+//! has a single writer, and METRICS, answered on that same thread, sees the
+//! count at once instead of one channel hop later.
 
 mod access;
 pub mod quiet;
@@ -75,7 +81,8 @@ impl std::fmt::Debug for Report {
     }
 }
 
-/// The server's totals since start. Written only by the aggregator.
+/// The server's totals since start. Written only by the aggregator, except
+/// `mgmt_aborted`, written only by the management thread.
 #[derive(Debug)]
 pub struct Totals {
     started: Instant,
@@ -92,6 +99,7 @@ pub struct Totals {
     /// Written by the aggregator itself, not from deltas.
     log_suppressed: AtomicU64,
     evicted: AtomicU64,
+    mgmt_aborted: AtomicU64,
 }
 
 /// A copy of the totals at one moment.
@@ -124,6 +132,10 @@ pub struct Snapshot {
     pub evicted: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
+    /// Management associations aborted before logging in (log-in grace
+    /// time over, or pushed out by newer ones past
+    /// --max-mgmt-unauthenticated).
+    pub mgmt_aborted: u64,
 }
 
 impl Snapshot {
@@ -149,6 +161,7 @@ impl Totals {
             checks_refused: AtomicU64::new(0),
             log_suppressed: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            mgmt_aborted: AtomicU64::new(0),
         }
     }
 
@@ -168,6 +181,12 @@ impl Totals {
         self.checks_refused
             .fetch_add(d.checks_refused, Ordering::Relaxed);
         self.evicted.fetch_add(d.evicted, Ordering::Relaxed);
+    }
+
+    /// Counts `n` management associations aborted before they logged in.
+    /// Called by the management thread only, the one writer of this count.
+    pub fn add_mgmt_aborted(&self, n: u64) {
+        self.mgmt_aborted.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The totals now.
@@ -190,6 +209,7 @@ impl Totals {
             log_suppressed: self.log_suppressed.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
+            mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
         }
     }
 }
@@ -362,6 +382,9 @@ mod tests {
         assert_eq!(s.penalties, 60);
         assert_eq!(s.checks_refused, 70);
         assert_eq!(s.evicted, 80);
+        assert_eq!(s.mgmt_aborted, 0);
+        totals.add_mgmt_aborted(3);
+        assert_eq!(totals.snapshot().mgmt_aborted, 3);
     }
 
     /// A writer that keeps each `write` call apart, shared with the test.

@@ -13,6 +13,27 @@
 //! - EAGAIN from the shared buffer is nobody's fault: the association waits
 //!   for the socket to become writable and is never blamed for it;
 //! - the socket asks for a large send buffer, so that many stuck peers fit.
+//!
+//! Associations that have not logged in are limited apart from sessions,
+//! so that associations held open without credentials cannot keep an
+//! administrator out:
+//! - each must log in within the log-in grace time (--mgmt-login-grace,
+//!   like sshd's LoginGraceTime) or is aborted;
+//! - at most --max-mgmt-unauthenticated may wait at once; past that the
+//!   oldest is aborted to make room for the newcomer ([`Arrivals::victim`]
+//!   says which). Held associations thus only push out each other: to
+//!   push out an administrator's, a peer must open more than the cap of
+//!   new ones between its arrival and its log in, one round trip later.
+//!   (sshd's MaxStartups refuses newcomers instead, which lets whoever
+//!   holds the places keep everyone else out.)
+//! - logged-in sessions are capped by --max-admin-sessions: a good log in
+//!   past it is refused with X'03' and closed gracefully
+//!   ([`Session::slot_claimed`] says why), and the sessions open are not
+//!   touched.
+//!
+//! So at most max-admin-sessions + max-mgmt-unauthenticated associations
+//! are kept, plus those one turn of reading admits before the cap is
+//! applied.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -23,6 +44,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::Waker;
 
+use super::arrivals::{AbortLog, Arrivals, Cause, Standing};
 use super::session::{Action, Backend, Session, UserChange};
 use super::wire::{MAX_REQUEST, Status};
 use crate::metrics::{Snapshot, Totals};
@@ -88,7 +110,12 @@ pub struct Shared {
     pub changes: Sender<ChangeRequest>,
     /// Slow password checks.
     pub pool: Pool,
-    /// The most management sessions open at once.
+    /// The most associations not logged in at once; past it the oldest is
+    /// aborted.
+    pub max_unauthenticated: usize,
+    /// How long an association may take to log in before it is aborted.
+    pub login_grace: Duration,
+    /// The most management sessions logged in at once.
     pub max_sessions: usize,
     /// Refused log ins per source address, and the penalties they earn:
     /// while one lasts, every log in from that source is refused unchecked.
@@ -112,6 +139,10 @@ enum Out {
 
 struct Assoc {
     session: Session,
+    /// Its entry in `Endpoint::arrivals` (see [`Arrivals::push`]).
+    serial: u64,
+    /// Whether it holds one of the --max-admin-sessions places.
+    logged_in: bool,
     /// The message being reassembled (at most MAX_REQUEST + 1 bytes kept).
     rx: Vec<u8>,
     rx_stream: u16,
@@ -137,12 +168,33 @@ pub struct Endpoint {
     shared: Shared,
     inbox: Sender<Inbound>,
     waker: Arc<Waker>,
+    /// The associations not logged in, oldest first.
+    arrivals: Arrivals,
+    /// Associations logged in, and not, in `assocs`.
+    logged_in: usize,
+    unauthenticated: usize,
+    aborts: AbortLog,
+}
+
+/// What the association `id` with entry `serial` in the arrivals is doing.
+fn standing(assocs: &HashMap<AssocId, Assoc>, id: AssocId, serial: u64) -> Standing {
+    match assocs.get(&id) {
+        Some(a) if a.serial == serial && !a.logged_in => {
+            if a.session.is_checking() {
+                Standing::Checking
+            } else {
+                Standing::Waiting
+            }
+        }
+        _ => Standing::Gone,
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
-            .field("associations", &self.assocs.len())
+            .field("logged_in", &self.logged_in)
+            .field("unauthenticated", &self.unauthenticated)
             .finish()
     }
 }
@@ -166,6 +218,10 @@ impl Endpoint {
             shared,
             inbox,
             waker,
+            arrivals: Arrivals::default(),
+            logged_in: 0,
+            unauthenticated: 0,
+            aborts: AbortLog::default(),
         }
     }
 
@@ -198,6 +254,7 @@ impl Endpoint {
                 self.on_data(r.assoc, r.stream, r.len, r.eor, r.from, now);
             }
         }
+        self.make_room(now);
         self.flush_all(now);
         more
     }
@@ -231,24 +288,67 @@ impl Endpoint {
         }
     }
 
-    /// A new association, unless the server has as many as it takes.
+    /// A new association, not logged in. The cap on those is applied by
+    /// `make_room` once the turn's input is read.
     fn admit(&mut self, assoc: AssocId, now: Instant) {
         if self.assocs.contains_key(&assoc) {
             return;
         }
-        if self.assocs.len() >= self.shared.max_sessions {
-            log::warn!(
-                "management association {assoc}: {} sessions already open; aborting",
-                self.shared.max_sessions
-            );
-            let _ = self.sock.send(assoc, 0, &[], SendKind::Abort);
-            return;
-        }
-        self.assocs.insert(assoc, Assoc::new(now));
+        let serial = self.arrivals.push(assoc, now);
+        self.unauthenticated += 1;
+        self.assocs.insert(assoc, Assoc::new(now, serial));
     }
 
     fn forget(&mut self, assoc: AssocId) {
-        self.assocs.remove(&assoc);
+        if let Some(a) = self.assocs.remove(&assoc) {
+            if a.logged_in {
+                self.logged_in -= 1;
+            } else {
+                self.unauthenticated -= 1;
+            }
+        }
+    }
+
+    /// Aborts associations that have not logged in, oldest first, until no
+    /// more than --max-mgmt-unauthenticated remain.
+    ///
+    /// This runs once per turn, after everything the socket held was read,
+    /// rather than at each COMM_UP: an administrator's log in that is
+    /// already in the socket behind its COMM_UP has then been handled, so a
+    /// burst of honest connections is judged by what they sent, not by the
+    /// order the kernel queued the events in. A turn reads at most 256
+    /// pieces, which bounds how far past the cap the count can go between.
+    fn make_room(&mut self, now: Instant) {
+        while self.unauthenticated > self.shared.max_unauthenticated {
+            let Some(id) = self
+                .arrivals
+                .victim(|id, serial| standing(&self.assocs, id, serial))
+            else {
+                // Every counted association has a live entry; none left
+                // would be a bug in the counting, not a reason to loop.
+                log::error!(
+                    "management: {} associations counted as not logged in, none queued",
+                    self.unauthenticated
+                );
+                break;
+            };
+            self.abort_before_login(id, Cause::Room, now);
+        }
+        self.arrivals.compact(self.unauthenticated, |id, serial| {
+            standing(&self.assocs, id, serial)
+        });
+    }
+
+    /// Aborts an association that has not logged in, counts it (METRICS
+    /// ID X'85') and logs it, at most one line per interval: these are
+    /// caused by peers without credentials, whose number we do not choose.
+    fn abort_before_login(&mut self, assoc: AssocId, cause: Cause, now: Instant) {
+        log::debug!("management association {assoc}: not logged in; aborting ({cause:?})");
+        self.abort(assoc);
+        self.shared.totals.add_mgmt_aborted(1);
+        if let Some(line) = self.aborts.record(cause, now) {
+            log::warn!("{line}");
+        }
     }
 
     fn on_data(
@@ -325,6 +425,24 @@ impl Endpoint {
                     }
                 }
                 Action::Shutdown => a.queue.push_back(Out::Eof),
+                Action::ClaimSlot => {
+                    let granted = self.logged_in < self.shared.max_sessions;
+                    if granted {
+                        a.logged_in = true;
+                        self.logged_in += 1;
+                        self.unauthenticated -= 1;
+                    } else {
+                        // Only an administrator with good credentials gets
+                        // here, so one line each does not let strangers
+                        // flood the log.
+                        log::warn!(
+                            "management association {assoc}: {} sessions already open; \
+                             log in refused with X'03'",
+                            self.shared.max_sessions
+                        );
+                    }
+                    a.session.slot_claimed(granted, &self.shared);
+                }
                 Action::CheckLogin(creds) => {
                     let task = Task {
                         job: Job::CheckAdmin {
@@ -459,18 +577,38 @@ impl Endpoint {
 
     /// When `tick` must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.assocs
+        let per_assoc = self
+            .assocs
             .values()
             .map(|a| match a.unacked_since {
                 Some(s) => (s + STALL_LIMIT).min(a.last_rx + IDLE_LIMIT),
                 None => a.last_rx + IDLE_LIMIT,
             })
-            .min()
+            .min();
+        [
+            per_assoc,
+            self.arrivals.next_expiry(self.shared.login_grace),
+            self.aborts.due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Aborts associations that do not drain, closes idle ones, and retries
-    /// blocked sends.
+    /// Aborts associations whose log-in grace time is over and those that
+    /// do not drain, closes idle ones, and retries blocked sends.
     pub fn tick(&mut self, now: Instant) {
+        while let Some(id) = self
+            .arrivals
+            .expired(now, self.shared.login_grace, |id, serial| {
+                standing(&self.assocs, id, serial)
+            })
+        {
+            self.abort_before_login(id, Cause::Grace, now);
+        }
+        if let Some(line) = self.aborts.flush(now) {
+            log::warn!("{line}");
+        }
         let mut stalled = Vec::new();
         let mut idle = Vec::new();
         for (id, a) in &self.assocs {
@@ -495,9 +633,11 @@ impl Endpoint {
 }
 
 impl Assoc {
-    fn new(now: Instant) -> Self {
+    fn new(now: Instant, serial: u64) -> Self {
         Assoc {
             session: Session::new(),
+            serial,
+            logged_in: false,
             rx: Vec::new(),
             rx_stream: 0,
             queue: VecDeque::new(),

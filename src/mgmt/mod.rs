@@ -5,8 +5,10 @@
 //! is reassembled per association, parsed by [`wire`] and answered by the
 //! [`session`] state machine; user changes go to the users' writer thread
 //! (`crate::users::store`) and their answers come back to the management
-//! thread's inbox.
+//! thread's inbox. Associations that have not logged in are kept in order
+//! of arrival by [`arrivals`], which bounds them in number and in time.
 
+pub mod arrivals;
 pub mod endpoint;
 pub mod service;
 pub mod session;

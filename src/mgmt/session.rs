@@ -6,6 +6,11 @@
 //! (a password check, a user change) to another thread, whose answer comes
 //! back through `login_checked` or `change_done`. While such work is under
 //! way later messages wait in order, so responses keep request order.
+//!
+//! Good credentials do not make a session by themselves: the session asks
+//! the endpoint for one of the server's session places
+//! ([`Action::ClaimSlot`], answered with `slot_claimed`), since only the
+//! endpoint knows how many sessions are open.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -104,6 +109,9 @@ pub enum Action {
     CheckLogin(Credentials),
     /// Apply a user change on the users' writer; answer with `change_done`.
     Change(UserChange),
+    /// The log in is good: take one of the server's session places if one
+    /// is free (--max-admin-sessions); answer with `slot_claimed`.
+    ClaimSlot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +120,8 @@ enum State {
     LoggingIn,
     /// A log in is being checked.
     Checking { stream: u16 },
+    /// The log in is good; waiting for a session place.
+    Claiming { stream: u16 },
     /// Logged in.
     Established,
     /// A user change is being made.
@@ -154,7 +164,10 @@ impl Session {
 
     /// The administrator logged in, if any.
     pub fn admin(&self) -> Option<&Arc<str>> {
-        self.admin.as_ref()
+        match self.state {
+            State::Established | State::Changing { .. } => self.admin.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whether the next message is the log in.
@@ -167,6 +180,12 @@ impl Session {
     /// wrong password: it tells nothing about the user.
     pub fn throttle(&mut self) {
         self.throttled = true;
+    }
+
+    /// Whether a log in has arrived and is being checked (or its session
+    /// place claimed).
+    pub fn is_checking(&self) -> bool {
+        matches!(self.state, State::Checking { .. } | State::Claiming { .. })
     }
 
     /// Whether the session has closed (after a failed log in).
@@ -188,7 +207,7 @@ impl Session {
     ) -> Result<(), TooManyPending> {
         match self.state {
             State::Closed => Ok(()),
-            State::Checking { .. } | State::Changing { .. } => {
+            State::Checking { .. } | State::Claiming { .. } | State::Changing { .. } => {
                 if self.pending.len() >= MAX_PENDING {
                     return Err(TooManyPending);
                 }
@@ -222,13 +241,7 @@ impl Session {
             && user.role == Role::Admin
             && user.secret.quick(login.password) == Some(true)
         {
-            self.admin = Some(Arc::clone(&user.name));
-            self.state = State::Established;
-            self.send(
-                stream,
-                wire::emit_login_reply(LoginStatus::Success).to_vec(),
-            );
-            return;
+            return self.claim(stream, Arc::clone(&user.name));
         }
         self.state = State::Checking { stream };
         self.out.push_back(Action::CheckLogin(Credentials {
@@ -238,23 +251,46 @@ impl Session {
     }
 
     /// The answer to `Action::CheckLogin`: the administrator's name, or
-    /// `None` when the log in is refused.
-    pub fn login_checked(&mut self, admin: Option<Arc<str>>, backend: &dyn Backend) {
+    /// `None` when the log in is refused. (`_backend` is unused since a
+    /// good log in claims its session place first; it stays until the
+    /// endpoint's log-in throttle, which calls this, is reworked.)
+    pub fn login_checked(&mut self, admin: Option<Arc<str>>, _backend: &dyn Backend) {
         let State::Checking { stream } = self.state else {
             return;
         };
         match admin {
-            Some(name) => {
-                self.admin = Some(name);
-                self.state = State::Established;
-                self.send(
-                    stream,
-                    wire::emit_login_reply(LoginStatus::Success).to_vec(),
-                );
-                self.run_pending(backend);
-            }
+            Some(name) => self.claim(stream, name),
             None => self.refuse(stream, LoginStatus::Denied),
         }
+    }
+
+    fn claim(&mut self, stream: u16, admin: Arc<str>) {
+        self.admin = Some(admin);
+        self.state = State::Claiming { stream };
+        self.out.push_back(Action::ClaimSlot);
+    }
+
+    /// The answer to `Action::ClaimSlot`: whether the session got a place.
+    ///
+    /// Without one the log in is refused with X'03' (server error) and the
+    /// association closed gracefully (PROTOCOL section 2), not aborted: the
+    /// administrator learns why, and the answer comes only after good
+    /// credentials, so an unauthenticated peer cannot tell from it how many
+    /// sessions are open, and a wrong password still gets X'01' alone.
+    pub fn slot_claimed(&mut self, granted: bool, backend: &dyn Backend) {
+        let State::Claiming { stream } = self.state else {
+            return;
+        };
+        if !granted {
+            self.admin = None;
+            return self.refuse(stream, LoginStatus::ServerError);
+        }
+        self.state = State::Established;
+        self.send(
+            stream,
+            wire::emit_login_reply(LoginStatus::Success).to_vec(),
+        );
+        self.run_pending(backend);
     }
 
     /// PROTOCOL section 2: "After any status other than X'00' the server
@@ -305,6 +341,7 @@ impl Session {
                     (metric::PENALTIES, m.penalties),
                     (metric::CHECKS_REFUSED, m.checks_refused),
                     (metric::EVICTED, m.evicted),
+                    (metric::MGMT_ABORTED, m.mgmt_aborted),
                     (metric::LOG_SUPPRESSED, m.log_suppressed),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);

@@ -53,6 +53,7 @@ fn backend() -> Fake {
             checks_refused: 12,
             log_suppressed: 13,
             evicted: 14,
+            mgmt_aborted: 15,
         },
     }
 }
@@ -76,10 +77,24 @@ fn sent(s: &mut Session) -> Vec<(u16, Vec<u8>)> {
     out
 }
 
+/// Answers the session's claim of a session place.
+fn claim(s: &mut Session, granted: bool, b: &Fake) {
+    assert!(matches!(s.poll_action(), Some(Action::ClaimSlot)));
+    assert!(s.poll_action().is_none());
+    assert!(s.is_checking());
+    assert!(
+        s.admin().is_none(),
+        "not logged in before the place is given"
+    );
+    s.slot_claimed(granted, b);
+}
+
 fn logged_in(b: &Fake) -> Session {
     let mut s = Session::new();
     s.handle_message(0, &login(b"root", b"rootpw"), b).unwrap();
+    claim(&mut s, true, b);
     assert_eq!(sent(&mut s), [(0, vec![1, 0])]);
+    assert!(!s.is_checking());
     s
 }
 
@@ -132,16 +147,52 @@ fn stored_hash_admin_logs_in_after_the_slow_check() {
     let admin = b.users.check_admin(&c.username, &c.password);
     assert_eq!(admin.as_deref(), Some("carol"));
     // Requests sent meanwhile wait, in order.
+    assert!(s.is_checking());
     s.handle_message(1, &[1, 1], &b).unwrap();
     s.handle_message(2, &[1, 2], &b).unwrap();
     assert!(s.poll_action().is_none());
     s.login_checked(admin, &b);
+    // ... and while the session place is claimed.
+    s.handle_message(3, &[1, 3], &b).unwrap();
+    claim(&mut s, true, &b);
     let out = sent(&mut s);
     assert_eq!(out[0], (0, vec![1, 0]));
     assert_eq!(out[1].0, 1);
     assert_eq!(out[1].1[..3], [1, 0, 1]);
     assert_eq!(out[2].0, 2);
     assert_eq!(out[2].1[..3], [1, 0, 2]);
+    assert_eq!(out[3].0, 3);
+    assert_eq!(out[3].1[..3], [1, 0, 3]);
+    assert_eq!(s.admin().map(|a| &**a), Some("carol"));
+}
+
+#[test]
+fn good_credentials_without_a_session_place_get_server_error_and_close() {
+    let b = backend();
+    // The quick path and the slow path alike.
+    let mut quick = Session::new();
+    quick
+        .handle_message(2, &login(b"root", b"rootpw"), &b)
+        .unwrap();
+    let mut slow = Session::new();
+    slow.handle_message(2, &login(b"carol", b"carolpw"), &b)
+        .unwrap();
+    assert!(matches!(slow.poll_action(), Some(Action::CheckLogin(_))));
+    slow.login_checked(Some(Arc::from("carol")), &b);
+    for mut s in [quick, slow] {
+        // A request pipelined behind the log in is dropped with it.
+        s.handle_message(2, &[1, 1], &b).unwrap();
+        claim(&mut s, false, &b);
+        let out: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(matches!(&out[0], Action::Send { stream: 2, message } if message == &[1, 3]));
+        assert!(matches!(out[1], Action::Shutdown));
+        assert!(s.is_closed());
+        assert!(!s.is_checking());
+        assert!(s.admin().is_none());
+        s.handle_message(2, &[1, 1], &b).unwrap();
+        assert!(s.poll_action().is_none());
+    }
 }
 
 #[test]
@@ -184,7 +235,7 @@ fn counters_and_metrics() {
     assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
     let m = &out[3].1;
     assert_eq!(out[3].0, 6);
-    assert_eq!(m[..4], [1, 0, 4, 14]);
+    assert_eq!(m[..4], [1, 0, 4, 15]);
     let values: Vec<(u8, u64)> = m[4..]
         .chunks(9)
         .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
@@ -205,6 +256,7 @@ fn counters_and_metrics() {
             (0x82, 11),
             (0x83, 12),
             (0x84, 14),
+            (0x85, 15),
             (0x86, 13)
         ]
     );

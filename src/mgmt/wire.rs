@@ -457,6 +457,10 @@ pub mod metric {
     /// X'84' (private range): handshakes nobody had logged in on, closed to
     /// make room for new clients when accepting ran out of descriptors.
     pub const EVICTED: u8 = 0x84;
+    /// X'85' (private range): management associations aborted before they
+    /// logged in (log-in grace time over, or pushed out by newer ones past
+    /// --max-mgmt-unauthenticated).
+    pub const MGMT_ABORTED: u8 = 0x85;
     /// X'86' (private): access-log lines of failed handshakes left out and
     /// summarised.
     pub const LOG_SUPPRESSED: u8 = 0x86;

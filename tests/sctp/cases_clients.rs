@@ -147,6 +147,7 @@ pub fn socks5dctl_end_to_end() {
         ("connect_failures", v[&7]),
         ("refused_at_limit", v[&0x80]),
         ("handshakes_closed_at_fd_limit", v[&0x84]),
+        ("mgmt_aborted_before_login", v[&0x85]),
     ];
     let human = ok(&run(&["metrics"]), "metrics");
     let lines: Vec<&str> = human.lines().collect();

@@ -18,6 +18,7 @@ mod cases_effects;
 mod cases_faults;
 mod cases_login;
 mod cases_protocol;
+mod cases_unauth;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -105,12 +106,20 @@ const CASES: &[(&str, fn())] = &[
         cases_faults::sigkill_during_user_changes,
     ),
     (
-        "faults::session_cap_aborts_the_fourth",
-        cases_faults::session_cap_aborts_the_fourth,
+        "faults::session_cap_refuses_the_fourth_log_in",
+        cases_faults::session_cap_refuses_the_fourth_log_in,
     ),
     (
         "faults::login_throttle_is_per_source_address",
         cases_faults::login_throttle_is_per_source_address,
+    ),
+    (
+        "unauth::held_associations_do_not_keep_an_administrator_out",
+        cases_unauth::held_associations_do_not_keep_an_administrator_out,
+    ),
+    (
+        "unauth::login_grace_aborts_a_silent_association",
+        cases_unauth::login_grace_aborts_a_silent_association,
     ),
 ];
 
