@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use crate::blocking::{HostMap, Pool};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::endpoint;
 use crate::mgmt::service::Service;
-use crate::reactor::blocking::{HostMap, Pool};
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
 use crate::sys::sctp::SctpSocket;
