@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -160,6 +161,34 @@ fn parse_user(
         )),
         Err(e) => err(format!("{opt}: {e}")),
     }
+}
+
+/// Where the passwords are in `args` (the whole argv, the program first):
+/// for each value of `-u`, `--user` and `--admin`, the bytes after its
+/// first ':'. main overwrites them in the process's own argument memory.
+pub fn password_spans(args: &[String]) -> Vec<(usize, Range<usize>)> {
+    let mut spans = Vec::new();
+    let mut value_of_next = false;
+    for (i, a) in args.iter().enumerate().skip(1) {
+        let value = if value_of_next {
+            value_of_next = false;
+            Some((0, a.as_str()))
+        } else if matches!(a.as_str(), "-u" | "--user" | "--admin") {
+            value_of_next = true;
+            None
+        } else {
+            ["--user=", "--admin="]
+                .iter()
+                .find_map(|p| a.strip_prefix(p).map(|v| (p.len(), v)))
+        };
+        if let Some((at, v)) = value
+            && let Some(colon) = v.find(':')
+            && colon + 1 < v.len()
+        {
+            spans.push((i, at + colon + 1..at + v.len()));
+        }
+    }
+    spans
 }
 
 /// Parses the arguments after the program name.
@@ -593,5 +622,29 @@ mod tests {
         // A password never appears in an error.
         let e = run(&["-u", "a:secret1", "-u", "a:secret2"]).unwrap_err();
         assert!(!e.0.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn password_spans_cover_every_password_and_nothing_else() {
+        let args: Vec<String> = [
+            "socks5d",
+            "-u",
+            "alice:pa:ss",
+            "--admin=root:toor",
+            "--user",
+            "bob:x",
+            "-l",
+            "127.0.0.1",
+            "--users-file",
+            "f:g",
+            "-u",
+            "nopass:",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let spans = password_spans(&args);
+        let shown: Vec<&str> = spans.iter().map(|(i, r)| &args[*i][r.clone()]).collect();
+        assert_eq!(shown, ["pa:ss", "toor", "x"]);
     }
 }

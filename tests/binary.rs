@@ -131,6 +131,42 @@ fn duplicate_user_message_hides_the_password() {
     );
 }
 
+/// Passwords given with -u and --admin vanish from /proc/PID/cmdline (what
+/// ps shows every local user) once socks5d has read them; the names stay,
+/// the users still log in, and one warning says so.
+#[test]
+fn passwords_on_the_command_line_are_hidden_from_other_users() {
+    let d = Daemon::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-u",
+        "alice:wonderland",
+        "--admin=root:hunter2-secret",
+        "--user",
+        "bob:a:b:c",
+    ]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid())).expect("read cmdline");
+    let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    for secret in ["wonderland", "hunter2-secret", "a:b:c"] {
+        assert!(!shown.contains(secret), "{secret:?} in {shown:?}");
+    }
+    for kept in ["alice:", "--admin=root:", "bob:", "-l 127.0.0.1"] {
+        assert!(shown.contains(kept), "{kept:?} not in {shown:?}");
+    }
+    let target = echo_server(BANNER);
+    let mut t = socks_connect(d.addr, Auth::User("alice", "wonderland"), target);
+    exchange(&mut t, b"", BANNER);
+    drop(socks_connect(d.addr, Auth::User("bob", "a:b:c"), target));
+    let warnings = d
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("passwords given with -u or --admin"))
+        .count();
+    assert_eq!(warnings, 1, "{}", d.stderr());
+}
+
 #[test]
 fn refuses_to_be_an_open_proxy_on_default_addresses() {
     for args in [&[][..], &["-p", "0"], &["-l", "0.0.0.0", "-p", "0"]] {
