@@ -12,8 +12,8 @@
 //! socks5d do, so they are bounded three ways:
 //! - memory: a fixed number of checker threads, each with one
 //!   [`CheckMemory`] reused for every check (never an allocation per check);
-//! - queueing: checks wait per source ([`Source`]: an IPv4 address or an
-//!   IPv6 /64), at most [`CHECKS_PER_SOURCE`] each and [`MAX_QUEUED_CHECKS`]
+//! - queueing: checks wait per source ([`Source`]: an IPv4 address, an
+//!   IPv6 /64, or a local peer's uid), at most [`CHECKS_PER_SOURCE`] each and [`MAX_QUEUED_CHECKS`]
 //!   in all; past that the check is refused at once (the client gets a
 //!   failed authentication) instead of waiting;
 //! - fairness: checkers take sources in turn, so one source flooding delays
@@ -259,11 +259,11 @@ impl Pool {
 
     /// Checks a management log in from `peer` (administrators only), then
     /// calls `answer` on a checker thread; management log ins wait apart
-    /// from SOCKS ones.
+    /// from SOCKS ones, in a lane per source.
     pub fn check_admin(
         &self,
         creds: Credentials,
-        peer: Option<IpAddr>,
+        peer: Option<Source>,
         answer: Answer<Checked>,
     ) -> Result<(), Refused> {
         let check = Check {
@@ -271,7 +271,7 @@ impl Pool {
             who: Who::Admin,
             answer,
         };
-        self.checks.0.push(Lane::Mgmt(peer.map(Source::of)), check)
+        self.checks.0.push(Lane::Mgmt(peer), check)
     }
 }
 
@@ -367,6 +367,24 @@ mod tests {
         assert_eq!(*log.lock().unwrap(), [0, 100, 200, 1, 201]);
         q.close();
         assert!(q.pop().is_none(), "closed");
+    }
+
+    /// Local peers queue per uid: one user's flood of log ins does not
+    /// stand in front of another user's first one.
+    #[test]
+    fn local_users_have_lanes_of_their_own() {
+        let log = Arc::default();
+        let q = CheckQueue::default();
+        let uid = |u| Lane::Mgmt(Some(Source::Uid(u)));
+        for id in 0..CHECKS_PER_SOURCE as u64 {
+            q.push(uid(1001), check(id, &log)).unwrap();
+        }
+        assert_eq!(q.push(uid(1001), check(99, &log)), Err(Refused::Busy));
+        q.push(uid(1002), check(100, &log)).unwrap();
+        for _ in 0..2 {
+            (q.pop().unwrap().answer)(None);
+        }
+        assert_eq!(*log.lock().unwrap(), [0, 100]);
     }
 
     #[test]

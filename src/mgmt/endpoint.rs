@@ -50,7 +50,7 @@ use super::wire::{MAX_REQUEST, Status};
 use crate::blocking::{Answer, Pool};
 use crate::metrics::{Snapshot, Totals};
 use crate::sys::sctp::{AssocId, Notification, SctpSocket, SendKind, assoc_state};
-use crate::users::penalty::Penalties;
+use crate::users::penalty::{Peer, Penalties};
 use crate::users::store::ChangeRequest;
 use crate::users::{Directory, UserTable};
 
@@ -155,8 +155,8 @@ struct Assoc {
     in_kernel: usize,
     /// When the oldest unacknowledged byte was sent.
     unacked_since: Option<Instant>,
-    /// The peer's address, from its first data.
-    peer: Option<IpAddr>,
+    /// Where the peer is, from its first data.
+    peer: Option<Peer>,
     last_rx: Instant,
     /// SCTP_EOF was sent; nothing more is read or sent.
     closing: bool,
@@ -367,7 +367,7 @@ impl Endpoint {
             return;
         }
         if a.peer.is_none() {
-            a.peer = from;
+            a.peer = from.map(Peer::Addr);
         }
         a.last_rx = now;
         if a.rx.is_empty() {
@@ -386,7 +386,7 @@ impl Endpoint {
         // logged once when it started.
         if a.session.awaits_login()
             && a.peer
-                .is_some_and(|ip| self.shared.penalties.is_penalised(ip, now))
+                .is_some_and(|p| self.shared.penalties.is_penalised(p, now))
         {
             a.session.throttle();
         }
@@ -445,7 +445,12 @@ impl Endpoint {
                     let answer = inbox(&self.inbox, &self.waker, move |admin| {
                         Reply::LoginChecked { assoc, admin }
                     });
-                    if self.shared.pool.check_admin(creds, a.peer, answer).is_err() {
+                    if self
+                        .shared
+                        .pool
+                        .check_admin(creds, a.peer.map(Peer::source), answer)
+                        .is_err()
+                    {
                         a.session.login_checked(None, &self.shared);
                     }
                 }
@@ -474,9 +479,9 @@ impl Endpoint {
                 // One line per penalty, not per refusal: refusals are what
                 // anyone can cause.
                 if admin.is_none()
-                    && let Some(ip) = a.peer
-                    && !self.shared.penalties.is_penalised(ip, now)
-                    && let Some(p) = self.shared.penalties.failure(ip, now)
+                    && let Some(peer) = a.peer
+                    && !self.shared.penalties.is_penalised(peer, now)
+                    && let Some(p) = self.shared.penalties.failure(peer, now)
                 {
                     log::warn!(
                         "management log in: {} refusals from {}: its log ins are refused \
