@@ -5,7 +5,7 @@
  * each one the session still answers METRICS.
  *
  *   VER X'02' HISTORIC                      -> 01 01 01
- *   CMD X'09' (reserved)                    -> 01 02 09
+ *   CMD X'0B' (reserved)                    -> 01 02 0b
  *   CMD X'80' (private, none defined)       -> 01 02 80
  *   ADD_USER truncated inside UNAME         -> 01 03 06
  *   ADD_USER without PASSWD                 -> 01 03 06
@@ -53,8 +53,8 @@ int main(int argc, char **argv)
 
 	bad(fd, "request with VER 2", (const uint8_t *)"\x02\x01", 2,
 	    ST_UNSUPPORTED_VERSION, CMD_HISTORIC_CONNECTIONS);
-	bad(fd, "CMD X'09' (reserved)", (const uint8_t *)"\x01\x09", 2,
-	    ST_UNKNOWN_COMMAND, 0x09);
+	bad(fd, "CMD X'0B' (reserved)", (const uint8_t *)"\x01\x0b", 2,
+	    ST_UNKNOWN_COMMAND, 0x0b);
 	bad(fd, "CMD X'80' (private)", (const uint8_t *)"\x01\x80", 2,
 	    ST_UNKNOWN_COMMAND, 0x80);
 

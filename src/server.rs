@@ -21,7 +21,7 @@ use crate::sys;
 use crate::sys::sctp::SctpSocket;
 use crate::users::file::{self, Cost};
 use crate::users::penalty::{Penalties, PenaltyConfig};
-use crate::users::store::Store;
+use crate::users::store::{ChangeRequest, Store, UserChange};
 use crate::users::{Directory, Role, Secret, UserTable};
 
 /// Where access records go.
@@ -175,6 +175,8 @@ pub struct Server {
     mgmt_port: Option<u16>,
     mgmt: Option<Service>,
     writer: Option<thread::JoinHandle<()>>,
+    /// The users' writer, for SIGHUP's reload.
+    changes: crossbeam_channel::Sender<ChangeRequest>,
     reports: crossbeam_channel::Sender<Report>,
     access_log: AccessLog,
     users_file: Option<PathBuf>,
@@ -344,7 +346,6 @@ impl Server {
             }
             _ => None,
         };
-        drop(changes_tx);
         let shared = Shared {
             users: Arc::clone(&users),
             reports: reports.clone(),
@@ -384,6 +385,7 @@ impl Server {
             mgmt_port,
             mgmt,
             writer: Some(writer),
+            changes: changes_tx,
             reports,
             access_log: cfg.access_log,
             users_file: cfg.users_file,
@@ -391,8 +393,9 @@ impl Server {
     }
 
     /// What SIGHUP does: reopens the access log file (for log rotation) and
-    /// loads the users file again. Open tunnels are not touched; a user whose
-    /// stored hash did not change keeps its verified password.
+    /// loads the users file again, as RELOAD does over the management
+    /// protocol. Open tunnels are not touched; a user whose stored hash did
+    /// not change keeps its verified password; a bad file changes nothing.
     pub fn reload(&self) {
         if let AccessLog::File(p) = &self.access_log {
             match open_access_log(p) {
@@ -403,31 +406,23 @@ impl Server {
                 Err(e) => log::error!("access log {}: {e}; still writing the old one", p.display()),
             }
         }
-        let Some(path) = &self.users_file else {
+        if self.users_file.is_none() {
             log::info!("no users file to reload");
             return;
+        }
+        // Through the users' writer, so that the reload does not interleave
+        // with a change made over the management protocol; it logs the
+        // outcome itself.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let req = ChangeRequest {
+            change: UserChange::Reload,
+            answer: Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
         };
-        let records = match file::load(path) {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("users file {}: {e}; users unchanged", path.display());
-                return;
-            }
-        };
-        let n = records.len();
-        let _ = self.users.update(|t| -> Result<(), ()> {
-            let mut next = UserTable::new();
-            for r in records {
-                let secret = match t.find(&r.name) {
-                    Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
-                    _ => Secret::from_stored(r.hash),
-                };
-                next.insert(&r.name, r.role, secret);
-            }
-            *t = next;
-            Ok(())
-        });
-        log::info!("users file {} reloaded: {n} user(s)", path.display());
+        if self.changes.send(req).is_err() || rx.recv().is_err() {
+            log::error!("users writer is gone; users unchanged");
+        }
     }
 
     /// The management SCTP port, when the endpoint is served.
@@ -469,13 +464,15 @@ impl Server {
         }
         // The aggregator ends when the workers' senders and this one are gone.
         drop(self.reports);
+        // The writer ends when the management thread's sender and this one
+        // are gone.
+        drop(self.changes);
         for w in &self.workers {
             w.wake();
         }
         for w in self.workers {
             w.join();
         }
-        // The management thread held the writer's only sender.
         if let Some(w) = self.writer {
             let _ = w.join();
         }

@@ -133,6 +133,13 @@ impl Backend for Shared {
     fn users(&self) -> Arc<UserTable> {
         self.users.snapshot()
     }
+
+    /// The SOCKS workers keep no per-user counters yet, so every
+    /// USER_METRICS entry carries its name and no value (N = 0), which the
+    /// protocol allows: a client reads the IDs that are there.
+    fn user_metrics(&self, _user: &[u8]) -> Vec<(u8, u64)> {
+        Vec::new()
+    }
 }
 
 enum Out {

@@ -32,6 +32,9 @@ pub trait Backend {
     fn metrics(&self) -> Snapshot;
     /// The user table now.
     fn users(&self) -> Arc<UserTable>;
+    /// The per-user counters of `user` (USER_METRICS IDs and values), as
+    /// many as the server keeps.
+    fn user_metrics(&self, user: &[u8]) -> Vec<(u8, u64)>;
 }
 
 /// The command a user change answers.
@@ -40,6 +43,7 @@ pub fn command_of(change: &UserChange) -> Command {
         UserChange::Add { .. } => Command::AddUser,
         UserChange::Delete { .. } => Command::DeleteUser,
         UserChange::SetPassword { .. } => Command::SetPassword,
+        UserChange::Reload => Command::Reload,
     }
 }
 
@@ -50,7 +54,8 @@ pub fn status_of(result: Result<(), UserError>) -> Status {
         Err(UserError::Exists) => Status::UserExists,
         Err(UserError::NoSuchUser) => Status::NoSuchUser,
         Err(UserError::LastAdmin) => Status::Forbidden,
-        Err(UserError::NotDurable) => Status::ServerError,
+        // RELOAD: "on a bad file nothing changes and the status is X'07'".
+        Err(UserError::NotDurable | UserError::Unreadable) => Status::ServerError,
         Err(UserError::Full) => Status::LimitReached,
         Err(UserError::InvalidName | UserError::InvalidPassword) => Status::Malformed,
     }
@@ -351,6 +356,24 @@ impl Session {
                     password: password.to_vec(),
                 },
             ),
+            Request::UserMetrics { offset } => {
+                // "sorted and paged exactly like LIST_USERS".
+                let users = backend.users();
+                let total = u32::try_from(users.len()).unwrap_or(u32::MAX);
+                let page: Vec<_> = users
+                    .entries()
+                    .skip(offset as usize)
+                    .take(MAX_LIST)
+                    .map(|(name, _)| (name, backend.user_metrics(name)))
+                    .collect();
+                let mut out = Vec::new();
+                let entries = page.iter().map(|(name, values)| (*name, &values[..]));
+                wire::emit_user_metrics(total, entries, &mut out);
+                self.send(stream, out);
+            }
+            // The users' writer reads the file, so that a reload never
+            // interleaves with a user change.
+            Request::Reload => self.change(stream, cmd, UserChange::Reload),
         }
     }
 

@@ -176,6 +176,9 @@ pub enum UserError {
     Full,
     /// The users file could not be written: the change was undone.
     NotDurable,
+    /// The users file could not be read again (there is none, or it is
+    /// missing, unreadable or invalid): nothing changed.
+    Unreadable,
 }
 
 impl fmt::Display for UserError {
@@ -190,6 +193,7 @@ impl fmt::Display for UserError {
             UserError::LastAdmin => "the change would leave no administrator",
             UserError::Full => "the user table is full",
             UserError::NotDurable => "the users file could not be written; nothing changed",
+            UserError::Unreadable => "the users file could not be read; nothing changed",
         })
     }
 }

@@ -44,6 +44,8 @@ pub enum UserChange {
         /// New password (wiped on drop).
         password: Vec<u8>,
     },
+    /// RELOAD (and SIGHUP): the users file read again.
+    Reload,
 }
 
 impl Drop for UserChange {
@@ -52,7 +54,7 @@ impl Drop for UserChange {
             UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
                 wipe(password)
             }
-            UserChange::Delete { .. } => {}
+            UserChange::Delete { .. } | UserChange::Reload => {}
         }
     }
 }
@@ -63,6 +65,7 @@ impl fmt::Debug for UserChange {
             UserChange::Add { name, .. } => ("Add", name),
             UserChange::Delete { name } => ("Delete", name),
             UserChange::SetPassword { name, .. } => ("SetPassword", name),
+            UserChange::Reload => return f.write_str("UserChange::Reload"),
         };
         write!(f, "UserChange::{cmd}({:?})", String::from_utf8_lossy(name))
     }
@@ -143,6 +146,9 @@ impl Store {
                 Some(self.secret(password))
             }
             UserChange::Delete { .. } => None,
+            // Read by this thread too, so that a reload and a change made
+            // over the management protocol never interleave.
+            UserChange::Reload => return self.reload(),
         };
         let result = self
             .dir
@@ -169,6 +175,7 @@ impl Store {
                     UserChange::SetPassword { name, .. } => {
                         t.set_secret(name, secret.clone().expect("a secret for SET_PASSWORD"))?;
                     }
+                    UserChange::Reload => unreachable!("answered by reload above"),
                 }
                 self.persist(t)
             });
@@ -177,6 +184,43 @@ impl Store {
             Err(e) => log::info!("users: {change:?} refused: {e}"),
         }
         result
+    }
+
+    /// Replaces the table with the users file as it is now. A user whose
+    /// stored hash did not change keeps its secret, and so its verified
+    /// password. A file that cannot be read or parsed, or no file at all,
+    /// changes nothing.
+    fn reload(&self) -> Result<(), UserError> {
+        let Some(path) = &self.path else {
+            log::warn!("users: nothing to reload: socks5d runs without a users file");
+            return Err(UserError::Unreadable);
+        };
+        let records = file::load(path).map_err(|e| {
+            log::error!("users file {}: {e}; users unchanged", path.display());
+            UserError::Unreadable
+        })?;
+        let n = records.len();
+        let admins = self.dir.update(|t| -> Result<usize, UserError> {
+            let mut next = UserTable::new();
+            for r in records {
+                let secret = match t.find(&r.name) {
+                    Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
+                    _ => Secret::from_stored(r.hash),
+                };
+                next.insert(&r.name, r.role, secret);
+            }
+            *t = next;
+            Ok(t.count(Role::Admin))
+        })?;
+        log::info!("users file {} reloaded: {n} user(s)", path.display());
+        if admins == 0 {
+            log::warn!(
+                "users file {}: no administrator: nobody can log in to the management \
+                 endpoint until one is added to the file and it is reloaded (SIGHUP)",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     fn persist(&self, t: &UserTable) -> Result<(), UserError> {
@@ -252,6 +296,44 @@ mod tests {
         assert_eq!(s.apply(&add(b"admin2", b"pw", Role::Admin)), Ok(()));
         assert_eq!(s.apply(&del(b"root")), Ok(()));
         assert_eq!(s.apply(&del(b"admin2")), Err(UserError::LastAdmin));
+    }
+
+    /// RELOAD reads the file again; a bad file, a missing one, or none at
+    /// all changes nothing.
+    #[test]
+    fn reload_reads_the_file_and_a_bad_one_changes_nothing() {
+        let dir_path =
+            std::env::temp_dir().join(format!("socks5d-store-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir_path).unwrap();
+        let path = dir_path.join("users");
+        let (dir, s) = store(Some(path.clone()));
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Ok(()));
+        assert_eq!(s.apply(&add(b"carol", b"cpw", Role::Admin)), Ok(()));
+        // Edited by hand: alice goes, root (only in memory) is not in it.
+        let kept: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("alice:"))
+            .map(str::to_owned)
+            .collect();
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+        assert_eq!(s.apply(&UserChange::Reload), Ok(()));
+        let t = dir.snapshot();
+        let names: Vec<&[u8]> = t.entries().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"carol"[..]]);
+        assert!(t.find(b"carol").unwrap().secret.verify(b"cpw"));
+        // A file that does not parse, then none: nothing changes.
+        std::fs::write(&path, "carol:no-such-role:x\n").unwrap();
+        assert_eq!(s.apply(&UserChange::Reload), Err(UserError::Unreadable));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.apply(&UserChange::Reload), Err(UserError::Unreadable));
+        assert!(Arc::ptr_eq(&t, &dir.snapshot()), "the table was replaced");
+        let (_, without) = store(None);
+        assert_eq!(
+            without.apply(&UserChange::Reload),
+            Err(UserError::Unreadable)
+        );
+        std::fs::remove_dir_all(&dir_path).unwrap();
     }
 
     #[test]
