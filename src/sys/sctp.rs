@@ -55,17 +55,6 @@ struct SctpEvent {
 /// An SCTP association id.
 pub type AssocId = libc::sctp_assoc_t;
 
-macro_rules! syscall {
-    ($e:expr) => {{
-        let r = $e;
-        if r == -1 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    }};
-}
-
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes for the call.
     syscall!(unsafe {
