@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::server::{AccessLog, Config, MgmtConfig};
+use crate::server::{AccessLog, Config, MgmtConfig, UnixSocket};
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
 /// The usage text printed by `-h`.
@@ -22,6 +22,13 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
   -L, --mgmt-listen ADDR      management address or host name; repeatable
                               (default: 127.0.0.1 and ::1)
   -P, --mgmt-port PORT        management SCTP port (default: 8080)
+      --mgmt-unix PATH        also serve the management protocol on a Unix-domain
+                              socket at PATH (SOCK_SEQPACKET; log in still needed);
+                              a stale socket there is replaced, a live server's
+                              never (default: none)
+      --mgmt-unix-mode OCTAL  permissions of that socket (default: 0600, owner only)
+      --mgmt-unix-group GROUP group of that socket, a name or a number (default:
+                              socks5d's own)
   -u, --user USER:PASS        a proxy user; repeatable. The password is everything
                               after the first ':'
       --admin USER:PASS       an administrator (may also use the proxy); repeatable
@@ -35,8 +42,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               once; past it the oldest is aborted (default: 32)
       --mgmt-login-grace S    seconds a management association may take to log in
                               before it is aborted (default: 10)
-      --max-login-failures N  refused management log ins from one source address
-                              within a minute that start a penalty (default: 10)
+      --max-login-failures N  refused management log ins from one source (an
+                              address, or a local user over --mgmt-unix) within a
+                              minute that start a penalty (default: 10)
       --max-auth-failures N   failed SOCKS authentications from one source (an IPv4
                               address or an IPv6 /64) within a minute that start a
                               penalty: its authentications are then refused
@@ -49,8 +57,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               repeatable (default: none)
       --run-as USER           drop root for USER once every socket is bound (the
                               users file's folder must be writable by USER)
-      --require-management    exit if the management endpoint cannot be opened
-                              (by default a kernel without SCTP only gets a warning)
+      --require-management    exit if the management SCTP socket cannot be opened
+                              (by default a kernel without SCTP only gets a warning;
+                              a --mgmt-unix socket that cannot be made is always fatal)
       --allow-open-proxy      allow running with no user on a non-loopback address
       --max-connections N     the most client connections open at once; beyond it
                               new clients are closed at once (default: no limit)
@@ -160,6 +169,49 @@ fn parse_listen(opt: &str, v: &str) -> Result<Vec<IpAddr>, UsageError> {
     Ok(ips)
 }
 
+/// The longest path a Unix socket address holds (sun_path, less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn parse_socket_path(opt: &str, v: &str) -> Result<PathBuf, UsageError> {
+    if v.is_empty() {
+        return err(format!("{opt}: empty path"));
+    }
+    if v.len() > MAX_SOCKET_PATH {
+        return err(format!(
+            "{opt}: the path is {} bytes; a socket path holds at most {MAX_SOCKET_PATH}",
+            v.len()
+        ));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// Permission bits in octal, as chmod takes them: 600, 0660, 0o666.
+fn parse_mode(opt: &str, v: &str) -> Result<u32, UsageError> {
+    let digits = v.strip_prefix("0o").unwrap_or(v);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 && !digits.is_empty() => Ok(m),
+        _ => err(format!(
+            "{opt}: '{}' is not an octal mode from 0 to 0777",
+            v.escape_default()
+        )),
+    }
+}
+
+/// A group name, or a number.
+fn parse_group(opt: &str, v: &str) -> Result<u32, UsageError> {
+    if let Ok(gid) = v.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(v) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => err(format!("{opt}: no group '{}'", v.escape_default())),
+        Err(e) => err(format!(
+            "{opt}: cannot look up group '{}': {e}",
+            v.escape_default()
+        )),
+    }
+}
+
 fn parse_port(opt: &str, v: &str) -> Result<u16, UsageError> {
     v.parse()
         .or_else(|_| err(format!("{opt}: '{v}' is not a port number (0 to 65535)")))
@@ -253,6 +305,9 @@ where
     let mut login_grace = Duration::from_secs(10);
     let mut max_admin_sessions = 64usize;
     let mut max_login_failures = 10u32;
+    let mut mgmt_unix: Option<PathBuf> = None;
+    let mut mgmt_unix_mode: Option<u32> = None;
+    let mut mgmt_unix_group: Option<u32> = None;
 
     let mut it = args.into_iter().map(Into::into);
     while let Some(arg) = it.next() {
@@ -270,6 +325,9 @@ where
                 | "--mgmt-listen"
                 | "-P"
                 | "--mgmt-port"
+                | "--mgmt-unix"
+                | "--mgmt-unix-mode"
+                | "--mgmt-unix-group"
                 | "-u"
                 | "--user"
                 | "--admin"
@@ -321,6 +379,9 @@ where
                 }
             }
             "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
+            "--mgmt-unix" => mgmt_unix = Some(parse_socket_path(&opt, v)?),
+            "--mgmt-unix-mode" => mgmt_unix_mode = Some(parse_mode(&opt, v)?),
+            "--mgmt-unix-group" => mgmt_unix_group = Some(parse_group(&opt, v)?),
             "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
             "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
             "--users-file" => {
@@ -476,12 +537,23 @@ where
         }
     }
     cfg.users = users;
+    let unix = match mgmt_unix {
+        Some(path) => Some(UnixSocket {
+            mode: mgmt_unix_mode.unwrap_or(0o600),
+            group: mgmt_unix_group,
+            ..UnixSocket::new(path)
+        }),
+        None if mgmt_unix_mode.is_some() => return err("--mgmt-unix-mode: needs --mgmt-unix"),
+        None if mgmt_unix_group.is_some() => return err("--mgmt-unix-group: needs --mgmt-unix"),
+        None => None,
+    };
     cfg.mgmt = Some(MgmtConfig {
         required,
         max_unauthenticated,
         login_grace,
         max_sessions: max_admin_sessions,
         max_failures: max_login_failures,
+        unix,
         ..MgmtConfig::new(mgmt_addrs, mgmt_port)
     });
     Ok(Command::Run(Box::new(Options {
@@ -629,6 +701,54 @@ mod tests {
         ] {
             let e = run(&[&["-l", "127.0.0.1"], bad].concat()).unwrap_err();
             assert!(e.0.starts_with(bad[0]), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn management_unix_socket() {
+        let o = run(&["-l", "127.0.0.1"]).unwrap();
+        assert_eq!(o.config.mgmt.unwrap().unix, None);
+        let o = run(&["-l", "127.0.0.1", "--mgmt-unix", "/run/socks5d.sock"]).unwrap();
+        let u = o.config.mgmt.unwrap().unix.unwrap();
+        assert_eq!(u.path, PathBuf::from("/run/socks5d.sock"));
+        assert_eq!((u.mode, u.group), (0o600, None));
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--mgmt-unix=s",
+            "--mgmt-unix-mode",
+            "0660",
+            "--mgmt-unix-group",
+            "0",
+        ])
+        .unwrap();
+        let u = o.config.mgmt.unwrap().unix.unwrap();
+        assert_eq!((u.mode, u.group), (0o660, Some(0)));
+        let root = run(&["-l", "::1", "--mgmt-unix", "s", "--mgmt-unix-group=root"]).unwrap();
+        assert_eq!(root.config.mgmt.unwrap().unix.unwrap().group, Some(0));
+        for mode in ["600", "0o640", "0"] {
+            assert!(run(&["--mgmt-unix", "s", "--mgmt-unix-mode", mode, "-l", "::1"]).is_ok());
+        }
+        let long = "x".repeat(108);
+        for bad in [
+            &["--mgmt-unix", ""][..],
+            &["--mgmt-unix", &long],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", "0800"],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", "1777"],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", "rw"],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", ""],
+            &[
+                "--mgmt-unix",
+                "s",
+                "--mgmt-unix-group",
+                "no-such-group-here",
+            ],
+            &["--mgmt-unix-mode", "0600"],
+            &["--mgmt-unix-group", "0"],
+        ] {
+            let e = run(&[&["-l", "127.0.0.1"], bad].concat()).unwrap_err();
+            assert!(e.0.starts_with("--mgmt-unix"), "{bad:?}: {e}");
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
         }
     }
 

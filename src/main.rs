@@ -88,6 +88,9 @@ fn main() -> ExitCode {
     if let (Some(port), Some(addrs)) = (server.mgmt_port(), mgmt_addrs) {
         log::info!("management (SCTP) listening on {addrs} port {port}");
     }
+    if let Some(path) = server.mgmt_unix() {
+        log::info!("management (Unix) listening on {}", path.display());
+    }
     for a in server.local_addrs() {
         log::info!("SOCKS5 listening on {a}");
     }

@@ -19,6 +19,7 @@ use crate::mgmt::service::Service;
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
 use crate::sys::sctp::SctpSocket;
+use crate::sys::seqpacket::{self, BindError, Listener};
 use crate::users::file::{self, Cost};
 use crate::users::penalty::{Penalties, PenaltyConfig};
 use crate::users::store::{ChangeRequest, Store, UserChange};
@@ -89,10 +90,34 @@ pub struct MgmtConfig {
     pub login_grace: Duration,
     /// The most management sessions logged in at once.
     pub max_sessions: usize,
-    /// Refused log ins from one source address within a minute that start a
-    /// penalty (its length and the exempt networks are those of
-    /// [`Config::penalty`]).
+    /// Refused log ins from one source (an address, or a local uid) within
+    /// a minute that start a penalty (its length and the exempt networks
+    /// are those of [`Config::penalty`]).
     pub max_failures: u32,
+    /// The Unix-domain socket to serve the protocol on too, if any.
+    pub unix: Option<UnixSocket>,
+}
+
+/// The management protocol's Unix-domain SOCK_SEQPACKET socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixSocket {
+    /// Where its file is.
+    pub path: PathBuf,
+    /// The file's permission bits (0o600 by default: its owner only).
+    pub mode: u32,
+    /// The file's group, when not socks5d's own.
+    pub group: Option<u32>,
+}
+
+impl UnixSocket {
+    /// The socket at `path`, for its owner only.
+    pub fn new(path: PathBuf) -> Self {
+        UnixSocket {
+            path,
+            mode: 0o600,
+            group: None,
+        }
+    }
 }
 
 impl MgmtConfig {
@@ -106,6 +131,7 @@ impl MgmtConfig {
             login_grace: Duration::from_secs(10),
             max_sessions: 64,
             max_failures: 10,
+            unix: None,
         }
     }
 }
@@ -145,6 +171,8 @@ pub enum StartError {
     UsersFile(PathBuf, String),
     /// The management socket could not be opened (and it is required).
     Management(io::Error),
+    /// The management Unix socket could not be made.
+    ManagementUnix(BindError),
 }
 
 impl fmt::Display for StartError {
@@ -158,6 +186,7 @@ impl fmt::Display for StartError {
                 Some(hint) => write!(f, "management endpoint: {e}: {hint}"),
                 None => write!(f, "management endpoint: {e}"),
             },
+            StartError::ManagementUnix(e) => write!(f, "management socket {e}"),
         }
     }
 }
@@ -173,6 +202,7 @@ pub struct Server {
     workers: Vec<WorkerHandle>,
     aggregator: Aggregator,
     mgmt_port: Option<u16>,
+    mgmt_unix: Option<PathBuf>,
     mgmt: Option<Service>,
     writer: Option<thread::JoinHandle<()>>,
     /// The users' writer, for SIGHUP's reload.
@@ -236,9 +266,14 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
     Ok((table, !cfg.users.is_empty()))
 }
 
-/// The management socket, bound to every management address. A kernel
-/// without SCTP gives none and a warning, unless the endpoint is required.
-fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, StartError> {
+/// The management sockets: the Unix one when asked for (any failure is
+/// fatal: the operator named it), and the SCTP one bound to every
+/// management address (a kernel without SCTP gives none and a warning,
+/// unless the endpoint is required). With no administrator, neither.
+fn mgmt_sockets(
+    m: &MgmtConfig,
+    users: &Directory,
+) -> Result<(Option<SctpSocket>, Option<Listener>), StartError> {
     if let Some(ip) = m.addrs.iter().find(|ip| !ip.is_loopback()) {
         log::warn!(
             "management listens on {ip}, not only loopback: log ins and passwords cross \
@@ -250,18 +285,46 @@ fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, 
             "no administrator: the management endpoint stays closed; add one with \
              --admin USER:PASS or with role 'admin' in the users file"
         );
-        return Ok(None);
+        return Ok((None, None));
     }
+    let unix = match &m.unix {
+        Some(u) => {
+            let access = seqpacket::Access {
+                mode: u.mode,
+                group: u.group,
+            };
+            let l = Listener::bind(&u.path, access).map_err(StartError::ManagementUnix)?;
+            if u.mode & 0o007 != 0 {
+                log::warn!(
+                    "management socket {} is open to every local user (mode {:04o}); \
+                     they still have to log in",
+                    u.path.display(),
+                    u.mode
+                );
+            }
+            Some(l)
+        }
+        None => None,
+    };
     match SctpSocket::listen_many(&m.addrs, m.port) {
-        Ok(s) => Ok(Some(s)),
+        Ok(s) => Ok((Some(s), unix)),
         Err(e) if !m.required => {
             let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
-            log::error!(
-                "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
-                 SOCKS service goes on",
-                m.port
-            );
-            Ok(None)
+            match &m.unix {
+                Some(u) => log::error!(
+                    "management endpoint not served over SCTP: SCTP socket on port {}: \
+                     {e}: {hint}; it is served on the Unix socket {}, and SOCKS service \
+                     goes on",
+                    m.port,
+                    u.path.display()
+                ),
+                None => log::error!(
+                    "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
+                     SOCKS service goes on",
+                    m.port
+                ),
+            }
+            Ok((None, unix))
         }
         Err(e) => Err(StartError::Management(e)),
     }
@@ -313,10 +376,11 @@ impl Server {
         .map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
 
-        let mgmt_sock = match &cfg.mgmt {
-            Some(m) => mgmt_socket(m, &users)?,
-            None => None,
+        let (mgmt_sock, mgmt_listener) = match &cfg.mgmt {
+            Some(m) => mgmt_sockets(m, &users)?,
+            None => (None, None),
         };
+        let mgmt_unix = mgmt_listener.as_ref().map(|l| l.path().to_owned());
         let mgmt_port = match &mgmt_sock {
             Some(s) => Some(s.local_port().map_err(StartError::Management)?),
             None => None,
@@ -327,8 +391,9 @@ impl Server {
             .with_max_users(cfg.max_users)
             .spawn(changes_rx)
             .map_err(StartError::Setup)?;
-        let mgmt = match (mgmt_sock, cfg.mgmt.as_ref()) {
-            (Some(sock), Some(m)) => {
+        let mgmt = match (mgmt_sock, mgmt_listener, cfg.mgmt.as_ref()) {
+            (None, None, _) | (_, _, None) => None,
+            (sock, listener, Some(m)) => {
                 let shared = endpoint::Shared {
                     totals: Arc::clone(aggregator.totals()),
                     users: Arc::clone(&users),
@@ -342,9 +407,8 @@ impl Server {
                         ..cfg.penalty.clone()
                     })),
                 };
-                Some(Service::start(sock, shared).map_err(StartError::Setup)?)
+                Some(Service::start(sock, listener, shared).map_err(StartError::Setup)?)
             }
-            _ => None,
         };
         let shared = Shared {
             users: Arc::clone(&users),
@@ -383,6 +447,7 @@ impl Server {
             workers,
             aggregator,
             mgmt_port,
+            mgmt_unix,
             mgmt,
             writer: Some(writer),
             changes: changes_tx,
@@ -425,9 +490,14 @@ impl Server {
         }
     }
 
-    /// The management SCTP port, when the endpoint is served.
+    /// The management SCTP port, when the endpoint is served over SCTP.
     pub fn mgmt_port(&self) -> Option<u16> {
         self.mgmt_port
+    }
+
+    /// The management Unix socket's path, when it is served.
+    pub fn mgmt_unix(&self) -> Option<&std::path::Path> {
+        self.mgmt_unix.as_deref()
     }
 
     /// The SOCKS addresses actually bound (ephemeral ports filled in).

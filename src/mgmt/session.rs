@@ -161,6 +161,17 @@ impl Session {
         self.state == State::Closed
     }
 
+    /// Whether nothing is under way: no log in or change waits for an
+    /// answer, no request waits behind one, and no action waits to be
+    /// taken. A peer that has sent its last message may be closed then.
+    pub fn is_idle(&self) -> bool {
+        matches!(
+            self.state,
+            State::LoggingIn | State::Established | State::Closed
+        ) && self.pending.is_empty()
+            && self.out.is_empty()
+    }
+
     /// The next thing to do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.out.pop_front()
