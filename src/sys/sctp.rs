@@ -13,6 +13,9 @@ use std::time::Duration;
 pub const SOL_SCTP: libc::c_int = libc::IPPROTO_SCTP;
 /// `setsockopt` to add addresses to a socket (sctp_bindx without libsctp).
 const SCTP_SOCKOPT_BINDX_ADD: libc::c_int = 100;
+/// `setsockopt` to start an association to several addresses of one peer
+/// (sctp_connectx without libsctp); the call returns the association id.
+const SCTP_SOCKOPT_CONNECTX: libc::c_int = 110;
 /// `setsockopt` to subscribe to one notification type.
 const SCTP_EVENT: libc::c_int = 127;
 
@@ -282,6 +285,61 @@ impl SctpSocket {
             }
         };
         syscall!(r)?;
+        Ok(s)
+    }
+
+    /// A blocking one-to-one (SOCK_STREAM) socket whose association is
+    /// started with every address in `addrs` (one peer's, all on the same
+    /// port; IPv4 and IPv6 may be mixed), as sctp_connectx does: the INIT
+    /// goes to the first, and when it is not answered the retransmissions
+    /// try the others. `timeout` bounds the association's start too. One
+    /// address is a plain connect().
+    pub fn connect_many(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<SctpSocket> {
+        match addrs {
+            [] => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no address to connect to",
+                ));
+            }
+            [one] => return SctpSocket::connect(*one, timeout),
+            _ => {}
+        }
+        // As in listen_many: an IPv6 socket with IPV6_V6ONLY off takes
+        // IPv4 addresses too.
+        let any_v6 = addrs.iter().any(SocketAddr::is_ipv6);
+        let family = if any_v6 {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        let fd = socket(family, libc::SOCK_STREAM)?;
+        let s = SctpSocket { fd };
+        let raw = s.as_raw_fd();
+        if any_v6 {
+            setsockopt(
+                raw,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                &0 as &libc::c_int,
+            )?;
+        }
+        if let Some(t) = timeout {
+            s.set_timeouts(t)?;
+        }
+        let packed = pack_addrs(addrs);
+        // SAFETY: `packed` holds `packed.len()` bytes of sockaddrs for the
+        // call. On a blocking socket the kernel returns once the
+        // association is up (or has failed, or SO_SNDTIMEO ran out).
+        syscall!(unsafe {
+            libc::setsockopt(
+                raw,
+                SOL_SCTP,
+                SCTP_SOCKOPT_CONNECTX,
+                packed.as_ptr().cast(),
+                packed.len() as libc::socklen_t,
+            )
+        })?;
         Ok(s)
     }
 
@@ -619,10 +677,18 @@ mod tests {
         assert_eq!(Notification::parse(&[]), None);
     }
 
+    /// socket() fails with ESOCKTNOSUPPORT (94) for a one-to-many socket
+    /// and EPROTONOSUPPORT (93) for a one-to-one one: both get the hint.
     #[test]
     fn no_sctp_hint() {
-        let e = io::Error::from_raw_os_error(libc::ESOCKTNOSUPPORT);
-        assert!(unsupported_hint(&e).unwrap().contains("modprobe sctp"));
+        for errno in [libc::ESOCKTNOSUPPORT, libc::EPROTONOSUPPORT] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(
+                unsupported_hint(&e).unwrap().contains("modprobe sctp"),
+                "{errno}"
+            );
+        }
+        assert_eq!((libc::EPROTONOSUPPORT, libc::ESOCKTNOSUPPORT), (93, 94));
         assert!(unsupported_hint(&io::Error::from_raw_os_error(libc::EACCES)).is_none());
     }
 }
