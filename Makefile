@@ -1,5 +1,6 @@
 # socks5d — see README.md.
-#   make run    build and run socks5d on 127.0.0.1:1080 with a generated user
+#   make run    build and run socks5d on 127.0.0.1:1080 with a generated user,
+#               managed over target/socks5d.sock (and SCTP where the kernel has it)
 #   make test   install what the tests need, run every test, print a summary
 #   make lint   cargo fmt --check and clippy with warnings as errors
 
@@ -11,9 +12,10 @@ TEST_LOG   := target/test.log
 
 # What the tests run, as command-or-path:debian-package. SCTP tests run in
 # User-Mode Linux (scripts/uml-run.sh): these machines' kernels lack SCTP.
+# python3 runs the independent client of tests/mgmt_unix_client.py.
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
-              ncat:ncat socat:socat
+              ncat:ncat socat:socat python3:python3
 
 .PHONY: all build run test lint clean cargo deps c-tests
 
@@ -25,13 +27,23 @@ cargo:
 build: cargo
 	$(CARGO) build --release --bins
 
+# The management socket of `make run`: a Unix one works on every kernel,
+# SCTP only where the kernel has it (loaded, or loadable).
+MGMT_SOCK  ?= target/socks5d.sock
+
 run: build
 	@pass=$${SOCKS_PASS:-$$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)}; \
 	echo "socks5d on 127.0.0.1:$(PORT), user '$(SOCKS_USER)', password '$$pass'"; \
-	echo "  and administrator 'admin' with the same password (management: SCTP port 8080)"; \
+	echo "  and administrator 'admin' with the same password (management: $(MGMT_SOCK))"; \
 	echo "try: curl --socks5-hostname 127.0.0.1:$(PORT) -U '$(SOCKS_USER):$$pass' http://example.com/"; \
-	echo " and: SOCKS5DCTL_PASSWORD='$$pass' ./target/release/socks5dctl -U admin metrics"; \
-	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) -u "$(SOCKS_USER):$$pass" --admin "admin:$$pass"
+	echo " and: SOCKS5DCTL_PASSWORD='$$pass' ./target/release/socks5dctl --unix $(MGMT_SOCK) -U admin metrics"; \
+	if [ -d /proc/net/sctp ] || modprobe -n -q sctp 2>/dev/null; then \
+	    echo " or over SCTP: SOCKS5DCTL_PASSWORD='$$pass' ./target/release/socks5dctl -U admin metrics"; \
+	else \
+	    echo " (this kernel has no SCTP: management is served on $(MGMT_SOCK) only)"; \
+	fi; \
+	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) -u "$(SOCKS_USER):$$pass" --admin "admin:$$pass" \
+	    --mgmt-unix $(MGMT_SOCK)
 
 deps:
 	@scripts/ensure-packages.sh $(TEST_DEPS)
