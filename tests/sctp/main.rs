@@ -14,6 +14,7 @@
 
 mod cases_admin;
 mod cases_clients;
+mod cases_ctl;
 mod cases_effects;
 mod cases_faults;
 mod cases_login;
@@ -101,6 +102,14 @@ const CASES: &[(&str, fn())] = &[
         cases_clients::socks5dctl_end_to_end,
     ),
     ("clients::ncat_and_socat", cases_clients::ncat_and_socat),
+    (
+        "ctl::several_addresses_make_one_association",
+        cases_ctl::several_addresses_make_one_association,
+    ),
+    (
+        "ctl::reload_and_user_metrics",
+        cases_ctl::reload_and_user_metrics,
+    ),
     (
         "faults::sigkill_during_user_changes",
         cases_faults::sigkill_during_user_changes,
