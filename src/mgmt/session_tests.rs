@@ -416,3 +416,32 @@ fn a_throttled_log_in_is_refused_unchecked_like_a_wrong_password() {
     assert!(matches!(out[1], Action::Shutdown));
     assert!(s.is_closed());
 }
+
+/// Idle: nothing under way. A check, a change or a request waiting behind
+/// one is not; the endpoint closes a Unix peer that has shut its side
+/// down only when idle, so that it gets every answer first.
+#[test]
+fn idle_only_when_nothing_is_under_way() {
+    let b = backend();
+    let mut s = Session::new();
+    assert!(s.is_idle(), "waiting for a log in");
+    s.handle_message(0, &login(b"carol", b"carolpw"), &b)
+        .unwrap();
+    assert!(!s.is_idle(), "an action to take");
+    let Some(Action::CheckLogin(_)) = s.poll_action() else {
+        panic!("a check")
+    };
+    assert!(!s.is_idle(), "the check under way");
+    s.handle_message(0, &[1, 1], &b).unwrap();
+    s.login_checked(Some(Arc::from("carol")), &b);
+    claim(&mut s, true, &b);
+    assert!(!s.is_idle(), "answers to send");
+    assert_eq!(sent(&mut s).len(), 2);
+    assert!(s.is_idle(), "logged in, all answered");
+    s.handle_message(0, &[1, 7, 1, b'x'], &b).unwrap();
+    assert!(matches!(s.poll_action(), Some(Action::Change(_))));
+    assert!(!s.is_idle(), "a change under way");
+    s.change_done(Status::NoSuchUser, &b);
+    assert_eq!(sent(&mut s).len(), 1);
+    assert!(s.is_idle());
+}
