@@ -39,10 +39,13 @@ deps:
 # Every test: unit, integration (curl, the binary), the SCTP suite (which
 # boots UML by itself), the C tests over libsctp (run inside UML), and a
 # smoke run of every benchmark scenario against socks5d (no timing judged).
+# --no-fail-fast: every target runs, so every one is counted.
+# scripts/test-summary.sh adds it all up, and fails naming any part that
+# ended without its closing line (a crashed target, a UML that did not boot).
 test: cargo deps
 	@mkdir -p target
 	@set -o pipefail; status=0; \
-	$(CARGO) test --all-targets 2>&1 | tee $(TEST_LOG) || status=1; \
+	$(CARGO) test --all-targets --no-fail-fast 2>&1 | tee $(TEST_LOG) || status=1; \
 	$(MAKE) --no-print-directory c-tests 2>&1 | tee -a $(TEST_LOG) || status=1; \
 	$(MAKE) --no-print-directory bench-smoke 2>&1 | tee -a $(TEST_LOG) || status=1; \
 	scripts/test-summary.sh $(TEST_LOG) && exit $$status
