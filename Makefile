@@ -13,7 +13,7 @@ TEST_LOG   := target/test.log
 # User-Mode Linux (scripts/uml-run.sh): these machines' kernels lack SCTP.
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
-              ncat:ncat socat:socat
+              ncat:ncat socat:socat mandoc:mandoc
 
 .PHONY: all build run test lint clean cargo deps c-tests
 

@@ -23,7 +23,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use socks5d::metrics::Snapshot;
-use socks5d::mgmt::session::{Action, Backend, MAX_PENDING, Session, TooManyPending, UserChange};
+use socks5d::mgmt::session::{
+    Action, Backend, MAX_PENDING, Session, TooManyPending, UserChange, command_of, status_of,
+};
 use socks5d::mgmt::wire::{
     self as mgmt, Command as MgmtCommand, Login, LoginStatus, MAX_LIST, MAX_REQUEST, MAX_RESPONSE,
     Request as MgmtRequest, Response, Status as MgmtStatus, metric,
@@ -704,7 +706,7 @@ impl Model {
                     assert_eq!(self.phase, Phase::Established);
                     let (_, msg, expect) = self.owed.front().expect("a change nobody asked for");
                     assert_eq!(*expect, Expect::Change);
-                    assert_eq!(u8::from(change.command()), msg[1]);
+                    assert_eq!(u8::from(command_of(&change)), msg[1]);
                     let name = match &change {
                         UserChange::Add { name, .. }
                         | UserChange::Delete { name }
@@ -715,7 +717,7 @@ impl Model {
                     // The writer applies it now; its status goes back when the
                     // script says so (`change_done`). Nothing reads the table
                     // in between: later requests wait while Changing.
-                    let status = server.store.apply(&change);
+                    let status = status_of(server.store.apply(&change));
                     self.change_status = Some(status);
                 }
             }

@@ -1,7 +1,8 @@
 //! The command line of socks5d, in the style of the classic socks5d(8) page.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,9 +16,11 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
 
   -h, --help                  print this help and exit
   -v, --version               print the version and exit
-  -l, --listen ADDR           SOCKS address; repeatable (default: 0.0.0.0 and ::)
+  -l, --listen ADDR           SOCKS address or host name (all its addresses);
+                              repeatable (default: 0.0.0.0 and ::)
   -p, --port PORT             SOCKS port (default: 1080)
-  -L, --mgmt-listen ADDR      management address; repeatable (default: 127.0.0.1 and ::1)
+  -L, --mgmt-listen ADDR      management address or host name; repeatable
+                              (default: 127.0.0.1 and ::1)
   -P, --mgmt-port PORT        management SCTP port (default: 8080)
   -u, --user USER:PASS        a proxy user; repeatable. The password is everything
                               after the first ':'
@@ -117,6 +120,46 @@ fn parse_addr(opt: &str, v: &str) -> Result<IpAddr, UsageError> {
         .or_else(|_| err(format!("{opt}: '{v}' is not an IPv4 or IPv6 address")))
 }
 
+/// Whether `name` is a host name as RFC 1123 writes them: dot-separated
+/// labels of letters, digits and '-', 1 to 63 bytes each, not starting or
+/// ending with '-'.
+fn valid_host_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.trim_end_matches('.').split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// A listen address: an IP literal, or a host name resolved once, now (all
+/// of its addresses, in the resolver's order).
+fn parse_listen(opt: &str, v: &str) -> Result<Vec<IpAddr>, UsageError> {
+    if let Ok(ip) = parse_addr(opt, v) {
+        return Ok(vec![ip]);
+    }
+    if !valid_host_name(v) {
+        return err(format!(
+            "{opt}: '{}' is neither an IP address nor a host name",
+            v.escape_default()
+        ));
+    }
+    let resolved = (v, 0)
+        .to_socket_addrs()
+        .map_err(|e| UsageError(format!("{opt}: cannot resolve '{v}': {e}")))?;
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for a in resolved {
+        if !ips.contains(&a.ip()) {
+            ips.push(a.ip());
+        }
+    }
+    if ips.is_empty() {
+        return err(format!("{opt}: '{v}' has no address"));
+    }
+    Ok(ips)
+}
+
 fn parse_port(opt: &str, v: &str) -> Result<u16, UsageError> {
     v.parse()
         .or_else(|_| err(format!("{opt}: '{v}' is not a port number (0 to 65535)")))
@@ -160,6 +203,34 @@ fn parse_user(
         )),
         Err(e) => err(format!("{opt}: {e}")),
     }
+}
+
+/// Where the passwords are in `args` (the whole argv, the program first):
+/// for each value of `-u`, `--user` and `--admin`, the bytes after its
+/// first ':'. main overwrites them in the process's own argument memory.
+pub fn password_spans(args: &[String]) -> Vec<(usize, Range<usize>)> {
+    let mut spans = Vec::new();
+    let mut value_of_next = false;
+    for (i, a) in args.iter().enumerate().skip(1) {
+        let value = if value_of_next {
+            value_of_next = false;
+            Some((0, a.as_str()))
+        } else if matches!(a.as_str(), "-u" | "--user" | "--admin") {
+            value_of_next = true;
+            None
+        } else {
+            ["--user=", "--admin="]
+                .iter()
+                .find_map(|p| a.strip_prefix(p).map(|v| (p.len(), v)))
+        };
+        if let Some((at, v)) = value
+            && let Some(colon) = v.find(':')
+            && colon + 1 < v.len()
+        {
+            spans.push((i, at + colon + 1..at + v.len()));
+        }
+    }
+    spans
 }
 
 /// Parses the arguments after the program name.
@@ -240,9 +311,15 @@ where
         match opt.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-v" | "--version" => return Ok(Command::Version),
-            "-l" | "--listen" => socks_ips.push(parse_addr(&opt, v)?),
+            "-l" | "--listen" => socks_ips.extend(parse_listen(&opt, v)?),
             "-p" | "--port" => port = parse_port(&opt, v)?,
-            "-L" | "--mgmt-listen" => mgmt_addrs.push(parse_addr(&opt, v)?),
+            "-L" | "--mgmt-listen" => {
+                for ip in parse_listen(&opt, v)? {
+                    if !mgmt_addrs.contains(&ip) {
+                        mgmt_addrs.push(ip);
+                    }
+                }
+            }
             "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
             "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
             "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
@@ -571,12 +648,35 @@ mod tests {
         assert!(run(&["-l", "::1"]).is_ok());
     }
 
+    /// Host names are resolved once, at start (localhost from /etc/hosts,
+    /// asking no name server); every address of the name is listened on.
+    #[test]
+    fn listen_addresses_may_be_host_names() {
+        let o = run(&["-l", "localhost", "-p", "1081", "-L", "localhost"]).unwrap();
+        assert!(!o.config.socks.is_empty());
+        assert!(
+            o.config
+                .socks
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 1081)
+        );
+        let m = o.config.mgmt.as_ref().unwrap();
+        assert!(!m.addrs.is_empty() && m.addrs.iter().all(|ip| ip.is_loopback()));
+        for good in ["localhost", "a.b-c.example", "x1."] {
+            assert!(valid_host_name(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "a..b", "a b", "a_b", &"x".repeat(64)] {
+            assert!(!valid_host_name(bad), "{bad}");
+        }
+    }
+
     #[test]
     fn bad_arguments_are_one_line() {
         for args in [
             &["-p", "70000"][..],
             &["-p"],
-            &["-l", "example.com"],
+            &["-l", "not a host!"],
+            &["-l", "-bad-.example"],
             &["-u", "nocolon"],
             &["-u", ":pass"],
             &["-u", "a:"],
@@ -593,5 +693,29 @@ mod tests {
         // A password never appears in an error.
         let e = run(&["-u", "a:secret1", "-u", "a:secret2"]).unwrap_err();
         assert!(!e.0.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn password_spans_cover_every_password_and_nothing_else() {
+        let args: Vec<String> = [
+            "socks5d",
+            "-u",
+            "alice:pa:ss",
+            "--admin=root:toor",
+            "--user",
+            "bob:x",
+            "-l",
+            "127.0.0.1",
+            "--users-file",
+            "f:g",
+            "-u",
+            "nopass:",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let spans = password_spans(&args);
+        let shown: Vec<&str> = spans.iter().map(|(i, r)| &args[*i][r.clone()]).collect();
+        assert_eq!(shown, ["pa:ss", "toor", "x"]);
     }
 }

@@ -8,10 +8,24 @@
 //!                    │  accept, readiness, timers, buffer pool
 //!                    ├─▶ socks5::session::Handshake  (no I/O: bytes in, replies out)
 //!                    │     └─ socks5::wire            (RFC 1928/1929 parse/emit)
-//!                    ├─▶ reactor::blocking            (getaddrinfo, Argon2id off the workers)
+//!                    ├─▶ blocking                     (getaddrinfo, Argon2id off the event loops)
 //!                    └─▶ reactor::pipe::Pipe ──TCP──▶ target
 //!                         counts ─▶ metrics (deltas ─▶ aggregator ─▶ totals, access log)
 //!   users::Directory: one shared table, read through per-worker snapshots
+//! ```
+//!
+//! Each layer uses only those below it, and no module imports one that
+//! imports it back (tests/layers.rs reads the sources and checks both):
+//!
+//! ```text
+//!   cli, server        command line, putting it together
+//!   reactor | mgmt     SOCKS workers | management endpoint: neither knows the other
+//!   blocking           resolution and password checks; answers through the
+//!                      asker's own closure, so it knows none of its callers
+//!   metrics            counters, aggregator, access log
+//!   socks5             RFC 1928/1929 wire format and handshake, no I/O
+//!   users              user table, credentials, users file and its writer, penalties
+//!   sys                the kernel below std and mio
 //! ```
 //!
 //! `unsafe` code, where the kernel must be called below std and mio, lives in
@@ -20,6 +34,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod blocking;
 pub mod cli;
 pub mod metrics;
 pub mod mgmt;

@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    let opts = match cli::parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = match cli::parse(args.iter().skip(1).cloned()) {
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -29,6 +30,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
+    // Passwords given with -u or --admin: hidden from /proc/PID/cmdline and
+    // ps from here on, before any thread starts.
+    let passwords = cli::password_spans(&args);
+    drop(args);
+    if !passwords.is_empty() {
+        match sys::argv::overwrite(&passwords) {
+            Ok(()) => log::warn!(
+                "passwords given with -u or --admin were visible to other local users \
+                 (ps, /proc) until now and stay in the shell's history; they are hidden \
+                 from now on. A users file (--users-file) keeps them off the command line"
+            ),
+            Err(e) => log::warn!(
+                "passwords given with -u or --admin stay visible to other local users \
+                 (ps, /proc): cannot overwrite them ({e}); a users file (--users-file) \
+                 keeps them off the command line"
+            ),
+        }
+    }
 
     // Signals go to one thread only: block them before any thread starts.
     if let Err(e) = sys::signal::block() {

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use crate::blocking::{HostMap, Pool};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::endpoint;
 use crate::mgmt::service::Service;
-use crate::reactor::blocking::{HostMap, Pool};
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
 use crate::sys::sctp::SctpSocket;
@@ -190,16 +190,28 @@ fn open_access_log(p: &std::path::Path) -> io::Result<Box<dyn Write + Send>> {
 }
 
 /// The users at start: the users file (if any), then the command line's
-/// users over it. When a file is kept, every user gets a stored hash and the
-/// merged table is written back if the command line changed it.
-fn initial_users(cfg: &Config) -> Result<UserTable, StartError> {
+/// users over it. When a file is kept, every user gets a stored hash; the
+/// second value says whether the merged table must be written back, which
+/// [`Server::start`] does only once everything else has started, so that a
+/// start that fails leaves the file as it was.
+fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
     let Some(path) = &cfg.users_file else {
-        return Ok(cfg.users.clone());
+        return Ok((cfg.users.clone(), false));
     };
     let err = |e: String| StartError::UsersFile(path.clone(), e);
     let records = match file::load(path) {
         Ok(r) => r,
         Err(file::FileError::Missing) => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(err(format!(
+                    "the folder {} does not exist; create it first",
+                    dir.display()
+                )));
+            }
             file::create_new(path).map_err(|e| err(e.to_string()))?;
             log::info!("users file {} created", path.display());
             Vec::new()
@@ -210,19 +222,16 @@ fn initial_users(cfg: &Config) -> Result<UserTable, StartError> {
     for r in records {
         table.insert(&r.name, r.role, Secret::from_stored(r.hash));
     }
-    if !cfg.users.is_empty() {
-        for (name, u) in cfg.users.entries() {
-            if u.secret.stored().is_none() {
-                log::warn!(
-                    "user {}: no stored hash; it is not written to the users file",
-                    u.name
-                );
-            }
-            table.insert(name, u.role, u.secret.clone());
+    for (name, u) in cfg.users.entries() {
+        if u.secret.stored().is_none() {
+            log::warn!(
+                "user {}: no stored hash; it is not written to the users file",
+                u.name
+            );
         }
-        file::save(path, &table.records()).map_err(|e| err(e.to_string()))?;
+        table.insert(name, u.role, u.secret.clone());
     }
-    Ok(table)
+    Ok((table, !cfg.users.is_empty()))
 }
 
 /// The management socket, bound to every management address. A kernel
@@ -259,7 +268,7 @@ fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, 
 impl Server {
     /// Binds every address, starts the workers and returns at once.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
-        let table = initial_users(&cfg)?;
+        let (table, write_back) = initial_users(&cfg)?;
         if cfg.users_file.is_none() {
             log::info!("no users file: user changes will not survive a restart (see --users-file)");
         }
@@ -345,6 +354,13 @@ impl Server {
             open: Arc::new(AtomicUsize::new(0)),
             penalties: Arc::new(Penalties::new(cfg.penalty.clone())),
         };
+
+        // Every socket is bound and every thread but the workers runs: the
+        // command line's users may now go into the users file.
+        if write_back && let Some(path) = &cfg.users_file {
+            file::save(path, &users.snapshot().records())
+                .map_err(|e| StartError::UsersFile(path.clone(), e.to_string()))?;
+        }
 
         let mut workers = Vec::with_capacity(n);
         for (i, listeners) in per_worker.into_iter().enumerate() {

@@ -45,13 +45,13 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 
 use super::arrivals::{AbortLog, Arrivals, Cause, Standing};
-use super::session::{Action, Backend, Session, UserChange};
+use super::session::{Action, Backend, Session, status_of};
 use super::wire::{MAX_REQUEST, Status};
+use crate::blocking::{Answer, Pool};
 use crate::metrics::{Snapshot, Totals};
-use crate::reactor::Inbound;
-use crate::reactor::blocking::{Job, Pool, Task};
 use crate::sys::sctp::{AssocId, Notification, SctpSocket, SendKind, assoc_state};
 use crate::users::penalty::Penalties;
+use crate::users::store::ChangeRequest;
 use crate::users::{Directory, UserTable};
 
 /// Unacknowledged bytes one association may have in the shared send buffer.
@@ -66,19 +66,6 @@ pub const SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// PROTOCOL section 6: "The server closes an association that sends nothing
 /// for 5 minutes."
 pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
-
-/// A user change for the users' writer, answered on the management thread's inbox.
-#[derive(Debug)]
-pub struct ChangeRequest {
-    /// What to change.
-    pub change: UserChange,
-    /// The association waiting for the answer.
-    pub assoc: AssocId,
-    /// Where the answer goes.
-    pub reply: Sender<Inbound>,
-    /// Wakes the management thread.
-    pub waker: Arc<Waker>,
-}
 
 /// Answers to the management associations, from other threads.
 #[derive(Debug)]
@@ -97,6 +84,22 @@ pub enum Reply {
         /// The response status.
         status: Status,
     },
+}
+
+/// Where an answer from another thread goes: the management thread's inbox,
+/// as `wrap` makes it, followed by a wake-up.
+fn inbox<T: 'static>(
+    tx: &Sender<Reply>,
+    waker: &Arc<Waker>,
+    wrap: impl FnOnce(T) -> Reply + Send + 'static,
+) -> Answer<T> {
+    let (tx, waker) = (tx.clone(), Arc::clone(waker));
+    Box::new(move |v| {
+        // The management thread may have stopped; then nobody wants it.
+        if tx.send(wrap(v)).is_ok() {
+            let _ = waker.wake();
+        }
+    })
 }
 
 /// What the endpoint shares with the rest of the server, and its limits.
@@ -166,7 +169,7 @@ pub struct Endpoint {
     buf: Box<[u8]>,
     notification: Vec<u8>,
     shared: Shared,
-    inbox: Sender<Inbound>,
+    inbox: Sender<Reply>,
     waker: Arc<Waker>,
     /// The associations not logged in, oldest first.
     arrivals: Arrivals,
@@ -201,12 +204,7 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// Wraps a listening one-to-many socket.
-    pub fn new(
-        sock: SctpSocket,
-        shared: Shared,
-        inbox: Sender<Inbound>,
-        waker: Arc<Waker>,
-    ) -> Self {
+    pub fn new(sock: SctpSocket, shared: Shared, inbox: Sender<Reply>, waker: Arc<Waker>) -> Self {
         if let Err(e) = sock.set_send_buffer(SEND_BUFFER) {
             log::warn!("management socket: cannot set its send buffer: {e}");
         }
@@ -444,26 +442,19 @@ impl Endpoint {
                     a.session.slot_claimed(granted, &self.shared);
                 }
                 Action::CheckLogin(creds) => {
-                    let task = Task {
-                        job: Job::CheckAdmin {
-                            creds,
-                            peer: a.peer,
-                            assoc,
-                        },
-                        reply: self.inbox.clone(),
-                        waker: Arc::clone(&self.waker),
-                    };
-                    if self.shared.pool.submit(task).is_err() {
+                    let answer = inbox(&self.inbox, &self.waker, move |admin| {
+                        Reply::LoginChecked { assoc, admin }
+                    });
+                    if self.shared.pool.check_admin(creds, a.peer, answer).is_err() {
                         a.session.login_checked(None, &self.shared);
                     }
                 }
                 Action::Change(change) => {
-                    let req = ChangeRequest {
-                        change,
+                    let answer = inbox(&self.inbox, &self.waker, move |result| Reply::ChangeDone {
                         assoc,
-                        reply: self.inbox.clone(),
-                        waker: Arc::clone(&self.waker),
-                    };
+                        status: status_of(result),
+                    });
+                    let req = ChangeRequest { change, answer };
                     if let Err(e) = self.shared.changes.send(req) {
                         log::error!("users writer is gone: {:?}", e.into_inner().change);
                         a.session.change_done(Status::ServerError, &self.shared);

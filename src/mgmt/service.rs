@@ -18,8 +18,7 @@ use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::endpoint::{Endpoint, Shared};
-use crate::reactor::Inbound;
+use super::endpoint::{Endpoint, Reply, Shared};
 use crate::sys::sctp::SctpSocket;
 
 const SOCKET: Token = Token(0);
@@ -71,7 +70,7 @@ impl Service {
 fn run(
     mut poll: Poll,
     mut endpoint: Endpoint,
-    inbox: &Receiver<Inbound>,
+    inbox: &Receiver<Reply>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let mut events = Events::with_capacity(16);
@@ -95,10 +94,8 @@ fn run(
         }
         let now = Instant::now();
         again |= events.iter().any(|ev| ev.token() == SOCKET);
-        while let Ok(msg) = inbox.try_recv() {
-            if let Inbound::Mgmt(reply) = msg {
-                endpoint.on_reply(reply, now);
-            }
+        while let Ok(reply) = inbox.try_recv() {
+            endpoint.on_reply(reply, now);
         }
         if again {
             again = endpoint.on_ready(now);

@@ -13,15 +13,14 @@
 //! endpoint knows how many sessions are open.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Arc;
 
 use crate::metrics::Snapshot;
 use crate::mgmt::wire::{
     self, Command, Login, LoginStatus, MAX_LIST, Request, RequestError, Status, metric,
 };
-use crate::socks5::session::{Credentials, wipe};
-use crate::users::{Role, UserTable};
+pub use crate::users::store::UserChange;
+use crate::users::{Credentials, Role, UserError, UserTable};
 
 /// Requests a client may send ahead of the responses before its association
 /// is aborted: enough for any honest pipelining, a bound for the rest.
@@ -35,61 +34,25 @@ pub trait Backend {
     fn users(&self) -> Arc<UserTable>;
 }
 
-/// A change to the user table, made by the users' writer.
-pub enum UserChange {
-    /// ADD_USER.
-    Add {
-        /// Name.
-        name: Vec<u8>,
-        /// Password (wiped on drop).
-        password: Vec<u8>,
-        /// Role.
-        role: Role,
-    },
-    /// DELETE_USER.
-    Delete {
-        /// Name.
-        name: Vec<u8>,
-    },
-    /// SET_PASSWORD.
-    SetPassword {
-        /// Name.
-        name: Vec<u8>,
-        /// New password (wiped on drop).
-        password: Vec<u8>,
-    },
-}
-
-impl UserChange {
-    /// The command this change answers.
-    pub fn command(&self) -> Command {
-        match self {
-            UserChange::Add { .. } => Command::AddUser,
-            UserChange::Delete { .. } => Command::DeleteUser,
-            UserChange::SetPassword { .. } => Command::SetPassword,
-        }
+/// The command a user change answers.
+pub fn command_of(change: &UserChange) -> Command {
+    match change {
+        UserChange::Add { .. } => Command::AddUser,
+        UserChange::Delete { .. } => Command::DeleteUser,
+        UserChange::SetPassword { .. } => Command::SetPassword,
     }
 }
 
-impl Drop for UserChange {
-    fn drop(&mut self) {
-        match self {
-            UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
-                wipe(password)
-            }
-            UserChange::Delete { .. } => {}
-        }
-    }
-}
-
-impl fmt::Debug for UserChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (cmd, name) = match self {
-            UserChange::Add { name, .. } => ("Add", name),
-            UserChange::Delete { name } => ("Delete", name),
-            UserChange::SetPassword { name, .. } => ("SetPassword", name),
-        };
-        write!(f, "UserChange::{cmd}({:?})", String::from_utf8_lossy(name))
+/// The response status for the users' writer's answer (section 4).
+pub fn status_of(result: Result<(), UserError>) -> Status {
+    match result {
+        Ok(()) => Status::Success,
+        Err(UserError::Exists) => Status::UserExists,
+        Err(UserError::NoSuchUser) => Status::NoSuchUser,
+        Err(UserError::LastAdmin) => Status::Forbidden,
+        Err(UserError::NotDurable) => Status::ServerError,
+        Err(UserError::Full) => Status::LimitReached,
+        Err(UserError::InvalidName | UserError::InvalidPassword) => Status::Malformed,
     }
 }
 

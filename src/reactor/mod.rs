@@ -6,10 +6,10 @@
 //! set up, and afterwards moves through a [`pipe::Pipe`] to the target socket.
 //! Workers share nothing on the hot path: the user table is read through a
 //! per-worker cached snapshot, counts go to the aggregator as deltas, and names
-//! are resolved and stored password hashes checked by the [`blocking`] pool.
+//! are resolved and stored password hashes checked by the blocking pool
+//! ([`crate::blocking`]).
 
 pub mod arrivals;
-pub mod blocking;
 pub mod pipe;
 pub mod pool;
 pub mod timer;
@@ -21,8 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Messages to a worker or to the management thread from other threads
-/// (each followed by a wake-up).
+/// Messages to a worker from other threads (each followed by a wake-up).
 #[derive(Debug)]
 pub enum Inbound {
     /// A name lookup finished.
@@ -43,9 +42,6 @@ pub enum Inbound {
         /// The user's name, or `None` when the credentials are wrong.
         user: Option<std::sync::Arc<str>>,
     },
-    /// An answer for the management endpoint (only the management thread's
-    /// inbox gets these).
-    Mgmt(crate::mgmt::endpoint::Reply),
 }
 
 /// Settings every worker shares.

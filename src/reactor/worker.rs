@@ -15,11 +15,11 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use super::arrivals::Arrivals;
-use super::blocking::{Job, Pool, Refused, Task};
 use super::pipe::{Pipe, Pump, Ready};
 use super::pool::BufferPool;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
+use crate::blocking::{Answer, Pool, Refused};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
 use crate::socks5::reply_for_error;
 use crate::socks5::session::{Authenticator, Event, Handshake, Outcome, Verdict};
@@ -371,8 +371,6 @@ impl Worker {
             match self.inbox.try_recv() {
                 Ok(Inbound::Resolved { key, id, result }) => self.on_resolved(key, id, result),
                 Ok(Inbound::Verified { key, id, user }) => self.on_verified(key, id, user),
-                // The management thread has an inbox of its own.
-                Ok(Inbound::Mgmt(_)) => {}
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
@@ -735,14 +733,16 @@ impl Worker {
 }
 
 impl Ctx {
-    /// Hands a job to the blocking pool.
-    fn submit(&mut self, job: Job) -> Result<(), Refused> {
-        let task = Task {
-            job,
-            reply: self.inbox_tx.clone(),
-            waker: Arc::clone(&self.waker),
-        };
-        self.blocking.submit(task)
+    /// Where a blocking-pool answer goes: this worker's inbox, as `wrap`
+    /// makes it, followed by a wake-up.
+    fn inbox<T: 'static>(&self, wrap: impl FnOnce(T) -> Inbound + Send + 'static) -> Answer<T> {
+        let (tx, waker) = (self.inbox_tx.clone(), Arc::clone(&self.waker));
+        Box::new(move |v| {
+            // The worker may have stopped; then nobody wants the answer.
+            if tx.send(wrap(v)).is_ok() {
+                let _ = waker.wake();
+            }
+        })
     }
 
     /// Counts a failed authentication from `ip` towards its source's
@@ -868,13 +868,9 @@ fn handshake_event(
     match event {
         Event::Partial => None,
         Event::Verify(creds) => {
-            let job = Job::Verify {
-                creds,
-                client: s.log.client.ip(),
-                key,
-                id: s.id,
-            };
-            match ctx.submit(job) {
+            let id = s.id;
+            let answer = ctx.inbox(move |user| Inbound::Verified { key, id, user });
+            match ctx.blocking.verify(creds, s.log.client.ip(), answer) {
                 Ok(()) => None,
                 // Too many checks wait for this source (or in all): a
                 // failed authentication now, not a longer queue.
@@ -1032,14 +1028,14 @@ fn begin_connect(
             if let Ok(ip) = literal.parse::<IpAddr>() {
                 direct(s, hs, SocketAddr::new(ip, *port));
             } else {
-                let job = Job::Resolve {
-                    host: host.to_owned(),
-                    port: *port,
-                    key,
-                    id: s.id,
-                };
+                let id = s.id;
+                let answer = ctx.inbox(move |result| Inbound::Resolved { key, id, result });
                 s.phase = Phase::Resolving(hs);
-                if ctx.submit(job).is_err() {
+                if ctx
+                    .blocking
+                    .resolve(host.to_owned(), *port, answer)
+                    .is_err()
+                {
                     return fail(s, key, Reply::GeneralFailure, ctx);
                 }
                 flush_down(s, ctx)?;

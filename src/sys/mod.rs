@@ -2,6 +2,7 @@
 //! CPU affinity, signals. Unsafe code is allowed here and nowhere else; each
 //! block says why it is sound.
 
+pub mod argv;
 pub mod cpu;
 pub mod net;
 pub mod privs;

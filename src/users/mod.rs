@@ -5,6 +5,7 @@
 //! one with a single atomic load per authentication. Nothing blocks a worker for
 //! longer than one `Arc` clone under a read lock, and only when the table changed.
 
+mod credentials;
 pub mod file;
 pub mod penalty;
 pub mod store;
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::socks5::session::{Authenticator, Verdict};
+pub use credentials::{Authenticator, Credentials, Verdict, wipe};
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,7 +159,7 @@ pub struct User {
     pub secret: Secret,
 }
 
-/// Why a user could not be added.
+/// Why a change to the user table was not made (nothing changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserError {
     /// The name is empty, longer than 255 bytes, or holds a forbidden byte.
@@ -169,6 +170,12 @@ pub enum UserError {
     Exists,
     /// No user of that name exists.
     NoSuchUser,
+    /// The change would leave the server without an administrator.
+    LastAdmin,
+    /// The table holds as many users as it may.
+    Full,
+    /// The users file could not be written: the change was undone.
+    NotDurable,
 }
 
 impl fmt::Display for UserError {
@@ -180,6 +187,9 @@ impl fmt::Display for UserError {
             UserError::InvalidPassword => "invalid password (1 to 255 bytes; no NUL, CR or LF)",
             UserError::Exists => "user already exists",
             UserError::NoSuchUser => "no such user",
+            UserError::LastAdmin => "the change would leave no administrator",
+            UserError::Full => "the user table is full",
+            UserError::NotDurable => "the users file could not be written; nothing changed",
         })
     }
 }

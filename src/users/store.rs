@@ -7,6 +7,7 @@
 //! response; if the write fails, nothing changes and the answer is X'07'
 //! (PROTOCOL section 5).
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,14 +17,72 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 
 use super::file::{self, Record};
-use super::{Directory, Role, Secret, UserTable};
-use crate::mgmt::endpoint::{ChangeRequest, Reply};
-use crate::mgmt::session::UserChange;
-use crate::mgmt::wire::Status;
-use crate::reactor::Inbound;
+use super::{Directory, Role, Secret, UserError, UserTable, wipe};
 
 /// The most users the table holds; ADD_USER beyond it answers X'08'.
 pub const MAX_USERS: usize = 100_000;
+
+/// A change to the user table, made by the users' writer.
+pub enum UserChange {
+    /// ADD_USER.
+    Add {
+        /// Name.
+        name: Vec<u8>,
+        /// Password (wiped on drop).
+        password: Vec<u8>,
+        /// Role.
+        role: Role,
+    },
+    /// DELETE_USER.
+    Delete {
+        /// Name.
+        name: Vec<u8>,
+    },
+    /// SET_PASSWORD.
+    SetPassword {
+        /// Name.
+        name: Vec<u8>,
+        /// New password (wiped on drop).
+        password: Vec<u8>,
+    },
+}
+
+impl Drop for UserChange {
+    fn drop(&mut self) {
+        match self {
+            UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
+                wipe(password)
+            }
+            UserChange::Delete { .. } => {}
+        }
+    }
+}
+
+impl fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (cmd, name) = match self {
+            UserChange::Add { name, .. } => ("Add", name),
+            UserChange::Delete { name } => ("Delete", name),
+            UserChange::SetPassword { name, .. } => ("SetPassword", name),
+        };
+        write!(f, "UserChange::{cmd}({:?})", String::from_utf8_lossy(name))
+    }
+}
+
+/// A change and where its answer goes (the asker's inbox, wake-up
+/// included): the writer knows none of its callers.
+pub struct ChangeRequest {
+    /// What to change.
+    pub change: UserChange,
+    /// Called on the writer's thread with the outcome.
+    pub answer: Box<dyn FnOnce(Result<(), UserError>) + Send>,
+}
+
+impl fmt::Debug for ChangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.change.fmt(f)
+    }
+}
 
 /// The writer's state.
 #[derive(Debug)]
@@ -66,15 +125,8 @@ impl Store {
         thread::Builder::new()
             .name("users-writer".into())
             .spawn(move || {
-                while let Ok(req) = rx.recv() {
-                    let status = self.apply(&req.change);
-                    let reply = Inbound::Mgmt(Reply::ChangeDone {
-                        assoc: req.assoc,
-                        status,
-                    });
-                    if req.reply.send(reply).is_ok() {
-                        let _ = req.waker.wake();
-                    }
+                while let Ok(ChangeRequest { change, answer }) = rx.recv() {
+                    answer(self.apply(&change));
                 }
             })
     }
@@ -86,9 +138,9 @@ impl Store {
         }
     }
 
-    /// Applies one change and answers with its status. On any failure the
-    /// table and the file are as before.
-    pub fn apply(&self, change: &UserChange) -> Status {
+    /// Applies one change. On any failure the table and the file are as
+    /// before.
+    pub fn apply(&self, change: &UserChange) -> Result<(), UserError> {
         // Hash outside the table update: it is the slow part.
         let secret = match change {
             UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
@@ -96,53 +148,49 @@ impl Store {
             }
             UserChange::Delete { .. } => None,
         };
-        let result = self.dir.update(|t: &mut UserTable| -> Result<(), Status> {
-            match change {
-                UserChange::Add { name, role, .. } => {
-                    if t.find(name).is_some() {
-                        return Err(Status::UserExists);
+        let result = self
+            .dir
+            .update(|t: &mut UserTable| -> Result<(), UserError> {
+                match change {
+                    UserChange::Add { name, role, .. } => {
+                        if t.find(name).is_some() {
+                            return Err(UserError::Exists);
+                        }
+                        if t.len() >= self.max_users {
+                            return Err(UserError::Full);
+                        }
+                        t.insert(name, *role, secret.clone().expect("a secret for ADD_USER"));
                     }
-                    if t.len() >= self.max_users {
-                        return Err(Status::LimitReached);
+                    UserChange::Delete { name } => {
+                        let user = t.find(name).ok_or(UserError::NoSuchUser)?;
+                        // PROTOCOL X'06': "the change would leave the server
+                        // without an administrator".
+                        if user.role == Role::Admin && t.count(Role::Admin) == 1 {
+                            return Err(UserError::LastAdmin);
+                        }
+                        t.remove(name)?;
                     }
-                    t.insert(name, *role, secret.clone().expect("a secret for ADD_USER"));
-                }
-                UserChange::Delete { name } => {
-                    let user = t.find(name).ok_or(Status::NoSuchUser)?;
-                    // PROTOCOL X'06': "the change would leave the server
-                    // without an administrator".
-                    if user.role == Role::Admin && t.count(Role::Admin) == 1 {
-                        return Err(Status::Forbidden);
+                    UserChange::SetPassword { name, .. } => {
+                        t.set_secret(name, secret.clone().expect("a secret for SET_PASSWORD"))?;
                     }
-                    t.remove(name).map_err(|_| Status::NoSuchUser)?;
                 }
-                UserChange::SetPassword { name, .. } => {
-                    t.set_secret(name, secret.clone().expect("a secret for SET_PASSWORD"))
-                        .map_err(|_| Status::NoSuchUser)?;
-                }
-            }
-            self.persist(t)
-        });
+                self.persist(t)
+            });
         match result {
-            Ok(()) => {
-                log::info!("users: {change:?} done");
-                Status::Success
-            }
-            Err(status) => {
-                log::info!("users: {change:?} refused: {status}");
-                status
-            }
+            Ok(()) => log::info!("users: {change:?} done"),
+            Err(e) => log::info!("users: {change:?} refused: {e}"),
         }
+        result
     }
 
-    fn persist(&self, t: &UserTable) -> Result<(), Status> {
+    fn persist(&self, t: &UserTable) -> Result<(), UserError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let records: Vec<Record> = t.records();
         file::save_with(path, &records, |tmp| self.save_delay.before_rename(tmp)).map_err(|e| {
             log::error!("users file {}: {e}; the change is not made", path.display());
-            Status::ServerError
+            UserError::NotDurable
         })
     }
 }
@@ -222,39 +270,36 @@ mod tests {
     #[test]
     fn statuses() {
         let (dir, s) = store(None);
-        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Ok(()));
         assert_eq!(
             s.apply(&add(b"alice", b"pw", Role::Proxy)),
-            Status::UserExists
+            Err(UserError::Exists)
         );
-        assert_eq!(s.apply(&add(b"bob", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(s.apply(&add(b"bob", b"pw", Role::Proxy)), Ok(()));
         assert_eq!(
             s.apply(&add(b"carl", b"pw", Role::Proxy)),
-            Status::LimitReached
+            Err(UserError::Full)
         );
         let set = UserChange::SetPassword {
             name: b"alice".to_vec(),
             password: b"new".to_vec(),
         };
-        assert_eq!(s.apply(&set), Status::Success);
+        assert_eq!(s.apply(&set), Ok(()));
         assert!(dir.snapshot().check_admin(b"root", b"rootpw").is_some());
         assert!(dir.snapshot().find(b"alice").unwrap().secret.verify(b"new"));
         let set = UserChange::SetPassword {
             name: b"zed".to_vec(),
             password: b"new".to_vec(),
         };
-        assert_eq!(s.apply(&set), Status::NoSuchUser);
+        assert_eq!(s.apply(&set), Err(UserError::NoSuchUser));
         let del = |n: &[u8]| UserChange::Delete { name: n.to_vec() };
-        assert_eq!(s.apply(&del(b"zed")), Status::NoSuchUser);
+        assert_eq!(s.apply(&del(b"zed")), Err(UserError::NoSuchUser));
         // The last administrator stays.
-        assert_eq!(s.apply(&del(b"root")), Status::Forbidden);
-        assert_eq!(s.apply(&del(b"alice")), Status::Success);
-        assert_eq!(
-            s.apply(&add(b"admin2", b"pw", Role::Admin)),
-            Status::Success
-        );
-        assert_eq!(s.apply(&del(b"root")), Status::Success);
-        assert_eq!(s.apply(&del(b"admin2")), Status::Forbidden);
+        assert_eq!(s.apply(&del(b"root")), Err(UserError::LastAdmin));
+        assert_eq!(s.apply(&del(b"alice")), Ok(()));
+        assert_eq!(s.apply(&add(b"admin2", b"pw", Role::Admin)), Ok(()));
+        assert_eq!(s.apply(&del(b"root")), Ok(()));
+        assert_eq!(s.apply(&del(b"admin2")), Err(UserError::LastAdmin));
     }
 
     #[test]
@@ -264,7 +309,7 @@ mod tests {
         let path = dir_path.join("users");
         let (dir, s) = store(Some(path.clone()));
         // root has no stored hash (given in plain text): it is not written.
-        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Ok(()));
         let records = file::load(&path).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].name, b"alice");
@@ -275,7 +320,7 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         assert_eq!(
             s.apply(&add(b"bob", b"pw", Role::Proxy)),
-            Status::ServerError
+            Err(UserError::NotDurable)
         );
         assert!(dir.snapshot().find(b"bob").is_none());
         std::fs::remove_dir_all(&dir_path).unwrap();

@@ -1,11 +1,12 @@
-//! Blocking work off the workers: name resolution (getaddrinfo) and slow
+//! Blocking work off the event loops: name resolution (getaddrinfo) and
 //! password checks (Argon2id), on threads of their own.
 //!
 //! getaddrinfo can block for seconds when a name server is slow, and an
 //! Argon2id check takes tens of milliseconds by design: either would stall
-//! every client of a worker. A worker, or the management thread, sends a
-//! [`Task`]; a pool thread answers on the asker's own channel and wakes its
-//! poll.
+//! every client of a worker, or every administrator. A worker or the
+//! management thread asks with [`Pool::resolve`], [`Pool::verify`] or
+//! [`Pool::check_admin`] and hands over what to do with the answer (send it
+//! to its own inbox and wake its poll): the pool knows none of its callers.
 //!
 //! Password checks are what a client that has not authenticated can make
 //! socks5d do, so they are bounded three ways:
@@ -20,75 +21,32 @@
 //!   Management log ins have lanes of their own, apart from SOCKS ones.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
-use mio::Waker;
 
-use super::Inbound;
-use crate::mgmt::endpoint::Reply;
-use crate::socks5::session::Credentials;
-use crate::sys::sctp::AssocId;
-use crate::users::Directory;
 use crate::users::file::CheckMemory;
 use crate::users::penalty::Source;
+use crate::users::{Credentials, Directory};
 
 /// Checks one source may have waiting; more are refused at once.
 pub const CHECKS_PER_SOURCE: usize = 8;
 /// Checks that may wait in all.
 pub const MAX_QUEUED_CHECKS: usize = 1024;
 
-/// Work for the pool.
-#[derive(Debug)]
-pub enum Job {
-    /// Resolve a name for a session.
-    Resolve {
-        /// The name (already known to be UTF-8 and not an IP literal).
-        host: String,
-        /// The port to put in every address.
-        port: u16,
-        /// The session's slab key in its worker.
-        key: usize,
-        /// The session's id, so that an answer for a closed session is dropped.
-        id: u64,
-    },
-    /// Check RFC 1929 credentials for a session.
-    Verify {
-        /// The credentials.
-        creds: Credentials,
-        /// The client's address.
-        client: IpAddr,
-        /// The session's slab key.
-        key: usize,
-        /// The session's id.
-        id: u64,
-    },
-    /// Check a management log in.
-    CheckAdmin {
-        /// The credentials.
-        creds: Credentials,
-        /// The peer's address, when known.
-        peer: Option<IpAddr>,
-        /// The association.
-        assoc: AssocId,
-    },
-}
+/// What a name resolves to, in the order to try, or why nothing.
+pub type Resolved = io::Result<Vec<SocketAddr>>;
+/// The user whose password was right, or `None`.
+pub type Checked = Option<Arc<str>>;
 
-/// A job and where its answer goes.
-#[derive(Debug)]
-pub struct Task {
-    /// The work.
-    pub job: Job,
-    /// The asker's inbox (a worker's or the management thread's).
-    pub reply: Sender<Inbound>,
-    /// Wakes the asker.
-    pub waker: Arc<Waker>,
-}
+/// Where an answer goes: the asker's own inbox, wake-up included.
+pub type Answer<T> = Box<dyn FnOnce(T) + Send>;
 
-/// Why a task was not taken.
+/// Why work was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     /// The pool has stopped.
@@ -102,6 +60,36 @@ pub enum Refused {
 /// (lower-case names; addresses in the order to try them).
 pub type HostMap = HashMap<String, Vec<IpAddr>>;
 
+struct Resolve {
+    host: String,
+    port: u16,
+    answer: Answer<Resolved>,
+}
+
+/// Which table entry may pass a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// Any user (RFC 1929).
+    User,
+    /// Administrators only (management log in).
+    Admin,
+}
+
+struct Check {
+    creds: Credentials,
+    who: Who,
+    answer: Answer<Checked>,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("creds", &self.creds)
+            .field("who", &self.who)
+            .finish()
+    }
+}
+
 /// A queue of checks: SOCKS and management log ins per source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Lane {
@@ -111,7 +99,7 @@ enum Lane {
 
 #[derive(Debug, Default)]
 struct Lanes {
-    waiting: HashMap<Lane, VecDeque<Task>>,
+    waiting: HashMap<Lane, VecDeque<Check>>,
     /// Lanes with waiting checks, in the order they are served.
     turn: VecDeque<Lane>,
     queued: usize,
@@ -125,7 +113,7 @@ struct CheckQueue {
 }
 
 impl CheckQueue {
-    fn push(&self, lane: Lane, task: Task) -> Result<(), Refused> {
+    fn push(&self, lane: Lane, check: Check) -> Result<(), Refused> {
         let mut l = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         if l.closed {
             return Err(Refused::Gone);
@@ -137,7 +125,7 @@ impl CheckQueue {
         if q.len() >= CHECKS_PER_SOURCE {
             return Err(Refused::Busy);
         }
-        q.push_back(task);
+        q.push_back(check);
         if q.len() == 1 {
             l.turn.push_back(lane);
         }
@@ -148,12 +136,12 @@ impl CheckQueue {
     }
 
     /// The next check, taking lanes in turn; `None` once closed.
-    fn pop(&self) -> Option<Task> {
+    fn pop(&self) -> Option<Check> {
         let mut l = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(lane) = l.turn.pop_front() {
                 // A lane is in `turn` exactly while it has waiting checks.
-                let Some(task) = l.waiting.get_mut(&lane).and_then(VecDeque::pop_front) else {
+                let Some(check) = l.waiting.get_mut(&lane).and_then(VecDeque::pop_front) else {
                     l.waiting.remove(&lane);
                     continue;
                 };
@@ -163,7 +151,7 @@ impl CheckQueue {
                     l.turn.push_back(lane);
                 }
                 l.queued -= 1;
-                return Some(task);
+                return Some(check);
             }
             if l.closed {
                 return None;
@@ -195,10 +183,16 @@ impl Drop for Closer {
 
 /// The pool's handle: cloning it is cheap; the threads end when every handle
 /// is dropped.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Pool {
-    resolves: Sender<Task>,
+    resolves: Sender<Resolve>,
     checks: Arc<Closer>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pool")
+    }
 }
 
 impl Pool {
@@ -211,7 +205,7 @@ impl Pool {
         users: Arc<Directory>,
         hosts: HostMap,
     ) -> io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Task>();
+        let (tx, rx) = crossbeam_channel::unbounded::<Resolve>();
         let hosts = Arc::new(hosts);
         for i in 0..resolvers.max(1) {
             let rx = rx.clone();
@@ -234,67 +228,72 @@ impl Pool {
         })
     }
 
-    /// Queues a task. A check may be refused when its source or the pool
-    /// has too many waiting.
-    pub fn submit(&self, t: Task) -> Result<(), Refused> {
-        let lane = match &t.job {
-            Job::Resolve { .. } => {
-                return self.resolves.send(t).map_err(|_| Refused::Gone);
-            }
-            Job::Verify { client, .. } => Lane::Socks(Source::of(*client)),
-            Job::CheckAdmin { peer, .. } => Lane::Mgmt(peer.map(Source::of)),
+    /// Resolves `host`, then calls `answer` on a resolver thread.
+    pub fn resolve(
+        &self,
+        host: String,
+        port: u16,
+        answer: Answer<Resolved>,
+    ) -> Result<(), Refused> {
+        self.resolves
+            .send(Resolve { host, port, answer })
+            .map_err(|_| Refused::Gone)
+    }
+
+    /// Checks RFC 1929 credentials from `client`, then calls `answer` on a
+    /// checker thread. Refused at once when the client's source (or the
+    /// pool) has too many checks waiting.
+    pub fn verify(
+        &self,
+        creds: Credentials,
+        client: IpAddr,
+        answer: Answer<Checked>,
+    ) -> Result<(), Refused> {
+        let check = Check {
+            creds,
+            who: Who::User,
+            answer,
         };
-        self.checks.0.push(lane, t)
+        self.checks.0.push(Lane::Socks(Source::of(client)), check)
+    }
+
+    /// Checks a management log in from `peer` (administrators only), then
+    /// calls `answer` on a checker thread; management log ins wait apart
+    /// from SOCKS ones.
+    pub fn check_admin(
+        &self,
+        creds: Credentials,
+        peer: Option<IpAddr>,
+        answer: Answer<Checked>,
+    ) -> Result<(), Refused> {
+        let check = Check {
+            creds,
+            who: Who::Admin,
+            answer,
+        };
+        self.checks.0.push(Lane::Mgmt(peer.map(Source::of)), check)
     }
 }
 
-fn answer(reply: &Sender<Inbound>, waker: &Waker, answer: Inbound) {
-    // The asker may have stopped; then nobody wants the answer.
-    if reply.send(answer).is_ok() {
-        let _ = waker.wake();
-    }
-}
-
-fn resolve_loop(rx: &Receiver<Task>, hosts: &HostMap) {
-    while let Ok(Task { job, reply, waker }) = rx.recv() {
-        if let Job::Resolve {
-            host,
-            port,
-            key,
-            id,
-        } = job
-        {
-            let result = match hosts.get(&host.to_ascii_lowercase()) {
-                Some(ips) => Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()),
-                None => lookup(&host, port),
-            };
-            answer(&reply, &waker, Inbound::Resolved { key, id, result });
-        }
+fn resolve_loop(rx: &Receiver<Resolve>, hosts: &HostMap) {
+    while let Ok(Resolve { host, port, answer }) = rx.recv() {
+        let result = match hosts.get(&host.to_ascii_lowercase()) {
+            Some(ips) => Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()),
+            None => lookup(&host, port),
+        };
+        answer(result);
     }
 }
 
 fn check_loop(queue: &CheckQueue, users: &Directory) {
     let mut memory = CheckMemory::new();
-    while let Some(Task { job, reply, waker }) = queue.pop() {
-        let a = match job {
-            Job::Verify { creds, key, id, .. } => {
-                let user =
-                    users
-                        .snapshot()
-                        .verify_in(&creds.username, &creds.password, &mut memory);
-                Inbound::Verified { key, id, user }
-            }
-            Job::CheckAdmin { creds, assoc, .. } => {
-                let admin =
-                    users
-                        .snapshot()
-                        .check_admin_in(&creds.username, &creds.password, &mut memory);
-                Inbound::Mgmt(Reply::LoginChecked { assoc, admin })
-            }
-            // Never queued here.
-            Job::Resolve { .. } => continue,
-        };
-        answer(&reply, &waker, a);
+    while let Some(Check { creds, who, answer }) = queue.pop() {
+        let table = users.snapshot();
+        let (name, password) = (&creds.username, &creds.password);
+        answer(match who {
+            Who::User => table.verify_in(name, password, &mut memory),
+            Who::Admin => table.check_admin_in(name, password, &mut memory),
+        });
     }
 }
 
@@ -327,82 +326,98 @@ pub fn lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 mod tests {
     use super::*;
 
-    fn check_from(client: &str, id: u64, waker: &Arc<Waker>, tx: &Sender<Inbound>) -> Task {
-        Task {
-            job: Job::Verify {
-                creds: Credentials {
-                    username: b"u".to_vec(),
-                    password: b"p".to_vec(),
-                },
-                client: client.parse().unwrap(),
-                key: 0,
-                id,
+    fn check(id: u64, log: &Arc<Mutex<Vec<u64>>>) -> Check {
+        let log = Arc::clone(log);
+        Check {
+            creds: Credentials {
+                username: b"u".to_vec(),
+                password: b"p".to_vec(),
             },
-            reply: tx.clone(),
-            waker: Arc::clone(waker),
+            who: Who::User,
+            answer: Box::new(move |_| log.lock().unwrap().push(id)),
         }
     }
 
-    fn id_of(t: &Task) -> u64 {
-        match t.job {
-            Job::Verify { id, .. } => id,
-            _ => unreachable!("only checks are queued here"),
-        }
+    fn lane(ip: &str) -> Lane {
+        Lane::Socks(Source::of(ip.parse().unwrap()))
     }
 
     /// Sources take turns: a newcomer waits behind one check of a flooding
     /// source, not behind its backlog; a source's backlog is bounded.
     #[test]
     fn checks_are_served_per_source_in_turn_and_bounded() {
-        let poll = mio::Poll::new().unwrap();
-        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        let (tx, _rx) = crossbeam_channel::unbounded();
+        let log = Arc::default();
         let q = CheckQueue::default();
-        let lane = |ip: &str| Lane::Socks(Source::of(ip.parse().unwrap()));
         for id in 0..CHECKS_PER_SOURCE as u64 {
-            q.push(lane("127.0.0.2"), check_from("127.0.0.2", id, &waker, &tx))
-                .unwrap();
+            q.push(lane("127.0.0.2"), check(id, &log)).unwrap();
         }
         assert_eq!(
-            q.push(lane("127.0.0.2"), check_from("127.0.0.2", 99, &waker, &tx)),
+            q.push(lane("127.0.0.2"), check(99, &log)),
             Err(Refused::Busy),
             "a ninth check from one source"
         );
-        q.push(lane("127.0.0.3"), check_from("127.0.0.3", 100, &waker, &tx))
-            .unwrap();
+        q.push(lane("127.0.0.3"), check(100, &log)).unwrap();
         // An IPv6 neighbour in the same /64 shares a lane.
-        q.push(
-            lane("2001:db8::1"),
-            check_from("2001:db8::1", 200, &waker, &tx),
-        )
-        .unwrap();
-        q.push(
-            lane("2001:db8::2"),
-            check_from("2001:db8::2", 201, &waker, &tx),
-        )
-        .unwrap();
-        let order: Vec<u64> = (0..5).map(|_| id_of(&q.pop().unwrap())).collect();
-        assert_eq!(order, [0, 100, 200, 1, 201]);
+        q.push(lane("2001:db8::1"), check(200, &log)).unwrap();
+        q.push(lane("2001:db8::2"), check(201, &log)).unwrap();
+        for _ in 0..5 {
+            let c = q.pop().unwrap();
+            (c.answer)(None);
+        }
+        assert_eq!(*log.lock().unwrap(), [0, 100, 200, 1, 201]);
         q.close();
         assert!(q.pop().is_none(), "closed");
     }
 
     #[test]
     fn the_whole_queue_is_bounded() {
-        let poll = mio::Poll::new().unwrap();
-        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        let (tx, _rx) = crossbeam_channel::unbounded();
+        let log = Arc::default();
         let q = CheckQueue::default();
         for i in 0..MAX_QUEUED_CHECKS as u32 {
             let ip = IpAddr::V4((0x0a00_0000 + i).into()).to_string();
-            let lane = Lane::Socks(Source::of(ip.parse().unwrap()));
-            q.push(lane, check_from(&ip, 0, &waker, &tx)).unwrap();
+            q.push(lane(&ip), check(0, &log)).unwrap();
         }
-        let lane = Lane::Socks(Source::of("192.0.2.1".parse().unwrap()));
         assert_eq!(
-            q.push(lane, check_from("192.0.2.1", 0, &waker, &tx)),
+            q.push(lane("192.0.2.1"), check(0, &log)),
             Err(Refused::Busy)
         );
+    }
+
+    /// The answer comes through the asker's own closure, from the pool's
+    /// threads; a right and a wrong password, a name from the host map.
+    #[test]
+    fn answers_reach_the_asker() {
+        let mut t = crate::users::UserTable::new();
+        t.add(b"alice", b"pw", crate::users::Role::Proxy).unwrap();
+        let mut hosts = HostMap::new();
+        hosts.insert("example.test".into(), vec!["192.0.2.7".parse().unwrap()]);
+        let pool = Pool::start(1, 1, Directory::new(t), hosts).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let creds = |p: &[u8]| Credentials {
+            username: b"alice".to_vec(),
+            password: p.to_vec(),
+        };
+        let ip = "127.0.0.1".parse().unwrap();
+        let t1 = tx.clone();
+        pool.verify(creds(b"pw"), ip, Box::new(move |u| t1.send(u).unwrap()))
+            .unwrap();
+        assert_eq!(rx.recv().unwrap().as_deref(), Some("alice"));
+        let t2 = tx.clone();
+        pool.verify(creds(b"no"), ip, Box::new(move |u| t2.send(u).unwrap()))
+            .unwrap();
+        assert_eq!(rx.recv().unwrap(), None);
+        let t3 = tx.clone();
+        pool.check_admin(creds(b"pw"), None, Box::new(move |u| t3.send(u).unwrap()))
+            .unwrap();
+        assert_eq!(rx.recv().unwrap(), None, "alice is no administrator");
+        let (atx, arx) = crossbeam_channel::unbounded();
+        pool.resolve(
+            "Example.TEST".into(),
+            443,
+            Box::new(move |r| atx.send(r.unwrap()).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(arx.recv().unwrap(), ["192.0.2.7:443".parse().unwrap()]);
     }
 
     #[test]

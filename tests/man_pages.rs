@@ -1,0 +1,110 @@
+//! The man pages in man/: clean under `mandoc -T lint`, and listing exactly
+//! the options `--help` prints, no more, no fewer.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Every page in man/.
+const PAGES: &[&str] = &["socks5d.8"];
+
+fn man(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(name)
+}
+
+/// Every `--long-option` in `text`, as written in the usage text.
+fn long_options(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("--") {
+        let start = i + at;
+        let before = start.checked_sub(1).map(|j| bytes[j]);
+        let mut end = start + 2;
+        while end < bytes.len() && (bytes[end].is_ascii_lowercase() || bytes[end] == b'-') {
+            end += 1;
+        }
+        // "--x" after a letter or another '-' is no option (e.g. "a--b").
+        if end > start + 2 && !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            out.insert(text[start..end].trim_end_matches('-').to_owned());
+        }
+        i = end;
+    }
+    out
+}
+
+/// The long options the page documents: `.TP` entries of its OPTIONS
+/// section, with roff's `\-` read as '-'.
+fn documented(page: &str) -> BTreeSet<String> {
+    let text = page.replace("\\-", "-");
+    let options = text
+        .split_once(".SH OPTIONS")
+        .and_then(|(_, rest)| rest.split(".SH ").next())
+        .expect("an OPTIONS section");
+    let mut out = BTreeSet::new();
+    let mut lines = options.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == ".TP"
+            && let Some(entry) = lines.next()
+        {
+            out.extend(long_options(entry));
+        }
+    }
+    out
+}
+
+fn help(bin: &str) -> String {
+    let out = Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    assert!(out.status.success(), "{bin} --help: {:?}", out.status);
+    String::from_utf8(out.stdout).expect("UTF-8 help")
+}
+
+fn check_page(page: &str, bin: &str) {
+    let text = std::fs::read_to_string(man(page)).expect("read the man page");
+    let in_help = long_options(&help(bin));
+    let in_page = documented(&text);
+    let missing: Vec<_> = in_help.difference(&in_page).collect();
+    let extra: Vec<_> = in_page.difference(&in_help).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{page}: options in --help but not in the page: {missing:?}; \
+         in the page but not in --help: {extra:?}"
+    );
+    assert!(in_help.len() > 5, "{in_help:?}");
+}
+
+#[test]
+fn socks5d_page_lists_exactly_the_options_of_help() {
+    check_page("socks5d.8", env!("CARGO_BIN_EXE_socks5d"));
+}
+
+#[test]
+fn pages_are_clean_under_mandoc_lint() {
+    for page in PAGES {
+        let out = Command::new("mandoc")
+            .args(["-T", "lint", "-W", "warning"])
+            .arg(man(page))
+            .output()
+            .expect("run mandoc (apt-get install mandoc; make test installs it)");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{page}:\n{said}"
+        );
+    }
+}
+
+#[test]
+fn the_reader_finds_options() {
+    let got = long_options("  -l, --listen ADDR  x --json, a--b --\n--password-stdin");
+    let want: BTreeSet<String> = ["--listen", "--json", "--password-stdin"]
+        .map(String::from)
+        .into();
+    assert_eq!(got, want);
+    let page = ".SH OPTIONS\n.TP\n.BR \\-l \", \" \\-\\-listen \" ADDR\"\nText --not\n.SH FILES\n";
+    assert_eq!(documented(page), ["--listen".to_owned()].into());
+}
