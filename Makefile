@@ -13,9 +13,9 @@ TEST_LOG   := target/test.log
 # User-Mode Linux (scripts/uml-run.sh): these machines' kernels lack SCTP.
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
-              ncat:ncat socat:socat mandoc:mandoc
+              ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd
 
-.PHONY: all build run test lint clean cargo deps c-tests
+.PHONY: all build build-small run test lint clean cargo deps c-tests install
 
 all: build
 
@@ -24,6 +24,25 @@ cargo:
 
 build: cargo
 	$(CARGO) build --release --bins
+
+# For small hosts: size-optimised, whole-program LTO, stripped, a panic
+# aborts (Cargo.toml, [profile.small]); the binaries go to target/small/.
+build-small: cargo
+	$(CARGO) build --profile small --bins
+	@ls -l target/small/socks5d target/small/socks5dctl
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: binaries, man pages, the
+# systemd unit (ExecStart follows PREFIX).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 target/release/socks5d $(DESTDIR)$(PREFIX)/sbin/socks5d
+	install -D -m 0755 target/release/socks5dctl $(DESTDIR)$(PREFIX)/bin/socks5dctl
+	install -D -m 0644 man/socks5d.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8
+	install -D -m 0644 man/socks5dctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5dctl.8
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's#/usr/sbin/socks5d#$(PREFIX)/sbin/socks5d#' contrib/socks5d.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service
 
 run: build
 	@pass=$${SOCKS_PASS:-$$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)}; \

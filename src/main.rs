@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use socks5d::cli::{self, Command};
 use socks5d::server::Server;
 use socks5d::sys;
+use socks5d::sys::notify::{State, notify};
 use socks5d::sys::signal::Request;
 
 fn main() -> ExitCode {
@@ -91,15 +92,19 @@ fn main() -> ExitCode {
     for a in server.local_addrs() {
         log::info!("SOCKS5 listening on {a}");
     }
+    notify(State::Ready);
 
     loop {
         match sys::signal::wait() {
             Ok(Request::Reload) => {
                 log::info!("SIGHUP: reloading");
+                notify(State::Reloading);
                 server.reload();
+                notify(State::Ready);
             }
             Ok(Request::Stop(sig)) => {
                 log::info!("{sig}: no new connections; open tunnels have {grace:?} to finish");
+                notify(State::Stopping);
                 break;
             }
             Err(e) => {

@@ -5,6 +5,7 @@
 pub mod argv;
 pub mod cpu;
 pub mod net;
+pub mod notify;
 pub mod privs;
 pub mod sctp;
 pub mod signal;
