@@ -70,6 +70,10 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --buffer-kib N          relay buffer per direction while bytes are in flight,
                               in KiB (default: 32)
       --pool-threads N        threads resolving names, off the workers (default: 4)
+      --hash-memory-kib N     Argon2id memory of new password hashes and of the
+                              check a refusal costs, in KiB (default: 19456, OWASP's
+                              minimum: 15 to 25 ms and 19 MiB a check here)
+      --hash-passes N         Argon2id passes over that memory (default: 2)
       --check-threads N       threads checking passwords against stored Argon2id
                               hashes, each holding the hash's memory cost (19 MiB
                               by default) for good (default: 2)
@@ -264,6 +268,8 @@ fn takes_value(opt: &str) -> bool {
             | "--auth-penalty-max"
             | "--auth-penalty-exempt"
             | "--check-threads"
+            | "--hash-memory-kib"
+            | "--hash-passes"
             | "--workers"
             | "--handshake-timeout"
             | "--connect-timeout"
@@ -442,6 +448,28 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                 }
                 "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
                 "--check-threads" => cfg.check_threads = parse_count(&opt, v)?,
+                "--hash-memory-kib" => {
+                    cfg.hash_cost.m_kib = match v.parse::<u32>() {
+                        Ok(n) if (8..=file::Cost::MAX.m_kib).contains(&n) => n,
+                        _ => {
+                            return err(format!(
+                                "{opt}: '{v}' is not a number from 8 to {}",
+                                file::Cost::MAX.m_kib
+                            ));
+                        }
+                    };
+                }
+                "--hash-passes" => {
+                    cfg.hash_cost.t = match v.parse::<u32>() {
+                        Ok(n) if (1..=file::Cost::MAX.t).contains(&n) => n,
+                        _ => {
+                            return err(format!(
+                                "{opt}: '{v}' is not a number from 1 to {}",
+                                file::Cost::MAX.t
+                            ));
+                        }
+                    };
+                }
                 "--max-auth-failures" => {
                     cfg.penalty.threshold = match v.parse::<u32>() {
                         Ok(n) if n >= 1 => n,
@@ -818,5 +846,33 @@ mod tests {
         let e = run(&["--config", "/nonexistent/socks5d.conf"]).unwrap_err();
         assert!(e.0.contains("cannot read /nonexistent/socks5d.conf"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn argon2id_cost_options() {
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--hash-memory-kib",
+            "4096",
+            "--hash-passes",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.config.hash_cost,
+            file::Cost {
+                m_kib: 4096,
+                t: 3,
+                p: 1
+            }
+        );
+        assert_eq!(
+            run(&["-l", "127.0.0.1"]).unwrap().config.hash_cost,
+            file::Cost::DEFAULT
+        );
+        for bad in [&["--hash-memory-kib", "7"][..], &["--hash-passes", "0"]] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
     }
 }
