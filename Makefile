@@ -32,7 +32,8 @@ build-small: cargo
 	@ls -l target/small/socks5d target/small/socks5dctl
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: binaries, man pages, the
-# systemd unit (ExecStart follows PREFIX).
+# systemd unit (ExecStart follows PREFIX), and /etc/socks5d/socks5d.conf
+# unless one is there already.
 PREFIX  ?= /usr/local
 DESTDIR ?=
 install: build
@@ -40,6 +41,9 @@ install: build
 	install -D -m 0755 target/release/socks5dctl $(DESTDIR)$(PREFIX)/bin/socks5dctl
 	install -D -m 0644 man/socks5d.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8
 	install -D -m 0644 man/socks5dctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5dctl.8
+	install -d $(DESTDIR)/etc/socks5d
+	[ -e $(DESTDIR)/etc/socks5d/socks5d.conf ] || \
+	    install -m 0644 contrib/socks5d.conf $(DESTDIR)/etc/socks5d/socks5d.conf
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
 	sed 's#/usr/sbin/socks5d#$(PREFIX)/sbin/socks5d#' contrib/socks5d.service \
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service

@@ -268,7 +268,8 @@ fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, 
 impl Server {
     /// Binds every address, starts the workers and returns at once.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
-        let (table, write_back) = initial_users(&cfg)?;
+        let (mut table, write_back) = initial_users(&cfg)?;
+        table.set_refusal_cost(cfg.hash_cost);
         if cfg.users_file.is_none() {
             log::info!("no users file: user changes will not survive a restart (see --users-file)");
         }
@@ -417,6 +418,7 @@ impl Server {
         let n = records.len();
         let _ = self.users.update(|t| -> Result<(), ()> {
             let mut next = UserTable::new();
+            next.set_refusal_cost(t.refusal_cost());
             for r in records {
                 let secret = match t.find(&r.name) {
                     Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),

@@ -364,3 +364,46 @@ fn a_flood_of_failed_handshakes_is_summarised_in_the_access_log() {
         summary[0]
     );
 }
+
+/// A small host's cost: with --hash-memory-kib 1024 the users file's new
+/// hashes use 1 MiB, and so does the dummy check an unknown name costs, so
+/// 70 refusals leave socks5d's memory within a few MiB of its start.
+#[test]
+fn a_lower_argon2id_cost_for_small_hosts() {
+    let _one = serial();
+    let dir = temp_path("auth-small-cost");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let users = dir.join("users");
+    let users = users.to_str().expect("a UTF-8 path");
+    let d = Daemon::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--no-pin",
+        "--users-file",
+        users,
+        "-u",
+        "alice:alice-pw",
+        "--hash-memory-kib",
+        "1024",
+        "--auth-penalty-exempt",
+        "127.0.0.0/8",
+    ]);
+    let text = fs::read_to_string(users).expect("read the users file");
+    assert!(text.contains("$argon2id$v=19$m=1024,t=2,p=1$"), "{text}");
+    let at_start = anon_kib(d.pid());
+    let statuses = flood("127.0.0.2", d.addr, 50, 8);
+    assert!(statuses.iter().all(|&s| s == 0x01), "{statuses:?}");
+    // Unknown names: the dummy check, at the same cost.
+    for _ in 0..20 {
+        assert_eq!(log_in("127.0.0.2", d.addr, "nobody", "x").0, 0x01);
+    }
+    let after = anon_kib(d.pid());
+    eprintln!("anonymous memory: {at_start} KiB at start, {after} KiB after 70 refusals");
+    assert!(
+        after <= at_start + 2 * 1024 + 4 * 1024,
+        "{at_start} -> {after} KiB"
+    );
+    assert_eq!(log_in("127.0.0.3", d.addr, "alice", "alice-pw").0, 0x00);
+}

@@ -116,3 +116,42 @@ fn the_reader_finds_options() {
     let page = ".SH OPTIONS\n.TP\n.BR \\-l \", \" \\-\\-listen \" ADDR\"\nText --not\n.SH FILES\n";
     assert_eq!(documented(page), ["--listen".to_owned()].into());
 }
+
+/// contrib/socks5d.conf shows every option of `socks5d --help` (but the
+/// ones that make no sense in a file), and sets only loopback and the users
+/// file.
+#[test]
+fn the_example_config_shows_every_option() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/socks5d.conf"))
+            .expect("read contrib/socks5d.conf");
+    let shown: BTreeSet<String> = text
+        .lines()
+        .map(|l| l.strip_prefix('#').unwrap_or(l))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') && w.len() > 1)
+        .map(|w| format!("--{w}"))
+        .collect();
+    let mut want = long_options(&help(env!("CARGO_BIN_EXE_socks5d")));
+    for not_in_a_file in ["--help", "--version", "--config"] {
+        want.remove(not_in_a_file);
+    }
+    let missing: Vec<_> = want.difference(&shown).collect();
+    assert!(
+        missing.is_empty(),
+        "not in contrib/socks5d.conf: {missing:?}"
+    );
+    // What the packaged service starts with: loopback and a users file.
+    let active: Vec<(String, Option<String>)> = socks5d::config_file::parse(&text)
+        .expect("parses")
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    let want = [
+        ("listen", Some("127.0.0.1")),
+        ("listen", Some("::1")),
+        ("users-file", Some("/var/lib/socks5d/users")),
+    ]
+    .map(|(n, v)| (n.to_owned(), v.map(str::to_owned)));
+    assert_eq!(active, want);
+}

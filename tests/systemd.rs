@@ -84,7 +84,10 @@ fn notifies_an_abstract_socket() {
 fn the_unit_verifies() {
     let top = Path::new(env!("CARGO_MANIFEST_DIR"));
     let unit = std::fs::read_to_string(top.join("contrib/socks5d.service")).expect("the unit");
-    assert!(unit.contains("ExecStart=/usr/sbin/socks5d "), "{unit}");
+    assert!(
+        unit.contains("ExecStart=/usr/sbin/socks5d --config /etc/socks5d/socks5d.conf"),
+        "{unit}"
+    );
     let dir = temp_path("unit");
     std::fs::create_dir_all(dir.join("man/man8")).expect("mkdir");
     for page in ["socks5d.8", "socks5dctl.8"] {
