@@ -48,6 +48,20 @@ install: build
 	sed 's#/usr/sbin/socks5d#$(PREFIX)/sbin/socks5d#' contrib/socks5d.service \
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service
 
+# make deb: the Debian package (target/debian/socks5d_*.deb) built with
+# cargo-deb, which is installed from crates.io when missing. The package
+# holds the binaries, the man pages, /etc/socks5d/socks5d.conf and the unit;
+# its maintainer scripts create the system user socks5d.
+.PHONY: deb deb-test
+deb: cargo
+	@$(CARGO) deb --version >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb --strip
+
+# Installs the package on this machine, relays a curl through the packaged
+# socks5d, and removes it again (as root).
+deb-test: deb deps
+	scripts/deb-test.sh
+
 run: build
 	@pass=$${SOCKS_PASS:-$$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)}; \
 	echo "socks5d on 127.0.0.1:$(PORT), user '$(SOCKS_USER)', password '$$pass'"; \
