@@ -85,6 +85,7 @@ test: cargo deps
 	$(CARGO) test --all-targets --no-fail-fast 2>&1 | tee $(TEST_LOG) || status=1; \
 	$(MAKE) --no-print-directory c-tests 2>&1 | tee -a $(TEST_LOG) || status=1; \
 	$(MAKE) --no-print-directory bench-smoke 2>&1 | tee -a $(TEST_LOG) || status=1; \
+	$(MAKE) --no-print-directory deb-test 2>&1 | tee -a $(TEST_LOG) || status=1; \
 	scripts/test-summary.sh $(TEST_LOG) && exit $$status
 
 # The C tests: built on the host, run inside UML against a debug socks5d.

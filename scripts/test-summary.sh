@@ -2,7 +2,7 @@
 # test-summary.sh LOG: the closing account of `make test`, read from its log.
 #
 # LOG holds the output of `cargo test --all-targets --no-fail-fast`, then of
-# `make c-tests`, then of `make bench-smoke`. Each part must have ended with
+# `make c-tests`, then of `make bench-smoke`, then of `make deb-test`. Each part must have ended with
 # its closing line:
 #   - every cargo target, announced by "Running PATH (BINARY)", its own
 #     "test result: ..." line (a target killed by a signal or crashed has none;
@@ -10,7 +10,8 @@
 #   - the SCTP suite (tests/sctp/main.rs) is one of those targets;
 #   - the C tests: "c-tests: N passed, N failed";
 #   - the benchmark smoke: "bench: N runs in S s, M failed", with M = 0 and
-#     every run of its "[i/N]" progress done.
+#     every run of its "[i/N]" progress done;
+#   - the Debian package test (make deb-test): "deb: N passed, N failed".
 # Whatever is missing, or a target that cargo reports as failed although its
 # result line shows no failure, is named on a "MISSING:" or "FAILED:" line and
 # counted as one failed test, so a crash can never add up to "0 failed".
@@ -103,6 +104,13 @@ function close_target(   why) {
     bench_failed = substr($0, RSTART + 2, RLENGTH - 9) + 0
     next
 }
+/^deb: [0-9]+ passed, [0-9]+ failed$/ {
+    close_target()
+    d_seen = 1
+    passed["deb"] = $2
+    failed["deb"] = $4
+    next
+}
 /^bench: failed: / { bench_notes = bench_notes (bench_notes == "" ? "" : "; ") substr($0, 16); next }
 
 END {
@@ -139,6 +147,12 @@ END {
         }
     }
 
+    if (!d_seen) {
+        problem("MISSING", "the Debian package test: no \"deb: N passed, N failed\" line" note)
+        failed["deb"]++
+    } else if (failed["deb"] > 0)
+        problem("FAILED", "the Debian package test: " failed["deb"] " failed (its \"FAIL deb:\" lines say which)")
+
     printf "\n"
     for (i = 1; i <= np; i++) print problems[i]
     if (np > 0) printf "\n"
@@ -147,8 +161,9 @@ END {
     printf "socks5d, C tests:        %d passed, %d failed\n", passed["c"], failed["c"]
     printf "tools (loadgen, soak):   %d passed, %d failed (%d targets)\n", passed["tools"], failed["tools"], targets["tools"]
     printf "benchmark smoke runs:    %d passed, %d failed\n", passed["bench"], failed["bench"]
-    p = passed["cargo"] + passed["sctp"] + passed["c"] + passed["tools"] + passed["bench"]
-    f = failed["cargo"] + failed["sctp"] + failed["c"] + failed["tools"] + failed["bench"]
+    printf "Debian package:          %d passed, %d failed\n", passed["deb"], failed["deb"]
+    p = passed["cargo"] + passed["sctp"] + passed["c"] + passed["tools"] + passed["bench"] + passed["deb"]
+    f = failed["cargo"] + failed["sctp"] + failed["c"] + failed["tools"] + failed["bench"] + failed["deb"]
     printf "summary: %d passed, %d failed\n", p, f
     exit (f == 0 && p > 0 && np == 0) ? 0 : 1
 }' "$1"

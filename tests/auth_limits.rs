@@ -182,9 +182,12 @@ fn wrong_passwords_for_a_hash_only_user_hold_memory_fixed() {
     assert_eq!(log_in("127.0.0.3", d.addr, "alice", "alice-pw").0, 0x00);
 }
 
-/// While 127.0.0.2 floods socks5d with wrong passwords (as many at once as
-/// it likes), a client from 127.0.0.3 logs in within about one password
-/// check: sources take turns, so the flood's backlog is not its wait.
+/// While 127.0.0.2 floods socks5d with wrong passwords, keeping its check
+/// lane full, a client from 127.0.0.3 logs in within about one password
+/// check: sources take turns, so the flood's backlog is not its wait. (The
+/// turn order itself is asserted exactly by the check queue's unit test,
+/// `checks_are_served_per_source_in_turn_and_bounded`; this measures it
+/// through the real binary, against the issue's generous bound.)
 #[test]
 fn a_flood_from_one_source_does_not_delay_another() {
     let _one = serial();
@@ -197,7 +200,10 @@ fn a_flood_from_one_source_does_not_delay_another() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
-    let flooders: Vec<_> = (0..32)
+    // Ten at once: as many as the source may have waiting (8) and the
+    // checker threads (2) together, so its lane stays full and the checkers
+    // busy, without the flood's own clients taking the CPUs the checks need.
+    let flooders: Vec<_> = (0..10)
         .map(|_| {
             let (stop, sent, proxy) = (Arc::clone(&stop), Arc::clone(&sent), d.addr);
             thread::spawn(move || {
@@ -211,7 +217,7 @@ fn a_flood_from_one_source_does_not_delay_another() {
         .collect();
     // The flood is under way once its first refusals are back.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while sent.load(Ordering::Relaxed) < 32 {
+    while sent.load(Ordering::Relaxed) < 10 {
         assert!(Instant::now() < deadline, "the flood never got answers");
         thread::yield_now();
     }
@@ -222,7 +228,7 @@ fn a_flood_from_one_source_does_not_delay_another() {
     }
     eprintln!(
         "first log in (Argon2id check): {quiet:?} with no flood, {loaded:?} while 127.0.0.2 \
-         floods with 32 connections ({} refusals answered)",
+         floods with 10 connections ({} refusals answered)",
         sent.load(Ordering::Relaxed)
     );
     assert_eq!(status, 0x00, "alice during the flood");

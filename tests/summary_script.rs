@@ -87,6 +87,9 @@ fn good_targets() -> Vec<String> {
 const C_TESTS: &str = "PASS: log in as root: reply is X'01' X'00'\n== ncat.sh: 4 passed, 0 failed\n\
                        c-tests: ran in 10.837 s\nc-tests: 7 passed, 0 failed\n";
 
+const DEB: &str = "PASS deb: dpkg -i socks5d_0.1.0-1_amd64.deb\nPASS deb: files in place\n\
+                   deb: 8 passed, 0 failed\n";
+
 fn bench(runs: usize, failed: usize) -> String {
     let mut s = String::from("bench: quick mode, 1 round(s), peers: socks5d\n");
     for i in 1..=runs {
@@ -156,7 +159,7 @@ fn expect_failure(o: &Outcome, names: &[&str], summary: &str) {
 
 #[test]
 fn a_good_log_adds_up_and_counts_the_tools_apart() {
-    let log = cargo_part(&good_targets()) + C_TESTS + &bench(9, 0);
+    let log = cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + DEB;
     let o = summarise("good", &log);
     assert!(o.ok, "a good log failed:\n{}", shown(&o));
     for line in [
@@ -165,6 +168,7 @@ fn a_good_log_adds_up_and_counts_the_tools_apart() {
         "socks5d, C tests:        7 passed, 0 failed",
         "tools (loadgen, soak):   7 passed, 0 failed (2 targets)",
         "benchmark smoke runs:    9 passed, 0 failed",
+        "Debian package:          8 passed, 0 failed",
     ] {
         assert!(
             o.out.lines().any(|l| l == line),
@@ -175,7 +179,7 @@ fn a_good_log_adds_up_and_counts_the_tools_apart() {
     assert!(!o.says("MISSING") && !o.says("FAILED"), "{}", shown(&o));
     assert_eq!(
         o.last_line(),
-        "summary: 38 passed, 0 failed",
+        "summary: 46 passed, 0 failed",
         "{}",
         shown(&o)
     );
@@ -186,13 +190,16 @@ fn a_target_killed_by_a_signal_is_named_and_counted() {
     let mut targets = good_targets();
     targets.insert(2, killed_target("tests/faults.rs"));
     targets.push("error: 1 target failed:\n    `--test faults`\n".into());
-    let o = summarise("killed", &(cargo_part(&targets) + C_TESTS + &bench(9, 0)));
+    let o = summarise(
+        "killed",
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+    );
     expect_failure(
         &o,
         &[
             "MISSING: cargo target tests/faults.rs (socks5d): no \"test result\" line (signal: 9, SIGKILL: kill)",
         ],
-        "summary: 38 passed, 1 failed",
+        "summary: 46 passed, 1 failed",
     );
 }
 
@@ -205,14 +212,14 @@ fn a_tool_target_killed_last_is_named() {
     targets.push(killed_target("examples/soak/main.rs"));
     let o = summarise(
         "tool-killed",
-        &(cargo_part(&targets) + C_TESTS + &bench(9, 0)),
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
     );
     expect_failure(
         &o,
         &[
             "MISSING: cargo target examples/soak/main.rs (a tool): no \"test result\" line (signal: 9",
         ],
-        "summary: 36 passed, 1 failed",
+        "summary: 44 passed, 1 failed",
     );
     assert!(
         o.says("tools (loadgen, soak):   5 passed, 1 failed (2 targets)"),
@@ -227,12 +234,12 @@ fn failed_tests_are_counted_and_their_target_named() {
     targets[2] = target("tests/relay.rs", 1, 1);
     let o = summarise(
         "failed-test",
-        &(cargo_part(&targets) + C_TESTS + &bench(9, 0)),
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
     );
     expect_failure(
         &o,
         &["FAILED: cargo target tests/relay.rs (socks5d): 1 failed"],
-        "summary: 37 passed, 1 failed",
+        "summary: 45 passed, 1 failed",
     );
 }
 
@@ -241,13 +248,16 @@ fn an_ok_result_with_a_failed_exit_is_a_failure() {
     let mut targets = good_targets();
     targets[3] += "error: test failed, to rerun pass `--test sctp`\n\nCaused by:\n  \
                    process didn't exit successfully: `/w/target/debug/deps/sctp-0123` (exit status: 1)\n";
-    let o = summarise("liar", &(cargo_part(&targets) + C_TESTS + &bench(9, 0)));
+    let o = summarise(
+        "liar",
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+    );
     expect_failure(
         &o,
         &[
             "FAILED: cargo target tests/sctp/main.rs (socks5d): its result line shows no failure, but cargo reports it failed (exit status: 1)",
         ],
-        "summary: 38 passed, 1 failed",
+        "summary: 46 passed, 1 failed",
     );
 }
 
@@ -257,7 +267,7 @@ fn c_tests_without_their_line_fail_and_say_why() {
                   make[1]: *** [Makefile:41: c-tests] Error 1\n";
     let o = summarise(
         "no-c-tests",
-        &(cargo_part(&good_targets()) + c_part + &bench(9, 0)),
+        &(cargo_part(&good_targets()) + c_part + &bench(9, 0) + DEB),
     );
     expect_failure(
         &o,
@@ -266,7 +276,7 @@ fn c_tests_without_their_line_fail_and_say_why() {
             "uml-run: the UML kernel ended without a status",
             "Makefile:41: c-tests",
         ],
-        "summary: 31 passed, 1 failed",
+        "summary: 39 passed, 1 failed",
     );
 }
 
@@ -274,19 +284,22 @@ fn c_tests_without_their_line_fail_and_say_why() {
 fn a_failed_or_missing_bench_smoke_fails() {
     let o = summarise(
         "bench-failed",
-        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 1)),
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 1) + DEB),
     );
     expect_failure(
         &o,
         &["FAILED: the benchmark smoke: 1 of 9 runs failed (run 0: no figure)"],
-        "summary: 37 passed, 1 failed",
+        "summary: 45 passed, 1 failed",
     );
 
-    let o = summarise("bench-missing", &(cargo_part(&good_targets()) + C_TESTS));
+    let o = summarise(
+        "bench-missing",
+        &(cargo_part(&good_targets()) + C_TESTS + DEB),
+    );
     expect_failure(
         &o,
         &["MISSING: the benchmark smoke: no \"bench: N runs in S s, M failed\" line"],
-        "summary: 29 passed, 1 failed",
+        "summary: 37 passed, 1 failed",
     );
 
     // Interrupted after 4 of 9 runs: its last line says 4 runs, 0 failed.
@@ -295,11 +308,14 @@ fn a_failed_or_missing_bench_smoke_fails() {
         .filter(|l| !l.starts_with('[') || l[1..4].trim().parse::<usize>().unwrap() <= 4)
         .map(|l| l.replace("9 runs in", "4 runs in") + "\n")
         .collect::<String>();
-    let o = summarise("bench-cut", &(cargo_part(&good_targets()) + C_TESTS + &cut));
+    let o = summarise(
+        "bench-cut",
+        &(cargo_part(&good_targets()) + C_TESTS + &cut + DEB),
+    );
     expect_failure(
         &o,
         &["MISSING: the benchmark smoke: 4 of 9 runs done"],
-        "summary: 33 passed, 5 failed",
+        "summary: 41 passed, 5 failed",
     );
 }
 
@@ -307,20 +323,26 @@ fn a_failed_or_missing_bench_smoke_fails() {
 fn a_missing_sctp_suite_or_a_build_failure_fails() {
     let mut targets = good_targets();
     targets.remove(3);
-    let o = summarise("no-sctp", &(cargo_part(&targets) + C_TESTS + &bench(9, 0)));
+    let o = summarise(
+        "no-sctp",
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+    );
     expect_failure(
         &o,
         &["MISSING: the SCTP suite (tests/sctp/main.rs) did not run"],
-        "summary: 35 passed, 1 failed",
+        "summary: 43 passed, 1 failed",
     );
 
     let broken = "   Compiling socks5d v0.1.0 (/w)\nerror[E0425]: cannot find value `x`\n\
                   error: could not compile `socks5d` (test \"relay\") due to 1 previous error\n";
-    let o = summarise("no-build", &(broken.to_owned() + C_TESTS + &bench(9, 0)));
+    let o = summarise(
+        "no-build",
+        &(broken.to_owned() + C_TESTS + &bench(9, 0) + DEB),
+    );
     expect_failure(
         &o,
         &["MISSING: cargo test ran no target (error: could not compile `socks5d` (test \"relay\")"],
-        "summary: 16 passed, 1 failed",
+        "summary: 24 passed, 1 failed",
     );
 }
 
@@ -336,7 +358,32 @@ fn a_log_cut_short_names_the_open_target() {
             "MISSING: the SCTP suite",
             "MISSING: the C tests",
             "MISSING: the benchmark smoke",
+            "MISSING: the Debian package test",
         ],
-        "summary: 10 passed, 4 failed",
+        "summary: 10 passed, 5 failed",
+    );
+}
+
+#[test]
+fn a_failed_or_missing_package_test_fails() {
+    let failed = "PASS deb: dpkg -i socks5d.deb\nFAIL deb: curl through the packaged socks5d\n\
+                  deb: 7 passed, 1 failed\n";
+    let o = summarise(
+        "deb-failed",
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + failed),
+    );
+    expect_failure(
+        &o,
+        &["FAILED: the Debian package test: 1 failed"],
+        "summary: 45 passed, 1 failed",
+    );
+    let o = summarise(
+        "deb-missing",
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0)),
+    );
+    expect_failure(
+        &o,
+        &["MISSING: the Debian package test: no \"deb: N passed, N failed\" line"],
+        "summary: 38 passed, 1 failed",
     );
 }
