@@ -149,8 +149,9 @@ size_t build_request(uint8_t *buf, uint8_t cmd, const uint8_t *args,
 size_t mgmt_login(int fd, const char *user, const char *pass, uint8_t *reply,
 		  size_t cap);
 
-/* Connects and logs in as the administrator; fails loudly unless the reply is
- * X'01' X'00'. */
+/* Connects and logs in as the administrator: one step, "log in as root",
+ * that passes when the reply is X'01' X'00'; otherwise it fails and the
+ * scenario stops (finish() and exit). */
 int mgmt_admin_session(int port);
 
 /* Sends a request and receives its response; returns the response length. */

@@ -49,8 +49,6 @@ int main(int argc, char **argv)
 	size_t n, i;
 	int fd = mgmt_admin_session(port);
 
-	check(1, "log in as %s", ADMIN_USER);
-
 	bad(fd, "request with VER 2", (const uint8_t *)"\x02\x01", 2,
 	    ST_UNSUPPORTED_VERSION, CMD_HISTORIC_CONNECTIONS);
 	bad(fd, "CMD X'0B' (reserved)", (const uint8_t *)"\x01\x0b", 2,

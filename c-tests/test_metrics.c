@@ -32,8 +32,6 @@ int main(int argc, char **argv)
 	size_t n, i;
 	int fd = mgmt_admin_session(port);
 
-	check(1, "log in as %s", ADMIN_USER);
-
 	for (cmd = CMD_HISTORIC_CONNECTIONS; cmd <= CMD_BYTES_TRANSFERRED;
 	     cmd++) {
 		n = mgmt_request(fd, cmd, NULL, 0, resp, sizeof(resp));

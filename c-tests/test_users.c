@@ -114,8 +114,6 @@ int main(int argc, char **argv)
 	int count, i, sorted, before;
 	int fd = mgmt_admin_session(port);
 
-	check(1, "log in as %s", ADMIN_USER);
-
 	before = list_users(fd, 0, &total, users, 64);
 	check(before >= 0 && find(users, before, "carol") == NULL &&
 		      find(users, before, "dave") == NULL,

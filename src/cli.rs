@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config_file::{self, Entry, Origin};
 use crate::server::{AccessLog, Config, MgmtConfig, UnixSocket};
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
@@ -16,6 +17,8 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
 
   -h, --help                  print this help and exit
   -v, --version               print the version and exit
+      --config PATH           read options from PATH, one per line, without their
+                              dashes ('port 1080'); the command line wins
   -l, --listen ADDR           SOCKS address or host name (all its addresses);
                               repeatable (default: 0.0.0.0 and ::)
   -p, --port PORT             SOCKS port (default: 1080)
@@ -76,6 +79,10 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --buffer-kib N          relay buffer per direction while bytes are in flight,
                               in KiB (default: 32)
       --pool-threads N        threads resolving names, off the workers (default: 4)
+      --hash-memory-kib N     Argon2id memory of new password hashes and of the
+                              check a refusal costs, in KiB (default: 19456, OWASP's
+                              minimum: 15 to 25 ms and 19 MiB a check here)
+      --hash-passes N         Argon2id passes over that memory (default: 2)
       --check-threads N       threads checking passwords against stored Argon2id
                               hashes, each holding the hash's memory cost (19 MiB
                               by default) for good (default: 2)
@@ -285,12 +292,100 @@ pub fn password_spans(args: &[String]) -> Vec<(usize, Range<usize>)> {
     spans
 }
 
-/// Parses the arguments after the program name.
+/// Whether the command-line option `opt` (as written, `=value` left off)
+/// takes a value.
+fn takes_value(opt: &str) -> bool {
+    matches!(
+        opt,
+        "-l" | "--listen"
+            | "-p"
+            | "--port"
+            | "-L"
+            | "--mgmt-listen"
+            | "-P"
+            | "--mgmt-port"
+            | "--mgmt-unix"
+            | "--mgmt-unix-mode"
+            | "--mgmt-unix-group"
+            | "-u"
+            | "--user"
+            | "--admin"
+            | "--users-file"
+            | "--max-users"
+            | "--max-connections"
+            | "--run-as"
+            | "--max-mgmt-unauthenticated"
+            | "--mgmt-login-grace"
+            | "--max-admin-sessions"
+            | "--max-login-failures"
+            | "--max-auth-failures"
+            | "--auth-penalty"
+            | "--auth-penalty-max"
+            | "--auth-penalty-exempt"
+            | "--check-threads"
+            | "--hash-memory-kib"
+            | "--hash-passes"
+            | "--workers"
+            | "--handshake-timeout"
+            | "--connect-timeout"
+            | "--idle-timeout"
+            | "--grace"
+            | "--access-log"
+            | "--pool-threads"
+            | "--map-host"
+            | "--buffer-kib"
+            | "--config"
+    )
+}
+
+/// The config file `--config` names, if any: its path and option lines.
+fn config_file(cli: &[String]) -> Result<Option<(PathBuf, Vec<Entry>)>, UsageError> {
+    let mut path = None;
+    for (i, a) in cli.iter().enumerate() {
+        if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.to_owned());
+        } else if a == "--config" {
+            path = cli.get(i + 1).cloned();
+        }
+    }
+    let Some(path) = path.map(PathBuf::from) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| UsageError(format!("--config: cannot read {}: {e}", path.display())))?;
+    let entries = config_file::parse(&text)
+        .map_err(|(line, why)| UsageError(format!("{}:{line}: {why}", path.display())))?;
+    if let Some(e) = entries.iter().find(|e| e.name == "config") {
+        return err(format!(
+            "{}:{}: a config file cannot name another",
+            path.display(),
+            e.line
+        ));
+    }
+    Ok(Some((path, entries)))
+}
+
+/// The config file, if given, and its path (for SIGHUP to read it again).
+pub fn config_path(args: &[String]) -> Option<PathBuf> {
+    config_file(args).ok().flatten().map(|(p, _)| p)
+}
+
+/// Parses the arguments after the program name, with the lines of the
+/// config file that `--config` names before them (the command line wins).
 pub fn parse<I, S>(args: I) -> Result<Command, UsageError>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
+    let cli: Vec<String> = args.into_iter().map(Into::into).collect();
+    let tagged = match config_file(&cli)? {
+        Some((path, entries)) => config_file::merge(&path, entries, cli, takes_value),
+        None => cli.into_iter().map(|a| (a, Origin::CommandLine)).collect(),
+    };
+    parse_tagged(tagged)
+}
+
+fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     let mut cfg = Config::default();
     let mut socks_ips: Vec<IpAddr> = Vec::new();
     let mut port = 1080u16;
@@ -309,182 +404,184 @@ where
     let mut mgmt_unix_mode: Option<u32> = None;
     let mut mgmt_unix_group: Option<u32> = None;
 
-    let mut it = args.into_iter().map(Into::into);
-    while let Some(arg) = it.next() {
-        // Accept both "--opt value" and "--opt=value".
-        let (opt, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let takes_value = matches!(
-            opt.as_str(),
-            "-l" | "--listen"
-                | "-p"
-                | "--port"
-                | "-L"
-                | "--mgmt-listen"
-                | "-P"
-                | "--mgmt-port"
-                | "--mgmt-unix"
-                | "--mgmt-unix-mode"
-                | "--mgmt-unix-group"
-                | "-u"
-                | "--user"
-                | "--admin"
-                | "--users-file"
-                | "--max-users"
-                | "--max-connections"
-                | "--run-as"
-                | "--max-mgmt-unauthenticated"
-                | "--mgmt-login-grace"
-                | "--max-admin-sessions"
-                | "--max-login-failures"
-                | "--max-auth-failures"
-                | "--auth-penalty"
-                | "--auth-penalty-max"
-                | "--auth-penalty-exempt"
-                | "--check-threads"
-                | "--workers"
-                | "--handshake-timeout"
-                | "--connect-timeout"
-                | "--idle-timeout"
-                | "--grace"
-                | "--access-log"
-                | "--pool-threads"
-                | "--map-host"
-                | "--buffer-kib"
-        );
-        let value = if takes_value {
-            match inline.or_else(|| it.next()) {
-                Some(v) => v,
-                None => return err(format!("{opt}: missing value")),
-            }
-        } else {
-            if inline.is_some() {
-                return err(format!("{opt} takes no value"));
-            }
-            String::new()
-        };
-        let v = value.as_str();
-        match opt.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-v" | "--version" => return Ok(Command::Version),
-            "-l" | "--listen" => socks_ips.extend(parse_listen(&opt, v)?),
-            "-p" | "--port" => port = parse_port(&opt, v)?,
-            "-L" | "--mgmt-listen" => {
-                for ip in parse_listen(&opt, v)? {
-                    if !mgmt_addrs.contains(&ip) {
-                        mgmt_addrs.push(ip);
+    let mut it = args.into_iter();
+    while let Some((arg, origin)) = it.next() {
+        // One option, with its value: an error names the config file's line
+        // when the option came from there.
+        let mut step = || -> Result<Option<Command>, UsageError> {
+            // Accept both "--opt value" and "--opt=value".
+            let (opt, inline) = match arg.split_once('=') {
+                Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let takes_value = takes_value(&opt);
+            let value = if takes_value {
+                match inline.or_else(|| it.next().map(|(v, _)| v)) {
+                    Some(v) => v,
+                    None => return err(format!("{opt}: missing value")),
+                }
+            } else {
+                if inline.is_some() {
+                    return err(format!("{opt} takes no value"));
+                }
+                String::new()
+            };
+            let v = value.as_str();
+            match opt.as_str() {
+                "-h" | "--help" => return Ok(Some(Command::Help)),
+                "-v" | "--version" => return Ok(Some(Command::Version)),
+                // Read before the others (config_file).
+                "--config" => {}
+                "-l" | "--listen" => socks_ips.extend(parse_listen(&opt, v)?),
+                "-p" | "--port" => port = parse_port(&opt, v)?,
+                "-L" | "--mgmt-listen" => {
+                    for ip in parse_listen(&opt, v)? {
+                        if !mgmt_addrs.contains(&ip) {
+                            mgmt_addrs.push(ip);
+                        }
                     }
                 }
-            }
-            "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
-            "--mgmt-unix" => mgmt_unix = Some(parse_socket_path(&opt, v)?),
-            "--mgmt-unix-mode" => mgmt_unix_mode = Some(parse_mode(&opt, v)?),
-            "--mgmt-unix-group" => mgmt_unix_group = Some(parse_group(&opt, v)?),
-            "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
-            "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
-            "--users-file" => {
-                if v.is_empty() {
-                    return err(format!("{opt}: empty path"));
+                "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
+                "--mgmt-unix" => mgmt_unix = Some(parse_socket_path(&opt, v)?),
+                "--mgmt-unix-mode" => mgmt_unix_mode = Some(parse_mode(&opt, v)?),
+                "--mgmt-unix-group" => mgmt_unix_group = Some(parse_group(&opt, v)?),
+                "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
+                "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
+                "--users-file" => {
+                    if v.is_empty() {
+                        return err(format!("{opt}: empty path"));
+                    }
+                    cfg.users_file = Some(PathBuf::from(v));
                 }
-                cfg.users_file = Some(PathBuf::from(v));
-            }
-            "--require-management" => required = true,
-            "--max-mgmt-unauthenticated" => max_unauthenticated = parse_count(&opt, v)?,
-            "--mgmt-login-grace" => {
-                login_grace = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--max-admin-sessions" => max_admin_sessions = parse_count(&opt, v)?,
-            "--max-login-failures" => {
-                max_login_failures = match v.parse::<u32>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--run-as" => {
-                if v.is_empty() {
-                    return err(format!("{opt}: empty user name"));
+                "--require-management" => required = true,
+                "--max-mgmt-unauthenticated" => max_unauthenticated = parse_count(&opt, v)?,
+                "--mgmt-login-grace" => {
+                    login_grace = parse_secs(&opt, v, false)?.unwrap_or_default();
                 }
-                run_as = Some(v.to_owned());
-            }
-            "--max-connections" => {
-                cfg.worker.max_connections = match v.parse::<usize>() {
-                    Ok(n) if n >= 1 => Some(n),
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--max-users" => {
-                cfg.max_users = match v.parse::<usize>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--allow-open-proxy" => allow_open = true,
-            "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
-            "--no-pin" => cfg.pin = false,
-            "--handshake-timeout" => {
-                cfg.worker.handshake_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--connect-timeout" => {
-                cfg.worker.connect_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
-            "--grace" => {
-                cfg.worker.grace = match v.parse::<f64>() {
-                    Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
-                    _ => return err(format!("{opt}: '{v}' is not a number of seconds")),
-                };
-            }
-            "--access-log" => {
-                cfg.access_log = match v {
-                    "-" => AccessLog::Stdout,
-                    "off" => AccessLog::Off,
-                    "" => return err(format!("{opt}: empty path")),
-                    path => AccessLog::File(PathBuf::from(path)),
-                };
-            }
-            "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
-            "--check-threads" => cfg.check_threads = parse_count(&opt, v)?,
-            "--max-auth-failures" => {
-                cfg.penalty.threshold = match v.parse::<u32>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--auth-penalty" => {
-                cfg.penalty.base = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--auth-penalty-max" => {
-                cfg.penalty.max = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--auth-penalty-exempt" => match v.parse() {
-                Ok(c) => cfg.penalty.exempt.push(c),
-                Err(e) => return err(format!("{opt}: {e}")),
-            },
-            "--buffer-kib" => {
-                cfg.worker.buffer_size = match v.parse::<usize>() {
-                    Ok(n) if (4..=1024).contains(&n) => n * 1024,
-                    _ => return err(format!("{opt}: '{v}' is not a number from 4 to 1024")),
-                };
-            }
-            "--map-host" => {
-                let (name, addrs) = v
-                    .split_once('=')
-                    .ok_or_else(|| UsageError(format!("{opt}: expected NAME=ADDR[,ADDR]...")))?;
-                if name.is_empty() || name.len() > 255 {
-                    return err(format!("{opt}: the name must be 1 to 255 bytes"));
+                "--max-admin-sessions" => max_admin_sessions = parse_count(&opt, v)?,
+                "--max-login-failures" => {
+                    max_login_failures = match v.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
                 }
-                let ips = addrs
-                    .split(',')
-                    .map(|a| parse_addr(&opt, a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                cfg.hosts.insert(name.to_ascii_lowercase(), ips);
+                "--run-as" => {
+                    if v.is_empty() {
+                        return err(format!("{opt}: empty user name"));
+                    }
+                    run_as = Some(v.to_owned());
+                }
+                "--max-connections" => {
+                    cfg.worker.max_connections = match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => Some(n),
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--max-users" => {
+                    cfg.max_users = match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--allow-open-proxy" => allow_open = true,
+                "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
+                "--no-pin" => cfg.pin = false,
+                "--handshake-timeout" => {
+                    cfg.worker.handshake_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--connect-timeout" => {
+                    cfg.worker.connect_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
+                "--grace" => {
+                    cfg.worker.grace = match v.parse::<f64>() {
+                        Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
+                        _ => return err(format!("{opt}: '{v}' is not a number of seconds")),
+                    };
+                }
+                "--access-log" => {
+                    cfg.access_log = match v {
+                        "-" => AccessLog::Stdout,
+                        "off" => AccessLog::Off,
+                        "" => return err(format!("{opt}: empty path")),
+                        path => AccessLog::File(PathBuf::from(path)),
+                    };
+                }
+                "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
+                "--check-threads" => cfg.check_threads = parse_count(&opt, v)?,
+                "--hash-memory-kib" => {
+                    cfg.hash_cost.m_kib = match v.parse::<u32>() {
+                        Ok(n) if (8..=file::Cost::MAX.m_kib).contains(&n) => n,
+                        _ => {
+                            return err(format!(
+                                "{opt}: '{v}' is not a number from 8 to {}",
+                                file::Cost::MAX.m_kib
+                            ));
+                        }
+                    };
+                }
+                "--hash-passes" => {
+                    cfg.hash_cost.t = match v.parse::<u32>() {
+                        Ok(n) if (1..=file::Cost::MAX.t).contains(&n) => n,
+                        _ => {
+                            return err(format!(
+                                "{opt}: '{v}' is not a number from 1 to {}",
+                                file::Cost::MAX.t
+                            ));
+                        }
+                    };
+                }
+                "--max-auth-failures" => {
+                    cfg.penalty.threshold = match v.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--auth-penalty" => {
+                    cfg.penalty.base = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--auth-penalty-max" => {
+                    cfg.penalty.max = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--auth-penalty-exempt" => match v.parse() {
+                    Ok(c) => cfg.penalty.exempt.push(c),
+                    Err(e) => return err(format!("{opt}: {e}")),
+                },
+                "--buffer-kib" => {
+                    cfg.worker.buffer_size = match v.parse::<usize>() {
+                        Ok(n) if (4..=1024).contains(&n) => n * 1024,
+                        _ => return err(format!("{opt}: '{v}' is not a number from 4 to 1024")),
+                    };
+                }
+                "--map-host" => {
+                    let (name, addrs) = v.split_once('=').ok_or_else(|| {
+                        UsageError(format!("{opt}: expected NAME=ADDR[,ADDR]..."))
+                    })?;
+                    if name.is_empty() || name.len() > 255 {
+                        return err(format!("{opt}: the name must be 1 to 255 bytes"));
+                    }
+                    let ips = addrs
+                        .split(',')
+                        .map(|a| parse_addr(&opt, a))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    cfg.hosts.insert(name.to_ascii_lowercase(), ips);
+                }
+                other if other.starts_with('-') => {
+                    return err(format!("unknown option '{}'", other.escape_default()));
+                }
+                other => return err(format!("unexpected argument '{}'", other.escape_default())),
             }
-            other if other.starts_with('-') => {
-                return err(format!("unknown option '{}'", other.escape_default()));
+            Ok(None)
+        };
+        match step() {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(match origin {
+                    Origin::CommandLine => e,
+                    file => UsageError(format!("{file}: {e}")),
+                });
             }
-            other => return err(format!("unexpected argument '{}'", other.escape_default())),
         }
     }
 
@@ -837,5 +934,65 @@ mod tests {
         let spans = password_spans(&args);
         let shown: Vec<&str> = spans.iter().map(|(i, r)| &args[*i][r.clone()]).collect();
         assert_eq!(shown, ["pa:ss", "toor", "x"]);
+    }
+
+    /// A config file sets options; the command line replaces an option of
+    /// the file; an error names the file and the line.
+    #[test]
+    fn config_file_options_and_their_errors() {
+        let dir = std::env::temp_dir().join(format!("socks5d-cli-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("socks5d.conf");
+        std::fs::write(
+            &path,
+            "# test\nlisten 127.0.0.1\nport 1081\nworkers 3\nno-pin\nuser alice:pw\n",
+        )
+        .unwrap();
+        let conf = format!("--config={}", path.display());
+        let o = run(&[&conf, "-p", "1082"]).unwrap();
+        assert_eq!(o.config.socks, ["127.0.0.1:1082".parse().unwrap()]);
+        assert_eq!(o.config.workers, Some(3));
+        assert!(!o.config.pin);
+        assert!(o.config.users.find(b"alice").is_some());
+        std::fs::write(&path, "port 1081\nworkers none\n").unwrap();
+        let e = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(
+            e.0.starts_with(&format!("{}:2: --workers", path.display())),
+            "{e}"
+        );
+        std::fs::write(&path, "port 1081\n--port 2\n").unwrap();
+        let e = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(e.0.contains(":2: "), "{e}");
+        let e = run(&["--config", "/nonexistent/socks5d.conf"]).unwrap_err();
+        assert!(e.0.contains("cannot read /nonexistent/socks5d.conf"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn argon2id_cost_options() {
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--hash-memory-kib",
+            "4096",
+            "--hash-passes",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.config.hash_cost,
+            file::Cost {
+                m_kib: 4096,
+                t: 3,
+                p: 1
+            }
+        );
+        assert_eq!(
+            run(&["-l", "127.0.0.1"]).unwrap().config.hash_cost,
+            file::Cost::DEFAULT
+        );
+        for bad in [&["--hash-memory-kib", "7"][..], &["--hash-passes", "0"]] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -36,6 +36,7 @@
 
 pub mod blocking;
 pub mod cli;
+pub mod config_file;
 pub mod metrics;
 pub mod mgmt;
 pub mod reactor;

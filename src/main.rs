@@ -2,11 +2,15 @@
 //! termination signal, drain.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use socks5d::cli::{self, Command};
+use socks5d::config_file::{self, Entry};
 use socks5d::server::Server;
 use socks5d::sys;
+use socks5d::sys::notify::{State, notify};
 use socks5d::sys::signal::Request;
 
 fn main() -> ExitCode {
@@ -30,6 +34,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
+    // The config file, to tell on SIGHUP which of its settings changed;
+    // options the command line gives are not the file's.
+    let given: Vec<String> = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| config_file::long_name(a))
+        .map(str::to_owned)
+        .collect();
+    let mut config = cli::config_path(&args).map(|path| {
+        let entries = read_config(&path).unwrap_or_default();
+        warn_if_readable(&path, &entries);
+        (path, entries)
+    });
 
     // Passwords given with -u or --admin: hidden from /proc/PID/cmdline and
     // ps from here on, before any thread starts.
@@ -94,15 +112,36 @@ fn main() -> ExitCode {
     for a in server.local_addrs() {
         log::info!("SOCKS5 listening on {a}");
     }
+    notify(State::Ready);
 
     loop {
         match sys::signal::wait() {
             Ok(Request::Reload) => {
                 log::info!("SIGHUP: reloading");
+                notify(State::Reloading);
                 server.reload();
+                if let Some((path, entries)) = &mut config {
+                    match read_config(path) {
+                        Ok(now) => {
+                            let mut names = config_file::changed(entries, &now);
+                            names.retain(|n| !given.contains(n));
+                            if !names.is_empty() {
+                                log::warn!(
+                                    "{}: changed settings take effect at the next restart: {}",
+                                    path.display(),
+                                    names.join(", ")
+                                );
+                            }
+                            *entries = now;
+                        }
+                        Err(e) => log::error!("{e}; settings unchanged"),
+                    }
+                }
+                notify(State::Ready);
             }
             Ok(Request::Stop(sig)) => {
                 log::info!("{sig}: no new connections; open tunnels have {grace:?} to finish");
+                notify(State::Stopping);
                 break;
             }
             Err(e) => {
@@ -119,4 +158,28 @@ fn main() -> ExitCode {
     );
     let _ = std::io::stdout().flush();
     ExitCode::SUCCESS
+}
+
+/// The config file's option lines, or why not.
+fn read_config(path: &Path) -> Result<Vec<Entry>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    config_file::parse(&text).map_err(|(line, why)| format!("{}:{line}: {why}", path.display()))
+}
+
+/// A config file that holds passwords must be for its owner's eyes only.
+fn warn_if_readable(path: &Path, entries: &[Entry]) {
+    let has_passwords = entries
+        .iter()
+        .any(|e| e.name == "user" || e.name == "admin");
+    if let Ok(meta) = std::fs::metadata(path)
+        && has_passwords
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        log::warn!(
+            "{} holds passwords and others may read it (mode {:o}): chmod 600 {0}",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
 }

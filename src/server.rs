@@ -333,7 +333,8 @@ fn mgmt_sockets(
 impl Server {
     /// Binds every address, starts the workers and returns at once.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
-        let (table, write_back) = initial_users(&cfg)?;
+        let (mut table, write_back) = initial_users(&cfg)?;
+        table.set_refusal_cost(cfg.hash_cost);
         if cfg.users_file.is_none() {
             log::info!("no users file: user changes will not survive a restart (see --users-file)");
         }

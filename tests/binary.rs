@@ -218,6 +218,44 @@ fn a_failed_start_leaves_the_users_file_alone() {
     assert_eq!(std::fs::read(&path).expect("read again"), before);
 }
 
+/// --config: the file's options apply, the command line's win; SIGHUP reads
+/// the file again and names the settings that changed and need a restart.
+#[test]
+fn config_file_then_sighup_names_what_needs_a_restart() {
+    let dir = temp_path("config");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("socks5d.conf");
+    std::fs::write(
+        &path,
+        "listen 127.0.0.1\nport 0\nuser alice:wonderland\nworkers 1\naccess-log off\n",
+    )
+    .expect("write the config");
+    let conf = path.to_str().expect("a UTF-8 path");
+    let d = Daemon::start(&["--config", conf, "--no-pin", "--workers", "2"]);
+    let target = echo_server(BANNER);
+    let mut t = socks_connect(d.addr, Auth::User(USER, PASS), target);
+    exchange(&mut t, b"", BANNER);
+    assert!(d.stderr().contains("2 workers"), "{}", d.stderr());
+    assert!(
+        d.stderr()
+            .contains("holds passwords and others may read it"),
+        "{}",
+        d.stderr()
+    );
+    std::fs::write(
+        &path,
+        "listen 127.0.0.1\nport 0\nuser alice:wonderland\nworkers 4\nidle-timeout 5\n",
+    )
+    .expect("rewrite the config");
+    d.signal(Signal::SIGHUP);
+    let line = d.stderr_line("take effect at the next restart", Duration::from_secs(10));
+    // workers is the command line's; access-log went, idle-timeout came.
+    assert!(
+        line.ends_with("restart: access-log, idle-timeout"),
+        "{line}"
+    );
+}
+
 #[test]
 fn refuses_to_be_an_open_proxy_on_default_addresses() {
     for args in [&[][..], &["-p", "0"], &["-l", "0.0.0.0", "-p", "0"]] {

@@ -2,7 +2,7 @@
 //! imports it back, and each layer uses only the layers below it.
 //!
 //! ```text
-//!   cli, main            command line
+//!   cli, main            command line (and config_file, the file's lines)
 //!   server               putting it together
 //!   reactor    mgmt      the SOCKS workers; the management endpoint (neither
 //!                        knows the other)
@@ -25,6 +25,7 @@ use std::path::Path;
 /// Each top-level module and the top-level modules it may use.
 const MAY_USE: &[(&str, &[&str])] = &[
     ("sys", &[]),
+    ("config_file", &[]),
     ("users", &["sys"]),
     ("socks5", &["users", "sys"]),
     ("metrics", &["socks5", "users", "sys"]),
@@ -43,7 +44,15 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "server", "reactor", "mgmt", "blocking", "metrics", "socks5", "users", "sys",
+            "config_file",
+            "server",
+            "reactor",
+            "mgmt",
+            "blocking",
+            "metrics",
+            "socks5",
+            "users",
+            "sys",
         ],
     ),
 ];

@@ -20,7 +20,7 @@ use socks5d::users::{Role, valid_name, valid_password};
 const USAGE: &str = "\
 Usage: socks5dctl [OPTION]... COMMAND [ARG]...
 Manage a running socks5d over its management protocol, over SCTP or over its
-Unix-domain socket (socks5d --mgmt-unix).
+Unix-domain socket.
 
 Commands:
   metrics                 every counter

@@ -17,6 +17,7 @@ macro_rules! syscall {
 pub mod argv;
 pub mod cpu;
 pub mod net;
+pub mod notify;
 pub mod privs;
 pub mod sctp;
 pub mod seqpacket;

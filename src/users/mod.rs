@@ -215,12 +215,27 @@ pub fn valid_password(password: &[u8]) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct UserTable {
     users: BTreeMap<Box<[u8]>, User>,
+    /// The Argon2id cost of the dummy check a refusal runs when no hash of
+    /// the user's was checked: the cost new hashes are made with.
+    refusal_cost: file::Cost,
 }
 
 impl UserTable {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the Argon2id cost of the dummy check that refusals run (the cost
+    /// new hashes are made with, so that a refusal takes what a real check
+    /// takes).
+    pub fn set_refusal_cost(&mut self, cost: file::Cost) {
+        self.refusal_cost = cost;
+    }
+
+    /// The cost [`UserTable::set_refusal_cost`] set.
+    pub fn refusal_cost(&self) -> file::Cost {
+        self.refusal_cost
     }
 
     /// How many users there are.
@@ -330,7 +345,7 @@ impl UserTable {
         }
         // A refusal that did not already run Argon2id runs it now.
         if !slow {
-            file::verify_password_in(dummy_hash(), password, memory);
+            file::verify_password_in(&dummy_hash(self.refusal_cost), password, memory);
         }
         None
     }
@@ -382,11 +397,19 @@ impl Authenticator for UserTable {
     }
 }
 
-/// An Argon2id hash of nothing in particular, at the default cost, to spend
-/// on refusals the work a real check costs.
-fn dummy_hash() -> &'static file::PasswordHash {
-    static DUMMY: OnceLock<file::PasswordHash> = OnceLock::new();
-    DUMMY.get_or_init(|| file::hash_password(b"socks5d dummy password"))
+/// An Argon2id hash of nothing in particular at `cost`, to spend on
+/// refusals the work a real check costs. Made once per cost.
+fn dummy_hash(cost: file::Cost) -> Arc<file::PasswordHash> {
+    static DUMMY: Mutex<Option<(file::Cost, Arc<file::PasswordHash>)>> = Mutex::new(None);
+    let mut d = DUMMY.lock().unwrap_or_else(|e| e.into_inner());
+    match &*d {
+        Some((c, h)) if *c == cost => Arc::clone(h),
+        _ => {
+            let h = Arc::new(file::hash_password_with(b"socks5d dummy password", cost));
+            *d = Some((cost, Arc::clone(&h)));
+            h
+        }
+    }
 }
 
 /// The shared, replaceable user table.

@@ -9,9 +9,10 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
@@ -94,6 +95,8 @@ pub struct Store {
     max_users: usize,
     /// Test hook: the cost of new hashes.
     cost: file::Cost,
+    /// Test-only fault hook (debug builds): a pause before each rename.
+    save_delay: SaveDelay,
 }
 
 impl Store {
@@ -104,6 +107,7 @@ impl Store {
             path,
             max_users: MAX_USERS,
             cost: file::Cost::DEFAULT,
+            save_delay: SaveDelay::from_env(),
         }
     }
 
@@ -202,6 +206,8 @@ impl Store {
         let n = records.len();
         let admins = self.dir.update(|t| -> Result<usize, UserError> {
             let mut next = UserTable::new();
+            // The dummy check a refusal costs is a setting, not a user.
+            next.set_refusal_cost(t.refusal_cost());
             for r in records {
                 let secret = match t.find(&r.name) {
                     Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
@@ -228,10 +234,54 @@ impl Store {
             return Ok(());
         };
         let records: Vec<Record> = t.records();
-        file::save(path, &records).map_err(|e| {
+        file::save_with(path, &records, |tmp| self.save_delay.before_rename(tmp)).map_err(|e| {
             log::error!("users file {}: {e}; the change is not made", path.display());
             UserError::NotDurable
         })
+    }
+}
+
+// ----------------------------------------------------- test-only fault hook
+
+/// A pause in every save of the users' writer, after the temporary file is
+/// written and fsynced and before it is renamed over the users file, so that
+/// a test can SIGKILL socks5d exactly there (tests/sctp/cases_faults.rs):
+/// `SOCKS5D_TEST_SAVE_DELAY_MS=N`, read once when the writer is made. Each
+/// pause is announced on standard error with the temporary file's path.
+///
+/// Compiled in with `debug_assertions` rather than behind a cargo feature:
+/// the tests run the debug binary cargo builds for them, and a feature would
+/// have to be named on every `cargo test` (a test cannot turn on a feature of
+/// its own package). The release profile has no debug assertions, so a
+/// release socks5d never reads the variable and never pauses.
+#[derive(Debug, Clone, Copy, Default)]
+struct SaveDelay(Option<Duration>);
+
+impl SaveDelay {
+    #[cfg(debug_assertions)]
+    fn from_env() -> SaveDelay {
+        const VAR: &str = "SOCKS5D_TEST_SAVE_DELAY_MS";
+        let ms = std::env::var(VAR).ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(ms) = ms {
+            log::warn!("users: test hook {VAR}: every save pauses {ms} ms before its rename");
+        }
+        SaveDelay(ms.map(Duration::from_millis))
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn from_env() -> SaveDelay {
+        SaveDelay(None)
+    }
+
+    fn before_rename(self, tmp: &Path) {
+        if let Some(pause) = self.0 {
+            log::info!(
+                "users: test hook: {} written and synced; renaming it in {} ms",
+                tmp.display(),
+                pause.as_millis()
+            );
+            thread::sleep(pause);
+        }
     }
 }
 
