@@ -1,5 +1,5 @@
 /* common.c - shared helpers for the socks5d management protocol C tests.
- * See common.h; the wire format is /work/shared/PROTOCOL.md. */
+ * See common.h; the wire format is docs/management-protocol.md. */
 #define _GNU_SOURCE
 #include "common.h"
 

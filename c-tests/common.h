@@ -1,7 +1,7 @@
 /* common.h - shared helpers for the socks5d management protocol C tests.
  *
  * An independent client-side implementation of the wire format in
- * /work/shared/PROTOCOL.md (management protocol, version 1), written in the
+ * docs/management-protocol.md (management protocol, version 1), written in the
  * style of lksctp-tools src/func_tests/: every step prints one
  * "PASS: ..." or "FAIL: ..." line, and finish() prints "N passed, N failed"
  * alone on the last line.
@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* PROTOCOL.md section 1: largest request and response. */
+/* docs/management-protocol.md section 2: largest request and response. */
 #define MGMT_MAX_REQUEST 1024
 #define MGMT_MAX_RESPONSE 65535
 

@@ -1,4 +1,4 @@
-/* test_login_ok.c - an administrator logs in (PROTOCOL.md section 2).
+/* test_login_ok.c - an administrator logs in (docs/management-protocol.md section 3).
  *
  * Steps:
  *   1. connect a one-to-one SCTP socket to the management port: SCTP_STATUS

@@ -1,4 +1,4 @@
-/* test_malformed.c - bad requests after log in (PROTOCOL.md sections 3, 4, 6).
+/* test_malformed.c - bad requests after log in (docs/management-protocol.md sections 4, 5, 7).
  *
  * Each bad request gets a 3-byte response X'01' STATUS CMD (no DATA, since
  * STATUS is not X'00'), changes nothing, and does not close the session: after

@@ -1,4 +1,4 @@
-/* test_metrics.c - the monitoring requests (PROTOCOL.md sections 3 and 1).
+/* test_metrics.c - the monitoring requests (docs/management-protocol.md sections 4 and 2).
  *
  * After logging in as root:
  *   HISTORIC_CONNECTIONS, CONCURRENT_CONNECTIONS, BYTES_TRANSFERRED each

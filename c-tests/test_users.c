@@ -1,4 +1,4 @@
-/* test_users.c - user management (PROTOCOL.md sections 3 and 4).
+/* test_users.c - user management (docs/management-protocol.md sections 4 and 5).
  *
  * The server starts with root (administrator) and bob (proxy user).
  * After logging in as root:

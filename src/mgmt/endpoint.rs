@@ -69,7 +69,7 @@ pub const QUEUE_LIMIT: usize = 256 * 1024;
 pub const STALL_LIMIT: Duration = Duration::from_secs(10);
 /// The send buffer the SCTP socket asks for.
 pub const SEND_BUFFER: usize = 4 * 1024 * 1024;
-/// PROTOCOL section 6: "The server closes an association that sends nothing
+/// docs/management-protocol.md section 7: "The server closes an association that sends nothing
 /// for 5 minutes."
 pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// How long a Unix peer has to close its end once the server has closed
@@ -464,7 +464,7 @@ impl Endpoint {
             a.rx_stream = stream;
         }
         // Keep one byte past the limit: enough for the parsers to see that the
-        // message is too long (PROTOCOL section 1: "A longer request is
+        // message is too long (docs/management-protocol.md section 2: "A longer request is
         // malformed"), without buffering whatever a peer sends.
         let room = (MAX_REQUEST + 1).saturating_sub(a.rx.len());
         a.rx.extend_from_slice(&self.buf[..len.min(room).min(self.buf.len())]);

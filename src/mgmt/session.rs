@@ -252,7 +252,7 @@ impl Session {
     /// The answer to `Action::ClaimSlot`: whether the session got a place.
     ///
     /// Without one the log in is refused with X'03' (server error) and the
-    /// association closed gracefully (PROTOCOL section 2), not aborted: the
+    /// association closed gracefully (docs/management-protocol.md section 3), not aborted: the
     /// administrator learns why, and the answer comes only after good
     /// credentials, so an unauthenticated peer cannot tell from it how many
     /// sessions are open, and a wrong password still gets X'01' alone.
@@ -272,7 +272,7 @@ impl Session {
         self.run_pending(backend);
     }
 
-    /// PROTOCOL section 2: "After any status other than X'00' the server
+    /// docs/management-protocol.md section 3: "After any status other than X'00' the server
     /// sends the reply and then closes the association gracefully."
     fn refuse(&mut self, stream: u16, status: LoginStatus) {
         self.send(stream, wire::emit_login_reply(status).to_vec());

@@ -1,4 +1,4 @@
-//! Management protocol messages (shared/PROTOCOL.md, docs/management-protocol.md):
+//! Management protocol messages (docs/management-protocol.md):
 //! parse and emit, with no I/O.
 //!
 //! SCTP delivers whole messages (the transport reassembles a message sent in

@@ -1,4 +1,4 @@
-//! Byte fixtures for every management message (shared/PROTOCOL.md): parse,
+//! Byte fixtures for every management message (docs/management-protocol.md): parse,
 //! emit, every truncation, every error, and a sweep of short and mutated
 //! messages that no parser may panic on.
 

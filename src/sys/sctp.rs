@@ -1,7 +1,7 @@
 //! Raw SCTP sockets through libc: the server's one-to-many socket and the
 //! client's one-to-one socket, messages with their association and stream,
 //! and notifications. Values the libc crate lacks come from
-//! `/usr/include/linux/sctp.h` (see SCTP-NOTES.md); their sizes are tested.
+//! `/usr/include/linux/sctp.h` (see docs/sctp.md); their sizes are tested.
 
 use std::io;
 use std::mem;

@@ -10,7 +10,7 @@
 //! line; a PHC string never holds ':' either. Empty lines and lines starting
 //! with '#' are comments.
 //!
-//! Writes follow shared/PROTOCOL.md section 5: "written to a temporary file,
+//! Writes follow docs/management-protocol.md section 6: "written to a temporary file,
 //! fsync, rename, fsync of the folder". A reader therefore sees the old file or
 //! the new one, never a mix, and after [`save`] returns the new one survives a
 //! crash.
@@ -515,7 +515,7 @@ fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, File)
 }
 
 /// Replaces the users file at `path` with `records`, durably and atomically
-/// (shared/PROTOCOL.md section 5): write a 0600 temporary file beside it,
+/// (docs/management-protocol.md section 6): write a 0600 temporary file beside it,
 /// fsync it, rename it over `path`, fsync the folder.
 ///
 /// Records that [`load`] could not read back (an invalid name, a name

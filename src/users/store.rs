@@ -5,7 +5,7 @@
 //! milliseconds, so they never run on a worker. A change is written to the
 //! file before it is published to the workers and before the success
 //! response; if the write fails, nothing changes and the answer is X'07'
-//! (PROTOCOL section 5).
+//! (docs/management-protocol.md section 6).
 
 use std::fmt;
 use std::io;
@@ -169,7 +169,7 @@ impl Store {
                     }
                     UserChange::Delete { name } => {
                         let user = t.find(name).ok_or(UserError::NoSuchUser)?;
-                        // PROTOCOL X'06': "the change would leave the server
+                        // docs/management-protocol.md, status X'06': "the change would leave the server
                         // without an administrator".
                         if user.role == Role::Admin && t.count(Role::Admin) == 1 {
                             return Err(UserError::LastAdmin);

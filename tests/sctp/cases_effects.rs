@@ -13,7 +13,7 @@ use socks5d::users::Role;
 
 use crate::support::*;
 
-/// PROTOCOL section 5: a change takes effect "within 100 ms of the response".
+/// docs/management-protocol.md section 6: a change takes effect "within 100 ms of the response".
 const EFFECT: Duration = Duration::from_millis(100);
 
 /// Probes from `since` (the moment the response arrived) until `seen` says
@@ -30,7 +30,7 @@ fn in_effect_within(since: Instant, what: &str, mut seen: impl FnMut() -> bool) 
         let at = since.elapsed();
         assert!(
             at <= EFFECT,
-            "{what}: {} {at:?} after the response ({probes} probes); PROTOCOL section 5 \
+            "{what}: {} {at:?} after the response ({probes} probes); docs/management-protocol.md section 6 \
              allows {EFFECT:?}",
             if hit {
                 "first seen in effect only"

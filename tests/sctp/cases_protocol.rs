@@ -1,4 +1,4 @@
-//! Case 1: every command and every status code of PROTOCOL.md.
+//! Case 1: every command and every status code of docs/management-protocol.md.
 
 use std::fs;
 use std::io::Write;
@@ -9,7 +9,7 @@ use socks5d::users::Role;
 
 use crate::support::*;
 
-/// The eight METRICS IDs PROTOCOL section 3 requires.
+/// The eight METRICS IDs docs/management-protocol.md section 4 requires.
 const METRIC_IDS: std::ops::RangeInclusive<u8> = 1..=8;
 
 fn u64_response(cmd: u8, v: u64) -> Vec<u8> {

@@ -3,7 +3,7 @@
 //!
 //! One test target with its own harness (`harness = false`), so that on a
 //! kernel without SCTP the whole suite re-runs itself once inside User-Mode
-//! Linux (scripts/uml-run.sh, SCTP-NOTES.md) instead of booting it per test.
+//! Linux (scripts/uml-run.sh, docs/sctp.md) instead of booting it per test.
 //! It never passes by skipping: where neither this kernel nor UML has SCTP it
 //! fails and says what to install.
 //!
