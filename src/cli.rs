@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config_file::{self, Entry, Origin};
+use crate::mgmt::audit;
 use crate::server::{AccessLog, Config, MgmtConfig, UnixSocket};
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
@@ -73,6 +74,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --idle-timeout S        close tunnels idle this long; 0 is never (default: 0)
       --grace S               on SIGINT/SIGTERM, seconds open tunnels may finish (default: 10)
       --access-log DEST       '-' for standard output (default), a file, or 'off'
+      --audit-log DEST        administrator log ins, user changes and reloads: 'log'
+                              with the diagnostics (default), '-' for standard
+                              output, a file, or 'off'
       --map-host NAME=ADDR[,ADDR]...
                               answer NAME with these addresses, tried in this
                               order, without asking DNS; repeatable
@@ -331,6 +335,7 @@ fn takes_value(opt: &str) -> bool {
             | "--idle-timeout"
             | "--grace"
             | "--access-log"
+            | "--audit-log"
             | "--pool-threads"
             | "--map-host"
             | "--buffer-kib"
@@ -497,6 +502,15 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                     cfg.worker.grace = match v.parse::<f64>() {
                         Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
                         _ => return err(format!("{opt}: '{v}' is not a number of seconds")),
+                    };
+                }
+                "--audit-log" => {
+                    cfg.audit_log = match v {
+                        "log" => audit::Dest::Diagnostics,
+                        "-" => audit::Dest::Stdout,
+                        "off" => audit::Dest::Off,
+                        "" => return err(format!("{opt}: empty path")),
+                        path => audit::Dest::File(PathBuf::from(path)),
                     };
                 }
                 "--access-log" => {

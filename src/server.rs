@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::blocking::{HostMap, Pool};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
+use crate::mgmt::audit::{self, Audit};
 use crate::mgmt::endpoint;
 use crate::mgmt::service::Service;
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
@@ -62,6 +63,8 @@ pub struct Config {
     pub backlog: i32,
     /// Where access records go.
     pub access_log: AccessLog,
+    /// Where the audit trail goes (log ins, user changes, reloads).
+    pub audit_log: audit::Dest,
     /// Per-worker settings.
     pub worker: WorkerConfig,
     /// The management endpoint, if it is to be served.
@@ -149,6 +152,7 @@ impl Default for Config {
             hosts: HostMap::new(),
             backlog: 1024,
             access_log: AccessLog::Stdout,
+            audit_log: audit::Dest::Diagnostics,
             worker: WorkerConfig::default(),
             mgmt: None,
             users_file: None,
@@ -165,6 +169,8 @@ pub enum StartError {
     Bind(SocketAddr, io::Error),
     /// The access log file could not be opened.
     AccessLog(PathBuf, io::Error),
+    /// The audit log file could not be opened.
+    AuditLog(PathBuf, io::Error),
     /// A thread or poll could not be created.
     Setup(io::Error),
     /// The users file could not be read or written.
@@ -180,6 +186,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             StartError::AccessLog(p, e) => write!(f, "cannot open access log {}: {e}", p.display()),
+            StartError::AuditLog(p, e) => write!(f, "cannot open audit log {}: {e}", p.display()),
             StartError::Setup(e) => write!(f, "cannot start: {e}"),
             StartError::UsersFile(p, e) => write!(f, "users file {}: {e}", p.display()),
             StartError::Management(e) => match sys::sctp::unsupported_hint(e) {
@@ -209,6 +216,7 @@ pub struct Server {
     changes: crossbeam_channel::Sender<ChangeRequest>,
     reports: crossbeam_channel::Sender<Report>,
     access_log: AccessLog,
+    audit: Arc<Audit>,
     users_file: Option<PathBuf>,
 }
 
@@ -366,6 +374,12 @@ impl Server {
         };
         let mut worker_cfg = cfg.worker.clone();
         worker_cfg.access_log = log.is_some();
+        let audit = Arc::new(Audit::new(cfg.audit_log.clone()).map_err(
+            |e| match &cfg.audit_log {
+                audit::Dest::File(p) => StartError::AuditLog(p.clone(), e),
+                _ => StartError::Setup(e),
+            },
+        )?);
         let (aggregator, reports) = Aggregator::start(log).map_err(StartError::Setup)?;
         let users = Directory::new(table);
         let pool = Pool::start(
@@ -396,6 +410,7 @@ impl Server {
             (None, None, _) | (_, _, None) => None,
             (sock, listener, Some(m)) => {
                 let shared = endpoint::Shared {
+                    audit: Arc::clone(&audit),
                     totals: Arc::clone(aggregator.totals()),
                     users: Arc::clone(&users),
                     changes: changes_tx.clone(),
@@ -454,6 +469,7 @@ impl Server {
             changes: changes_tx,
             reports,
             access_log: cfg.access_log,
+            audit,
             users_file: cfg.users_file,
         })
     }
@@ -463,6 +479,7 @@ impl Server {
     /// protocol. Open tunnels are not touched; a user whose stored hash did
     /// not change keeps its verified password; a bad file changes nothing.
     pub fn reload(&self) {
+        self.audit.reopen();
         if let AccessLog::File(p) = &self.access_log {
             match open_access_log(p) {
                 Ok(w) => {
@@ -474,6 +491,7 @@ impl Server {
         }
         if self.users_file.is_none() {
             log::info!("no users file to reload");
+            self.audit.reload("sighup", true);
             return;
         }
         // Through the users' writer, so that the reload does not interleave
@@ -486,9 +504,14 @@ impl Server {
                 let _ = tx.send(result);
             }),
         };
-        if self.changes.send(req).is_err() || rx.recv().is_err() {
-            log::error!("users writer is gone; users unchanged");
-        }
+        let ok = match self.changes.send(req).map(|()| rx.recv()) {
+            Ok(Ok(result)) => result.is_ok(),
+            _ => {
+                log::error!("users writer is gone; users unchanged");
+                false
+            }
+        };
+        self.audit.reload("sighup", ok);
     }
 
     /// The management SCTP port, when the endpoint is served over SCTP.

@@ -629,3 +629,74 @@ fn failed_log_ins_are_counted_per_local_user() {
     assert_eq!(ok(&socket, &["concurrent"]), "concurrent connections: 0\n");
     let _ = fs::remove_dir_all(&dir);
 }
+
+// ------------------------------------------------------------ audit trail
+
+/// The audit trail, to a file of its own: log ins (good and refused),
+/// user changes with who made them and their status, reloads by RELOAD and
+/// by SIGHUP; key=value lines, never a password, never Rust debug text.
+/// Refused log ins from one source are written ten a minute at most and
+/// the rest summarised when socks5d stops.
+#[test]
+fn the_audit_trail_records_who_did_what() {
+    let dir = folder("audit");
+    let socket = dir.join("mgmt.sock");
+    let log = dir.join("audit.log");
+    let users = dir.join("users");
+    let mut d = daemon(
+        &socket,
+        &[
+            "--users-file",
+            text(&users),
+            "--audit-log",
+            text(&log),
+            "--auth-penalty-exempt",
+            "127.0.0.0/8",
+        ],
+    );
+    let adder = As {
+        new_password: Some("bob-pw-Xy1"),
+        ..ROOT
+    };
+    assert_eq!(ctl(&socket, adder, &["add-user", "bob"]).code, 0);
+    assert_ne!(ctl(&socket, ROOT, &["del-user", "nobody"]).code, 0);
+    ok(&socket, &["reload"]);
+    let wrong = As {
+        password: "not-it",
+        ..ROOT
+    };
+    for _ in 0..15 {
+        assert_ne!(ctl(&socket, wrong, &["historic"]).code, 0);
+    }
+    d.signal(Signal::SIGHUP);
+    wait_stderr(&d, "reloaded");
+    assert!(d.terminate().success());
+
+    let all = fs::read_to_string(&log).expect("read the audit log");
+    let lines: Vec<&str> = all
+        .lines()
+        .map(|l| l.split_once(' ').expect("a time stamp first").1)
+        .collect();
+    let has = |want: &str| lines.contains(&want);
+    for want in [
+        "event=login result=ok user=root peer=uid:0 transport=unix",
+        "event=change op=add-user user=bob role=user by=root transport=unix status=ok",
+        "event=change op=del-user user=nobody by=root transport=unix status=no-such-user",
+        "event=change op=reload by=root transport=unix status=ok",
+        "event=reload by=sighup status=ok",
+        "event=login result=left-out count=5 window_s=60 peer=uid:0",
+    ] {
+        assert!(has(want), "no line {want:?} in:\n{all}");
+    }
+    let refused = lines
+        .iter()
+        .filter(|l| l.starts_with("event=login result=refused user=root peer=uid:0"))
+        .count();
+    assert_eq!(refused, 10, "{all}");
+    for secret in [ADMIN_PW, "bob-pw-Xy1", "not-it"] {
+        assert!(!all.contains(secret), "a password in the audit log:\n{all}");
+    }
+    let stderr = d.stderr();
+    assert!(!stderr.contains("UserChange"), "debug text:\n{stderr}");
+    assert!(!all.contains("UserChange"), "debug text:\n{all}");
+}

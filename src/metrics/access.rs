@@ -86,7 +86,7 @@ impl fmt::Display for AccessRecord {
 }
 
 /// Writes `t` as an RFC 3339 UTC time with milliseconds.
-pub(super) fn write_rfc3339(f: &mut fmt::Formatter<'_>, t: SystemTime) -> fmt::Result {
+pub fn write_rfc3339(f: &mut fmt::Formatter<'_>, t: SystemTime) -> fmt::Result {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

@@ -15,7 +15,7 @@
 mod access;
 pub mod quiet;
 
-pub use access::{AccessRecord, Result as AccessResult, civil_from_days};
+pub use access::{AccessRecord, Result as AccessResult, civil_from_days, write_rfc3339};
 
 use std::io::Write;
 use std::sync::Arc;

@@ -48,8 +48,9 @@ use crossbeam_channel::Sender;
 use mio::{Registry, Token, Waker};
 
 use super::arrivals::{AbortLog, Arrivals, Cause, Standing};
+use super::audit::{Audit, ChangeLine, Login};
 use super::session::{Action, Backend, Session, status_of};
-use super::wire::{MAX_REQUEST, Status};
+use super::wire::{self, MAX_REQUEST, Status};
 use crate::blocking::{Answer, Pool};
 use crate::metrics::{Snapshot, Totals};
 use crate::sys::sctp::{AssocId, SctpSocket, SendKind};
@@ -97,6 +98,16 @@ pub enum Link {
     Unix(usize),
 }
 
+impl Link {
+    /// The transport's name in the audit trail.
+    pub fn transport(self) -> &'static str {
+        match self {
+            Link::Sctp(_) => "sctp",
+            Link::Unix(_) => "unix",
+        }
+    }
+}
+
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -113,6 +124,8 @@ pub enum Reply {
     LoginChecked {
         /// The session's link.
         link: Link,
+        /// The name the log in tried (for the audit trail).
+        tried: Box<[u8]>,
         /// The administrator, when the log in is good.
         admin: Option<Arc<str>>,
     },
@@ -120,6 +133,8 @@ pub enum Reply {
     ChangeDone {
         /// The session's link.
         link: Link,
+        /// What was changed (for the audit trail).
+        what: ChangeLine,
         /// The response status.
         status: Status,
     },
@@ -163,6 +178,8 @@ pub struct Shared {
     /// penalties they earn: while one lasts, every log in from that source
     /// is refused unchecked.
     pub penalties: Arc<Penalties>,
+    /// Where administrator log ins and user changes are recorded.
+    pub audit: Arc<Audit>,
 }
 
 impl Backend for Shared {
@@ -479,6 +496,10 @@ impl Endpoint {
                 .is_some_and(|p| self.shared.penalties.is_penalised(p, now))
         {
             a.session.throttle();
+            let tried = wire::Login::parse(&msg).map_or(&b"-"[..], |l| l.username);
+            self.shared
+                .audit
+                .login(Login::Penalised, tried, a.peer, link.transport(), now);
         }
         if a.session
             .handle_message(a.rx_stream, &msg, &self.shared)
@@ -529,11 +550,20 @@ impl Endpoint {
                             self.shared.max_sessions
                         );
                     }
+                    if let Some(admin) = a.session.claiming() {
+                        let result = if granted { Login::Ok } else { Login::NoRoom };
+                        let now = Instant::now();
+                        let name = admin.as_bytes();
+                        self.shared
+                            .audit
+                            .login(result, name, a.peer, link.transport(), now);
+                    }
                     a.session.slot_claimed(granted, &self.shared);
                 }
                 Action::CheckLogin(creds) => {
+                    let tried: Box<[u8]> = creds.username.clone().into();
                     let answer = inbox(&self.inbox, &self.waker, move |admin| {
-                        Reply::LoginChecked { link, admin }
+                        Reply::LoginChecked { link, tried, admin }
                     });
                     let lane = a.peer.map(Peer::source);
                     if self.shared.pool.check_admin(creds, lane, answer).is_err() {
@@ -541,13 +571,15 @@ impl Endpoint {
                     }
                 }
                 Action::Change(change) => {
+                    let what = ChangeLine::of(&change);
                     let answer = inbox(&self.inbox, &self.waker, move |result| Reply::ChangeDone {
                         link,
+                        what,
                         status: status_of(result),
                     });
                     let req = ChangeRequest { change, answer };
                     if let Err(e) = self.shared.changes.send(req) {
-                        log::error!("users writer is gone: {:?}", e.into_inner().change);
+                        log::error!("users writer is gone: {} not made", e.into_inner().change);
                         a.session.change_done(Status::ServerError, &self.shared);
                     }
                 }
@@ -558,10 +590,15 @@ impl Endpoint {
     /// An answer from another thread.
     pub fn on_reply(&mut self, reply: Reply, now: Instant) {
         match reply {
-            Reply::LoginChecked { link, admin } => {
+            Reply::LoginChecked { link, tried, admin } => {
                 let Some(a) = self.links.get_mut(&link) else {
                     return;
                 };
+                if admin.is_none() {
+                    self.shared
+                        .audit
+                        .login(Login::Refused, &tried, a.peer, link.transport(), now);
+                }
                 // One line per penalty, not per refusal: refusals are what
                 // anyone can cause.
                 if admin.is_none()
@@ -581,10 +618,14 @@ impl Endpoint {
                 self.run_actions(link);
                 self.flush(link, now);
             }
-            Reply::ChangeDone { link, status } => {
+            Reply::ChangeDone { link, what, status } => {
                 let Some(a) = self.links.get_mut(&link) else {
                     return;
                 };
+                let by = a.session.admin().map_or("-", |n| &**n);
+                self.shared
+                    .audit
+                    .change(by, &what, link.transport(), status);
                 a.session.change_done(status, &self.shared);
                 self.run_actions(link);
                 self.flush(link, now);

@@ -8,8 +8,10 @@
 //! (`crate::users::store`) and their answers come back to the management
 //! thread's inbox. Associations that have not logged in are kept in order
 //! of arrival by [`arrivals`], which bounds them in number and in time.
+//! Log ins, user changes and reloads are recorded by [`audit`].
 
 pub mod arrivals;
+pub mod audit;
 pub mod endpoint;
 pub mod service;
 pub mod session;

@@ -130,6 +130,15 @@ impl Session {
         }
     }
 
+    /// The administrator whose good log in waits for a session place
+    /// (`Action::ClaimSlot`), if any.
+    pub fn claiming(&self) -> Option<&Arc<str>> {
+        match self.state {
+            State::Claiming { .. } => self.admin.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The administrator logged in, if any.
     pub fn admin(&self) -> Option<&Arc<str>> {
         match self.state {

@@ -373,22 +373,7 @@ impl fmt::Display for TargetAddr {
     }
 }
 
-/// Writes `s` so that it stays one token of a log line and cannot fake one:
-/// anything but printable ASCII (whitespace, control and invisible format
-/// characters such as bidi overrides included) is written as `\u{..}`, and
-/// a backslash as `\\`.
-pub fn write_log_safe(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    for c in s.chars() {
-        if c == '\\' {
-            f.write_str("\\\\")?;
-        } else if c.is_ascii_graphic() {
-            write!(f, "{c}")?;
-        } else {
-            write!(f, "{}", c.escape_unicode())?;
-        }
-    }
-    Ok(())
-}
+pub use crate::users::write_log_safe;
 
 /// A SOCKS request.
 ///

@@ -21,6 +21,23 @@ use subtle::ConstantTimeEq;
 
 pub use credentials::{Authenticator, Credentials, Verdict, wipe};
 
+/// Writes `s` so that it stays one token of a log line and cannot fake one:
+/// anything but printable ASCII (whitespace, control and invisible format
+/// characters such as bidi overrides included) is written as `\u{..}`, and
+/// a backslash as `\\`.
+pub fn write_log_safe(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        if c == '\\' {
+            f.write_str("\\\\")?;
+        } else if c.is_ascii_graphic() {
+            write!(f, "{c}")?;
+        } else {
+            write!(f, "{}", c.escape_unicode())?;
+        }
+    }
+    Ok(())
+}
+
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -72,6 +72,20 @@ impl fmt::Debug for UserChange {
     }
 }
 
+/// `op=add-user user=NAME`, the way log lines name a change (no password).
+impl fmt::Display for UserChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (op, name) = match self {
+            UserChange::Add { name, .. } => ("add-user", name),
+            UserChange::Delete { name } => ("del-user", name),
+            UserChange::SetPassword { name, .. } => ("set-password", name),
+            UserChange::Reload => return f.write_str("op=reload"),
+        };
+        write!(f, "op={op} user=")?;
+        super::write_log_safe(f, &String::from_utf8_lossy(name))
+    }
+}
+
 /// A change and where its answer goes (the asker's inbox, wake-up
 /// included): the writer knows none of its callers.
 pub struct ChangeRequest {
@@ -184,8 +198,8 @@ impl Store {
                 self.persist(t)
             });
         match result {
-            Ok(()) => log::info!("users: {change:?} done"),
-            Err(e) => log::info!("users: {change:?} refused: {e}"),
+            Ok(()) => log::debug!("users: {change} status=ok"),
+            Err(e) => log::debug!("users: {change} refused: {e}"),
         }
         result
     }
