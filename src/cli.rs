@@ -14,6 +14,7 @@ use crate::users::{Role, Secret, UserError, UserTable, file};
 /// The usage text printed by `-h`.
 pub const USAGE: &str = "\
 Usage: socks5d [OPTION]...
+       socks5d user (add|del|passwd|list) ...   change a users file (socks5d user -h)
 A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 1929).
 
   -h, --help                  print this help and exit
@@ -294,6 +295,158 @@ pub fn password_spans(args: &[String]) -> Vec<(usize, Range<usize>)> {
         }
     }
     spans
+}
+
+/// The usage of `socks5d user`, which changes a users file directly.
+pub const USER_USAGE: &str = "\
+Usage: socks5d user add NAME [--admin] (--users-file PATH | --config PATH) [OPTION]...
+       socks5d user del NAME (--users-file PATH | --config PATH)
+       socks5d user passwd NAME (--users-file PATH | --config PATH) [OPTION]...
+       socks5d user list (--users-file PATH | --config PATH)
+Change the users file directly, for first set-up and scripts, without a
+password on any command line. Safe while socks5d runs on the same file: both
+take the file's lock, and the server reads the file again before its next
+change, on SIGHUP and on RELOAD.
+
+      --admin                 the new user is an administrator
+      --users-file PATH       the users file (created if missing)
+      --config PATH           take the users file from this config file
+      --password-stdin        read the password from the first line of standard
+                              input (default: asked twice on the terminal)
+      --hash-memory-kib N     Argon2id memory of the new hash, in KiB (default: 19456)
+      --hash-passes N         Argon2id passes of the new hash (default: 2)";
+
+/// What `socks5d user` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAction {
+    /// Add a user.
+    Add {
+        /// The name.
+        name: String,
+        /// Whether an administrator.
+        admin: bool,
+    },
+    /// Delete a user.
+    Del {
+        /// The name.
+        name: String,
+    },
+    /// Set a user's password.
+    Passwd {
+        /// The name.
+        name: String,
+    },
+    /// List the users and their roles.
+    List,
+}
+
+/// `socks5d user ...` parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCommand {
+    /// What to do.
+    pub action: UserAction,
+    /// The users file.
+    pub users_file: PathBuf,
+    /// Read the password from standard input.
+    pub password_stdin: bool,
+    /// The cost of a new hash.
+    pub cost: file::Cost,
+}
+
+/// Parses the arguments after `socks5d user`; `Ok(None)` asks for the usage.
+pub fn parse_user_command(args: &[String]) -> Result<Option<UserCommand>, UsageError> {
+    let mut words = Vec::new();
+    let mut admin = false;
+    let mut users_file = None;
+    let mut config = None;
+    let mut password_stdin = false;
+    let mut cost = file::Cost::DEFAULT;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (opt, inline) = match a.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o, Some(v.to_owned())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| UsageError(format!("{opt}: missing value")))
+        };
+        match opt {
+            "-h" | "--help" => return Ok(None),
+            "--admin" => admin = true,
+            "--password-stdin" => password_stdin = true,
+            "--users-file" => users_file = Some(PathBuf::from(value()?)),
+            "--config" => config = Some(value()?),
+            "--hash-memory-kib" => {
+                let v = value()?;
+                cost.m_kib = match v.parse::<u32>() {
+                    Ok(n) if (8..=file::Cost::MAX.m_kib).contains(&n) => n,
+                    _ => return err(format!("{opt}: '{v}' is not a number from 8 to 1048576")),
+                };
+            }
+            "--hash-passes" => {
+                let v = value()?;
+                cost.t = match v.parse::<u32>() {
+                    Ok(n) if (1..=file::Cost::MAX.t).contains(&n) => n,
+                    _ => return err(format!("{opt}: '{v}' is not a number from 1 to 64")),
+                };
+            }
+            o if o.starts_with('-') => {
+                return err(format!("unknown option '{}'", o.escape_default()));
+            }
+            w => words.push(w.to_owned()),
+        }
+    }
+    let action = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["add", name] => UserAction::Add {
+            name: name.to_owned(),
+            admin,
+        },
+        ["del", name] => UserAction::Del {
+            name: name.to_owned(),
+        },
+        ["passwd", name] => UserAction::Passwd {
+            name: name.to_owned(),
+        },
+        ["list"] => UserAction::List,
+        _ => return err("expected: add NAME, del NAME, passwd NAME or list"),
+    };
+    if admin && !matches!(action, UserAction::Add { .. }) {
+        return err("--admin goes with add");
+    }
+    if let UserAction::Add { name, .. } | UserAction::Del { name } | UserAction::Passwd { name } =
+        &action
+        && !crate::users::valid_name(name.as_bytes())
+    {
+        return err(format!(
+            "'{}': {}",
+            name.escape_default(),
+            UserError::InvalidName
+        ));
+    }
+    let users_file = match (users_file, config) {
+        (Some(p), _) => p,
+        (None, Some(c)) => {
+            let path = PathBuf::from(&c);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| UsageError(format!("--config: cannot read {c}: {e}")))?;
+            let entries = config_file::parse(&text)
+                .map_err(|(line, why)| UsageError(format!("{c}:{line}: {why}")))?;
+            match entries.iter().rev().find(|e| e.name == "users-file") {
+                Some(Entry { value: Some(v), .. }) => PathBuf::from(v),
+                _ => return err(format!("{c}: no users-file line")),
+            }
+        }
+        (None, None) => return err("which users file? give --users-file PATH or --config PATH"),
+    };
+    Ok(Some(UserCommand {
+        action,
+        users_file,
+        password_stdin,
+        cost,
+    }))
 }
 
 /// Whether the command-line option `opt` (as written, `=value` left off)
@@ -1007,6 +1160,43 @@ mod tests {
         );
         for bad in [&["--hash-memory-kib", "7"][..], &["--hash-passes", "0"]] {
             assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_commands() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = parse_user_command(&args(&["add", "bob", "--admin", "--users-file", "/u"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.action,
+            UserAction::Add {
+                name: "bob".into(),
+                admin: true
+            }
+        );
+        assert_eq!(c.users_file, PathBuf::from("/u"));
+        assert!(!c.password_stdin);
+        let c = parse_user_command(&args(&[
+            "--users-file=/u",
+            "passwd",
+            "bob",
+            "--password-stdin",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.action, UserAction::Passwd { name: "bob".into() });
+        assert!(c.password_stdin);
+        assert!(parse_user_command(&args(&["-h"])).unwrap().is_none());
+        for bad in [
+            &["add", "bob"][..],
+            &["add", "--users-file", "/u"],
+            &["del", "bob", "--admin", "--users-file", "/u"],
+            &["add", "a:b", "--users-file", "/u"],
+            &["frob", "--users-file", "/u"],
+        ] {
+            assert!(parse_user_command(&args(bad)).is_err(), "{bad:?}");
         }
     }
 }

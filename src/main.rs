@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         .init();
 
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("user") {
+        return user_command(&args[2..]);
+    }
     let opts = match cli::parse(args.iter().skip(1).cloned()) {
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
@@ -182,4 +185,107 @@ fn warn_if_readable(path: &Path, entries: &[Entry]) {
             meta.permissions().mode() & 0o777
         );
     }
+}
+
+/// `socks5d user ...`: changes the users file directly (see
+/// `cli::USER_USAGE`). Exit status 0, 1 when the change is refused or the
+/// file cannot be written, 2 for a bad command line.
+fn user_command(args: &[String]) -> ExitCode {
+    use socks5d::users::Role;
+    use socks5d::users::store::{UserChange, edit_file};
+
+    let cmd = match cli::parse_user_command(args) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            println!("{}", cli::USER_USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("socks5d user: {e} (see socks5d user -h)");
+            return ExitCode::from(2);
+        }
+    };
+    let password = |name: &str| -> Result<Vec<u8>, String> {
+        if cmd.password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("reading standard input: {e}"))?;
+            let p = line.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+            wipe_string(&mut line);
+            return Ok(p);
+        }
+        let ask = |what: &str| match socks5d::sys::term::read_hidden(what) {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err("no terminal to ask for the password: use --password-stdin".to_owned()),
+            Err(e) => Err(format!("reading the password: {e}")),
+        };
+        let mut a = ask(&format!("Password for {name}: "))?;
+        let mut b = ask(&format!("Again, password for {name}: "))?;
+        let same = a == b;
+        wipe_string(&mut b);
+        if !same {
+            wipe_string(&mut a);
+            return Err("the two passwords differ".into());
+        }
+        Ok(std::mem::take(&mut a).into_bytes())
+    };
+    let change = match &cmd.action {
+        cli::UserAction::List => UserChange::Reload,
+        cli::UserAction::Del { name } => UserChange::Delete {
+            name: name.as_bytes().to_vec(),
+        },
+        cli::UserAction::Add { name, admin } => match password(name) {
+            Ok(p) => UserChange::Add {
+                name: name.as_bytes().to_vec(),
+                password: p,
+                role: if *admin { Role::Admin } else { Role::Proxy },
+            },
+            Err(e) => {
+                eprintln!("socks5d user: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        cli::UserAction::Passwd { name } => match password(name) {
+            Ok(p) => UserChange::SetPassword {
+                name: name.as_bytes().to_vec(),
+                password: p,
+            },
+            Err(e) => {
+                eprintln!("socks5d user: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match edit_file(&cmd.users_file, &change, cmd.cost) {
+        Ok(table) => {
+            if let cli::UserAction::List = cmd.action {
+                for u in table.iter() {
+                    let role = match u.role {
+                        Role::Admin => "admin",
+                        Role::Proxy => "user",
+                    };
+                    println!("{role}\t{}", u.name);
+                }
+            } else {
+                eprintln!(
+                    "socks5d user: {change} done in {}; a running socks5d reads it at its next \
+                     change, on SIGHUP or on RELOAD",
+                    cmd.users_file.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("socks5d user: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Wipes a string's bytes before it is freed (`into_bytes` keeps its
+/// buffer).
+fn wipe_string(s: &mut String) {
+    let mut v = std::mem::take(s).into_bytes();
+    socks5d::users::wipe(&mut v);
 }

@@ -700,3 +700,113 @@ fn the_audit_trail_records_who_did_what() {
     assert!(!stderr.contains("UserChange"), "debug text:\n{stderr}");
     assert!(!all.contains("UserChange"), "debug text:\n{all}");
 }
+
+// ------------------------------------------------ socks5d user (offline)
+
+/// `socks5d user` and a running server change one users file in turns and
+/// at once: no change from either side is lost (both take the file's lock,
+/// and the server reads the file again when it changed under it), and the
+/// server serves the offline users after its next change, without a reload.
+#[test]
+fn offline_user_commands_and_a_running_server_lose_no_change() {
+    let dir = folder("offline-users");
+    let socket = dir.join("mgmt.sock");
+    let users = dir.join("users");
+    let d = daemon(
+        &socket,
+        &["--users-file", text(&users), "--hash-memory-kib", "64"],
+    );
+    let offline = |args: &[&str]| {
+        let mut cmd = Command::new(bin_support::BIN);
+        cmd.arg("user")
+            .args(args)
+            .args([
+                "--users-file",
+                text(&users),
+                "--hash-memory-kib",
+                "64",
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run socks5d user");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"offline-pw\n")
+            .expect("the password");
+        child.wait_with_output().expect("socks5d user")
+    };
+    let online = |name: &str| {
+        let who = As {
+            new_password: Some("online-pw"),
+            ..ROOT
+        };
+        ctl(&socket, who, &["add-user", name])
+    };
+    // In turns, then both at once (socks5d user in a thread of its own).
+    for i in 0..5 {
+        let o = offline(&["add", &format!("off-{i}")]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(online(&format!("on-{i}")).code, 0);
+    }
+    let both = thread::spawn({
+        let users = users.clone();
+        move || {
+            for i in 15..25 {
+                let mut child = Command::new(bin_support::BIN)
+                    .args(["user", "add", &format!("off-{i}"), "--users-file"])
+                    .arg(&users)
+                    .args(["--hash-memory-kib", "64", "--password-stdin"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("socks5d user");
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(b"offline-pw\n")
+                    .expect("the password");
+                let o = child.wait_with_output().expect("socks5d user");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            }
+        }
+    });
+    for i in 15..25 {
+        assert_eq!(online(&format!("on-{i}")).code, 0);
+    }
+    both.join().expect("the offline thread");
+
+    let file = fs::read_to_string(&users).expect("read the users file");
+    let names: Vec<&str> = file
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    for i in (0..5).chain(15..25) {
+        assert!(
+            names.contains(&format!("off-{i}").as_str()),
+            "off-{i} lost:\n{file}"
+        );
+    }
+    for i in (0..5).chain(15..25) {
+        assert!(
+            names.contains(&format!("on-{i}").as_str()),
+            "on-{i} lost:\n{file}"
+        );
+    }
+    // The server reads the offline users in before its next change: after
+    // one more, the listing over the socket has them all, with no reload.
+    assert_eq!(online("on-last").code, 0);
+    let listed = ok(&socket, &["users"]);
+    for i in (0..5).chain(15..25) {
+        assert!(listed.contains(&format!("off-{i}")), "{listed}");
+    }
+    drop(d);
+}

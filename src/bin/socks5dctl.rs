@@ -2,9 +2,8 @@
 //! (docs/management-protocol.md), over SCTP or over socks5d's Unix-domain
 //! socket.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -295,25 +294,13 @@ impl Passwords {
 
 /// Asks on the terminal with echo off.
 fn prompt(text: &str) -> Result<String, Failure> {
-    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
-    let stdin = io::stdin();
-    let fd = stdin.as_fd();
-    let Ok(saved) = tcgetattr(fd) else {
-        return Err(Failure::Usage(
+    match socks5d::sys::term::read_hidden(text) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(Failure::Usage(
             "no terminal to ask for a password: use --password-stdin or SOCKS5DCTL_PASSWORD".into(),
-        ));
-    };
-    let mut quiet = saved.clone();
-    quiet.local_flags.remove(LocalFlags::ECHO);
-    eprint!("{text}");
-    let _ = io::stderr().flush();
-    let _ = tcsetattr(fd, SetArg::TCSANOW, &quiet);
-    let mut line = String::new();
-    let r = stdin.lock().read_line(&mut line);
-    let _ = tcsetattr(fd, SetArg::TCSANOW, &saved);
-    eprintln!();
-    r.map_err(|e| Failure::Usage(format!("reading the password: {e}")))?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+        )),
+        Err(e) => Err(Failure::Usage(format!("reading the password: {e}"))),
+    }
 }
 
 /// Why an SCTP socket could not be opened or connected, in words an

@@ -22,3 +22,4 @@ pub mod privs;
 pub mod sctp;
 pub mod seqpacket;
 pub mod signal;
+pub mod term;

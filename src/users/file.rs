@@ -587,3 +587,54 @@ pub fn create_new(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 #[path = "file_tests.rs"]
 mod tests;
+
+// ------------------------------------------------------------------- lock
+
+/// An exclusive lock on a users file, held while its writer reads, changes
+/// and saves it, so that socks5d's writer and `socks5d user` never lose
+/// each other's changes. The lock is on a file beside it (`PATH.lock`,
+/// 0600): saves rename a new file over the users file, and a lock on the
+/// old one would lock nothing. Released when dropped.
+#[derive(Debug)]
+pub struct FileLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+/// Takes the lock of the users file `path`, waiting for its holder.
+pub fn lock(path: &Path) -> io::Result<FileLock> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(PathBuf::from(name))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map(FileLock)
+        .map_err(|(_, e)| io::Error::from(e))
+}
+
+/// What tells whether a users file changed on disk: its inode (a save
+/// renames a new one in), size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+/// The stamp of `path` now; `None` if it does not exist.
+pub fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(path) {
+        Ok(m) => Ok(Some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -111,6 +111,10 @@ pub struct Store {
     cost: file::Cost,
     /// Test-only fault hook (debug builds): a pause before each rename.
     save_delay: SaveDelay,
+    /// The users file as this writer last read or wrote it: when it is
+    /// different at the next change, someone else (`socks5d user`) changed
+    /// it, and it is read again first.
+    seen: std::cell::Cell<Option<file::Stamp>>,
 }
 
 impl Store {
@@ -122,6 +126,7 @@ impl Store {
             max_users: MAX_USERS,
             cost: file::Cost::DEFAULT,
             save_delay: SaveDelay::from_env(),
+            seen: std::cell::Cell::new(None),
         }
     }
 
@@ -157,17 +162,53 @@ impl Store {
 
     /// Applies one change. On any failure the table and the file are as
     /// before.
+    ///
+    /// With a users file, the change is made under the file's lock, and if
+    /// the file changed on disk since this writer last read or wrote it (a
+    /// `socks5d user` command), it is read again first: neither side loses
+    /// the other's changes.
     pub fn apply(&self, change: &UserChange) -> Result<(), UserError> {
-        // Hash outside the table update: it is the slow part.
+        // Hash outside the lock and the table update: it is the slow part.
         let secret = match change {
             UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
                 Some(self.secret(password))
             }
-            UserChange::Delete { .. } => None,
+            UserChange::Delete { .. } | UserChange::Reload => None,
+        };
+        let _lock = match &self.path {
+            Some(path) => Some(file::lock(path).map_err(|e| {
+                log::error!(
+                    "users file {}: cannot lock it: {e}; nothing changed",
+                    path.display()
+                );
+                UserError::NotDurable
+            })?),
+            None => None,
+        };
+        if let UserChange::Reload = change {
             // Read by this thread too, so that a reload and a change made
             // over the management protocol never interleave.
-            UserChange::Reload => return self.reload(),
-        };
+            return self.reload();
+        }
+        if let Some(path) = &self.path {
+            // Not read by this writer yet (its first change): read quietly.
+            let changed = match self.seen.get() {
+                None => true,
+                Some(seen) => {
+                    let now = file::stamp(path).ok().flatten();
+                    if now != Some(seen) {
+                        log::info!(
+                            "users file {}: changed on disk; reading it before the change",
+                            path.display()
+                        );
+                    }
+                    now != Some(seen)
+                }
+            };
+            if changed {
+                self.reload()?;
+            }
+        }
         let result = self
             .dir
             .update(|t: &mut UserTable| -> Result<(), UserError> {
@@ -213,10 +254,12 @@ impl Store {
             log::warn!("users: nothing to reload: socks5d runs without a users file");
             return Err(UserError::Unreadable);
         };
+        let before = file::stamp(path).ok().flatten();
         let records = file::load(path).map_err(|e| {
             log::error!("users file {}: {e}; users unchanged", path.display());
             UserError::Unreadable
         })?;
+        self.seen.set(before);
         let n = records.len();
         let admins = self.dir.update(|t| -> Result<usize, UserError> {
             let mut next = UserTable::new();
@@ -251,8 +294,69 @@ impl Store {
         file::save_with(path, &records, |tmp| self.save_delay.before_rename(tmp)).map_err(|e| {
             log::error!("users file {}: {e}; the change is not made", path.display());
             UserError::NotDurable
-        })
+        })?;
+        self.seen.set(file::stamp(path).ok().flatten());
+        Ok(())
     }
+}
+
+// ------------------------------------------------------- offline changes
+
+/// Makes `change` in the users file `path` directly (`socks5d user`), under
+/// the file's lock, so that a server running on the same file loses none of
+/// it and it loses none of the server's; the server picks the change up on
+/// its next change, on SIGHUP or on RELOAD. New hashes are made at `cost`.
+/// Returns the table as it is afterwards.
+pub fn edit_file(path: &Path, change: &UserChange, cost: file::Cost) -> Result<UserTable, String> {
+    let _lock = file::lock(path).map_err(|e| format!("{}: cannot lock it: {e}", path.display()))?;
+    let records = match file::load(path) {
+        Ok(r) => r,
+        Err(file::FileError::Missing) => Vec::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut table = UserTable::new();
+    for r in records {
+        table.insert(&r.name, r.role, Secret::from_stored(r.hash));
+    }
+    let hash = |p: &[u8]| Secret::with_hash(p, file::hash_password_with(p, cost));
+    let result = match change {
+        UserChange::Add {
+            name,
+            password,
+            role,
+        } => {
+            if !super::valid_name(name) {
+                Err(UserError::InvalidName)
+            } else if !super::valid_password(password) {
+                Err(UserError::InvalidPassword)
+            } else if table.find(name).is_some() {
+                Err(UserError::Exists)
+            } else {
+                table.insert(name, *role, hash(password));
+                Ok(())
+            }
+        }
+        UserChange::Delete { name } => match table.find(name) {
+            None => Err(UserError::NoSuchUser),
+            Some(u) if u.role == Role::Admin && table.count(Role::Admin) == 1 => {
+                Err(UserError::LastAdmin)
+            }
+            Some(_) => table.remove(name).map(drop),
+        },
+        UserChange::SetPassword { name, password } => {
+            if super::valid_password(password) {
+                table.set_secret(name, hash(password))
+            } else {
+                Err(UserError::InvalidPassword)
+            }
+        }
+        UserChange::Reload => Ok(()),
+    };
+    result.map_err(|e| e.to_string())?;
+    if !matches!(change, UserChange::Reload) {
+        file::save(path, &table.records()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(table)
 }
 
 // ----------------------------------------------------- test-only fault hook
