@@ -191,22 +191,25 @@ impl Store {
             return self.reload();
         }
         if let Some(path) = &self.path {
-            // Not read by this writer yet (its first change): read quietly.
-            let changed = match self.seen.get() {
-                None => true,
-                Some(seen) => {
-                    let now = file::stamp(path).ok().flatten();
-                    if now != Some(seen) {
+            // A file that is not there (yet) has nothing to read; one this
+            // writer has not read yet (its first change) is read quietly.
+            let now = file::stamp(path).ok().flatten();
+            let changed = match (now, self.seen.get()) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(now), Some(seen)) => {
+                    if now != seen {
                         log::info!(
                             "users file {}: changed on disk; reading it before the change",
                             path.display()
                         );
                     }
-                    now != Some(seen)
+                    now != seen
                 }
             };
+            // A file that cannot be read now cannot take the change either.
             if changed {
-                self.reload()?;
+                self.reload().map_err(|_| UserError::NotDurable)?;
             }
         }
         let result = self
