@@ -1,6 +1,7 @@
-//! SOCKS version 5: the wire format (RFC 1928, RFC 1929) and the per-client
-//! handshake state machine. Nothing here does I/O.
+//! SOCKS version 5: the wire format (RFC 1928, RFC 1929) and the state
+//! machine of one client connection. Nothing here does I/O.
 
+pub mod connection;
 pub mod session;
 pub mod wire;
 
