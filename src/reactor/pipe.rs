@@ -1,7 +1,6 @@
 //! One direction of a tunnel: bytes read from one socket, written to the other.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
@@ -14,9 +13,9 @@ pub enum Pump {
     Blocked,
     /// Used its budget while both sockets were still ready: drive again soon.
     Budget,
-    /// The source ended and everything was delivered; the destination's write
-    /// side is shut down.
-    Finished,
+    /// The source ended and everything was delivered: the destination's
+    /// write side may be shut down (every later pump says so again).
+    Ended,
 }
 
 /// A bounded buffer between a source and a destination socket.
@@ -34,8 +33,6 @@ pub struct Pipe {
     control: usize,
     /// The source sent FIN.
     eof: bool,
-    /// The destination's write side was shut down.
-    shut: bool,
     /// Payload bytes delivered to the destination.
     delivered: u64,
 }
@@ -73,11 +70,6 @@ impl Pipe {
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
         self.end - self.start
-    }
-
-    /// Whether the source has ended and all was delivered.
-    pub fn is_finished(&self) -> bool {
-        self.eof && self.shut
     }
 
     /// Queues control bytes (a SOCKS reply) that are not counted as payload.
@@ -175,10 +167,8 @@ impl Pipe {
     /// Moves bytes from `src` to `dst` until a socket blocks, the source ends,
     /// or `budget` bytes were read. Adds payload written to `*counted`.
     ///
-    /// On end of stream, once everything is delivered, shuts down `dst`'s
-    /// write side: a half-close travels through the tunnel and the other
-    /// direction keeps flowing. When `other_done` (the other direction has
-    /// finished too) the tunnel is about to close, and close(2) sends the FIN.
+    /// On end of stream, once everything is delivered, says `Ended`; the
+    /// caller decides whether to pass the half-close on.
     #[allow(clippy::too_many_arguments)]
     pub fn pump(
         &mut self,
@@ -189,7 +179,6 @@ impl Pipe {
         pool: &mut BufferPool,
         budget: usize,
         counted: &mut u64,
-        other_done: bool,
     ) -> io::Result<Pump> {
         let mut read_total = 0usize;
         let result = loop {
@@ -200,19 +189,7 @@ impl Pipe {
                 }
             }
             if self.eof {
-                if !self.shut {
-                    self.shut = true;
-                    if other_done {
-                        break Pump::Finished;
-                    }
-                    match dst.shutdown(Shutdown::Write) {
-                        Ok(()) => {}
-                        // The peer is already gone; the other direction will see it.
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                break Pump::Finished;
+                break Pump::Ended;
             }
             if !src_ready.read {
                 break Pump::Blocked;
