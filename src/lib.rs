@@ -5,8 +5,9 @@
 //!
 //! ```text
 //!   client ──TCP──▶ reactor::worker (one mio::Poll per pinned CPU)
-//!                    │  accept, readiness, timers, buffer pool
-//!                    ├─▶ socks5::session::Handshake  (no I/O: bytes in, replies out)
+//!                    │  accept, readiness, timers, buffer pool: the I/O
+//!                    ├─▶ socks5::connection::Connection (no I/O: events in, actions out;
+//!                    │     │  greeting ... resolution, Happy Eyeballs, relay, linger, close)
 //!                    │     └─ socks5::wire            (RFC 1928/1929 parse/emit)
 //!                    ├─▶ reactor::blocking            (getaddrinfo, Argon2id off the workers)
 //!                    └─▶ reactor::pipe::Pipe ──TCP──▶ target
