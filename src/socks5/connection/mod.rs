@@ -13,20 +13,14 @@
 //! clock or touches a socket, so tests drive it with a fake clock.
 //!
 //! ```text
-//!  Greeting ──▶ Auth ──▶ Verifying ──┐
-//!     │          │  └────────────────┤
-//!     └──────────┴─────────────────▶ Request ──▶ Resolving ──▶ Connecting ──▶ Established
-//!                                       │  (name)      │  (IP)     ▲   │ first attempt     │
-//!                                       │              └───────────┘   │ to connect wins   │ both
-//!     refusal (X'FF', status X'01',     ▼                              ▼ all failed,       │ streams
-//!     reply X'01'-X'08') ───────────▶ Lingering ◀──────────────────────  handshake timeout │ ended,
-//!                                       │ reply sent, write side shut, client's bytes       │ idle
-//!                                       ▼ dropped until it closes or the linger ends        ▼
-//!                                     Closed ◀──────────────────────────────────────────────┘
+//!  Greeting -> Auth -> Verifying -> Request -> Resolving -> Connecting -> Established -> Closed
+//!     \_________\_________\____________\_________\___________/
+//!                                refusal: its answer, then Lingering -> Closed
 //! ```
-//! Any state goes to Closed when the client leaves before its request is
-//! answered, when the handshake timeout passes before the request is made,
-//! and when the grace period after a stop ends.
+//! (Auth and Verifying only with users, Resolving only for a name.) Any
+//! state closes when the client's socket fails or the grace period after a
+//! stop ends; before the request, also when the client leaves or the
+//! handshake timeout passes. docs/connection.md has the whole diagram.
 
 mod attempts;
 
