@@ -27,10 +27,12 @@ pub enum Pump {
 #[derive(Debug, Default)]
 pub struct Pipe {
     buf: Option<Box<[u8]>>,
-    start: usize,
-    end: usize,
+    // Offsets into a buffer of at most 1 MiB (--buffer-kib): u32 keeps an
+    // idle tunnel's slab entry small.
+    start: u32,
+    end: u32,
     /// Leading buffered bytes that are SOCKS control data, not payload.
-    control: usize,
+    control: u32,
     /// The source sent FIN.
     eof: bool,
     /// Payload bytes delivered to the destination.
@@ -69,7 +71,7 @@ impl Pipe {
 
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
-        self.end - self.start
+        (self.end - self.start) as usize
     }
 
     /// Queues control bytes (a SOCKS reply) that are not counted as payload.
@@ -80,9 +82,10 @@ impl Pipe {
             self.end = 0;
         }
         // Replies are a few bytes and sent before any payload: they always fit.
-        buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
-        self.control += bytes.len();
+        let end = self.end as usize;
+        buf[end..end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len() as u32;
+        self.control += bytes.len() as u32;
     }
 
     /// Queues payload bytes that arrived before the tunnel was open (sent
@@ -93,11 +96,12 @@ impl Pipe {
             self.start = 0;
             self.end = 0;
         }
-        if buf.len() - self.end < bytes.len() {
+        let end = self.end as usize;
+        if buf.len() - end < bytes.len() {
             return Err(io::ErrorKind::OutOfMemory.into());
         }
-        buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
+        buf[end..end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len() as u32;
         Ok(())
     }
 
@@ -122,7 +126,7 @@ impl Pipe {
                 }
                 Ok(n) => {
                     ready.after_read(n, buf.len());
-                    self.end = n;
+                    self.end = n as u32;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -137,12 +141,13 @@ impl Pipe {
         let mut payload = 0u64;
         while self.start < self.end && ready.write {
             let buf = self.buf.as_ref().expect("pending bytes live in a buffer");
-            match dst.write(&buf[self.start..self.end]) {
+            match dst.write(&buf[self.start as usize..self.end as usize]) {
                 Ok(n) => {
+                    let n = n as u32;
                     self.start += n;
                     let ctl = n.min(self.control);
                     self.control -= ctl;
-                    payload += (n - ctl) as u64;
+                    payload += u64::from(n - ctl);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.write = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -57,6 +57,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(20);
 const HANDSHAKE_READ: usize = 16 * 1024;
 /// How long a refused client may take to read its reply and go away.
 const LINGER: Duration = Duration::from_secs(2);
+/// Empty attempt lists a worker keeps for reuse.
+const SPARE_ATTEMPT_LISTS: usize = 64;
 
 /// What a worker shares with the rest of the server.
 #[derive(Debug, Clone)]
@@ -143,6 +145,9 @@ struct Ctx {
     next_id: u64,
     /// Connections that used their relay budget and must be driven again.
     again: Vec<(usize, u64)>,
+    /// Empty lists of connection attempts, kept for reuse: a request
+    /// allocates none.
+    spare_attempts: Vec<Vec<sockets::Attempt>>,
     /// Where handshake bytes are read first: a connection keeps only the
     /// few bytes of an incomplete message, never a relay buffer, so that a
     /// crowd of clients sending their handshakes slowly holds little memory.
@@ -227,6 +232,7 @@ impl Worker {
                 now: Instant::now(),
                 next_id: 0,
                 again: Vec::new(),
+                spare_attempts: Vec::new(),
                 scratch: vec![0u8; HANDSHAKE_READ].into_boxed_slice(),
             },
         })
@@ -295,7 +301,7 @@ impl Worker {
             for i in 0..self.again_now.len() {
                 let (key, id) = self.again_now[i];
                 if self.sessions.get(key).is_some_and(|s| s.id == id) {
-                    self.drive(key);
+                    self.drive(key, false);
                 }
             }
             self.again_now.clear();
@@ -371,7 +377,7 @@ impl Worker {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             if self.sessions.get(key).is_some_and(|s| s.id == id) {
-                self.drive(key);
+                self.drive(key, true);
             }
         }
     }
@@ -396,17 +402,20 @@ impl Worker {
         }
         // The client is not read while its request is served: a reset is
         // only seen here.
-        if slot == 0 && ev.is_error() && s.conn.reading() == Reading::Paused {
+        let lost = slot == 0 && ev.is_error() && s.conn.reading() == Reading::Paused;
+        if lost {
             s.conn.handle_lost(self.ctx.now);
         }
-        self.drive(key);
+        self.drive(key, lost);
     }
 
-    fn drive(&mut self, key: usize) {
+    /// Makes what progress connection `key` can; `told` when its machine
+    /// was handed an event since it was last asked what to do.
+    fn drive(&mut self, key: usize, told: bool) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        let next = step(s, key, &mut self.ctx);
+        let next = step(s, key, &mut self.ctx, told);
         self.settle(key, next);
     }
 
@@ -456,7 +465,7 @@ impl Worker {
             }
             s.armed = None;
             s.conn.handle_timeout(now);
-            let next = step(s, key, &mut self.ctx);
+            let next = step(s, key, &mut self.ctx, true);
             self.settle(key, next);
         }
     }
@@ -468,6 +477,7 @@ impl Worker {
         };
         s.up.discard(&mut self.ctx.pool);
         s.down.discard(&mut self.ctx.pool);
+        self.ctx.recycle(mem::take(&mut s.attempts));
         self.ctx.counters.closed += 1;
         if self.ctx.cfg.max_connections.is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
@@ -504,6 +514,14 @@ impl Worker {
 }
 
 impl Ctx {
+    /// Keeps an attempt list for reuse (its sockets are closed here).
+    fn recycle(&mut self, mut list: Vec<sockets::Attempt>) {
+        if list.capacity() > 0 && self.spare_attempts.len() < SPARE_ATTEMPT_LISTS {
+            list.clear();
+            self.spare_attempts.push(list);
+        }
+    }
+
     /// Hands a job to the blocking pool.
     fn submit(&mut self, job: Job) -> Result<(), Refused> {
         let task = Task {

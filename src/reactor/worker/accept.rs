@@ -218,6 +218,6 @@ impl Worker {
         let sessions = &self.sessions;
         self.arrivals
             .push(key, id, sessions.len(), |k, i| evictable(sessions, k, i));
-        self.drive(key);
+        self.drive(key, false);
     }
 }

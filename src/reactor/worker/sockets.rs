@@ -107,9 +107,10 @@ pub(super) fn evictable(sessions: &Slab<Sockets>, key: usize, id: u64) -> bool {
 
 // ------------------------------------------------------------ one connection
 
-/// Makes all the progress the connection's sockets allow.
-pub(super) fn step(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
-    if let Next::Close = apply(s, key, ctx)? {
+/// Makes all the progress the connection's sockets allow; `told` when the
+/// machine was handed an event since it was last asked what to do.
+pub(super) fn step(s: &mut Sockets, key: usize, ctx: &mut Ctx, told: bool) -> io::Result<Next> {
+    if told && let Next::Close = apply(s, key, ctx)? {
         return Ok(Next::Close);
     }
     loop {
@@ -135,6 +136,7 @@ pub(super) fn step(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Nex
 }
 
 /// Sends what the machine queued and does what it asks.
+#[inline]
 fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     loop {
         if let Some(t) = s.conn.poll_transmit() {
@@ -182,6 +184,9 @@ fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
                         token(key, 1 + id.index()),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
+                    if s.attempts.capacity() == 0 {
+                        s.attempts = ctx.spare_attempts.pop().unwrap_or_default();
+                    }
                     s.attempts.push(Attempt {
                         id,
                         socket,
@@ -199,8 +204,9 @@ fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
                     return Ok(Next::Close);
                 };
                 let won = s.attempts.swap_remove(i);
-                // The others were cancelled: free the list for the tunnel's life.
-                s.attempts = Vec::new();
+                // The others were cancelled: the list goes back for the
+                // next request, the tunnel holds none.
+                ctx.recycle(mem::take(&mut s.attempts));
                 let _ = won.socket.set_nodelay(true);
                 s.tready = won.ready;
                 s.target = Some((via, won.socket));
@@ -277,6 +283,7 @@ fn handshake_read(
 /// ready are checked.
 fn check_attempts(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     flush_down(s, ctx)?;
+    let mut told = false;
     let mut i = 0;
     while let Some(a) = s.attempts.get_mut(i) {
         if !a.ready.read && !a.ready.write {
@@ -305,8 +312,12 @@ fn check_attempts(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next
         let failed = s.attempts.swap_remove(i);
         log::debug!("connect {:?}: {err}", failed.socket.peer_addr().ok());
         s.conn.handle_connect_failed(ctx.now, failed.id, &err);
+        told = true;
     }
-    apply(s, key, ctx)
+    if told {
+        return apply(s, key, ctx);
+    }
+    Ok(Next::Open)
 }
 
 fn relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {

@@ -34,7 +34,7 @@ use crate::socks5::session::{Authenticator, Credentials, Verdict};
 use crate::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, Request, Status, TargetAddr, WireError,
 };
-use attempts::Attempts;
+use attempts::{Candidate, Schedule};
 pub use attempts::{MAX_ATTEMPTS, interleave};
 
 /// Timeouts and limits every connection of a worker shares.
@@ -229,8 +229,8 @@ enum State {
     Request,
     /// The target is a name being resolved (`ask` until the driver took it).
     Resolving { ask: bool },
-    /// Connection attempts run (`Connection::attempts`).
-    Connecting,
+    /// Connection attempts run (to `Connection::candidates`).
+    Connecting(Schedule),
     /// The success reply is queued; bytes flow both ways.
     Established {
         last_active: Instant,
@@ -259,8 +259,9 @@ pub struct Connection {
     /// Client bytes not used yet (see [`Config::max_unparsed`]); after the
     /// request, early data for the target.
     unparsed: Vec<u8>,
-    /// Kept until every attempt's socket is settled with the driver.
-    attempts: Option<Box<Attempts>>,
+    /// The addresses of the request and their attempts, kept until every
+    /// attempt's socket is settled with the driver (empty: no allocation).
+    candidates: Box<[Candidate]>,
     user: Option<Arc<str>>,
     target: Option<TargetAddr>,
     connected: Option<SocketAddr>,
@@ -280,7 +281,7 @@ impl Connection {
             started: now,
             out: Transmit::EMPTY,
             unparsed: Vec::new(),
-            attempts: None,
+            candidates: Box::default(),
             user: None,
             target: None,
             connected: None,
@@ -330,12 +331,13 @@ impl Connection {
     }
 
     /// What to do with the client's bytes now.
+    #[inline]
     pub fn reading(&self) -> Reading {
         match self.state {
             State::Greeting | State::Auth | State::Verifying { .. } | State::Request => {
                 Reading::Handshake
             }
-            State::Resolving { .. } | State::Connecting | State::Closed => Reading::Paused,
+            State::Resolving { .. } | State::Connecting(_) | State::Closed => Reading::Paused,
             State::Established { .. } => Reading::Relay,
             State::Lingering { .. } => Reading::Discard,
         }
@@ -344,6 +346,7 @@ impl Connection {
     // ------------------------------------------------------------ outputs
 
     /// Takes the bytes queued for the client, if any.
+    #[inline]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         if self.out.len == 0 {
             return None;
@@ -353,6 +356,7 @@ impl Connection {
 
     /// The next thing to do, if any. After [`Action::Close`] the connection
     /// is over; polling again gives `Close` again.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         if let State::Closed = self.state {
             return Some(Action::Close);
@@ -363,12 +367,13 @@ impl Connection {
                 return Some(Action::Decided(o));
             }
         }
-        if let Some(a) = &mut self.attempts {
-            if let Some(action) = a.poll_action() {
+        if !self.candidates.is_empty() {
+            if let Some(action) = attempts::poll_action(&mut self.candidates) {
                 return Some(action);
             }
-            if !matches!(self.state, State::Connecting) && a.is_settled() {
-                self.attempts = None;
+            if !matches!(self.state, State::Connecting(_)) && attempts::is_settled(&self.candidates)
+            {
+                self.candidates = Box::default();
             }
         }
         match &mut self.state {
@@ -408,6 +413,7 @@ impl Connection {
     }
 
     /// When `handle_timeout` must be called next, if ever.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = match &self.state {
             State::Greeting
@@ -416,12 +422,10 @@ impl Connection {
             | State::Request
             | State::Resolving { .. }
             | State::Lingering { .. } => Some(self.deadline),
-            State::Connecting => Some(
-                match self.attempts.as_ref().and_then(|a| a.poll_timeout()) {
-                    Some(t) => t.min(self.deadline),
-                    None => self.deadline,
-                },
-            ),
+            State::Connecting(schedule) => Some(match schedule.poll_timeout(&self.candidates) {
+                Some(t) => t.min(self.deadline),
+                None => self.deadline,
+            }),
             State::Established { last_active, .. } => {
                 self.config.idle_timeout.map(|idle| *last_active + idle)
             }
@@ -500,13 +504,9 @@ impl Connection {
         local: SocketAddr,
         peer: SocketAddr,
     ) {
-        if !matches!(self.state, State::Connecting) {
-            return;
-        }
-        let Some(a) = &mut self.attempts else {
-            return;
-        };
-        if !a.connected(id) {
+        if !matches!(self.state, State::Connecting(_))
+            || !attempts::connected(&mut self.candidates, id)
+        {
             return;
         }
         // RFC 1928 section 6: "BND.ADDR contains the associated IP address"
@@ -524,19 +524,17 @@ impl Connection {
 
     /// Attempt `id` failed; the driver has closed its socket.
     pub fn handle_connect_failed(&mut self, now: Instant, id: AttemptId, err: &io::Error) {
-        if !matches!(self.state, State::Connecting) {
-            return;
-        }
-        let config = Arc::clone(&self.config);
-        let Some(a) = &mut self.attempts else {
+        let State::Connecting(schedule) = &mut self.state else {
             return;
         };
-        if let Some(reply) = a.failed(now, id, reply_for_error(err), &config) {
+        let reply = reply_for_error(err);
+        if let Some(reply) = schedule.failed(&mut self.candidates, now, id, reply, &self.config) {
             self.fail(now, reply);
         }
     }
 
     /// Bytes moved through the tunnel (either way).
+    #[inline]
     pub fn handle_relayed(&mut self, now: Instant) {
         if let State::Established { last_active, .. } = &mut self.state {
             *last_active = now;
@@ -613,13 +611,13 @@ impl Connection {
                 self.close();
             }
             // The client is owed an answer: the target did not come in time.
-            State::Resolving { .. } | State::Connecting if now >= self.deadline => {
+            State::Resolving { .. } | State::Connecting(_) if now >= self.deadline => {
                 self.fail(now, Reply::HostUnreachable);
             }
-            State::Connecting => {
-                let config = Arc::clone(&self.config);
-                if let Some(a) = &mut self.attempts
-                    && let Some(reply) = a.handle_timeout(now, &config)
+            State::Connecting(_) => {
+                if let State::Connecting(schedule) = &mut self.state
+                    && let Some(reply) =
+                        schedule.handle_timeout(&mut self.candidates, now, &self.config)
                 {
                     self.fail(now, reply);
                 }
@@ -805,8 +803,9 @@ impl Connection {
     }
 
     fn connect(&mut self, now: Instant, addrs: &[SocketAddr]) {
-        self.attempts = Some(Box::new(Attempts::start(now, addrs, &self.config)));
-        self.state = State::Connecting;
+        let (schedule, candidates) = attempts::start(now, addrs, &self.config);
+        self.candidates = candidates;
+        self.state = State::Connecting(schedule);
     }
 
     /// Answers the request with a failure `reply`, and lingers.
@@ -831,9 +830,7 @@ impl Connection {
     fn refuse(&mut self, now: Instant, outcome: Outcome) {
         self.decide(outcome);
         self.unparsed = Vec::new();
-        if let Some(a) = &mut self.attempts {
-            a.cancel_all();
-        }
+        attempts::cancel_all(&mut self.candidates);
         self.deadline = now + self.config.linger;
         self.state = State::Lingering { shut: End::Open };
     }
@@ -842,7 +839,7 @@ impl Connection {
         self.state = State::Closed;
         self.unparsed = Vec::new();
         // The driver closes every socket: no attempt needs a word.
-        self.attempts = None;
+        self.candidates = Box::default();
     }
 }
 
