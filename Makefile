@@ -1,5 +1,6 @@
 # socks5d — see README.md.
-#   make run    build and run socks5d on 127.0.0.1:1080 with a generated user
+#   make run    build and run socks5d on 127.0.0.1:1080 with a generated user,
+#               managed over target/socks5d.sock (and SCTP where the kernel has it)
 #   make test   install what the tests need, run every test, print a summary
 #   make lint   cargo fmt --check and clippy with warnings as errors
 
@@ -11,11 +12,12 @@ TEST_LOG   := target/test.log
 
 # What the tests run, as command-or-path:debian-package. SCTP tests run in
 # User-Mode Linux (scripts/uml-run.sh): these machines' kernels lack SCTP.
+# python3 runs the independent client of tests/mgmt_unix_client.py.
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
-              ncat:ncat socat:socat
+              ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd python3:python3
 
-.PHONY: all build run test lint clean cargo deps c-tests
+.PHONY: all build build-small run test lint clean cargo deps c-tests install
 
 all: build
 
@@ -25,13 +27,60 @@ cargo:
 build: cargo
 	$(CARGO) build --release --bins
 
+# For small hosts: size-optimised, whole-program LTO, stripped, a panic
+# aborts (Cargo.toml, [profile.small]); the binaries go to target/small/.
+build-small: cargo
+	$(CARGO) build --profile small --bins
+	@ls -l target/small/socks5d target/small/socks5dctl
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: binaries, man pages, the
+# systemd unit (ExecStart follows PREFIX), and /etc/socks5d/socks5d.conf
+# unless one is there already.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 target/release/socks5d $(DESTDIR)$(PREFIX)/sbin/socks5d
+	install -D -m 0755 target/release/socks5dctl $(DESTDIR)$(PREFIX)/bin/socks5dctl
+	install -D -m 0644 man/socks5d.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8
+	install -D -m 0644 man/socks5dctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5dctl.8
+	install -d $(DESTDIR)/etc/socks5d
+	[ -e $(DESTDIR)/etc/socks5d/socks5d.conf ] || \
+	    install -m 0644 contrib/socks5d.conf $(DESTDIR)/etc/socks5d/socks5d.conf
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's#/usr/sbin/socks5d#$(PREFIX)/sbin/socks5d#' contrib/socks5d.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service
+
+# make deb: the Debian package (target/debian/socks5d_*.deb) built with
+# cargo-deb, which is installed from crates.io when missing. The package
+# holds the binaries, the man pages, /etc/socks5d/socks5d.conf and the unit;
+# its maintainer scripts create the system user socks5d.
+.PHONY: deb deb-test
+deb: cargo
+	@$(CARGO) deb --version >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb --strip
+
+# Installs the package on this machine, relays a curl through the packaged
+# socks5d, and removes it again (as root).
+deb-test: deb deps
+	scripts/deb-test.sh
+
+# The management socket of `make run`: a Unix one works on every kernel,
+# SCTP only where the kernel has it (loaded, or loadable).
+MGMT_SOCK  ?= target/socks5d.sock
+
 run: build
 	@pass=$${SOCKS_PASS:-$$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)}; \
 	echo "socks5d on 127.0.0.1:$(PORT), user '$(SOCKS_USER)', password '$$pass'"; \
-	echo "  and administrator 'admin' with the same password (management: SCTP port 8080)"; \
+	echo "  and administrator 'admin' with the same password (management: $(MGMT_SOCK))"; \
 	echo "try: curl --socks5-hostname 127.0.0.1:$(PORT) -U '$(SOCKS_USER):$$pass' http://example.com/"; \
-	echo " and: SOCKS5DCTL_PASSWORD='$$pass' ./target/release/socks5dctl -U admin metrics"; \
-	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) -u "$(SOCKS_USER):$$pass" --admin "admin:$$pass"
+	echo " and: SOCKS5DCTL_PASSWORD='$$pass' ./target/release/socks5dctl --unix $(MGMT_SOCK) -U admin metrics"; \
+	if [ -d /proc/net/sctp ] || modprobe -n -q sctp 2>/dev/null; then \
+	    echo " or over SCTP: SOCKS5DCTL_PASSWORD='$$pass' ./target/release/socks5dctl -U admin metrics"; \
+	else \
+	    echo " (this kernel has no SCTP: management is served on $(MGMT_SOCK) only)"; \
+	fi; \
+	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) -u "$(SOCKS_USER):$$pass" --admin "admin:$$pass" \
+	    --mgmt-unix $(MGMT_SOCK)
 
 deps:
 	@scripts/ensure-packages.sh $(TEST_DEPS)
@@ -39,12 +88,16 @@ deps:
 # Every test: unit, integration (curl, the binary), the SCTP suite (which
 # boots UML by itself), the C tests over libsctp (run inside UML), and a
 # smoke run of every benchmark scenario against socks5d (no timing judged).
+# --no-fail-fast: every target runs, so every one is counted.
+# scripts/test-summary.sh adds it all up, and fails naming any part that
+# ended without its closing line (a crashed target, a UML that did not boot).
 test: cargo deps
 	@mkdir -p target
 	@set -o pipefail; status=0; \
-	$(CARGO) test --all-targets 2>&1 | tee $(TEST_LOG) || status=1; \
+	$(CARGO) test --all-targets --no-fail-fast 2>&1 | tee $(TEST_LOG) || status=1; \
 	$(MAKE) --no-print-directory c-tests 2>&1 | tee -a $(TEST_LOG) || status=1; \
 	$(MAKE) --no-print-directory bench-smoke 2>&1 | tee -a $(TEST_LOG) || status=1; \
+	$(MAKE) --no-print-directory deb-test 2>&1 | tee -a $(TEST_LOG) || status=1; \
 	scripts/test-summary.sh $(TEST_LOG) && exit $$status
 
 # The C tests: built on the host, run inside UML against a debug socks5d.

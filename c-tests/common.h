@@ -1,7 +1,7 @@
 /* common.h - shared helpers for the socks5d management protocol C tests.
  *
  * An independent client-side implementation of the wire format in
- * /work/shared/PROTOCOL.md (management protocol, version 1), written in the
+ * docs/management-protocol.md (management protocol, version 1), written in the
  * style of lksctp-tools src/func_tests/: every step prints one
  * "PASS: ..." or "FAIL: ..." line, and finish() prints "N passed, N failed"
  * alone on the last line.
@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* PROTOCOL.md section 1: largest request and response. */
+/* docs/management-protocol.md section 2: largest request and response. */
 #define MGMT_MAX_REQUEST 1024
 #define MGMT_MAX_RESPONSE 65535
 
@@ -149,8 +149,9 @@ size_t build_request(uint8_t *buf, uint8_t cmd, const uint8_t *args,
 size_t mgmt_login(int fd, const char *user, const char *pass, uint8_t *reply,
 		  size_t cap);
 
-/* Connects and logs in as the administrator; fails loudly unless the reply is
- * X'01' X'00'. */
+/* Connects and logs in as the administrator: one step, "log in as root",
+ * that passes when the reply is X'01' X'00'; otherwise it fails and the
+ * scenario stops (finish() and exit). */
 int mgmt_admin_session(int port);
 
 /* Sends a request and receives its response; returns the response length. */

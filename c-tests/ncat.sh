@@ -2,14 +2,14 @@
 # ncat.sh [PORT] - a third-party SCTP client speaks the management protocol.
 #
 # Inside a kernel with SCTP (scripts/uml-run.sh), `ncat --sctp` logs in as
-# root and asks HISTORIC_CONNECTIONS, sending the raw bytes of PROTOCOL.md
+# root and asks HISTORIC_CONNECTIONS, sending the raw bytes of docs/management-protocol.md
 # with printf, and the reply bytes (xxd -p) are compared with the expected
 # ones. The server (port from $1 or SOCKS5D_MGMT_PORT) must have root:rootpw
 # as an administrator and must not have accepted any SOCKS connection yet
 # (run.sh starts a fresh one), so that the counter is 0.
 #
 # ncat sends each read of its stdin as one SCTP message and may merge writes
-# that come close together, and SCTP has no half-close (SCTP-NOTES.md). So
+# that come close together, and SCTP has no half-close (docs/sctp.md). So
 # stdin is a FIFO kept open by this script: it writes the log-in, waits until
 # the reply has arrived, writes the request, waits for its reply, and only
 # then closes stdin, which makes ncat shut the association down.

@@ -1,4 +1,4 @@
-/* test_login_bad.c - log-in failures (PROTOCOL.md section 2).
+/* test_login_bad.c - log-in failures (docs/management-protocol.md section 3).
  *
  * Every case runs on its own association. After any status other than
  * X'00' the server must send the reply, then close the association

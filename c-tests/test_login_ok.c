@@ -1,7 +1,8 @@
-/* test_login_ok.c - an administrator logs in (PROTOCOL.md section 2).
+/* test_login_ok.c - an administrator logs in (docs/management-protocol.md section 3).
  *
  * Steps:
- *   1. connect a one-to-one SCTP socket to the management port;
+ *   1. connect a one-to-one SCTP socket to the management port: SCTP_STATUS
+ *      says the association is ESTABLISHED, its primary path 127.0.0.1:PORT;
  *   2. send X'01' X'04' "root" X'06' "rootpw" as one message;
  *   3. the reply is exactly X'01' X'00', on stream 0 with PPID 0;
  *   4. the session is established: HISTORIC_CONNECTIONS gets a success
@@ -10,8 +11,41 @@
  */
 #include "common.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/sctp.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+/* One step: fd's association is ESTABLISHED and its primary path leads to
+ * 127.0.0.1:port (SCTP_STATUS, RFC 6458 section 8.2.1). */
+static int check_established(int fd, int port)
+{
+	struct sctp_status st;
+	const struct sockaddr_in *peer =
+		(const struct sockaddr_in *)&st.sstat_primary.spinfo_address;
+	socklen_t len = sizeof(st);
+	char addr[INET_ADDRSTRLEN] = "?";
+
+	memset(&st, 0, sizeof(st));
+	if (getsockopt(fd, IPPROTO_SCTP, SCTP_STATUS, &st, &len) < 0)
+		return check(0, "connect to 127.0.0.1 port %d: "
+				"getsockopt(SCTP_STATUS): %s",
+			     port, strerror(errno));
+	if (peer->sin_family == AF_INET)
+		inet_ntop(AF_INET, &peer->sin_addr, addr, sizeof(addr));
+	return check(st.sstat_state == SCTP_ESTABLISHED &&
+			     peer->sin_family == AF_INET &&
+			     peer->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+			     ntohs(peer->sin_port) == port,
+		     "connect to 127.0.0.1 port %d: the association is "
+		     "ESTABLISHED (state %d), primary path %s port %u",
+		     port, (int)st.sstat_state, addr,
+		     (unsigned)ntohs(peer->sin_port));
+}
 
 int main(int argc, char **argv)
 {
@@ -23,7 +57,7 @@ int main(int argc, char **argv)
 	int fd, fd2;
 
 	fd = mgmt_connect(port);
-	check(1, "connect to 127.0.0.1 port %d", port);
+	check_established(fd, port);
 
 	n = build_login(login, ADMIN_USER, ADMIN_PASS);
 	check(n == 13 && memcmp(login, "\x01\x04root\x06rootpw", 13) == 0,

@@ -1,11 +1,11 @@
-/* test_malformed.c - bad requests after log in (PROTOCOL.md sections 3, 4, 6).
+/* test_malformed.c - bad requests after log in (docs/management-protocol.md sections 4, 5, 7).
  *
  * Each bad request gets a 3-byte response X'01' STATUS CMD (no DATA, since
  * STATUS is not X'00'), changes nothing, and does not close the session: after
  * each one the session still answers METRICS.
  *
  *   VER X'02' HISTORIC                      -> 01 01 01
- *   CMD X'09' (reserved)                    -> 01 02 09
+ *   CMD X'0B' (reserved)                    -> 01 02 0b
  *   CMD X'80' (private, none defined)       -> 01 02 80
  *   ADD_USER truncated inside UNAME         -> 01 03 06
  *   ADD_USER without PASSWD                 -> 01 03 06
@@ -49,12 +49,10 @@ int main(int argc, char **argv)
 	size_t n, i;
 	int fd = mgmt_admin_session(port);
 
-	check(1, "log in as %s", ADMIN_USER);
-
 	bad(fd, "request with VER 2", (const uint8_t *)"\x02\x01", 2,
 	    ST_UNSUPPORTED_VERSION, CMD_HISTORIC_CONNECTIONS);
-	bad(fd, "CMD X'09' (reserved)", (const uint8_t *)"\x01\x09", 2,
-	    ST_UNKNOWN_COMMAND, 0x09);
+	bad(fd, "CMD X'0B' (reserved)", (const uint8_t *)"\x01\x0b", 2,
+	    ST_UNKNOWN_COMMAND, 0x0b);
 	bad(fd, "CMD X'80' (private)", (const uint8_t *)"\x01\x80", 2,
 	    ST_UNKNOWN_COMMAND, 0x80);
 

@@ -1,4 +1,4 @@
-/* test_metrics.c - the monitoring requests (PROTOCOL.md sections 3 and 1).
+/* test_metrics.c - the monitoring requests (docs/management-protocol.md sections 4 and 2).
  *
  * After logging in as root:
  *   HISTORIC_CONNECTIONS, CONCURRENT_CONNECTIONS, BYTES_TRANSFERRED each
@@ -31,8 +31,6 @@ int main(int argc, char **argv)
 	uint8_t cmd;
 	size_t n, i;
 	int fd = mgmt_admin_session(port);
-
-	check(1, "log in as %s", ADMIN_USER);
 
 	for (cmd = CMD_HISTORIC_CONNECTIONS; cmd <= CMD_BYTES_TRANSFERRED;
 	     cmd++) {

@@ -1,4 +1,4 @@
-/* test_users.c - user management (PROTOCOL.md sections 3 and 4).
+/* test_users.c - user management (docs/management-protocol.md sections 4 and 5).
  *
  * The server starts with root (administrator) and bob (proxy user).
  * After logging in as root:
@@ -113,8 +113,6 @@ int main(int argc, char **argv)
 	uint32_t total = 0;
 	int count, i, sorted, before;
 	int fd = mgmt_admin_session(port);
-
-	check(1, "log in as %s", ADMIN_USER);
 
 	before = list_users(fd, 0, &total, users, 64);
 	check(before >= 0 && find(users, before, "carol") == NULL &&

@@ -25,20 +25,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socks5d::metrics::Snapshot;
-use socks5d::mgmt::session::{Action, Backend, MAX_PENDING, Session, TooManyPending, UserChange};
+use socks5d::mgmt::session::{
+    Action, Backend, MAX_PENDING, Session, TooManyPending, UserChange, command_of, status_of,
+};
 use socks5d::mgmt::wire::{
     self as mgmt, Command as MgmtCommand, Login, LoginStatus, MAX_LIST, MAX_REQUEST, MAX_RESPONSE,
-    Request as MgmtRequest, Response, Status as MgmtStatus, metric,
+    Request as MgmtRequest, Response, Status as MgmtStatus, UserMetrics, metric,
 };
 use socks5d::socks5::connection::{Action as SocksAction, Config, Connection, Outcome, Reading};
 use socks5d::socks5::reply_for_error;
-use socks5d::socks5::session::{Authenticator, Credentials, Verdict};
 use socks5d::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, ReplyMessage, Request, Status, TargetAddr,
     WireError,
 };
 use socks5d::users::store::Store;
-use socks5d::users::{Directory, Role, UserTable, valid_name, valid_password};
+use socks5d::users::{
+    Authenticator, Credentials, Directory, Role, UserTable, Verdict, valid_name, valid_password,
+};
 
 /// A target's check: panics if `data` breaks an invariant.
 pub type Check = fn(data: &[u8]);
@@ -594,7 +597,10 @@ fn emit_response(resp: &Response, expected: MgmtCommand) -> Vec<u8> {
         Response::Done { command } => {
             assert!(matches!(
                 expected,
-                MgmtCommand::AddUser | MgmtCommand::DeleteUser | MgmtCommand::SetPassword
+                MgmtCommand::AddUser
+                    | MgmtCommand::DeleteUser
+                    | MgmtCommand::SetPassword
+                    | MgmtCommand::Reload
             ));
             mgmt::emit_response(MgmtStatus::Success, *command, &[], &mut out);
         }
@@ -620,6 +626,17 @@ fn emit_response(resp: &Response, expected: MgmtCommand) -> Vec<u8> {
                 usize::from(count),
                 users.len(),
                 "emit_list_users dropped users"
+            );
+        }
+        Response::UserMetrics { total, users } => {
+            assert_eq!(expected, MgmtCommand::UserMetrics);
+            assert!(users.len() <= MAX_LIST && users.len() as u64 <= u64::from(*total));
+            let entries = users.iter().map(|u| (&u.name[..], &u.values[..]));
+            let count = mgmt::emit_user_metrics(*total, entries, &mut out);
+            assert_eq!(
+                usize::from(count),
+                users.len(),
+                "emit_user_metrics dropped users"
             );
         }
     }
@@ -657,6 +674,12 @@ impl Backend for Server {
 
     fn users(&self) -> Arc<UserTable> {
         self.dir.snapshot()
+    }
+
+    /// One made-up value per user, derived from its name, so that the
+    /// check can tell each entry got its own.
+    fn user_metrics(&self, user: &[u8]) -> Vec<(u8, u64)> {
+        vec![(0x01, user.len() as u64)]
     }
 }
 
@@ -751,18 +774,18 @@ impl Model {
                     assert_eq!(self.phase, Phase::Established);
                     let (_, msg, expect) = self.owed.front().expect("a change nobody asked for");
                     assert_eq!(*expect, Expect::Change);
-                    assert_eq!(u8::from(change.command()), msg[1]);
-                    let name = match &change {
+                    assert_eq!(u8::from(command_of(&change)), msg[1]);
+                    match &change {
                         UserChange::Add { name, .. }
                         | UserChange::Delete { name }
-                        | UserChange::SetPassword { name, .. } => name,
-                    };
-                    assert!(valid_name(name));
+                        | UserChange::SetPassword { name, .. } => assert!(valid_name(name)),
+                        UserChange::Reload => {}
+                    }
                     self.phase = Phase::Changing;
                     // The writer applies it now; its status goes back when the
                     // script says so (`change_done`). Nothing reads the table
                     // in between: later requests wait while Changing.
-                    let status = server.store.apply(&change);
+                    let status = status_of(server.store.apply(&change));
                     self.change_status = Some(status);
                 }
             }
@@ -868,6 +891,23 @@ impl Model {
                             .entries()
                             .skip(offset as usize)
                             .map(|(name, u)| (u.role, name.to_vec()))
+                            .collect();
+                        assert_eq!(users[..], all[..users.len().min(all.len())]);
+                        assert!(users.len() == all.len().min(MAX_LIST) || message.len() > 60000);
+                    }
+                    (
+                        MgmtRequest::UserMetrics { offset },
+                        Response::UserMetrics { total, users },
+                    ) => {
+                        let table = server.dir.snapshot();
+                        assert_eq!(total as usize, table.len());
+                        let all: Vec<UserMetrics> = table
+                            .entries()
+                            .skip(offset as usize)
+                            .map(|(name, _)| UserMetrics {
+                                name: name.to_vec(),
+                                values: server.user_metrics(name),
+                            })
                             .collect();
                         assert_eq!(users[..], all[..users.len().min(all.len())]);
                         assert!(users.len() == all.len().min(MAX_LIST) || message.len() > 60000);
@@ -1010,7 +1050,8 @@ fn handed(
                 Ok(
                     MgmtRequest::AddUser { .. }
                     | MgmtRequest::DeleteUser { .. }
-                    | MgmtRequest::SetPassword { .. },
+                    | MgmtRequest::SetPassword { .. }
+                    | MgmtRequest::Reload,
                 ) => Expect::Change,
                 Ok(_) => Expect::Query,
             };

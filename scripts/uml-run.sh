@@ -4,7 +4,7 @@
 # Runs COMMAND inside a User-Mode Linux kernel that has SCTP, with the host's
 # whole file system as its root (so host-built binaries run unchanged), in the
 # current directory and with the current environment, and exits with
-# COMMAND's exit status. Recipe and measured facts: SCTP-NOTES.md.
+# COMMAND's exit status. Recipe and measured facts: docs/sctp.md.
 #
 # The host's /tmp is hidden inside (a fresh tmpfs is mounted there); use
 # /var/tmp or the work tree for files both sides must see. A work tree that

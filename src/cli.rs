@@ -1,11 +1,13 @@
 //! The command line of socks5d, in the style of the classic socks5d(8) page.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::server::{AccessLog, Config, MgmtConfig};
+use crate::config_file::{self, Entry, Origin};
+use crate::server::{AccessLog, Config, MgmtConfig, UnixSocket};
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
 /// The usage text printed by `-h`.
@@ -15,10 +17,21 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
 
   -h, --help                  print this help and exit
   -v, --version               print the version and exit
-  -l, --listen ADDR           SOCKS address; repeatable (default: 0.0.0.0 and ::)
+      --config PATH           read options from PATH, one per line, without their
+                              dashes ('port 1080'); the command line wins
+  -l, --listen ADDR           SOCKS address or host name (all its addresses);
+                              repeatable (default: 0.0.0.0 and ::)
   -p, --port PORT             SOCKS port (default: 1080)
-  -L, --mgmt-listen ADDR      management address; repeatable (default: 127.0.0.1 and ::1)
+  -L, --mgmt-listen ADDR      management address or host name; repeatable
+                              (default: 127.0.0.1 and ::1)
   -P, --mgmt-port PORT        management SCTP port (default: 8080)
+      --mgmt-unix PATH        also serve the management protocol on a Unix-domain
+                              socket at PATH (SOCK_SEQPACKET; log in still needed);
+                              a stale socket there is replaced, a live server's
+                              never (default: none)
+      --mgmt-unix-mode OCTAL  permissions of that socket (default: 0600, owner only)
+      --mgmt-unix-group GROUP group of that socket, a name or a number (default:
+                              socks5d's own)
   -u, --user USER:PASS        a proxy user; repeatable. The password is everything
                               after the first ':'
       --admin USER:PASS       an administrator (may also use the proxy); repeatable
@@ -32,8 +45,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               once; past it the oldest is aborted (default: 32)
       --mgmt-login-grace S    seconds a management association may take to log in
                               before it is aborted (default: 10)
-      --max-login-failures N  refused management log ins from one source address
-                              within a minute that start a penalty (default: 10)
+      --max-login-failures N  refused management log ins from one source (an
+                              address, or a local user over --mgmt-unix) within a
+                              minute that start a penalty (default: 10)
       --max-auth-failures N   failed SOCKS authentications from one source (an IPv4
                               address or an IPv6 /64) within a minute that start a
                               penalty: its authentications are then refused
@@ -46,8 +60,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               repeatable (default: none)
       --run-as USER           drop root for USER once every socket is bound (the
                               users file's folder must be writable by USER)
-      --require-management    exit if the management endpoint cannot be opened
-                              (by default a kernel without SCTP only gets a warning)
+      --require-management    exit if the management SCTP socket cannot be opened
+                              (by default a kernel without SCTP only gets a warning;
+                              a --mgmt-unix socket that cannot be made is always fatal)
       --allow-open-proxy      allow running with no user on a non-loopback address
       --max-connections N     the most client connections open at once; beyond it
                               new clients are closed at once (default: no limit)
@@ -68,6 +83,10 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --buffer-kib N          relay buffer per direction while bytes are in flight,
                               in KiB (default: 32)
       --pool-threads N        threads resolving names, off the workers (default: 4)
+      --hash-memory-kib N     Argon2id memory of new password hashes and of the
+                              check a refusal costs, in KiB (default: 19456, OWASP's
+                              minimum: 15 to 25 ms and 19 MiB a check here)
+      --hash-passes N         Argon2id passes over that memory (default: 2)
       --check-threads N       threads checking passwords against stored Argon2id
                               hashes, each holding the hash's memory cost (19 MiB
                               by default) for good (default: 2)
@@ -121,6 +140,89 @@ fn parse_addr(opt: &str, v: &str) -> Result<IpAddr, UsageError> {
         .or_else(|_| err(format!("{opt}: '{v}' is not an IPv4 or IPv6 address")))
 }
 
+/// Whether `name` is a host name as RFC 1123 writes them: dot-separated
+/// labels of letters, digits and '-', 1 to 63 bytes each, not starting or
+/// ending with '-'.
+fn valid_host_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.trim_end_matches('.').split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// A listen address: an IP literal, or a host name resolved once, now (all
+/// of its addresses, in the resolver's order).
+fn parse_listen(opt: &str, v: &str) -> Result<Vec<IpAddr>, UsageError> {
+    if let Ok(ip) = parse_addr(opt, v) {
+        return Ok(vec![ip]);
+    }
+    if !valid_host_name(v) {
+        return err(format!(
+            "{opt}: '{}' is neither an IP address nor a host name",
+            v.escape_default()
+        ));
+    }
+    let resolved = (v, 0)
+        .to_socket_addrs()
+        .map_err(|e| UsageError(format!("{opt}: cannot resolve '{v}': {e}")))?;
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for a in resolved {
+        if !ips.contains(&a.ip()) {
+            ips.push(a.ip());
+        }
+    }
+    if ips.is_empty() {
+        return err(format!("{opt}: '{v}' has no address"));
+    }
+    Ok(ips)
+}
+
+/// The longest path a Unix socket address holds (sun_path, less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn parse_socket_path(opt: &str, v: &str) -> Result<PathBuf, UsageError> {
+    if v.is_empty() {
+        return err(format!("{opt}: empty path"));
+    }
+    if v.len() > MAX_SOCKET_PATH {
+        return err(format!(
+            "{opt}: the path is {} bytes; a socket path holds at most {MAX_SOCKET_PATH}",
+            v.len()
+        ));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// Permission bits in octal, as chmod takes them: 600, 0660, 0o666.
+fn parse_mode(opt: &str, v: &str) -> Result<u32, UsageError> {
+    let digits = v.strip_prefix("0o").unwrap_or(v);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 && !digits.is_empty() => Ok(m),
+        _ => err(format!(
+            "{opt}: '{}' is not an octal mode from 0 to 0777",
+            v.escape_default()
+        )),
+    }
+}
+
+/// A group name, or a number.
+fn parse_group(opt: &str, v: &str) -> Result<u32, UsageError> {
+    if let Ok(gid) = v.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(v) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => err(format!("{opt}: no group '{}'", v.escape_default())),
+        Err(e) => err(format!(
+            "{opt}: cannot look up group '{}': {e}",
+            v.escape_default()
+        )),
+    }
+}
+
 fn parse_port(opt: &str, v: &str) -> Result<u16, UsageError> {
     v.parse()
         .or_else(|_| err(format!("{opt}: '{v}' is not a port number (0 to 65535)")))
@@ -169,12 +271,129 @@ fn parse_user(
     }
 }
 
-/// Parses the arguments after the program name.
+/// Where the passwords are in `args` (the whole argv, the program first):
+/// for each value of `-u`, `--user` and `--admin`, the bytes after its
+/// first ':'. main overwrites them in the process's own argument memory.
+pub fn password_spans(args: &[String]) -> Vec<(usize, Range<usize>)> {
+    let mut spans = Vec::new();
+    let mut value_of_next = false;
+    for (i, a) in args.iter().enumerate().skip(1) {
+        let value = if value_of_next {
+            value_of_next = false;
+            Some((0, a.as_str()))
+        } else if matches!(a.as_str(), "-u" | "--user" | "--admin") {
+            value_of_next = true;
+            None
+        } else {
+            ["--user=", "--admin="]
+                .iter()
+                .find_map(|p| a.strip_prefix(p).map(|v| (p.len(), v)))
+        };
+        if let Some((at, v)) = value
+            && let Some(colon) = v.find(':')
+            && colon + 1 < v.len()
+        {
+            spans.push((i, at + colon + 1..at + v.len()));
+        }
+    }
+    spans
+}
+
+/// Whether the command-line option `opt` (as written, `=value` left off)
+/// takes a value.
+fn takes_value(opt: &str) -> bool {
+    matches!(
+        opt,
+        "-l" | "--listen"
+            | "-p"
+            | "--port"
+            | "-L"
+            | "--mgmt-listen"
+            | "-P"
+            | "--mgmt-port"
+            | "--mgmt-unix"
+            | "--mgmt-unix-mode"
+            | "--mgmt-unix-group"
+            | "-u"
+            | "--user"
+            | "--admin"
+            | "--users-file"
+            | "--max-users"
+            | "--max-connections"
+            | "--run-as"
+            | "--max-mgmt-unauthenticated"
+            | "--mgmt-login-grace"
+            | "--max-admin-sessions"
+            | "--max-login-failures"
+            | "--max-auth-failures"
+            | "--auth-penalty"
+            | "--auth-penalty-max"
+            | "--auth-penalty-exempt"
+            | "--check-threads"
+            | "--hash-memory-kib"
+            | "--hash-passes"
+            | "--workers"
+            | "--handshake-timeout"
+            | "--connect-timeout"
+            | "--connect-attempt-delay"
+            | "--idle-timeout"
+            | "--grace"
+            | "--access-log"
+            | "--pool-threads"
+            | "--map-host"
+            | "--buffer-kib"
+            | "--config"
+    )
+}
+
+/// The config file `--config` names, if any: its path and option lines.
+fn config_file(cli: &[String]) -> Result<Option<(PathBuf, Vec<Entry>)>, UsageError> {
+    let mut path = None;
+    for (i, a) in cli.iter().enumerate() {
+        if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.to_owned());
+        } else if a == "--config" {
+            path = cli.get(i + 1).cloned();
+        }
+    }
+    let Some(path) = path.map(PathBuf::from) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| UsageError(format!("--config: cannot read {}: {e}", path.display())))?;
+    let entries = config_file::parse(&text)
+        .map_err(|(line, why)| UsageError(format!("{}:{line}: {why}", path.display())))?;
+    if let Some(e) = entries.iter().find(|e| e.name == "config") {
+        return err(format!(
+            "{}:{}: a config file cannot name another",
+            path.display(),
+            e.line
+        ));
+    }
+    Ok(Some((path, entries)))
+}
+
+/// The config file, if given, and its path (for SIGHUP to read it again).
+pub fn config_path(args: &[String]) -> Option<PathBuf> {
+    config_file(args).ok().flatten().map(|(p, _)| p)
+}
+
+/// Parses the arguments after the program name, with the lines of the
+/// config file that `--config` names before them (the command line wins).
 pub fn parse<I, S>(args: I) -> Result<Command, UsageError>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
+    let cli: Vec<String> = args.into_iter().map(Into::into).collect();
+    let tagged = match config_file(&cli)? {
+        Some((path, entries)) => config_file::merge(&path, entries, cli, takes_value),
+        None => cli.into_iter().map(|a| (a, Origin::CommandLine)).collect(),
+    };
+    parse_tagged(tagged)
+}
+
+fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     let mut cfg = Config::default();
     let mut socks_ips: Vec<IpAddr> = Vec::new();
     let mut port = 1080u16;
@@ -189,181 +408,197 @@ where
     let mut login_grace = Duration::from_secs(10);
     let mut max_admin_sessions = 64usize;
     let mut max_login_failures = 10u32;
+    let mut mgmt_unix: Option<PathBuf> = None;
+    let mut mgmt_unix_mode: Option<u32> = None;
+    let mut mgmt_unix_group: Option<u32> = None;
 
-    let mut it = args.into_iter().map(Into::into);
-    while let Some(arg) = it.next() {
-        // Accept both "--opt value" and "--opt=value".
-        let (opt, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
+    let mut it = args.into_iter();
+    while let Some((arg, origin)) = it.next() {
+        // One option, with its value: an error names the config file's line
+        // when the option came from there.
+        let mut step = || -> Result<Option<Command>, UsageError> {
+            // Accept both "--opt value" and "--opt=value".
+            let (opt, inline) = match arg.split_once('=') {
+                Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let takes_value = takes_value(&opt);
+            let value = if takes_value {
+                match inline.or_else(|| it.next().map(|(v, _)| v)) {
+                    Some(v) => v,
+                    None => return err(format!("{opt}: missing value")),
+                }
+            } else {
+                if inline.is_some() {
+                    return err(format!("{opt} takes no value"));
+                }
+                String::new()
+            };
+            let v = value.as_str();
+            match opt.as_str() {
+                "-h" | "--help" => return Ok(Some(Command::Help)),
+                "-v" | "--version" => return Ok(Some(Command::Version)),
+                // Read before the others (config_file).
+                "--config" => {}
+                "-l" | "--listen" => socks_ips.extend(parse_listen(&opt, v)?),
+                "-p" | "--port" => port = parse_port(&opt, v)?,
+                "-L" | "--mgmt-listen" => {
+                    for ip in parse_listen(&opt, v)? {
+                        if !mgmt_addrs.contains(&ip) {
+                            mgmt_addrs.push(ip);
+                        }
+                    }
+                }
+                "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
+                "--mgmt-unix" => mgmt_unix = Some(parse_socket_path(&opt, v)?),
+                "--mgmt-unix-mode" => mgmt_unix_mode = Some(parse_mode(&opt, v)?),
+                "--mgmt-unix-group" => mgmt_unix_group = Some(parse_group(&opt, v)?),
+                "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
+                "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
+                "--users-file" => {
+                    if v.is_empty() {
+                        return err(format!("{opt}: empty path"));
+                    }
+                    cfg.users_file = Some(PathBuf::from(v));
+                }
+                "--require-management" => required = true,
+                "--max-mgmt-unauthenticated" => max_unauthenticated = parse_count(&opt, v)?,
+                "--mgmt-login-grace" => {
+                    login_grace = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--max-admin-sessions" => max_admin_sessions = parse_count(&opt, v)?,
+                "--max-login-failures" => {
+                    max_login_failures = match v.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--run-as" => {
+                    if v.is_empty() {
+                        return err(format!("{opt}: empty user name"));
+                    }
+                    run_as = Some(v.to_owned());
+                }
+                "--max-connections" => {
+                    cfg.worker.max_connections = match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => Some(n),
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--max-users" => {
+                    cfg.max_users = match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--allow-open-proxy" => allow_open = true,
+                "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
+                "--no-pin" => cfg.pin = false,
+                "--handshake-timeout" => {
+                    cfg.worker.handshake_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--connect-timeout" => {
+                    cfg.worker.connect_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--connect-attempt-delay" => {
+                    let delay = parse_secs(&opt, v, false)?.unwrap_or_default();
+                    // RFC 8305 section 5: "a subsequent connection MUST NOT be
+                    // started within 10 milliseconds of the previous attempt."
+                    if delay < MIN_ATTEMPT_DELAY {
+                        return err(format!("{opt}: '{v}' is less than 0.01 seconds"));
+                    }
+                    cfg.worker.connect_attempt_delay = delay;
+                }
+                "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
+                "--grace" => {
+                    cfg.worker.grace = match v.parse::<f64>() {
+                        Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
+                        _ => return err(format!("{opt}: '{v}' is not a number of seconds")),
+                    };
+                }
+                "--access-log" => {
+                    cfg.access_log = match v {
+                        "-" => AccessLog::Stdout,
+                        "off" => AccessLog::Off,
+                        "" => return err(format!("{opt}: empty path")),
+                        path => AccessLog::File(PathBuf::from(path)),
+                    };
+                }
+                "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
+                "--check-threads" => cfg.check_threads = parse_count(&opt, v)?,
+                "--hash-memory-kib" => {
+                    cfg.hash_cost.m_kib = match v.parse::<u32>() {
+                        Ok(n) if (8..=file::Cost::MAX.m_kib).contains(&n) => n,
+                        _ => {
+                            return err(format!(
+                                "{opt}: '{v}' is not a number from 8 to {}",
+                                file::Cost::MAX.m_kib
+                            ));
+                        }
+                    };
+                }
+                "--hash-passes" => {
+                    cfg.hash_cost.t = match v.parse::<u32>() {
+                        Ok(n) if (1..=file::Cost::MAX.t).contains(&n) => n,
+                        _ => {
+                            return err(format!(
+                                "{opt}: '{v}' is not a number from 1 to {}",
+                                file::Cost::MAX.t
+                            ));
+                        }
+                    };
+                }
+                "--max-auth-failures" => {
+                    cfg.penalty.threshold = match v.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--auth-penalty" => {
+                    cfg.penalty.base = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--auth-penalty-max" => {
+                    cfg.penalty.max = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--auth-penalty-exempt" => match v.parse() {
+                    Ok(c) => cfg.penalty.exempt.push(c),
+                    Err(e) => return err(format!("{opt}: {e}")),
+                },
+                "--buffer-kib" => {
+                    cfg.worker.buffer_size = match v.parse::<usize>() {
+                        Ok(n) if (4..=1024).contains(&n) => n * 1024,
+                        _ => return err(format!("{opt}: '{v}' is not a number from 4 to 1024")),
+                    };
+                }
+                "--map-host" => {
+                    let (name, addrs) = v.split_once('=').ok_or_else(|| {
+                        UsageError(format!("{opt}: expected NAME=ADDR[,ADDR]..."))
+                    })?;
+                    if name.is_empty() || name.len() > 255 {
+                        return err(format!("{opt}: the name must be 1 to 255 bytes"));
+                    }
+                    let ips = addrs
+                        .split(',')
+                        .map(|a| parse_addr(&opt, a))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    cfg.hosts.insert(name.to_ascii_lowercase(), ips);
+                }
+                other if other.starts_with('-') => {
+                    return err(format!("unknown option '{}'", other.escape_default()));
+                }
+                other => return err(format!("unexpected argument '{}'", other.escape_default())),
+            }
+            Ok(None)
         };
-        let takes_value = matches!(
-            opt.as_str(),
-            "-l" | "--listen"
-                | "-p"
-                | "--port"
-                | "-L"
-                | "--mgmt-listen"
-                | "-P"
-                | "--mgmt-port"
-                | "-u"
-                | "--user"
-                | "--admin"
-                | "--users-file"
-                | "--max-users"
-                | "--max-connections"
-                | "--run-as"
-                | "--max-mgmt-unauthenticated"
-                | "--mgmt-login-grace"
-                | "--max-admin-sessions"
-                | "--max-login-failures"
-                | "--max-auth-failures"
-                | "--auth-penalty"
-                | "--auth-penalty-max"
-                | "--auth-penalty-exempt"
-                | "--check-threads"
-                | "--workers"
-                | "--handshake-timeout"
-                | "--connect-timeout"
-                | "--connect-attempt-delay"
-                | "--idle-timeout"
-                | "--grace"
-                | "--access-log"
-                | "--pool-threads"
-                | "--map-host"
-                | "--buffer-kib"
-        );
-        let value = if takes_value {
-            match inline.or_else(|| it.next()) {
-                Some(v) => v,
-                None => return err(format!("{opt}: missing value")),
+        match step() {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(match origin {
+                    Origin::CommandLine => e,
+                    file => UsageError(format!("{file}: {e}")),
+                });
             }
-        } else {
-            if inline.is_some() {
-                return err(format!("{opt} takes no value"));
-            }
-            String::new()
-        };
-        let v = value.as_str();
-        match opt.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-v" | "--version" => return Ok(Command::Version),
-            "-l" | "--listen" => socks_ips.push(parse_addr(&opt, v)?),
-            "-p" | "--port" => port = parse_port(&opt, v)?,
-            "-L" | "--mgmt-listen" => mgmt_addrs.push(parse_addr(&opt, v)?),
-            "-P" | "--mgmt-port" => mgmt_port = parse_port(&opt, v)?,
-            "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
-            "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
-            "--users-file" => {
-                if v.is_empty() {
-                    return err(format!("{opt}: empty path"));
-                }
-                cfg.users_file = Some(PathBuf::from(v));
-            }
-            "--require-management" => required = true,
-            "--max-mgmt-unauthenticated" => max_unauthenticated = parse_count(&opt, v)?,
-            "--mgmt-login-grace" => {
-                login_grace = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--max-admin-sessions" => max_admin_sessions = parse_count(&opt, v)?,
-            "--max-login-failures" => {
-                max_login_failures = match v.parse::<u32>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--run-as" => {
-                if v.is_empty() {
-                    return err(format!("{opt}: empty user name"));
-                }
-                run_as = Some(v.to_owned());
-            }
-            "--max-connections" => {
-                cfg.worker.max_connections = match v.parse::<usize>() {
-                    Ok(n) if n >= 1 => Some(n),
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--max-users" => {
-                cfg.max_users = match v.parse::<usize>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--allow-open-proxy" => allow_open = true,
-            "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
-            "--no-pin" => cfg.pin = false,
-            "--handshake-timeout" => {
-                cfg.worker.handshake_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--connect-timeout" => {
-                cfg.worker.connect_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--connect-attempt-delay" => {
-                let delay = parse_secs(&opt, v, false)?.unwrap_or_default();
-                // RFC 8305 section 5: "a subsequent connection MUST NOT be
-                // started within 10 milliseconds of the previous attempt."
-                if delay < MIN_ATTEMPT_DELAY {
-                    return err(format!("{opt}: '{v}' is less than 0.01 seconds"));
-                }
-                cfg.worker.connect_attempt_delay = delay;
-            }
-            "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
-            "--grace" => {
-                cfg.worker.grace = match v.parse::<f64>() {
-                    Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
-                    _ => return err(format!("{opt}: '{v}' is not a number of seconds")),
-                };
-            }
-            "--access-log" => {
-                cfg.access_log = match v {
-                    "-" => AccessLog::Stdout,
-                    "off" => AccessLog::Off,
-                    "" => return err(format!("{opt}: empty path")),
-                    path => AccessLog::File(PathBuf::from(path)),
-                };
-            }
-            "--pool-threads" => cfg.pool_threads = parse_count(&opt, v)?,
-            "--check-threads" => cfg.check_threads = parse_count(&opt, v)?,
-            "--max-auth-failures" => {
-                cfg.penalty.threshold = match v.parse::<u32>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => return err(format!("{opt}: '{v}' is not a positive number")),
-                };
-            }
-            "--auth-penalty" => {
-                cfg.penalty.base = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--auth-penalty-max" => {
-                cfg.penalty.max = parse_secs(&opt, v, false)?.unwrap_or_default();
-            }
-            "--auth-penalty-exempt" => match v.parse() {
-                Ok(c) => cfg.penalty.exempt.push(c),
-                Err(e) => return err(format!("{opt}: {e}")),
-            },
-            "--buffer-kib" => {
-                cfg.worker.buffer_size = match v.parse::<usize>() {
-                    Ok(n) if (4..=1024).contains(&n) => n * 1024,
-                    _ => return err(format!("{opt}: '{v}' is not a number from 4 to 1024")),
-                };
-            }
-            "--map-host" => {
-                let (name, addrs) = v
-                    .split_once('=')
-                    .ok_or_else(|| UsageError(format!("{opt}: expected NAME=ADDR[,ADDR]...")))?;
-                if name.is_empty() || name.len() > 255 {
-                    return err(format!("{opt}: the name must be 1 to 255 bytes"));
-                }
-                let ips = addrs
-                    .split(',')
-                    .map(|a| parse_addr(&opt, a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                cfg.hosts.insert(name.to_ascii_lowercase(), ips);
-            }
-            other if other.starts_with('-') => {
-                return err(format!("unknown option '{}'", other.escape_default()));
-            }
-            other => return err(format!("unexpected argument '{}'", other.escape_default())),
         }
     }
 
@@ -416,12 +651,23 @@ where
         }
     }
     cfg.users = users;
+    let unix = match mgmt_unix {
+        Some(path) => Some(UnixSocket {
+            mode: mgmt_unix_mode.unwrap_or(0o600),
+            group: mgmt_unix_group,
+            ..UnixSocket::new(path)
+        }),
+        None if mgmt_unix_mode.is_some() => return err("--mgmt-unix-mode: needs --mgmt-unix"),
+        None if mgmt_unix_group.is_some() => return err("--mgmt-unix-group: needs --mgmt-unix"),
+        None => None,
+    };
     cfg.mgmt = Some(MgmtConfig {
         required,
         max_unauthenticated,
         login_grace,
         max_sessions: max_admin_sessions,
         max_failures: max_login_failures,
+        unix,
         ..MgmtConfig::new(mgmt_addrs, mgmt_port)
     });
     Ok(Command::Run(Box::new(Options {
@@ -433,7 +679,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socks5::session::Authenticator;
+    use crate::users::Authenticator;
 
     fn run(args: &[&str]) -> Result<Options, UsageError> {
         match parse(args.iter().copied())? {
@@ -592,6 +838,54 @@ mod tests {
     }
 
     #[test]
+    fn management_unix_socket() {
+        let o = run(&["-l", "127.0.0.1"]).unwrap();
+        assert_eq!(o.config.mgmt.unwrap().unix, None);
+        let o = run(&["-l", "127.0.0.1", "--mgmt-unix", "/run/socks5d.sock"]).unwrap();
+        let u = o.config.mgmt.unwrap().unix.unwrap();
+        assert_eq!(u.path, PathBuf::from("/run/socks5d.sock"));
+        assert_eq!((u.mode, u.group), (0o600, None));
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--mgmt-unix=s",
+            "--mgmt-unix-mode",
+            "0660",
+            "--mgmt-unix-group",
+            "0",
+        ])
+        .unwrap();
+        let u = o.config.mgmt.unwrap().unix.unwrap();
+        assert_eq!((u.mode, u.group), (0o660, Some(0)));
+        let root = run(&["-l", "::1", "--mgmt-unix", "s", "--mgmt-unix-group=root"]).unwrap();
+        assert_eq!(root.config.mgmt.unwrap().unix.unwrap().group, Some(0));
+        for mode in ["600", "0o640", "0"] {
+            assert!(run(&["--mgmt-unix", "s", "--mgmt-unix-mode", mode, "-l", "::1"]).is_ok());
+        }
+        let long = "x".repeat(108);
+        for bad in [
+            &["--mgmt-unix", ""][..],
+            &["--mgmt-unix", &long],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", "0800"],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", "1777"],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", "rw"],
+            &["--mgmt-unix", "s", "--mgmt-unix-mode", ""],
+            &[
+                "--mgmt-unix",
+                "s",
+                "--mgmt-unix-group",
+                "no-such-group-here",
+            ],
+            &["--mgmt-unix-mode", "0600"],
+            &["--mgmt-unix-group", "0"],
+        ] {
+            let e = run(&[&["-l", "127.0.0.1"], bad].concat()).unwrap_err();
+            assert!(e.0.starts_with("--mgmt-unix"), "{bad:?}: {e}");
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn help_and_version() {
         assert!(matches!(parse(["-h"]), Ok(Command::Help)));
         assert!(matches!(parse(["--version"]), Ok(Command::Version)));
@@ -607,12 +901,35 @@ mod tests {
         assert!(run(&["-l", "::1"]).is_ok());
     }
 
+    /// Host names are resolved once, at start (localhost from /etc/hosts,
+    /// asking no name server); every address of the name is listened on.
+    #[test]
+    fn listen_addresses_may_be_host_names() {
+        let o = run(&["-l", "localhost", "-p", "1081", "-L", "localhost"]).unwrap();
+        assert!(!o.config.socks.is_empty());
+        assert!(
+            o.config
+                .socks
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 1081)
+        );
+        let m = o.config.mgmt.as_ref().unwrap();
+        assert!(!m.addrs.is_empty() && m.addrs.iter().all(|ip| ip.is_loopback()));
+        for good in ["localhost", "a.b-c.example", "x1."] {
+            assert!(valid_host_name(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "a..b", "a b", "a_b", &"x".repeat(64)] {
+            assert!(!valid_host_name(bad), "{bad}");
+        }
+    }
+
     #[test]
     fn bad_arguments_are_one_line() {
         for args in [
             &["-p", "70000"][..],
             &["-p"],
-            &["-l", "example.com"],
+            &["-l", "not a host!"],
+            &["-l", "-bad-.example"],
             &["-u", "nocolon"],
             &["-u", ":pass"],
             &["-u", "a:"],
@@ -629,5 +946,89 @@ mod tests {
         // A password never appears in an error.
         let e = run(&["-u", "a:secret1", "-u", "a:secret2"]).unwrap_err();
         assert!(!e.0.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn password_spans_cover_every_password_and_nothing_else() {
+        let args: Vec<String> = [
+            "socks5d",
+            "-u",
+            "alice:pa:ss",
+            "--admin=root:toor",
+            "--user",
+            "bob:x",
+            "-l",
+            "127.0.0.1",
+            "--users-file",
+            "f:g",
+            "-u",
+            "nopass:",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let spans = password_spans(&args);
+        let shown: Vec<&str> = spans.iter().map(|(i, r)| &args[*i][r.clone()]).collect();
+        assert_eq!(shown, ["pa:ss", "toor", "x"]);
+    }
+
+    /// A config file sets options; the command line replaces an option of
+    /// the file; an error names the file and the line.
+    #[test]
+    fn config_file_options_and_their_errors() {
+        let dir = std::env::temp_dir().join(format!("socks5d-cli-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("socks5d.conf");
+        std::fs::write(
+            &path,
+            "# test\nlisten 127.0.0.1\nport 1081\nworkers 3\nno-pin\nuser alice:pw\n",
+        )
+        .unwrap();
+        let conf = format!("--config={}", path.display());
+        let o = run(&[&conf, "-p", "1082"]).unwrap();
+        assert_eq!(o.config.socks, ["127.0.0.1:1082".parse().unwrap()]);
+        assert_eq!(o.config.workers, Some(3));
+        assert!(!o.config.pin);
+        assert!(o.config.users.find(b"alice").is_some());
+        std::fs::write(&path, "port 1081\nworkers none\n").unwrap();
+        let e = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(
+            e.0.starts_with(&format!("{}:2: --workers", path.display())),
+            "{e}"
+        );
+        std::fs::write(&path, "port 1081\n--port 2\n").unwrap();
+        let e = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(e.0.contains(":2: "), "{e}");
+        let e = run(&["--config", "/nonexistent/socks5d.conf"]).unwrap_err();
+        assert!(e.0.contains("cannot read /nonexistent/socks5d.conf"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn argon2id_cost_options() {
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--hash-memory-kib",
+            "4096",
+            "--hash-passes",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.config.hash_cost,
+            file::Cost {
+                m_kib: 4096,
+                t: 3,
+                p: 1
+            }
+        );
+        assert_eq!(
+            run(&["-l", "127.0.0.1"]).unwrap().config.hash_cost,
+            file::Cost::DEFAULT
+        );
+        for bad in [&["--hash-memory-kib", "7"][..], &["--hash-passes", "0"]] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -9,10 +9,24 @@
 //!                    ├─▶ socks5::connection::Connection (no I/O: events in, actions out;
 //!                    │     │  greeting ... resolution, Happy Eyeballs, relay, linger, close)
 //!                    │     └─ socks5::wire            (RFC 1928/1929 parse/emit)
-//!                    ├─▶ reactor::blocking            (getaddrinfo, Argon2id off the workers)
+//!                    ├─▶ blocking                     (getaddrinfo, Argon2id off the event loops)
 //!                    └─▶ reactor::pipe::Pipe ──TCP──▶ target
 //!                         counts ─▶ metrics (deltas ─▶ aggregator ─▶ totals, access log)
 //!   users::Directory: one shared table, read through per-worker snapshots
+//! ```
+//!
+//! Each layer uses only those below it, and no module imports one that
+//! imports it back (tests/layers.rs reads the sources and checks both):
+//!
+//! ```text
+//!   cli, server        command line, putting it together
+//!   reactor | mgmt     SOCKS workers | management endpoint: neither knows the other
+//!   blocking           resolution and password checks; answers through the
+//!                      asker's own closure, so it knows none of its callers
+//!   metrics            counters, aggregator, access log
+//!   socks5             RFC 1928/1929 wire format, a connection's state machine, no I/O
+//!   users              user table, credentials, users file and its writer, penalties
+//!   sys                the kernel below std and mio
 //! ```
 //!
 //! `unsafe` code, where the kernel must be called below std and mio, lives in
@@ -21,7 +35,9 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod blocking;
 pub mod cli;
+pub mod config_file;
 pub mod metrics;
 pub mod mgmt;
 pub mod reactor;

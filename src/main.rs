@@ -2,11 +2,15 @@
 //! termination signal, drain.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use socks5d::cli::{self, Command};
+use socks5d::config_file::{self, Entry};
 use socks5d::server::Server;
 use socks5d::sys;
+use socks5d::sys::notify::{State, notify};
 use socks5d::sys::signal::Request;
 
 fn main() -> ExitCode {
@@ -14,7 +18,8 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    let opts = match cli::parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = match cli::parse(args.iter().skip(1).cloned()) {
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -29,6 +34,39 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
+    // The config file, to tell on SIGHUP which of its settings changed;
+    // options the command line gives are not the file's.
+    let given: Vec<String> = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| config_file::long_name(a))
+        .map(str::to_owned)
+        .collect();
+    let mut config = cli::config_path(&args).map(|path| {
+        let entries = read_config(&path).unwrap_or_default();
+        warn_if_readable(&path, &entries);
+        (path, entries)
+    });
+
+    // Passwords given with -u or --admin: hidden from /proc/PID/cmdline and
+    // ps from here on, before any thread starts.
+    let passwords = cli::password_spans(&args);
+    drop(args);
+    if !passwords.is_empty() {
+        match sys::argv::overwrite(&passwords) {
+            Ok(()) => log::warn!(
+                "passwords given with -u or --admin were visible to other local users \
+                 (ps, /proc) until now and stay in the shell's history; they are hidden \
+                 from now on. A users file (--users-file) keeps them off the command line"
+            ),
+            Err(e) => log::warn!(
+                "passwords given with -u or --admin stay visible to other local users \
+                 (ps, /proc): cannot overwrite them ({e}); a users file (--users-file) \
+                 keeps them off the command line"
+            ),
+        }
+    }
 
     // Signals go to one thread only: block them before any thread starts.
     if let Err(e) = sys::signal::block() {
@@ -68,18 +106,42 @@ fn main() -> ExitCode {
     if let (Some(port), Some(addrs)) = (server.mgmt_port(), mgmt_addrs) {
         log::info!("management (SCTP) listening on {addrs} port {port}");
     }
+    if let Some(path) = server.mgmt_unix() {
+        log::info!("management (Unix) listening on {}", path.display());
+    }
     for a in server.local_addrs() {
         log::info!("SOCKS5 listening on {a}");
     }
+    notify(State::Ready);
 
     loop {
         match sys::signal::wait() {
             Ok(Request::Reload) => {
                 log::info!("SIGHUP: reloading");
+                notify(State::Reloading);
                 server.reload();
+                if let Some((path, entries)) = &mut config {
+                    match read_config(path) {
+                        Ok(now) => {
+                            let mut names = config_file::changed(entries, &now);
+                            names.retain(|n| !given.contains(n));
+                            if !names.is_empty() {
+                                log::warn!(
+                                    "{}: changed settings take effect at the next restart: {}",
+                                    path.display(),
+                                    names.join(", ")
+                                );
+                            }
+                            *entries = now;
+                        }
+                        Err(e) => log::error!("{e}; settings unchanged"),
+                    }
+                }
+                notify(State::Ready);
             }
             Ok(Request::Stop(sig)) => {
                 log::info!("{sig}: no new connections; open tunnels have {grace:?} to finish");
+                notify(State::Stopping);
                 break;
             }
             Err(e) => {
@@ -96,4 +158,28 @@ fn main() -> ExitCode {
     );
     let _ = std::io::stdout().flush();
     ExitCode::SUCCESS
+}
+
+/// The config file's option lines, or why not.
+fn read_config(path: &Path) -> Result<Vec<Entry>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    config_file::parse(&text).map_err(|(line, why)| format!("{}:{line}: {why}", path.display()))
+}
+
+/// A config file that holds passwords must be for its owner's eyes only.
+fn warn_if_readable(path: &Path, entries: &[Entry]) {
+    let has_passwords = entries
+        .iter()
+        .any(|e| e.name == "user" || e.name == "admin");
+    if let Ok(meta) = std::fs::metadata(path)
+        && has_passwords
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        log::warn!(
+            "{} holds passwords and others may read it (mode {:o}): chmod 600 {0}",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
 }

@@ -12,16 +12,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use crate::blocking::{HostMap, Pool};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::endpoint;
 use crate::mgmt::service::Service;
-use crate::reactor::blocking::{HostMap, Pool};
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::sys;
 use crate::sys::sctp::SctpSocket;
+use crate::sys::seqpacket::{self, BindError, Listener};
 use crate::users::file::{self, Cost};
 use crate::users::penalty::{Penalties, PenaltyConfig};
-use crate::users::store::Store;
+use crate::users::store::{ChangeRequest, Store, UserChange};
 use crate::users::{Directory, Role, Secret, UserTable};
 
 /// Where access records go.
@@ -89,10 +90,34 @@ pub struct MgmtConfig {
     pub login_grace: Duration,
     /// The most management sessions logged in at once.
     pub max_sessions: usize,
-    /// Refused log ins from one source address within a minute that start a
-    /// penalty (its length and the exempt networks are those of
-    /// [`Config::penalty`]).
+    /// Refused log ins from one source (an address, or a local uid) within
+    /// a minute that start a penalty (its length and the exempt networks
+    /// are those of [`Config::penalty`]).
     pub max_failures: u32,
+    /// The Unix-domain socket to serve the protocol on too, if any.
+    pub unix: Option<UnixSocket>,
+}
+
+/// The management protocol's Unix-domain SOCK_SEQPACKET socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixSocket {
+    /// Where its file is.
+    pub path: PathBuf,
+    /// The file's permission bits (0o600 by default: its owner only).
+    pub mode: u32,
+    /// The file's group, when not socks5d's own.
+    pub group: Option<u32>,
+}
+
+impl UnixSocket {
+    /// The socket at `path`, for its owner only.
+    pub fn new(path: PathBuf) -> Self {
+        UnixSocket {
+            path,
+            mode: 0o600,
+            group: None,
+        }
+    }
 }
 
 impl MgmtConfig {
@@ -106,6 +131,7 @@ impl MgmtConfig {
             login_grace: Duration::from_secs(10),
             max_sessions: 64,
             max_failures: 10,
+            unix: None,
         }
     }
 }
@@ -145,6 +171,8 @@ pub enum StartError {
     UsersFile(PathBuf, String),
     /// The management socket could not be opened (and it is required).
     Management(io::Error),
+    /// The management Unix socket could not be made.
+    ManagementUnix(BindError),
 }
 
 impl fmt::Display for StartError {
@@ -158,6 +186,7 @@ impl fmt::Display for StartError {
                 Some(hint) => write!(f, "management endpoint: {e}: {hint}"),
                 None => write!(f, "management endpoint: {e}"),
             },
+            StartError::ManagementUnix(e) => write!(f, "management socket {e}"),
         }
     }
 }
@@ -173,8 +202,11 @@ pub struct Server {
     workers: Vec<WorkerHandle>,
     aggregator: Aggregator,
     mgmt_port: Option<u16>,
+    mgmt_unix: Option<PathBuf>,
     mgmt: Option<Service>,
     writer: Option<thread::JoinHandle<()>>,
+    /// The users' writer, for SIGHUP's reload.
+    changes: crossbeam_channel::Sender<ChangeRequest>,
     reports: crossbeam_channel::Sender<Report>,
     access_log: AccessLog,
     users_file: Option<PathBuf>,
@@ -190,16 +222,28 @@ fn open_access_log(p: &std::path::Path) -> io::Result<Box<dyn Write + Send>> {
 }
 
 /// The users at start: the users file (if any), then the command line's
-/// users over it. When a file is kept, every user gets a stored hash and the
-/// merged table is written back if the command line changed it.
-fn initial_users(cfg: &Config) -> Result<UserTable, StartError> {
+/// users over it. When a file is kept, every user gets a stored hash; the
+/// second value says whether the merged table must be written back, which
+/// [`Server::start`] does only once everything else has started, so that a
+/// start that fails leaves the file as it was.
+fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
     let Some(path) = &cfg.users_file else {
-        return Ok(cfg.users.clone());
+        return Ok((cfg.users.clone(), false));
     };
     let err = |e: String| StartError::UsersFile(path.clone(), e);
     let records = match file::load(path) {
         Ok(r) => r,
         Err(file::FileError::Missing) => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(err(format!(
+                    "the folder {} does not exist; create it first",
+                    dir.display()
+                )));
+            }
             file::create_new(path).map_err(|e| err(e.to_string()))?;
             log::info!("users file {} created", path.display());
             Vec::new()
@@ -210,24 +254,26 @@ fn initial_users(cfg: &Config) -> Result<UserTable, StartError> {
     for r in records {
         table.insert(&r.name, r.role, Secret::from_stored(r.hash));
     }
-    if !cfg.users.is_empty() {
-        for (name, u) in cfg.users.entries() {
-            if u.secret.stored().is_none() {
-                log::warn!(
-                    "user {}: no stored hash; it is not written to the users file",
-                    u.name
-                );
-            }
-            table.insert(name, u.role, u.secret.clone());
+    for (name, u) in cfg.users.entries() {
+        if u.secret.stored().is_none() {
+            log::warn!(
+                "user {}: no stored hash; it is not written to the users file",
+                u.name
+            );
         }
-        file::save(path, &table.records()).map_err(|e| err(e.to_string()))?;
+        table.insert(name, u.role, u.secret.clone());
     }
-    Ok(table)
+    Ok((table, !cfg.users.is_empty()))
 }
 
-/// The management socket, bound to every management address. A kernel
-/// without SCTP gives none and a warning, unless the endpoint is required.
-fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, StartError> {
+/// The management sockets: the Unix one when asked for (any failure is
+/// fatal: the operator named it), and the SCTP one bound to every
+/// management address (a kernel without SCTP gives none and a warning,
+/// unless the endpoint is required). With no administrator, neither.
+fn mgmt_sockets(
+    m: &MgmtConfig,
+    users: &Directory,
+) -> Result<(Option<SctpSocket>, Option<Listener>), StartError> {
     if let Some(ip) = m.addrs.iter().find(|ip| !ip.is_loopback()) {
         log::warn!(
             "management listens on {ip}, not only loopback: log ins and passwords cross \
@@ -239,18 +285,46 @@ fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, 
             "no administrator: the management endpoint stays closed; add one with \
              --admin USER:PASS or with role 'admin' in the users file"
         );
-        return Ok(None);
+        return Ok((None, None));
     }
+    let unix = match &m.unix {
+        Some(u) => {
+            let access = seqpacket::Access {
+                mode: u.mode,
+                group: u.group,
+            };
+            let l = Listener::bind(&u.path, access).map_err(StartError::ManagementUnix)?;
+            if u.mode & 0o007 != 0 {
+                log::warn!(
+                    "management socket {} is open to every local user (mode {:04o}); \
+                     they still have to log in",
+                    u.path.display(),
+                    u.mode
+                );
+            }
+            Some(l)
+        }
+        None => None,
+    };
     match SctpSocket::listen_many(&m.addrs, m.port) {
-        Ok(s) => Ok(Some(s)),
+        Ok(s) => Ok((Some(s), unix)),
         Err(e) if !m.required => {
             let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
-            log::error!(
-                "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
-                 SOCKS service goes on",
-                m.port
-            );
-            Ok(None)
+            match &m.unix {
+                Some(u) => log::error!(
+                    "management endpoint not served over SCTP: SCTP socket on port {}: \
+                     {e}: {hint}; it is served on the Unix socket {}, and SOCKS service \
+                     goes on",
+                    m.port,
+                    u.path.display()
+                ),
+                None => log::error!(
+                    "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
+                     SOCKS service goes on",
+                    m.port
+                ),
+            }
+            Ok((None, unix))
         }
         Err(e) => Err(StartError::Management(e)),
     }
@@ -259,7 +333,8 @@ fn mgmt_socket(m: &MgmtConfig, users: &Directory) -> Result<Option<SctpSocket>, 
 impl Server {
     /// Binds every address, starts the workers and returns at once.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
-        let table = initial_users(&cfg)?;
+        let (mut table, write_back) = initial_users(&cfg)?;
+        table.set_refusal_cost(cfg.hash_cost);
         if cfg.users_file.is_none() {
             log::info!("no users file: user changes will not survive a restart (see --users-file)");
         }
@@ -302,10 +377,11 @@ impl Server {
         .map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
 
-        let mgmt_sock = match &cfg.mgmt {
-            Some(m) => mgmt_socket(m, &users)?,
-            None => None,
+        let (mgmt_sock, mgmt_listener) = match &cfg.mgmt {
+            Some(m) => mgmt_sockets(m, &users)?,
+            None => (None, None),
         };
+        let mgmt_unix = mgmt_listener.as_ref().map(|l| l.path().to_owned());
         let mgmt_port = match &mgmt_sock {
             Some(s) => Some(s.local_port().map_err(StartError::Management)?),
             None => None,
@@ -316,8 +392,9 @@ impl Server {
             .with_max_users(cfg.max_users)
             .spawn(changes_rx)
             .map_err(StartError::Setup)?;
-        let mgmt = match (mgmt_sock, cfg.mgmt.as_ref()) {
-            (Some(sock), Some(m)) => {
+        let mgmt = match (mgmt_sock, mgmt_listener, cfg.mgmt.as_ref()) {
+            (None, None, _) | (_, _, None) => None,
+            (sock, listener, Some(m)) => {
                 let shared = endpoint::Shared {
                     totals: Arc::clone(aggregator.totals()),
                     users: Arc::clone(&users),
@@ -331,11 +408,9 @@ impl Server {
                         ..cfg.penalty.clone()
                     })),
                 };
-                Some(Service::start(sock, shared).map_err(StartError::Setup)?)
+                Some(Service::start(sock, listener, shared).map_err(StartError::Setup)?)
             }
-            _ => None,
         };
-        drop(changes_tx);
         let shared = Shared {
             users: Arc::clone(&users),
             reports: reports.clone(),
@@ -345,6 +420,13 @@ impl Server {
             open: Arc::new(AtomicUsize::new(0)),
             penalties: Arc::new(Penalties::new(cfg.penalty.clone())),
         };
+
+        // Every socket is bound and every thread but the workers runs: the
+        // command line's users may now go into the users file.
+        if write_back && let Some(path) = &cfg.users_file {
+            file::save(path, &users.snapshot().records())
+                .map_err(|e| StartError::UsersFile(path.clone(), e.to_string()))?;
+        }
 
         let mut workers = Vec::with_capacity(n);
         for (i, listeners) in per_worker.into_iter().enumerate() {
@@ -366,8 +448,10 @@ impl Server {
             workers,
             aggregator,
             mgmt_port,
+            mgmt_unix,
             mgmt,
             writer: Some(writer),
+            changes: changes_tx,
             reports,
             access_log: cfg.access_log,
             users_file: cfg.users_file,
@@ -375,8 +459,9 @@ impl Server {
     }
 
     /// What SIGHUP does: reopens the access log file (for log rotation) and
-    /// loads the users file again. Open tunnels are not touched; a user whose
-    /// stored hash did not change keeps its verified password.
+    /// loads the users file again, as RELOAD does over the management
+    /// protocol. Open tunnels are not touched; a user whose stored hash did
+    /// not change keeps its verified password; a bad file changes nothing.
     pub fn reload(&self) {
         if let AccessLog::File(p) = &self.access_log {
             match open_access_log(p) {
@@ -387,36 +472,33 @@ impl Server {
                 Err(e) => log::error!("access log {}: {e}; still writing the old one", p.display()),
             }
         }
-        let Some(path) = &self.users_file else {
+        if self.users_file.is_none() {
             log::info!("no users file to reload");
             return;
+        }
+        // Through the users' writer, so that the reload does not interleave
+        // with a change made over the management protocol; it logs the
+        // outcome itself.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let req = ChangeRequest {
+            change: UserChange::Reload,
+            answer: Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
         };
-        let records = match file::load(path) {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("users file {}: {e}; users unchanged", path.display());
-                return;
-            }
-        };
-        let n = records.len();
-        let _ = self.users.update(|t| -> Result<(), ()> {
-            let mut next = UserTable::new();
-            for r in records {
-                let secret = match t.find(&r.name) {
-                    Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
-                    _ => Secret::from_stored(r.hash),
-                };
-                next.insert(&r.name, r.role, secret);
-            }
-            *t = next;
-            Ok(())
-        });
-        log::info!("users file {} reloaded: {n} user(s)", path.display());
+        if self.changes.send(req).is_err() || rx.recv().is_err() {
+            log::error!("users writer is gone; users unchanged");
+        }
     }
 
-    /// The management SCTP port, when the endpoint is served.
+    /// The management SCTP port, when the endpoint is served over SCTP.
     pub fn mgmt_port(&self) -> Option<u16> {
         self.mgmt_port
+    }
+
+    /// The management Unix socket's path, when it is served.
+    pub fn mgmt_unix(&self) -> Option<&std::path::Path> {
+        self.mgmt_unix.as_deref()
     }
 
     /// The SOCKS addresses actually bound (ephemeral ports filled in).
@@ -453,13 +535,15 @@ impl Server {
         }
         // The aggregator ends when the workers' senders and this one are gone.
         drop(self.reports);
+        // The writer ends when the management thread's sender and this one
+        // are gone.
+        drop(self.changes);
         for w in &self.workers {
             w.wake();
         }
         for w in self.workers {
             w.join();
         }
-        // The management thread held the writer's only sender.
         if let Some(w) = self.writer {
             let _ = w.join();
         }

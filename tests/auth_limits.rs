@@ -182,9 +182,12 @@ fn wrong_passwords_for_a_hash_only_user_hold_memory_fixed() {
     assert_eq!(log_in("127.0.0.3", d.addr, "alice", "alice-pw").0, 0x00);
 }
 
-/// While 127.0.0.2 floods socks5d with wrong passwords (as many at once as
-/// it likes), a client from 127.0.0.3 logs in within about one password
-/// check: sources take turns, so the flood's backlog is not its wait.
+/// While 127.0.0.2 floods socks5d with wrong passwords, keeping its check
+/// lane full, a client from 127.0.0.3 logs in within about one password
+/// check: sources take turns, so the flood's backlog is not its wait. (The
+/// turn order itself is asserted exactly by the check queue's unit test,
+/// `checks_are_served_per_source_in_turn_and_bounded`; this measures it
+/// through the real binary, against the issue's generous bound.)
 #[test]
 fn a_flood_from_one_source_does_not_delay_another() {
     let _one = serial();
@@ -197,7 +200,10 @@ fn a_flood_from_one_source_does_not_delay_another() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
-    let flooders: Vec<_> = (0..32)
+    // Ten at once: as many as the source may have waiting (8) and the
+    // checker threads (2) together, so its lane stays full and the checkers
+    // busy, without the flood's own clients taking the CPUs the checks need.
+    let flooders: Vec<_> = (0..10)
         .map(|_| {
             let (stop, sent, proxy) = (Arc::clone(&stop), Arc::clone(&sent), d.addr);
             thread::spawn(move || {
@@ -211,7 +217,7 @@ fn a_flood_from_one_source_does_not_delay_another() {
         .collect();
     // The flood is under way once its first refusals are back.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while sent.load(Ordering::Relaxed) < 32 {
+    while sent.load(Ordering::Relaxed) < 10 {
         assert!(Instant::now() < deadline, "the flood never got answers");
         thread::yield_now();
     }
@@ -222,7 +228,7 @@ fn a_flood_from_one_source_does_not_delay_another() {
     }
     eprintln!(
         "first log in (Argon2id check): {quiet:?} with no flood, {loaded:?} while 127.0.0.2 \
-         floods with 32 connections ({} refusals answered)",
+         floods with 10 connections ({} refusals answered)",
         sent.load(Ordering::Relaxed)
     );
     assert_eq!(status, 0x00, "alice during the flood");
@@ -363,4 +369,47 @@ fn a_flood_of_failed_handshakes_is_summarised_in_the_access_log() {
         "{}",
         summary[0]
     );
+}
+
+/// A small host's cost: with --hash-memory-kib 1024 the users file's new
+/// hashes use 1 MiB, and so does the dummy check an unknown name costs, so
+/// 70 refusals leave socks5d's memory within a few MiB of its start.
+#[test]
+fn a_lower_argon2id_cost_for_small_hosts() {
+    let _one = serial();
+    let dir = temp_path("auth-small-cost");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let users = dir.join("users");
+    let users = users.to_str().expect("a UTF-8 path");
+    let d = Daemon::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--no-pin",
+        "--users-file",
+        users,
+        "-u",
+        "alice:alice-pw",
+        "--hash-memory-kib",
+        "1024",
+        "--auth-penalty-exempt",
+        "127.0.0.0/8",
+    ]);
+    let text = fs::read_to_string(users).expect("read the users file");
+    assert!(text.contains("$argon2id$v=19$m=1024,t=2,p=1$"), "{text}");
+    let at_start = anon_kib(d.pid());
+    let statuses = flood("127.0.0.2", d.addr, 50, 8);
+    assert!(statuses.iter().all(|&s| s == 0x01), "{statuses:?}");
+    // Unknown names: the dummy check, at the same cost.
+    for _ in 0..20 {
+        assert_eq!(log_in("127.0.0.2", d.addr, "nobody", "x").0, 0x01);
+    }
+    let after = anon_kib(d.pid());
+    eprintln!("anonymous memory: {at_start} KiB at start, {after} KiB after 70 refusals");
+    assert!(
+        after <= at_start + 2 * 1024 + 4 * 1024,
+        "{at_start} -> {after} KiB"
+    );
+    assert_eq!(log_in("127.0.0.3", d.addr, "alice", "alice-pw").0, 0x00);
 }

@@ -88,7 +88,7 @@ fn bad_arguments_give_one_line_and_status_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["-p", "99999"], "99999"),
         (&["-p"], "missing value"),
-        (&["-l", "not-an-ip"], "not-an-ip"),
+        (&["-l", "not an ip"], "not an ip"),
         (&["-u", "nocolon"], "USER:PASS"),
         (&["--bogus"], "--bogus"),
         (&["--workers", "0"], "--workers"),
@@ -128,6 +128,131 @@ fn duplicate_user_message_hides_the_password() {
         "the password leaked: stdout {:?}, stderr {:?}",
         out.stdout,
         out.stderr
+    );
+}
+
+/// Passwords given with -u and --admin vanish from /proc/PID/cmdline (what
+/// ps shows every local user) once socks5d has read them; the names stay,
+/// the users still log in, and one warning says so.
+#[test]
+fn passwords_on_the_command_line_are_hidden_from_other_users() {
+    let d = Daemon::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-u",
+        "alice:wonderland",
+        "--admin=root:hunter2-secret",
+        "--user",
+        "bob:a:b:c",
+    ]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid())).expect("read cmdline");
+    let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    for secret in ["wonderland", "hunter2-secret", "a:b:c"] {
+        assert!(!shown.contains(secret), "{secret:?} in {shown:?}");
+    }
+    for kept in ["alice:", "--admin=root:", "bob:", "-l 127.0.0.1"] {
+        assert!(shown.contains(kept), "{kept:?} not in {shown:?}");
+    }
+    let target = echo_server(BANNER);
+    let mut t = socks_connect(d.addr, Auth::User("alice", "wonderland"), target);
+    exchange(&mut t, b"", BANNER);
+    drop(socks_connect(d.addr, Auth::User("bob", "a:b:c"), target));
+    let warnings = d
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("passwords given with -u or --admin"))
+        .count();
+    assert_eq!(warnings, 1, "{}", d.stderr());
+}
+
+/// A users file in a folder that does not exist: start-up says which
+/// folder is missing.
+#[test]
+fn users_file_in_a_missing_folder_names_the_folder() {
+    let dir = temp_path("no-such-folder");
+    let path = dir.join("users");
+    let out = run_brief(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--users-file",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains(&format!("the folder {} does not exist", dir.display())),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Users given with -u go into the users file only once start-up has
+/// succeeded: a start that fails (its port is taken) leaves the file as it
+/// was.
+#[test]
+fn a_failed_start_leaves_the_users_file_alone() {
+    let dir = temp_path("failed-start");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("users");
+    let users = path.to_str().expect("a UTF-8 path");
+    socks5d::users::file::create_new(&path).expect("an empty users file");
+    let before = std::fs::read(&path).expect("read the users file");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("local_addr").port().to_string();
+    let out = run_brief(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--users-file",
+        users,
+        "-u",
+        "carol:carol-pw",
+    ]);
+    assert!(!out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot listen"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&path).expect("read again"), before);
+}
+
+/// --config: the file's options apply, the command line's win; SIGHUP reads
+/// the file again and names the settings that changed and need a restart.
+#[test]
+fn config_file_then_sighup_names_what_needs_a_restart() {
+    let dir = temp_path("config");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("socks5d.conf");
+    std::fs::write(
+        &path,
+        "listen 127.0.0.1\nport 0\nuser alice:wonderland\nworkers 1\naccess-log off\n",
+    )
+    .expect("write the config");
+    let conf = path.to_str().expect("a UTF-8 path");
+    let d = Daemon::start(&["--config", conf, "--no-pin", "--workers", "2"]);
+    let target = echo_server(BANNER);
+    let mut t = socks_connect(d.addr, Auth::User(USER, PASS), target);
+    exchange(&mut t, b"", BANNER);
+    assert!(d.stderr().contains("2 workers"), "{}", d.stderr());
+    assert!(
+        d.stderr()
+            .contains("holds passwords and others may read it"),
+        "{}",
+        d.stderr()
+    );
+    std::fs::write(
+        &path,
+        "listen 127.0.0.1\nport 0\nuser alice:wonderland\nworkers 4\nidle-timeout 5\n",
+    )
+    .expect("rewrite the config");
+    d.signal(Signal::SIGHUP);
+    let line = d.stderr_line("take effect at the next restart", Duration::from_secs(10));
+    // workers is the command line's; access-log went, idle-timeout came.
+    assert!(
+        line.ends_with("restart: access-log, idle-timeout"),
+        "{line}"
     );
 }
 

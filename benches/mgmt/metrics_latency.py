@@ -2,7 +2,7 @@
 """METRICS round trips over SCTP: p50/p99/p99.9 in microseconds.
 
 Usage: metrics_latency.py PORT ROUNDS USER PASSWORD [PACE_MS]
-Logs in (PROTOCOL.md section 2), then sends ROUNDS METRICS requests one at a
+Logs in (docs/management-protocol.md section 3), then sends ROUNDS METRICS requests one at a
 time on a one-to-one SCTP socket and prints one line of percentiles. With
 PACE_MS, each request is sent that long after the previous one was sent (a
 monitoring poller's way), not at once after its answer.

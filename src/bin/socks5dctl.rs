@@ -1,21 +1,26 @@
 //! socks5dctl: the command-line client of the socks5d management protocol
-//! (docs/management-protocol.md).
+//! (docs/management-protocol.md), over SCTP or over socks5d's Unix-domain
+//! socket.
 
 use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use socks5d::mgmt::wire::{
-    self, Login, LoginStatus, MAX_RESPONSE, Request, Response, Status, metric,
+    self, Login, LoginStatus, MAX_RESPONSE, Request, Response, Status, UserMetrics, metric,
+    user_metric,
 };
-use socks5d::sys::sctp::SctpSocket;
+use socks5d::sys::sctp::{self, SctpSocket};
+use socks5d::sys::seqpacket::Conn;
 use socks5d::users::{Role, valid_name, valid_password};
 
 const USAGE: &str = "\
 Usage: socks5dctl [OPTION]... COMMAND [ARG]...
-Manage a running socks5d over its SCTP management protocol.
+Manage a running socks5d over its management protocol, over SCTP or over its
+Unix-domain socket.
 
 Commands:
   metrics                 every counter
@@ -23,18 +28,26 @@ Commands:
   concurrent              SOCKS connections open now
   bytes                   payload bytes relayed, both directions
   users                   list the users and their roles
+  user-metrics            every user's counters (those the server keeps)
   add-user NAME [--admin] add a user (a proxy user, or an administrator)
   del-user NAME           delete a user
   passwd NAME             change a user's password
+  reload                  make the server read its users file again (as SIGHUP)
 
 Options:
-  -L ADDR                 management address (default: 127.0.0.1)
-  -P PORT                 management SCTP port (default: 8080)
-  -U ADMIN                administrator to log in as (default: $SOCKS5DCTL_USER, else 'admin')
+  -L, --mgmt-listen ADDR  management address (default: 127.0.0.1); give it more
+                          than once for one association over several addresses
+                          of the server (multi-homing, sctp_connectx)
+  -P, --mgmt-port PORT    management SCTP port (default: 8080)
+      --unix PATH         use socks5d's Unix-domain socket at PATH instead of SCTP
+                          (default: $SOCKS5DCTL_UNIX when no -L or -P is given)
+  -U, --user ADMIN        administrator to log in as (default: $SOCKS5DCTL_USER,
+                          else 'admin')
       --password-stdin    read the administrator's password from the first line of
                           standard input (and a new password from the second line)
       --json              print results as JSON
   -h, --help              print this help
+  -v, --version           print the version
 
 Passwords are never taken from the command line. The administrator's password
 comes from --password-stdin, else $SOCKS5DCTL_PASSWORD, else the terminal (not
@@ -44,19 +57,36 @@ input, else $SOCKS5DCTL_NEW_PASSWORD, else the terminal, asked twice.
 Exit status:
   0   success
   2   bad command line
-  3   cannot reach the server (no SCTP, refused, timed out)
+  3   cannot reach the server (no SCTP, no such socket, refused, timed out)
   4   the server broke the protocol
   21  log in refused: wrong user or password, or not an administrator
   22  log in: version not supported        23  log in: server error
   24  log in: malformed message
   11  unsupported version   12  unknown command   13  malformed request
   14  user already exists   15  no such user      16  forbidden: last administrator
-  17  server error: the change could not be made durable
+  17  server error: the change could not be made durable, or reload: the users
+      file could not be read (nothing changed)
   18  limit reached: the user table is full";
 
+/// Where the server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// Its SCTP endpoint: one association to all of these addresses.
+    Sctp(Vec<SocketAddr>),
+    /// Its Unix-domain socket.
+    Unix(PathBuf),
+}
+
+/// What the command line asks for.
+enum Parsed {
+    Help,
+    Version,
+    Run(Args),
+}
+
+#[derive(Debug)]
 struct Args {
-    addr: IpAddr,
-    port: u16,
+    target: Target,
     user: String,
     password_stdin: bool,
     json: bool,
@@ -118,60 +148,109 @@ fn request_text(s: Status) -> &'static str {
             "forbidden: the change would leave the server without an administrator"
         }
         Status::ServerError => {
-            "server error: the change could not be made durable; nothing was changed"
+            "server error: the change could not be made durable (or, for reload, the \
+             users file could not be read); nothing was changed"
         }
         Status::LimitReached => "limit reached: the user table is full",
         Status::Unknown(_) => "unknown status",
     }
 }
 
-fn parse_args() -> Result<Option<Args>, Failure> {
+/// Reads the command line `argv` (without the program name); `env` looks
+/// up an environment variable.
+fn parse_args(
+    argv: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Parsed, Failure> {
     let mut args = Args {
-        addr: IpAddr::from([127, 0, 0, 1]),
-        port: 8080,
-        user: std::env::var("SOCKS5DCTL_USER").unwrap_or_else(|_| "admin".into()),
+        target: Target::Unix(PathBuf::new()),
+        user: env("SOCKS5DCTL_USER").unwrap_or_else(|| "admin".into()),
         password_stdin: false,
         json: false,
         command: String::new(),
         rest: Vec::new(),
     };
-    let mut it = std::env::args().skip(1);
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    let mut port: Option<u16> = None;
+    let mut unix: Option<PathBuf> = None;
+    let mut it = argv.into_iter();
     let usage = |m: String| Failure::Usage(m);
     while let Some(a) = it.next() {
+        // "--opt value" and "--opt=value" alike.
+        let (opt, inline) = match a.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
         let mut value = |name: &str| {
-            it.next()
+            inline
+                .clone()
+                .or_else(|| it.next())
                 .ok_or_else(|| usage(format!("{name}: missing value")))
         };
-        match a.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "-L" => {
-                let v = value("-L")?;
-                let bare = v.trim_start_matches('[').trim_end_matches(']');
-                args.addr = bare
+        match opt.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-v" | "--version" => return Ok(Parsed::Version),
+            "-L" | "--mgmt-listen" => {
+                let v = value(&opt)?;
+                let bare = v
+                    .strip_prefix('[')
+                    .and_then(|b| b.strip_suffix(']'))
+                    .unwrap_or(&v);
+                let ip: IpAddr = bare
                     .parse()
-                    .map_err(|_| usage(format!("-L: '{v}' is not an IP address")))?;
+                    .map_err(|_| usage(format!("{opt}: '{v}' is not an IP address")))?;
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
             }
-            "-P" => {
-                let v = value("-P")?;
-                args.port = v
-                    .parse()
-                    .map_err(|_| usage(format!("-P: '{v}' is not a port")))?;
+            "-P" | "--mgmt-port" => {
+                let v = value(&opt)?;
+                port = Some(
+                    v.parse()
+                        .map_err(|_| usage(format!("{opt}: '{v}' is not a port")))?,
+                );
             }
-            "-U" => args.user = value("-U")?,
-            "--password-stdin" => args.password_stdin = true,
-            "--json" => args.json = true,
-            "--admin" if !args.command.is_empty() => args.rest.push(a),
+            "--unix" => {
+                let v = value(&opt)?;
+                if v.is_empty() {
+                    return Err(usage("--unix: empty path".into()));
+                }
+                unix = Some(PathBuf::from(v));
+            }
+            "-U" | "--user" => args.user = value(&opt)?,
+            "--password-stdin" if inline.is_none() => args.password_stdin = true,
+            "--json" if inline.is_none() => args.json = true,
+            "--admin" if inline.is_none() && !args.command.is_empty() => args.rest.push(a),
             s if s.starts_with('-') && s.len() > 1 => {
-                return Err(usage(format!("unknown option '{}'", s.escape_default())));
+                return Err(usage(format!("unknown option '{}'", a.escape_default())));
             }
             _ if args.command.is_empty() => args.command = a,
             _ => args.rest.push(a),
         }
     }
+    let sctp_given = !addrs.is_empty() || port.is_some();
+    args.target = match unix {
+        Some(_) if sctp_given => {
+            return Err(usage(
+                "--unix and -L/-P name two different transports: give one".into(),
+            ));
+        }
+        Some(path) => Target::Unix(path),
+        None => match env("SOCKS5DCTL_UNIX").filter(|p| !p.is_empty()) {
+            Some(path) if !sctp_given => Target::Unix(PathBuf::from(path)),
+            _ => {
+                if addrs.is_empty() {
+                    addrs.push(IpAddr::from([127, 0, 0, 1]));
+                }
+                let port = port.unwrap_or(8080);
+                Target::Sctp(addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+            }
+        },
+    };
     if args.command.is_empty() {
         return Err(usage("no command".into()));
     }
-    Ok(Some(args))
+    Ok(Parsed::Run(args))
 }
 
 /// Reads passwords: stdin lines, the environment, or the terminal.
@@ -237,29 +316,56 @@ fn prompt(text: &str) -> Result<String, Failure> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-struct Client {
-    sock: SctpSocket,
+/// Why an SCTP socket could not be opened or connected, in words an
+/// operator can act on: the kernel's SCTP hint (the same the server logs),
+/// and the other way in.
+fn sctp_failure(target: &str, e: &io::Error) -> String {
+    match sctp::unsupported_hint(e) {
+        Some(hint) => format!(
+            "cannot connect to {target}: {e}: {hint}; or manage socks5d over its \
+             Unix-domain socket (socks5d --mgmt-unix PATH, socks5dctl --unix PATH)"
+        ),
+        None => format!("cannot connect to {target}: {e}"),
+    }
+}
+
+/// A connection to the server: one SCTP association, or one Unix
+/// connection. Either carries one message per request and per response.
+enum Client {
+    Sctp(SctpSocket),
+    Unix(Conn),
 }
 
 impl Client {
-    fn connect(addr: SocketAddr) -> Result<Client, Failure> {
-        let sock = SctpSocket::connect(addr, Some(Duration::from_secs(10))).map_err(|e| {
-            let hint = socks5d::sys::sctp::unsupported_hint(&e)
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            Failure::Transport(format!("cannot connect to {addr}: {e}{hint}"))
-        })?;
-        Ok(Client { sock })
+    fn connect(target: &Target) -> Result<Client, Failure> {
+        let timeout = Some(Duration::from_secs(10));
+        match target {
+            Target::Sctp(addrs) => SctpSocket::connect_many(addrs, timeout)
+                .map(Client::Sctp)
+                .map_err(|e| {
+                    let names: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                    Failure::Transport(sctp_failure(&names.join(", "), &e))
+                }),
+            Target::Unix(path) => Conn::connect(path, timeout).map(Client::Unix).map_err(|e| {
+                Failure::Transport(format!("cannot connect to {}: {e}", path.display()))
+            }),
+        }
     }
 
     fn exchange(&self, msg: &[u8]) -> Result<Vec<u8>, Failure> {
-        self.sock
-            .send_message(msg)
-            .map_err(|e| Failure::Transport(format!("send: {e}")))?;
-        match self.sock.recv_message(MAX_RESPONSE) {
+        let sent = match self {
+            Client::Sctp(s) => s.send_message(msg),
+            Client::Unix(c) => c.send(msg).map(drop),
+        };
+        sent.map_err(|e| Failure::Transport(format!("send: {e}")))?;
+        let received = match self {
+            Client::Sctp(s) => s.recv_message(MAX_RESPONSE),
+            Client::Unix(c) => c.recv_message(MAX_RESPONSE),
+        };
+        match received {
             Ok(Some(m)) => Ok(m),
             Ok(None) => Err(Failure::Transport(
-                "the server closed the association".into(),
+                "the server closed the connection".into(),
             )),
             Err(e) => Err(Failure::Transport(format!("receive: {e}"))),
         }
@@ -348,14 +454,15 @@ fn run(args: Args) -> Result<(), Failure> {
     // Check the command line before asking for any password.
     let takes_name = matches!(args.command.as_str(), "add-user" | "del-user" | "passwd");
     match args.command.as_str() {
-        "metrics" | "historic" | "concurrent" | "bytes" | "users" if args.rest.is_empty() => {}
+        "metrics" | "historic" | "concurrent" | "bytes" | "users" | "user-metrics" | "reload"
+            if args.rest.is_empty() => {}
         _ if takes_name => {
             name_arg()?;
             if args.command != "add-user" && args.rest.iter().any(|a| a == "--admin") {
                 return Err(Failure::Usage("--admin goes with add-user only".into()));
             }
         }
-        "metrics" | "historic" | "concurrent" | "bytes" | "users" => {
+        "metrics" | "historic" | "concurrent" | "bytes" | "users" | "user-metrics" | "reload" => {
             return Err(Failure::Usage(format!(
                 "{}: takes no argument",
                 args.command
@@ -387,7 +494,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         _ => None,
     };
-    let client = Client::connect(SocketAddr::new(args.addr, args.port))?;
+    let client = Client::connect(&args.target)?;
     client.login(&args.user, &admin_pw)?;
 
     let counter = |cmd: Request<'static>, label: &str, key: &str| -> Result<(), Failure> {
@@ -493,22 +600,102 @@ fn run(args: Args) -> Result<(), Failure> {
                 },
             };
             client.request(&req)?;
-            if args.json {
-                println!("{{\"ok\": true}}");
-            } else {
-                println!("{}: done", args.command);
+            done(&args)
+        }
+        "reload" => {
+            client.request(&Request::Reload)?;
+            done(&args)
+        }
+        "user-metrics" => {
+            let mut all: Vec<UserMetrics> = Vec::new();
+            loop {
+                let offset = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let Response::UserMetrics { total, users } =
+                    client.request(&Request::UserMetrics { offset })?
+                else {
+                    return Err(Failure::Protocol("unexpected response".into()));
+                };
+                let got = users.len();
+                all.extend(users);
+                if got == 0 || all.len() >= total as usize {
+                    break;
+                }
             }
+            print!("{}", user_metrics_text(&all, args.json));
             Ok(())
         }
         _ => unreachable!("checked above"),
     }
 }
 
+/// The answer to a change or a reload that succeeded.
+fn done(args: &Args) -> Result<(), Failure> {
+    if args.json {
+        println!("{{\"ok\": true}}");
+    } else {
+        println!("{}: done", args.command);
+    }
+    Ok(())
+}
+
+fn user_metric_name(id: u8) -> Option<&'static str> {
+    Some(match id {
+        user_metric::SESSIONS => "sessions_opened",
+        user_metric::OPEN => "sessions_open",
+        user_metric::BYTES_UP => "bytes_client_to_target",
+        user_metric::BYTES_DOWN => "bytes_target_to_client",
+        user_metric::AUTH_FAILED => "auth_failures",
+        user_metric::DENIED => "requests_denied",
+        _ => return None,
+    })
+}
+
+/// USER_METRICS as lines (one per user) or as a JSON array of objects;
+/// IDs this client does not know are left out, as the protocol says.
+fn user_metrics_text(users: &[UserMetrics], json: bool) -> String {
+    let known = |u: &UserMetrics| -> Vec<(&'static str, u64)> {
+        u.values
+            .iter()
+            .filter_map(|(id, v)| Some((user_metric_name(*id)?, *v)))
+            .collect()
+    };
+    if json {
+        let body: Vec<String> = users
+            .iter()
+            .map(|u| {
+                let mut fields = vec![format!("\"name\": {}", json_string(&u.name))];
+                fields.extend(known(u).iter().map(|(k, v)| format!("\"{k}\": {v}")));
+                format!("{{{}}}", fields.join(", "))
+            })
+            .collect();
+        return format!("[{}]\n", body.join(", "));
+    }
+    let mut out = String::new();
+    for u in users {
+        let values = known(u);
+        let name = String::from_utf8_lossy(&u.name);
+        if values.is_empty() {
+            out.push_str(&format!("{name}: no counters kept\n"));
+        } else {
+            let list: Vec<String> = values
+                .iter()
+                .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
+                .collect();
+            out.push_str(&format!("{name}: {}\n", list.join(", ")));
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+    let args = match parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help) => {
             println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("socks5dctl {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(f) => {
@@ -522,5 +709,152 @@ fn main() -> ExitCode {
             eprintln!("socks5dctl: {}", f.message());
             ExitCode::from(f.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str], env: &[(&str, &str)]) -> Result<Args, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let look = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse_args(argv.iter().map(|a| a.to_string()), look) {
+            Ok(Parsed::Run(a)) => Ok(a),
+            Ok(Parsed::Help) => Err("help".into()),
+            Ok(Parsed::Version) => Err("version".into()),
+            Err(f) => Err(f.message()),
+        }
+    }
+
+    fn sctp(addrs: &[&str]) -> Target {
+        Target::Sctp(addrs.iter().map(|a| a.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn short_and_long_options_alike() {
+        let short = parse(&["-L", "::1", "-P", "9000", "-U", "root", "metrics"], &[]).unwrap();
+        for long in [
+            &[
+                "--mgmt-listen",
+                "::1",
+                "--mgmt-port",
+                "9000",
+                "--user",
+                "root",
+                "metrics",
+            ][..],
+            &[
+                "--mgmt-listen=[::1]",
+                "--mgmt-port=9000",
+                "--user=root",
+                "metrics",
+            ],
+        ] {
+            let a = parse(long, &[]).unwrap();
+            assert_eq!(a.target, short.target, "{long:?}");
+            assert_eq!(a.user, "root");
+        }
+        assert_eq!(short.target, sctp(&["[::1]:9000"]));
+        assert_eq!(parse(&["--version"], &[]).unwrap_err(), "version");
+        assert_eq!(parse(&["-v"], &[]).unwrap_err(), "version");
+        assert_eq!(parse(&["--help"], &[]).unwrap_err(), "help");
+    }
+
+    #[test]
+    fn several_addresses_make_one_target() {
+        let a = parse(
+            &["-L", "127.0.0.1", "-L", "::1", "-P", "8081", "users"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.target, sctp(&["127.0.0.1:8081", "[::1]:8081"]));
+        let d = parse(&["users"], &[]).unwrap();
+        assert_eq!(d.target, sctp(&["127.0.0.1:8080"]));
+    }
+
+    #[test]
+    fn the_unix_socket_from_the_option_or_the_environment() {
+        let unix = |p: &str| Target::Unix(PathBuf::from(p));
+        let env = [("SOCKS5DCTL_UNIX", "/run/s.sock")];
+        assert_eq!(
+            parse(&["--unix", "/x", "reload"], &[]).unwrap().target,
+            unix("/x")
+        );
+        assert_eq!(
+            parse(&["--unix=/x", "reload"], &env).unwrap().target,
+            unix("/x")
+        );
+        assert_eq!(
+            parse(&["reload"], &env).unwrap().target,
+            unix("/run/s.sock")
+        );
+        // -L or -P on the command line wins over the environment.
+        let a = parse(&["-P", "9", "reload"], &env).unwrap();
+        assert_eq!(a.target, sctp(&["127.0.0.1:9"]));
+        let e = parse(&["--unix", "/x", "-L", "::1", "reload"], &[]).unwrap_err();
+        assert!(e.contains("two different transports"), "{e}");
+        assert!(parse(&["--unix", "", "reload"], &[]).is_err());
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        for argv in [
+            &["-L", "example.com", "users"][..],
+            &["-P", "x", "users"],
+            &["--mgmt-port"],
+            &["--frob", "users"],
+            &["--json=1", "users"],
+            &[],
+        ] {
+            assert!(parse(argv, &[]).is_err(), "{argv:?}");
+        }
+    }
+
+    /// The same explanation as the server's, for both errno values a
+    /// kernel without SCTP gives, and the way in without SCTP.
+    #[test]
+    fn no_sctp_is_explained_for_both_errnos() {
+        for errno in [libc::EPROTONOSUPPORT, libc::ESOCKTNOSUPPORT] {
+            let e = io::Error::from_raw_os_error(errno);
+            let text = sctp_failure("127.0.0.1:8080", &e);
+            let hint = sctp::unsupported_hint(&e).unwrap();
+            assert!(text.contains(hint), "{text}");
+            assert!(text.contains(&format!("os error {errno}")), "{text}");
+            assert!(text.contains("--unix PATH"), "{text}");
+        }
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert!(!sctp_failure("x", &refused).contains("modprobe"));
+    }
+
+    #[test]
+    fn user_metrics_human_and_json() {
+        let users = [
+            UserMetrics {
+                name: b"alice".to_vec(),
+                values: vec![
+                    (user_metric::SESSIONS, 3),
+                    (0xEE, 9),
+                    (user_metric::BYTES_UP, 100),
+                ],
+            },
+            UserMetrics {
+                name: b"b\"ob".to_vec(),
+                values: vec![],
+            },
+        ];
+        assert_eq!(
+            user_metrics_text(&users, false),
+            "alice: sessions opened 3, bytes client to target 100\nb\"ob: no counters kept\n"
+        );
+        assert_eq!(
+            user_metrics_text(&users, true),
+            "[{\"name\": \"alice\", \"sessions_opened\": 3, \"bytes_client_to_target\": 100}, \
+             {\"name\": \"b\\\"ob\"}]\n"
+        );
+        assert_eq!(user_metrics_text(&[], true), "[]\n");
     }
 }

@@ -1,13 +1,14 @@
 //! Management associations that have not logged in: the order they arrived
 //! in, the end of their log-in grace time, which one gives way when too
 //! many wait, and a bounded log of those aborts. No I/O and no clock: the
-//! endpoint passes `now` and says what each association is doing.
+//! endpoint passes `now` and says what each association is doing. An
+//! association is known by a key of the endpoint's choosing (an SCTP
+//! association id, or which Unix connection), so both transports share one
+//! queue and one cap.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
-
-use crate::sys::sctp::AssocId;
 
 /// At most one log line about aborts before log in per this interval,
 /// however many associations a flood brings.
@@ -31,8 +32,8 @@ pub enum Standing {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    assoc: AssocId,
+struct Entry<K> {
+    assoc: K,
     serial: u64,
     since: Instant,
 }
@@ -44,17 +45,26 @@ struct Entry {
 /// in and leaving cost nothing here, and the common eviction (the oldest
 /// entry, which has sent nothing) is O(1). Compaction keeps the queue
 /// within twice the live entries plus a constant.
-#[derive(Debug, Default)]
-pub struct Arrivals {
-    queue: VecDeque<Entry>,
+#[derive(Debug)]
+pub struct Arrivals<K> {
+    queue: VecDeque<Entry<K>>,
     serial: u64,
 }
 
-impl Arrivals {
+impl<K> Default for Arrivals<K> {
+    fn default() -> Self {
+        Arrivals {
+            queue: VecDeque::new(),
+            serial: 0,
+        }
+    }
+}
+
+impl<K: Copy> Arrivals<K> {
     /// Records an association admitted at `now`. Returns its serial
     /// number, which tells its entry from that of an earlier association
     /// under the same id (after an SCTP restart).
-    pub fn push(&mut self, assoc: AssocId, now: Instant) -> u64 {
+    pub fn push(&mut self, assoc: K, now: Instant) -> u64 {
         self.serial += 1;
         self.queue.push_back(Entry {
             assoc,
@@ -87,8 +97,8 @@ impl Arrivals {
         &mut self,
         now: Instant,
         grace: Duration,
-        standing: impl Fn(AssocId, u64) -> Standing,
-    ) -> Option<AssocId> {
+        standing: impl Fn(K, u64) -> Standing,
+    ) -> Option<K> {
         self.drop_stale_front(&standing);
         let e = self.queue.front()?;
         if now < e.since + grace {
@@ -113,7 +123,7 @@ impl Arrivals {
     /// Only entries under check (and stale ones among them) are passed
     /// over, and those number at most the cap, so the scan is bounded by
     /// the cap, not by the associations a flood brings.
-    pub fn victim(&mut self, standing: impl Fn(AssocId, u64) -> Standing) -> Option<AssocId> {
+    pub fn victim(&mut self, standing: impl Fn(K, u64) -> Standing) -> Option<K> {
         self.drop_stale_front(&standing);
         let i = self
             .queue
@@ -130,14 +140,14 @@ impl Arrivals {
     /// Drops every stale entry once they outnumber the `live` ones, so the
     /// queue stays within twice the live entries plus a constant, at an
     /// amortized O(1) per entry.
-    pub fn compact(&mut self, live: usize, standing: impl Fn(AssocId, u64) -> Standing) {
+    pub fn compact(&mut self, live: usize, standing: impl Fn(K, u64) -> Standing) {
         if self.queue.len() > 2 * live + SLACK {
             self.queue
                 .retain(|e| standing(e.assoc, e.serial) != Standing::Gone);
         }
     }
 
-    fn drop_stale_front(&mut self, standing: &impl Fn(AssocId, u64) -> Standing) {
+    fn drop_stale_front(&mut self, standing: &impl Fn(K, u64) -> Standing) {
         while let Some(e) = self.queue.front() {
             if standing(e.assoc, e.serial) != Standing::Gone {
                 return;
@@ -238,6 +248,8 @@ mod tests {
 
     use super::*;
 
+    type AssocId = i32;
+
     const GRACE: Duration = Duration::from_secs(10);
 
     /// What the fake endpoint knows of each association: its serial number
@@ -251,7 +263,7 @@ mod tests {
         }
     }
 
-    fn admit(q: &mut Arrivals, w: &mut World, id: AssocId, now: Instant) {
+    fn admit(q: &mut Arrivals<AssocId>, w: &mut World, id: AssocId, now: Instant) {
         let serial = q.push(id, now);
         w.insert(id, (serial, Standing::Waiting));
     }

@@ -1,5 +1,6 @@
-//! The management thread: the endpoint's SCTP socket in a `mio::Poll` of its
-//! own, apart from the SOCKS workers.
+//! The management thread: the endpoint's sockets (SCTP and Unix-domain,
+//! either or both) in a `mio::Poll` of their own, apart from the SOCKS
+//! workers.
 //!
 //! A worker that also served the endpoint answered a query only after the
 //! batch of SOCKS events it was in; at full handshake load in the UML
@@ -8,22 +9,17 @@
 //! it as soon as it wakes, however busy the workers are.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Waker};
 
-use super::endpoint::{Endpoint, Shared};
-use crate::reactor::Inbound;
+use super::endpoint::{Endpoint, Reply, Shared, WAKER_TOKEN};
 use crate::sys::sctp::SctpSocket;
-
-const SOCKET: Token = Token(0);
-const WAKER: Token = Token(1);
+use crate::sys::seqpacket::Listener;
 
 /// The running management thread.
 #[derive(Debug)]
@@ -34,17 +30,24 @@ pub struct Service {
 }
 
 impl Service {
-    /// Serves `sock` (listening, non-blocking) on a new thread.
-    pub fn start(sock: SctpSocket, shared: Shared) -> io::Result<Service> {
+    /// Serves `sctp` and `unix` (listening, non-blocking; either may be
+    /// absent) on a new thread.
+    pub fn start(
+        sctp: Option<SctpSocket>,
+        unix: Option<Listener>,
+        shared: Shared,
+    ) -> io::Result<Service> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        poll.registry().register(
-            &mut SourceFd(&sock.as_raw_fd()),
-            SOCKET,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
         let (inbox_tx, inbox) = crossbeam_channel::unbounded();
-        let endpoint = Endpoint::new(sock, shared, inbox_tx, Arc::clone(&waker));
+        let endpoint = Endpoint::new(
+            sctp,
+            unix,
+            poll.registry().try_clone()?,
+            shared,
+            inbox_tx,
+            Arc::clone(&waker),
+        )?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let thread = thread::Builder::new().name("mgmt".into()).spawn(move || {
@@ -59,8 +62,8 @@ impl Service {
         })
     }
 
-    /// Stops the thread and waits for it; open associations are closed with
-    /// the socket.
+    /// Stops the thread and waits for it; open sessions are closed with the
+    /// sockets, and the Unix socket's file is removed.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.waker.wake();
@@ -71,14 +74,14 @@ impl Service {
 fn run(
     mut poll: Poll,
     mut endpoint: Endpoint,
-    inbox: &Receiver<Inbound>,
+    inbox: &Receiver<Reply>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
-    let mut events = Events::with_capacity(16);
-    // Input left over from a turn whose budget ran out: no new edge comes.
-    let mut again = false;
+    let mut events = Events::with_capacity(64);
     loop {
-        let timeout = if again {
+        // Input left over from a turn whose budget ran out: no new edge
+        // comes for it.
+        let timeout = if endpoint.has_input() {
             Some(Duration::ZERO)
         } else {
             endpoint
@@ -94,14 +97,14 @@ fn run(
             return Ok(());
         }
         let now = Instant::now();
-        again |= events.iter().any(|ev| ev.token() == SOCKET);
-        while let Ok(msg) = inbox.try_recv() {
-            if let Inbound::Mgmt(reply) = msg {
-                endpoint.on_reply(reply, now);
-            }
+        for ev in events.iter() {
+            endpoint.on_event(ev.token());
         }
-        if again {
-            again = endpoint.on_ready(now);
+        while let Ok(reply) = inbox.try_recv() {
+            endpoint.on_reply(reply, now);
+        }
+        if endpoint.has_input() {
+            endpoint.on_ready(now);
         }
         if endpoint.next_deadline().is_some_and(|d| d <= now) {
             endpoint.tick(now);

@@ -13,15 +13,14 @@
 //! endpoint knows how many sessions are open.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Arc;
 
 use crate::metrics::Snapshot;
 use crate::mgmt::wire::{
     self, Command, Login, LoginStatus, MAX_LIST, Request, RequestError, Status, metric,
 };
-use crate::socks5::session::{Credentials, wipe};
-use crate::users::{Role, UserTable};
+pub use crate::users::store::UserChange;
+use crate::users::{Credentials, Role, UserError, UserTable};
 
 /// Requests a client may send ahead of the responses before its association
 /// is aborted: enough for any honest pipelining, a bound for the rest.
@@ -33,63 +32,32 @@ pub trait Backend {
     fn metrics(&self) -> Snapshot;
     /// The user table now.
     fn users(&self) -> Arc<UserTable>;
+    /// The per-user counters of `user` (USER_METRICS IDs and values), as
+    /// many as the server keeps.
+    fn user_metrics(&self, user: &[u8]) -> Vec<(u8, u64)>;
 }
 
-/// A change to the user table, made by the users' writer.
-pub enum UserChange {
-    /// ADD_USER.
-    Add {
-        /// Name.
-        name: Vec<u8>,
-        /// Password (wiped on drop).
-        password: Vec<u8>,
-        /// Role.
-        role: Role,
-    },
-    /// DELETE_USER.
-    Delete {
-        /// Name.
-        name: Vec<u8>,
-    },
-    /// SET_PASSWORD.
-    SetPassword {
-        /// Name.
-        name: Vec<u8>,
-        /// New password (wiped on drop).
-        password: Vec<u8>,
-    },
-}
-
-impl UserChange {
-    /// The command this change answers.
-    pub fn command(&self) -> Command {
-        match self {
-            UserChange::Add { .. } => Command::AddUser,
-            UserChange::Delete { .. } => Command::DeleteUser,
-            UserChange::SetPassword { .. } => Command::SetPassword,
-        }
+/// The command a user change answers.
+pub fn command_of(change: &UserChange) -> Command {
+    match change {
+        UserChange::Add { .. } => Command::AddUser,
+        UserChange::Delete { .. } => Command::DeleteUser,
+        UserChange::SetPassword { .. } => Command::SetPassword,
+        UserChange::Reload => Command::Reload,
     }
 }
 
-impl Drop for UserChange {
-    fn drop(&mut self) {
-        match self {
-            UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
-                wipe(password)
-            }
-            UserChange::Delete { .. } => {}
-        }
-    }
-}
-
-impl fmt::Debug for UserChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (cmd, name) = match self {
-            UserChange::Add { name, .. } => ("Add", name),
-            UserChange::Delete { name } => ("Delete", name),
-            UserChange::SetPassword { name, .. } => ("SetPassword", name),
-        };
-        write!(f, "UserChange::{cmd}({:?})", String::from_utf8_lossy(name))
+/// The response status for the users' writer's answer (section 4).
+pub fn status_of(result: Result<(), UserError>) -> Status {
+    match result {
+        Ok(()) => Status::Success,
+        Err(UserError::Exists) => Status::UserExists,
+        Err(UserError::NoSuchUser) => Status::NoSuchUser,
+        Err(UserError::LastAdmin) => Status::Forbidden,
+        // RELOAD: "on a bad file nothing changes and the status is X'07'".
+        Err(UserError::NotDurable | UserError::Unreadable) => Status::ServerError,
+        Err(UserError::Full) => Status::LimitReached,
+        Err(UserError::InvalidName | UserError::InvalidPassword) => Status::Malformed,
     }
 }
 
@@ -193,6 +161,17 @@ impl Session {
         self.state == State::Closed
     }
 
+    /// Whether nothing is under way: no log in or change waits for an
+    /// answer, no request waits behind one, and no action waits to be
+    /// taken. A peer that has sent its last message may be closed then.
+    pub fn is_idle(&self) -> bool {
+        matches!(
+            self.state,
+            State::LoggingIn | State::Established | State::Closed
+        ) && self.pending.is_empty()
+            && self.out.is_empty()
+    }
+
     /// The next thing to do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.out.pop_front()
@@ -273,7 +252,7 @@ impl Session {
     /// The answer to `Action::ClaimSlot`: whether the session got a place.
     ///
     /// Without one the log in is refused with X'03' (server error) and the
-    /// association closed gracefully (PROTOCOL section 2), not aborted: the
+    /// association closed gracefully (docs/management-protocol.md section 3), not aborted: the
     /// administrator learns why, and the answer comes only after good
     /// credentials, so an unauthenticated peer cannot tell from it how many
     /// sessions are open, and a wrong password still gets X'01' alone.
@@ -293,7 +272,7 @@ impl Session {
         self.run_pending(backend);
     }
 
-    /// PROTOCOL section 2: "After any status other than X'00' the server
+    /// docs/management-protocol.md section 3: "After any status other than X'00' the server
     /// sends the reply and then closes the association gracefully."
     fn refuse(&mut self, stream: u16, status: LoginStatus) {
         self.send(stream, wire::emit_login_reply(status).to_vec());
@@ -388,6 +367,24 @@ impl Session {
                     password: password.to_vec(),
                 },
             ),
+            Request::UserMetrics { offset } => {
+                // "sorted and paged exactly like LIST_USERS".
+                let users = backend.users();
+                let total = u32::try_from(users.len()).unwrap_or(u32::MAX);
+                let page: Vec<_> = users
+                    .entries()
+                    .skip(offset as usize)
+                    .take(MAX_LIST)
+                    .map(|(name, _)| (name, backend.user_metrics(name)))
+                    .collect();
+                let mut out = Vec::new();
+                let entries = page.iter().map(|(name, values)| (*name, &values[..]));
+                wire::emit_user_metrics(total, entries, &mut out);
+                self.send(stream, out);
+            }
+            // The users' writer reads the file, so that a reload never
+            // interleaves with a user change.
+            Request::Reload => self.change(stream, cmd, UserChange::Reload),
         }
     }
 

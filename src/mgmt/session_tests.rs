@@ -19,6 +19,13 @@ impl Backend for Fake {
     fn users(&self) -> Arc<UserTable> {
         Arc::clone(&self.users)
     }
+    /// Made-up counters, a different number of them per user, so that the
+    /// test sees they are carried as given.
+    fn user_metrics(&self, user: &[u8]) -> Vec<(u8, u64)> {
+        (1..=user.len() as u8)
+            .map(|id| (id, u64::from(id) * 100))
+            .collect()
+    }
 }
 
 const CHEAP: Cost = Cost {
@@ -284,6 +291,49 @@ fn list_users_pages_in_name_order() {
 }
 
 #[test]
+fn user_metrics_pages_in_name_order_with_the_backends_values() {
+    let b = backend();
+    let mut s = logged_in(&b);
+    s.handle_message(0, &[1, 9, 0, 0, 0, 1], &b).unwrap();
+    s.handle_message(0, &[1, 9, 0, 0, 0, 3], &b).unwrap();
+    let out = sent(&mut s);
+    let Some(wire::Response::UserMetrics { total, users }) =
+        wire::Response::parse(&out[0].1, Command::UserMetrics)
+    else {
+        panic!("{:02x?}", out[0].1)
+    };
+    assert_eq!(total, 3);
+    let got: Vec<(&[u8], usize)> = users
+        .iter()
+        .map(|u| (&u.name[..], u.values.len()))
+        .collect();
+    // bob, carol, root; from offset 1: carol (5 values), root (4).
+    assert_eq!(got, [(&b"carol"[..], 5), (&b"root"[..], 4)]);
+    assert_eq!(users[1].values[3], (4, 400));
+    assert_eq!(out[1].1, [1, 0, 9, 0, 0, 0, 3, 0, 0]);
+}
+
+#[test]
+fn reload_goes_to_the_writer_and_its_status_is_the_answer() {
+    let b = backend();
+    let mut s = logged_in(&b);
+    s.handle_message(7, &[1, 0x0A], &b).unwrap();
+    let Some(Action::Change(UserChange::Reload)) = s.poll_action() else {
+        panic!("RELOAD is a change")
+    };
+    s.handle_message(7, &[1, 1], &b).unwrap();
+    assert!(s.poll_action().is_none(), "requests wait behind it");
+    s.change_done(status_of(Err(UserError::Unreadable)), &b);
+    s.handle_message(7, &[1, 0x0A], &b).unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(matches!(&out[0], Action::Send { stream: 7, message } if message == &[1, 7, 0x0A]));
+    assert!(matches!(&out[1], Action::Send { message, .. } if message[..3] == [1, 0, 1]));
+    assert!(matches!(out[2], Action::Change(UserChange::Reload)));
+    s.change_done(Status::Success, &b);
+    assert_eq!(sent(&mut s), [(7, vec![1, 0, 0x0A])]);
+}
+
+#[test]
 fn user_changes_wait_for_the_writer_and_keep_order() {
     let b = backend();
     let mut s = logged_in(&b);
@@ -313,13 +363,13 @@ fn bad_requests_get_a_status_and_the_session_goes_on() {
     let b = backend();
     let mut s = logged_in(&b);
     s.handle_message(0, &[2, 1], &b).unwrap();
-    s.handle_message(0, &[1, 9], &b).unwrap();
+    s.handle_message(0, &[1, 0x0B], &b).unwrap();
     s.handle_message(0, &[1, 1, 0], &b).unwrap();
     s.handle_message(0, &[1], &b).unwrap();
     s.handle_message(0, &[1, 2], &b).unwrap();
     let out = sent(&mut s);
     assert_eq!(out[0].1, [1, 1, 1]);
-    assert_eq!(out[1].1, [1, 2, 9]);
+    assert_eq!(out[1].1, [1, 2, 0x0B]);
     assert_eq!(out[2].1, [1, 3, 1]);
     assert_eq!(out[3].1, [1, 3, 0]);
     assert_eq!(out[4].1[..3], [1, 0, 2]);
@@ -365,4 +415,33 @@ fn a_throttled_log_in_is_refused_unchecked_like_a_wrong_password() {
     assert!(matches!(&out[0], Action::Send { message, .. } if message == &[1, 1]));
     assert!(matches!(out[1], Action::Shutdown));
     assert!(s.is_closed());
+}
+
+/// Idle: nothing under way. A check, a change or a request waiting behind
+/// one is not; the endpoint closes a Unix peer that has shut its side
+/// down only when idle, so that it gets every answer first.
+#[test]
+fn idle_only_when_nothing_is_under_way() {
+    let b = backend();
+    let mut s = Session::new();
+    assert!(s.is_idle(), "waiting for a log in");
+    s.handle_message(0, &login(b"carol", b"carolpw"), &b)
+        .unwrap();
+    assert!(!s.is_idle(), "an action to take");
+    let Some(Action::CheckLogin(_)) = s.poll_action() else {
+        panic!("a check")
+    };
+    assert!(!s.is_idle(), "the check under way");
+    s.handle_message(0, &[1, 1], &b).unwrap();
+    s.login_checked(Some(Arc::from("carol")), &b);
+    claim(&mut s, true, &b);
+    assert!(!s.is_idle(), "answers to send");
+    assert_eq!(sent(&mut s).len(), 2);
+    assert!(s.is_idle(), "logged in, all answered");
+    s.handle_message(0, &[1, 7, 1, b'x'], &b).unwrap();
+    assert!(matches!(s.poll_action(), Some(Action::Change(_))));
+    assert!(!s.is_idle(), "a change under way");
+    s.change_done(Status::NoSuchUser, &b);
+    assert_eq!(sent(&mut s).len(), 1);
+    assert!(s.is_idle());
 }

@@ -1,8 +1,9 @@
-//! Management protocol messages (shared/PROTOCOL.md, docs/management-protocol.md):
+//! Management protocol messages (docs/management-protocol.md):
 //! parse and emit, with no I/O.
 //!
 //! SCTP delivers whole messages (the transport reassembles a message sent in
-//! parts), so every parser here takes one complete message and there is no
+//! parts), and so does a Unix-domain SOCK_SEQPACKET socket (one packet, one
+//! message), so every parser here takes one complete message and there is no
 //! partial state: a message is valid exactly as it stands or it is not. Parsers
 //! read untrusted bytes through a small cursor whose every access is checked, so no
 //! input can make them panic.
@@ -294,7 +295,11 @@ pub enum Command {
     DeleteUser,
     /// X'08' SET_PASSWORD.
     SetPassword,
-    /// Any other value: X'09' to X'7F' reserved, X'80' to X'FE' private, and
+    /// X'09' USER_METRICS.
+    UserMetrics,
+    /// X'0A' RELOAD.
+    Reload,
+    /// Any other value: X'0B' to X'7F' reserved, X'80' to X'FE' private, and
     /// X'00' and X'FF', which the protocol never assigns.
     Unknown(u8),
 }
@@ -310,6 +315,8 @@ impl From<u8> for Command {
             0x06 => Command::AddUser,
             0x07 => Command::DeleteUser,
             0x08 => Command::SetPassword,
+            0x09 => Command::UserMetrics,
+            0x0A => Command::Reload,
             other => Command::Unknown(other),
         }
     }
@@ -326,6 +333,8 @@ impl From<Command> for u8 {
             Command::AddUser => 0x06,
             Command::DeleteUser => 0x07,
             Command::SetPassword => 0x08,
+            Command::UserMetrics => 0x09,
+            Command::Reload => 0x0A,
             Command::Unknown(b) => b,
         }
     }
@@ -466,6 +475,23 @@ pub mod metric {
     pub const LOG_SUPPRESSED: u8 = 0x86;
 }
 
+/// USER_METRICS IDs (section 3), per user. A client ignores IDs it does not
+/// know.
+pub mod user_metric {
+    /// X'01' SOCKS sessions the user opened since start.
+    pub const SESSIONS: u8 = 0x01;
+    /// X'02' the user's SOCKS sessions open now.
+    pub const OPEN: u8 = 0x02;
+    /// X'03' bytes relayed client to target.
+    pub const BYTES_UP: u8 = 0x03;
+    /// X'04' bytes relayed target to client.
+    pub const BYTES_DOWN: u8 = 0x04;
+    /// X'05' failed authentications with the user's name.
+    pub const AUTH_FAILED: u8 = 0x05;
+    /// X'06' requests of the user denied by the access rules.
+    pub const DENIED: u8 = 0x06;
+}
+
 // ---------------------------------------------------------------- requests
 
 /// A request after log in (section 3).
@@ -513,6 +539,13 @@ pub enum Request<'a> {
         /// A valid password.
         password: &'a [u8],
     },
+    /// X'09' USER_METRICS: OFFSET (u32).
+    UserMetrics {
+        /// The index, in name order, of the first user wanted.
+        offset: u32,
+    },
+    /// X'0A' RELOAD, no ARGS.
+    Reload,
 }
 
 // "Passwords never appear in any log, reply or error message."
@@ -541,6 +574,11 @@ impl fmt::Debug for Request<'_> {
                 .field("username", &debug_bytes(username))
                 .field("password", &"<redacted>")
                 .finish(),
+            Request::UserMetrics { offset } => f
+                .debug_struct("UserMetrics")
+                .field("offset", offset)
+                .finish(),
+            Request::Reload => f.write_str("Reload"),
         }
     }
 }
@@ -582,7 +620,7 @@ impl<'a> Request<'a> {
             return Err(fail(Status::UnsupportedVersion));
         }
         let cmd = r.u8().ok_or(fail(Status::Malformed))?;
-        // X'09' to X'7F' are reserved and X'80' to X'FE' private; X'00' and X'FF'
+        // X'0B' to X'7F' are reserved and X'80' to X'FE' private; X'00' and X'FF'
         // are assigned to nothing either: all are "unknown command" (X'02').
         if let Command::Unknown(_) = Command::from(cmd) {
             return Err(fail(Status::UnknownCommand));
@@ -614,6 +652,8 @@ impl<'a> Request<'a> {
                 username: r.name()?,
                 password: r.password()?,
             },
+            Command::UserMetrics => Request::UserMetrics { offset: r.u32()? },
+            Command::Reload => Request::Reload,
             // Refused as X'02' by `parse` before it gets here.
             Command::Unknown(_) => return None,
         };
@@ -631,6 +671,8 @@ impl<'a> Request<'a> {
             Request::AddUser { .. } => Command::AddUser,
             Request::DeleteUser { .. } => Command::DeleteUser,
             Request::SetPassword { .. } => Command::SetPassword,
+            Request::UserMetrics { .. } => Command::UserMetrics,
+            Request::Reload => Command::Reload,
         }
     }
 
@@ -640,8 +682,9 @@ impl<'a> Request<'a> {
             Request::HistoricConnections
             | Request::ConcurrentConnections
             | Request::BytesTransferred
-            | Request::Metrics => 0,
-            Request::ListUsers { .. } => 4,
+            | Request::Metrics
+            | Request::Reload => 0,
+            Request::ListUsers { .. } | Request::UserMetrics { .. } => 4,
             Request::AddUser {
                 username, password, ..
             } => 1 + string_len(username) + string_len(password),
@@ -667,8 +710,11 @@ impl<'a> Request<'a> {
             Request::HistoricConnections
             | Request::ConcurrentConnections
             | Request::BytesTransferred
-            | Request::Metrics => {}
-            Request::ListUsers { offset } => out.extend_from_slice(&offset.to_be_bytes()),
+            | Request::Metrics
+            | Request::Reload => {}
+            Request::ListUsers { offset } | Request::UserMetrics { offset } => {
+                out.extend_from_slice(&offset.to_be_bytes())
+            }
             Request::AddUser {
                 role,
                 username,
@@ -770,6 +816,61 @@ pub fn emit_list_users<'u>(
     count
 }
 
+/// A user's name and its USER_METRICS (ID, VALUE) pairs, as
+/// [`emit_user_metrics`] takes them.
+pub type UserEntry<'u> = (&'u [u8], &'u [(u8, u64)]);
+
+/// Appends the success response of USER_METRICS: TOTAL, COUNT, then COUNT
+/// times ULEN UNAME N and N times ID VALUE; returns COUNT.
+///
+/// Paged "exactly like LIST_USERS": `users` are the users from the
+/// requested OFFSET on, in name order, each with its (ID, VALUE) pairs; COUNT
+/// stops at 1000 or before the first entry that would take the message past
+/// [`MAX_RESPONSE`] bytes.
+///
+/// # Panics
+/// If a name is empty or longer than 255 bytes, or a user has more than 255
+/// values.
+pub fn emit_user_metrics<'u>(
+    total: u32,
+    users: impl Iterator<Item = UserEntry<'u>>,
+    out: &mut Vec<u8>,
+) -> u16 {
+    let start = out.len();
+    out.reserve(RESPONSE_HEADER_LEN + LIST_HEADER_LEN);
+    emit_response(Status::Success, Command::UserMetrics.into(), &[], out);
+    out.extend_from_slice(&total.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes()); // COUNT, written below
+    let mut count: u16 = 0;
+    for (name, values) in users.take(MAX_LIST) {
+        debug_assert!(!name.is_empty(), "an empty user name");
+        let n = u8::try_from(values.len()).expect("at most 255 values per user");
+        let entry = string_len(name) + 1 + values.len() * 9;
+        if out.len() - start + entry > MAX_RESPONSE {
+            break;
+        }
+        emit_string(name, out);
+        out.push(n);
+        for (id, value) in values {
+            out.push(*id);
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        count += 1;
+    }
+    let at = start + LIST_COUNT.start..start + LIST_COUNT.end;
+    out[at].copy_from_slice(&count.to_be_bytes());
+    count
+}
+
+/// One user's entry in a USER_METRICS response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMetrics {
+    /// The user's name.
+    pub name: Vec<u8>,
+    /// (ID, VALUE) pairs in the order sent, unknown IDs included.
+    pub values: Vec<(u8, u64)>,
+}
+
 /// A response, as a client reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
@@ -780,7 +881,8 @@ pub enum Response {
         /// The echoed CMD.
         command: u8,
     },
-    /// Success of a command without DATA (ADD_USER, DELETE_USER, SET_PASSWORD).
+    /// Success of a command without DATA (ADD_USER, DELETE_USER, SET_PASSWORD,
+    /// RELOAD).
     Done {
         /// The echoed CMD.
         command: u8,
@@ -801,6 +903,13 @@ pub enum Response {
         total: u32,
         /// The users in this page, in name order.
         users: Vec<(Role, Vec<u8>)>,
+    },
+    /// Success of USER_METRICS.
+    UserMetrics {
+        /// How many users the server has.
+        total: u32,
+        /// The users in this page, in name order, with their values.
+        users: Vec<UserMetrics>,
     },
 }
 
@@ -855,7 +964,26 @@ impl Response {
                 }
                 Response::Users { total, users }
             }
-            Command::AddUser | Command::DeleteUser | Command::SetPassword => {
+            Command::UserMetrics => {
+                let total = r.u32()?;
+                let count = r.u16()?;
+                // Paged like LIST_USERS: at most 1000, never more than exist.
+                if usize::from(count) > MAX_LIST || u32::from(count) > total {
+                    return None;
+                }
+                let mut users = Vec::with_capacity(usize::from(count));
+                for _ in 0..count {
+                    let name = r.name()?.to_vec();
+                    let n = r.u8()?;
+                    let mut values = Vec::with_capacity(usize::from(n));
+                    for _ in 0..n {
+                        values.push((r.u8()?, r.u64()?));
+                    }
+                    users.push(UserMetrics { name, values });
+                }
+                Response::UserMetrics { total, users }
+            }
+            Command::AddUser | Command::DeleteUser | Command::SetPassword | Command::Reload => {
                 Response::Done { command }
             }
             // No DATA layout is defined for a command we do not know.

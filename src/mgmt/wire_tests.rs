@@ -1,4 +1,4 @@
-//! Byte fixtures for every management message (shared/PROTOCOL.md): parse,
+//! Byte fixtures for every management message (docs/management-protocol.md): parse,
 //! emit, every truncation, every error, and a sweep of short and mutated
 //! messages that no parser may panic on.
 
@@ -40,6 +40,12 @@ const REQ_ADD_PROXY: &[u8] = b"\x01\x06\x00\x05carol\x05p:w d";
 const REQ_DELETE: &[u8] = b"\x01\x07\x03bob";
 /// SET_PASSWORD "bob" / "s3cr3t".
 const REQ_SET_PASSWORD: &[u8] = b"\x01\x08\x03bob\x06s3cr3t";
+/// USER_METRICS from OFFSET 0.
+const REQ_USER_METRICS_0: &[u8] = &[0x01, 0x09, 0x00, 0x00, 0x00, 0x00];
+/// USER_METRICS from OFFSET 1000.
+const REQ_USER_METRICS_1000: &[u8] = &[0x01, 0x09, 0x00, 0x00, 0x03, 0xE8];
+/// RELOAD.
+const REQ_RELOAD: &[u8] = &[0x01, 0x0A];
 
 /// HISTORIC_CONNECTIONS = 42.
 const RESP_HISTORIC: &[u8] = &[0x01, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 42];
@@ -79,15 +85,30 @@ const RESP_SET_PASSWORD_SERVER_ERROR: &[u8] = &[0x01, 0x07, 0x08];
 const RESP_ADD_LIMIT: &[u8] = &[0x01, 0x08, 0x06];
 /// LIST_USERS: malformed request.
 const RESP_LIST_MALFORMED: &[u8] = &[0x01, 0x03, 0x05];
-/// CMD X'09': unknown command.
-const RESP_UNKNOWN_COMMAND: &[u8] = &[0x01, 0x02, 0x09];
+/// USER_METRICS: TOTAL 3, COUNT 2; "alice" with sessions 2 and bytes up
+/// 258, "bob" with no value.
+const RESP_USER_METRICS: &[u8] = &[
+    0x01, 0x00, 0x09, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, //
+    0x05, b'a', b'l', b'i', b'c', b'e', 0x02, //
+    0x01, 0, 0, 0, 0, 0, 0, 0, 2, //
+    0x03, 0, 0, 0, 0, 0, 0, 1, 2, //
+    0x03, b'b', b'o', b'b', 0x00,
+];
+/// USER_METRICS past the end: TOTAL 3, COUNT 0.
+const RESP_USER_METRICS_EMPTY: &[u8] = &[0x01, 0x00, 0x09, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00];
+/// RELOAD succeeded.
+const RESP_RELOAD_DONE: &[u8] = &[0x01, 0x00, 0x0A];
+/// RELOAD: server error (the users file is bad; nothing changed).
+const RESP_RELOAD_SERVER_ERROR: &[u8] = &[0x01, 0x07, 0x0A];
+/// CMD X'0B', the first reserved one: unknown command.
+const RESP_UNKNOWN_COMMAND: &[u8] = &[0x01, 0x02, 0x0B];
 /// A request with VER X'02' and CMD X'01': unsupported version.
 const RESP_UNSUPPORTED_VERSION: &[u8] = &[0x01, 0x01, 0x01];
 /// A request of one byte: malformed, CMD echoed as 0.
 const RESP_MALFORMED_NO_CMD: &[u8] = &[0x01, 0x03, 0x00];
 
 /// Every command, and unknown ones at both ends and in each range.
-const COMMANDS: [Command; 12] = [
+const COMMANDS: [Command; 14] = [
     Command::HistoricConnections,
     Command::ConcurrentConnections,
     Command::BytesTransferred,
@@ -96,8 +117,10 @@ const COMMANDS: [Command; 12] = [
     Command::AddUser,
     Command::DeleteUser,
     Command::SetPassword,
+    Command::UserMetrics,
+    Command::Reload,
     Command::Unknown(0x00),
-    Command::Unknown(0x09),
+    Command::Unknown(0x0B),
     Command::Unknown(0x80),
     Command::Unknown(0xFF),
 ];
@@ -146,6 +169,9 @@ fn request_fixtures() -> Vec<(&'static [u8], Request<'static>)> {
                 password: b"s3cr3t",
             },
         ),
+        (REQ_USER_METRICS_0, Request::UserMetrics { offset: 0 }),
+        (REQ_USER_METRICS_1000, Request::UserMetrics { offset: 1000 }),
+        (REQ_RELOAD, Request::Reload),
     ]
 }
 
@@ -248,9 +274,44 @@ fn response_fixtures() -> Vec<(&'static [u8], Command, Response)> {
             failed(Status::Malformed, 0x05),
         ),
         (
+            RESP_USER_METRICS,
+            Command::UserMetrics,
+            Response::UserMetrics {
+                total: 3,
+                users: vec![
+                    UserMetrics {
+                        name: b"alice".to_vec(),
+                        values: vec![(user_metric::SESSIONS, 2), (user_metric::BYTES_UP, 258)],
+                    },
+                    UserMetrics {
+                        name: b"bob".to_vec(),
+                        values: vec![],
+                    },
+                ],
+            },
+        ),
+        (
+            RESP_USER_METRICS_EMPTY,
+            Command::UserMetrics,
+            Response::UserMetrics {
+                total: 3,
+                users: vec![],
+            },
+        ),
+        (
+            RESP_RELOAD_DONE,
+            Command::Reload,
+            Response::Done { command: 0x0A },
+        ),
+        (
+            RESP_RELOAD_SERVER_ERROR,
+            Command::Reload,
+            failed(Status::ServerError, 0x0A),
+        ),
+        (
             RESP_UNKNOWN_COMMAND,
-            Command::Unknown(0x09),
-            failed(Status::UnknownCommand, 0x09),
+            Command::Unknown(0x0B),
+            failed(Status::UnknownCommand, 0x0B),
         ),
         (
             RESP_UNSUPPORTED_VERSION,
@@ -275,6 +336,11 @@ fn emit_parsed(resp: &Response) -> Vec<u8> {
         Response::Metrics(values) => emit_metrics(values, out),
         Response::Users { total, users } => {
             let count = emit_list_users(*total, users.iter().map(|(r, n)| (*r, &n[..])), out);
+            assert_eq!(usize::from(count), users.len());
+        }
+        Response::UserMetrics { total, users } => {
+            let entries = users.iter().map(|u| (&u.name[..], &u.values[..]));
+            let count = emit_user_metrics(*total, entries, out);
             assert_eq!(usize::from(count), users.len());
         }
     })
@@ -470,12 +536,14 @@ fn command_codes() {
         (0x06, Command::AddUser),
         (0x07, Command::DeleteUser),
         (0x08, Command::SetPassword),
+        (0x09, Command::UserMetrics),
+        (0x0A, Command::Reload),
     ];
     for (b, c) in known {
         assert_eq!(Command::from(b), c);
         assert_eq!(u8::from(c), b);
     }
-    for b in [0x00, 0x09, 0x7F, 0x80, 0xFE, 0xFF] {
+    for b in [0x00, 0x0B, 0x7F, 0x80, 0xFE, 0xFF] {
         assert_eq!(Command::from(b), Command::Unknown(b));
     }
     for b in 0..=255u8 {
@@ -621,19 +689,19 @@ fn request_empty_is_malformed() {
 fn request_too_long_is_malformed() {
     // "A longer request is malformed", checked before anything else: even a bad
     // VER or an unknown CMD get X'03' when the message is too long.
-    for head in [[0x01, 0x01], [0x01, 0x09], [0x02, 0x01], [0x01, 0x06]] {
+    for head in [[0x01, 0x01], [0x01, 0x0B], [0x02, 0x01], [0x01, 0x06]] {
         let msg = cat(&[&head, &[0u8; MAX_REQUEST - 1]]);
         assert_eq!(msg.len(), MAX_REQUEST + 1);
         assert_eq!(request_error(&msg), malformed(head[1]), "{head:02x?}");
     }
     assert_eq!(request_error(&[0x01; 65535]), malformed(0x01));
     // 1024 bytes is not too long: the other rules decide.
-    let unknown = cat(&[&[0x01, 0x09], &[0u8; MAX_REQUEST - 2]]);
+    let unknown = cat(&[&[0x01, 0x0B], &[0u8; MAX_REQUEST - 2]]);
     assert_eq!(
         request_error(&unknown),
         RequestError {
             status: Status::UnknownCommand,
-            command: 0x09
+            command: 0x0B
         }
     );
 }
@@ -653,7 +721,7 @@ fn request_wrong_version() {
             assert_eq!(request_error(&msg), unsupported(fixture[1]), "{msg:02x?}");
         }
         // Version before command: an unknown CMD with a bad VER is X'01'.
-        assert_eq!(request_error(&[ver, 0x09]), unsupported(0x09));
+        assert_eq!(request_error(&[ver, 0x0B]), unsupported(0x0B));
     }
     // A SOCKS5 greeting sent to the management port.
     assert_eq!(request_error(&[0x05, 0x01, 0x00]), unsupported(0x01));
@@ -666,7 +734,7 @@ fn request_without_cmd_is_malformed() {
 
 #[test]
 fn request_unknown_command() {
-    for cmd in [0x00, 0x09, 0x10, 0x7F, 0x80, 0xFE, 0xFF] {
+    for cmd in [0x00, 0x0B, 0x10, 0x7F, 0x80, 0xFE, 0xFF] {
         let want = RequestError {
             status: Status::UnknownCommand,
             command: cmd,
@@ -680,7 +748,7 @@ fn request_unknown_command() {
 
 #[test]
 fn request_no_argument_commands_refuse_args() {
-    for cmd in 0x01..=0x04 {
+    for cmd in [0x01, 0x02, 0x03, 0x04, 0x0A] {
         for args in [&[0x00][..], &[0x01, 0x02], &[0xFF; 1022]] {
             let msg = cat(&[&[0x01, cmd], args]);
             assert_eq!(request_error(&msg), malformed(cmd), "{msg:02x?}");
@@ -827,8 +895,8 @@ fn request_debug_never_shows_passwords() {
 
 #[test]
 fn request_error_display() {
-    let e = request_error(&[0x01, 0x0A]);
-    assert_eq!(e.to_string(), "unknown command (CMD X'0A')");
+    let e = request_error(&[0x01, 0x0C]);
+    assert_eq!(e.to_string(), "unknown command (CMD X'0C')");
 }
 
 // --------------------------------------------------------------- responses
@@ -850,7 +918,7 @@ fn response_emitters_write_the_fixtures() {
     let e = |status, command, data: &[u8]| bytes(|out| emit_response(status, command, data, out));
     assert_eq!(e(Status::Success, 0x06, &[]), RESP_ADD_DONE);
     assert_eq!(e(Status::UserExists, 0x06, &[]), RESP_ADD_EXISTS);
-    assert_eq!(e(Status::UnknownCommand, 0x09, &[]), RESP_UNKNOWN_COMMAND);
+    assert_eq!(e(Status::UnknownCommand, 0x0B, &[]), RESP_UNKNOWN_COMMAND);
     assert_eq!(e(Status::Malformed, 0x00, &[]), RESP_MALFORMED_NO_CMD);
     assert_eq!(
         e(Status::Success, 0x01, &42u64.to_be_bytes()),
@@ -873,6 +941,14 @@ fn response_emitters_write_the_fixtures() {
     out.clear();
     assert_eq!(emit_list_users(2, std::iter::empty(), &mut out), 0);
     assert_eq!(out, RESP_LIST_EMPTY);
+    out.clear();
+    let alice = [(user_metric::SESSIONS, 2), (user_metric::BYTES_UP, 258)];
+    let entries: [UserEntry<'_>; 2] = [(b"alice", &alice), (b"bob", &[])];
+    assert_eq!(emit_user_metrics(3, entries.into_iter(), &mut out), 2);
+    assert_eq!(out, RESP_USER_METRICS);
+    out.clear();
+    assert_eq!(emit_user_metrics(3, std::iter::empty(), &mut out), 0);
+    assert_eq!(out, RESP_USER_METRICS_EMPTY);
 }
 
 #[test]
@@ -1016,8 +1092,95 @@ fn response_list_users_malformed() {
 }
 
 #[test]
+fn response_user_metrics_malformed() {
+    let page = |total: u32, count: u16, entries: &[u8]| {
+        cat(&[
+            &[0x01, 0x00, 0x09],
+            &total.to_be_bytes(),
+            &count.to_be_bytes(),
+            entries,
+        ])
+    };
+    let bob = b"\x03bob\x00";
+    let one = b"\x03bob\x01\x01\x00\x00\x00\x00\x00\x00\x00\x07";
+    let cases = [
+        // No DATA; TOTAL but no COUNT.
+        cat(&[&[0x01, 0x00, 0x09]]),
+        cat(&[&[0x01, 0x00, 0x09], &[0, 0, 0, 1]]),
+        // COUNT not matching the entries.
+        page(2, 2, bob),
+        page(2, 1, &cat(&[bob, bob])),
+        page(2, 0, bob),
+        // N not matching the values: one missing, half a value, one too many.
+        page(1, 1, b"\x03bob\x01"),
+        page(1, 1, &one[..one.len() - 3]),
+        page(1, 1, &cat(&[one, &[0x02]])),
+        // ULEN 0, ULEN past the end, a forbidden name, no N.
+        page(1, 1, b"\x00\x00"),
+        page(1, 1, b"\x09bob\x00"),
+        page(1, 1, b"\x03a:b\x00"),
+        page(1, 1, b"\x03bob"),
+        // More users in the page than the server has, or than a page holds.
+        page(0, 1, bob),
+        page(5000, 1001, &bob.repeat(1001)),
+    ];
+    for msg in cases {
+        assert_eq!(
+            Response::parse(&msg, Command::UserMetrics),
+            None,
+            "{:02x?}",
+            &msg[..msg.len().min(16)]
+        );
+    }
+    let full = page(5000, 1000, &bob.repeat(1000));
+    assert!(matches!(
+        Response::parse(&full, Command::UserMetrics),
+        Some(Response::UserMetrics { total: 5000, ref users }) if users.len() == 1000
+    ));
+    // Unknown IDs are passed through for the caller to ignore.
+    let odd = page(1, 1, b"\x03bob\x01\xF0\x00\x00\x00\x00\x00\x00\x00\x01");
+    assert_eq!(
+        Response::parse(&odd, Command::UserMetrics),
+        Some(Response::UserMetrics {
+            total: 1,
+            users: vec![UserMetrics {
+                name: b"bob".to_vec(),
+                values: vec![(0xF0, 1)]
+            }]
+        })
+    );
+}
+
+/// USER_METRICS is paged as LIST_USERS is: at most 1000 entries, and never
+/// past 65535 bytes, counted from where the message starts.
+#[test]
+fn user_metrics_pages_like_list_users() {
+    let values: Vec<(u8, u64)> = (1..=6).map(|id| (id, u64::from(id))).collect();
+    let short = names(1200, 3);
+    let mut out = Vec::new();
+    let entries = short.iter().map(|n| (&n[..], &values[..]));
+    assert_eq!(emit_user_metrics(1200, entries, &mut out), 1000);
+    assert_eq!(out.len(), 9 + 1000 * (4 + 1 + 6 * 9));
+    // Each entry is ULEN, 255 bytes, N and 6 values: 311. (65535 - 9) / 311
+    // = 210.7.
+    let long = names(300, 255);
+    let mut out = vec![0xEE; 100];
+    let entries = long.iter().map(|n| (&n[..], &values[..]));
+    assert_eq!(emit_user_metrics(300, entries, &mut out), 210);
+    assert_eq!(out.len(), 100 + 9 + 210 * 311);
+    let Some(Response::UserMetrics { total, users }) =
+        Response::parse(&out[100..], Command::UserMetrics)
+    else {
+        panic!("a full page must parse");
+    };
+    assert_eq!((total, users.len()), (300, 210));
+    assert_eq!(users[209].name, long[209]);
+    assert_eq!(users[209].values, values);
+}
+
+#[test]
 fn response_success_to_an_unknown_command_is_not_understood() {
-    for cmd in [0x00, 0x09, 0x80, 0xFF] {
+    for cmd in [0x00, 0x0B, 0x80, 0xFF] {
         let done = [0x01, 0x00, cmd];
         assert_eq!(Response::parse(&done, Command::Unknown(cmd)), None);
     }

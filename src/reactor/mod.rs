@@ -7,10 +7,10 @@
 //! target socket. The connection machine decides; the worker does the I/O.
 //! Workers share nothing on the hot path: the user table is read through a
 //! per-worker cached snapshot, counts go to the aggregator as deltas, and names
-//! are resolved and stored password hashes checked by the [`blocking`] pool.
+//! are resolved and stored password hashes checked by the blocking pool
+//! ([`crate::blocking`]).
 
 pub mod arrivals;
-pub mod blocking;
 pub mod pipe;
 pub mod pool;
 pub mod timer;
@@ -22,8 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Messages to a worker or to the management thread from other threads
-/// (each followed by a wake-up).
+/// Messages to a worker from other threads (each followed by a wake-up).
 #[derive(Debug)]
 pub enum Inbound {
     /// A name lookup finished.
@@ -44,9 +43,6 @@ pub enum Inbound {
         /// The user's name, or `None` when the credentials are wrong.
         user: Option<std::sync::Arc<str>>,
     },
-    /// An answer for the management endpoint (only the management thread's
-    /// inbox gets these).
-    Mgmt(crate::mgmt::endpoint::Reply),
 }
 
 /// Settings every worker shares.

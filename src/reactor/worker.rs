@@ -25,11 +25,11 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use super::arrivals::Arrivals;
-use super::blocking::{Job, Pool, Refused, Task};
 use super::pipe::Ready;
 use super::pool::BufferPool;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
+use crate::blocking::{Answer, Pool};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
 use crate::socks5::connection::{self, Connection, Outcome, Reading};
 use crate::socks5::wire::Reply;
@@ -372,8 +372,6 @@ impl Worker {
                     }
                     (key, id)
                 }
-                // The management thread has an inbox of its own.
-                Ok(Inbound::Mgmt(_)) => continue,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             if self.sessions.get(key).is_some_and(|s| s.id == id) {
@@ -522,14 +520,16 @@ impl Ctx {
         }
     }
 
-    /// Hands a job to the blocking pool.
-    fn submit(&mut self, job: Job) -> Result<(), Refused> {
-        let task = Task {
-            job,
-            reply: self.inbox_tx.clone(),
-            waker: Arc::clone(&self.waker),
-        };
-        self.blocking.submit(task)
+    /// Where a blocking-pool answer goes: this worker's inbox, as `wrap`
+    /// makes it, followed by a wake-up.
+    fn inbox<T: 'static>(&self, wrap: impl FnOnce(T) -> Inbound + Send + 'static) -> Answer<T> {
+        let (tx, waker) = (self.inbox_tx.clone(), Arc::clone(&self.waker));
+        Box::new(move |v| {
+            // The worker may have stopped; then nobody wants the answer.
+            if tx.send(wrap(v)).is_ok() {
+                let _ = waker.wake();
+            }
+        })
     }
 
     /// Counts a handshake's outcome; a failed authentication counts towards

@@ -2,7 +2,6 @@
 //! machine of one client connection. Nothing here does I/O.
 
 pub mod connection;
-pub mod session;
 pub mod wire;
 
 use std::io;

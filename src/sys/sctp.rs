@@ -1,18 +1,21 @@
 //! Raw SCTP sockets through libc: the server's one-to-many socket and the
 //! client's one-to-one socket, messages with their association and stream,
 //! and notifications. Values the libc crate lacks come from
-//! `/usr/include/linux/sctp.h` (see SCTP-NOTES.md); their sizes are tested.
+//! `/usr/include/linux/sctp.h` (see docs/sctp.md); their sizes are tested.
 
 use std::io;
 use std::mem;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// `SOL_SCTP` is `IPPROTO_SCTP` for socket options.
 pub const SOL_SCTP: libc::c_int = libc::IPPROTO_SCTP;
 /// `setsockopt` to add addresses to a socket (sctp_bindx without libsctp).
 const SCTP_SOCKOPT_BINDX_ADD: libc::c_int = 100;
+/// `setsockopt` to start an association to several addresses of one peer
+/// (sctp_connectx without libsctp); the call returns the association id.
+const SCTP_SOCKOPT_CONNECTX: libc::c_int = 110;
 /// `setsockopt` to subscribe to one notification type.
 const SCTP_EVENT: libc::c_int = 127;
 
@@ -54,17 +57,6 @@ struct SctpEvent {
 
 /// An SCTP association id.
 pub type AssocId = libc::sctp_assoc_t;
-
-macro_rules! syscall {
-    ($e:expr) => {{
-        let r = $e;
-        if r == -1 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    }};
-}
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes for the call.
@@ -171,6 +163,12 @@ pub struct SctpSocket {
 impl AsRawFd for SctpSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for SctpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -293,6 +291,61 @@ impl SctpSocket {
             }
         };
         syscall!(r)?;
+        Ok(s)
+    }
+
+    /// A blocking one-to-one (SOCK_STREAM) socket whose association is
+    /// started with every address in `addrs` (one peer's, all on the same
+    /// port; IPv4 and IPv6 may be mixed), as sctp_connectx does: the INIT
+    /// goes to the first, and when it is not answered the retransmissions
+    /// try the others. `timeout` bounds the association's start too. One
+    /// address is a plain connect().
+    pub fn connect_many(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<SctpSocket> {
+        match addrs {
+            [] => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no address to connect to",
+                ));
+            }
+            [one] => return SctpSocket::connect(*one, timeout),
+            _ => {}
+        }
+        // As in listen_many: an IPv6 socket with IPV6_V6ONLY off takes
+        // IPv4 addresses too.
+        let any_v6 = addrs.iter().any(SocketAddr::is_ipv6);
+        let family = if any_v6 {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        let fd = socket(family, libc::SOCK_STREAM)?;
+        let s = SctpSocket { fd };
+        let raw = s.as_raw_fd();
+        if any_v6 {
+            setsockopt(
+                raw,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                &0 as &libc::c_int,
+            )?;
+        }
+        if let Some(t) = timeout {
+            s.set_timeouts(t)?;
+        }
+        let packed = pack_addrs(addrs);
+        // SAFETY: `packed` holds `packed.len()` bytes of sockaddrs for the
+        // call. On a blocking socket the kernel returns once the
+        // association is up (or has failed, or SO_SNDTIMEO ran out).
+        syscall!(unsafe {
+            libc::setsockopt(
+                raw,
+                SOL_SCTP,
+                SCTP_SOCKOPT_CONNECTX,
+                packed.as_ptr().cast(),
+                packed.len() as libc::socklen_t,
+            )
+        })?;
         Ok(s)
     }
 
@@ -630,10 +683,18 @@ mod tests {
         assert_eq!(Notification::parse(&[]), None);
     }
 
+    /// socket() fails with ESOCKTNOSUPPORT (94) for a one-to-many socket
+    /// and EPROTONOSUPPORT (93) for a one-to-one one: both get the hint.
     #[test]
     fn no_sctp_hint() {
-        let e = io::Error::from_raw_os_error(libc::ESOCKTNOSUPPORT);
-        assert!(unsupported_hint(&e).unwrap().contains("modprobe sctp"));
+        for errno in [libc::ESOCKTNOSUPPORT, libc::EPROTONOSUPPORT] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(
+                unsupported_hint(&e).unwrap().contains("modprobe sctp"),
+                "{errno}"
+            );
+        }
+        assert_eq!((libc::EPROTONOSUPPORT, libc::ESOCKTNOSUPPORT), (93, 94));
         assert!(unsupported_hint(&io::Error::from_raw_os_error(libc::EACCES)).is_none());
     }
 }

@@ -10,7 +10,7 @@
 //! line; a PHC string never holds ':' either. Empty lines and lines starting
 //! with '#' are comments.
 //!
-//! Writes follow shared/PROTOCOL.md section 5: "written to a temporary file,
+//! Writes follow docs/management-protocol.md section 6: "written to a temporary file,
 //! fsync, rename, fsync of the folder". A reader therefore sees the old file or
 //! the new one, never a mix, and after [`save`] returns the new one survives a
 //! crash.
@@ -515,7 +515,7 @@ fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, File)
 }
 
 /// Replaces the users file at `path` with `records`, durably and atomically
-/// (shared/PROTOCOL.md section 5): write a 0600 temporary file beside it,
+/// (docs/management-protocol.md section 6): write a 0600 temporary file beside it,
 /// fsync it, rename it over `path`, fsync the folder.
 ///
 /// Records that [`load`] could not read back (an invalid name, a name
@@ -528,10 +528,21 @@ fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, File)
 /// returned, so the caller treats the change as failed and may save the old
 /// records again.
 pub fn save(path: &Path, records: &[Record]) -> io::Result<()> {
+    save_with(path, records, |_| {})
+}
+
+/// [`save`], calling `before_rename` with the temporary file's path once it
+/// is written and fsynced, just before the rename (the users' writer hangs a
+/// test-only pause there).
+pub fn save_with(
+    path: &Path,
+    records: &[Record],
+    before_rename: impl FnOnce(&Path),
+) -> io::Result<()> {
     let contents = render(records)?;
     let (dir, name) = split_path(path)?;
     let (tmp, file) = create_temp(dir, name)?;
-    if let Err(e) = write_and_rename(file, &contents, &tmp, path) {
+    if let Err(e) = write_and_rename(file, &contents, &tmp, path, before_rename) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
@@ -540,11 +551,18 @@ pub fn save(path: &Path, records: &[Record]) -> io::Result<()> {
 
 /// The steps of [`save`] after which a failure leaves the temporary file to
 /// remove and the target untouched.
-fn write_and_rename(mut file: File, contents: &[u8], tmp: &Path, path: &Path) -> io::Result<()> {
+fn write_and_rename(
+    mut file: File,
+    contents: &[u8],
+    tmp: &Path,
+    path: &Path,
+    before_rename: impl FnOnce(&Path),
+) -> io::Result<()> {
     file.write_all(contents)?;
     // The data must be on disk before the rename makes it the users file.
     file.sync_all()?;
     drop(file);
+    before_rename(tmp);
     fs::rename(tmp, path)
 }
 

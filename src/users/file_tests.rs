@@ -378,6 +378,32 @@ fn save_replaces_and_leaves_no_temporary_file() {
     assert_eq!(dir.entries(), ["users"]);
 }
 
+/// The hook of `save_with` runs once, between the fsync of a whole
+/// temporary file and the rename: the users file is still the old one then.
+#[test]
+fn save_with_calls_its_hook_before_the_rename() {
+    let dir = Scratch::new("hook");
+    let path = dir.path("users");
+    let old = [record(b"alice", Role::Admin, b"one")];
+    save(&path, &old).unwrap();
+    let new = [record(b"bob", Role::Admin, b"two")];
+    let mut seen = Vec::new();
+    save_with(&path, &new, |tmp| {
+        seen.push(tmp.to_path_buf());
+        assert_eq!(load(tmp).unwrap(), new, "the temporary file is whole");
+        assert_eq!(
+            load(&path).unwrap(),
+            old,
+            "the users file is not replaced yet"
+        );
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].exists(), "renamed away");
+    assert_eq!(load(&path).unwrap(), new);
+    assert_eq!(dir.entries(), ["users"]);
+}
+
 #[test]
 fn save_into_missing_folder_fails_and_leaves_nothing() {
     let dir = Scratch::new("no-folder");

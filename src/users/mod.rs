@@ -5,6 +5,7 @@
 //! one with a single atomic load per authentication. Nothing blocks a worker for
 //! longer than one `Arc` clone under a read lock, and only when the table changed.
 
+mod credentials;
 pub mod file;
 pub mod penalty;
 pub mod store;
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::socks5::session::{Authenticator, Verdict};
+pub use credentials::{Authenticator, Credentials, Verdict, wipe};
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,7 +159,7 @@ pub struct User {
     pub secret: Secret,
 }
 
-/// Why a user could not be added.
+/// Why a change to the user table was not made (nothing changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserError {
     /// The name is empty, longer than 255 bytes, or holds a forbidden byte.
@@ -169,6 +170,15 @@ pub enum UserError {
     Exists,
     /// No user of that name exists.
     NoSuchUser,
+    /// The change would leave the server without an administrator.
+    LastAdmin,
+    /// The table holds as many users as it may.
+    Full,
+    /// The users file could not be written: the change was undone.
+    NotDurable,
+    /// The users file could not be read again (there is none, or it is
+    /// missing, unreadable or invalid): nothing changed.
+    Unreadable,
 }
 
 impl fmt::Display for UserError {
@@ -180,6 +190,10 @@ impl fmt::Display for UserError {
             UserError::InvalidPassword => "invalid password (1 to 255 bytes; no NUL, CR or LF)",
             UserError::Exists => "user already exists",
             UserError::NoSuchUser => "no such user",
+            UserError::LastAdmin => "the change would leave no administrator",
+            UserError::Full => "the user table is full",
+            UserError::NotDurable => "the users file could not be written; nothing changed",
+            UserError::Unreadable => "the users file could not be read; nothing changed",
         })
     }
 }
@@ -201,12 +215,27 @@ pub fn valid_password(password: &[u8]) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct UserTable {
     users: BTreeMap<Box<[u8]>, User>,
+    /// The Argon2id cost of the dummy check a refusal runs when no hash of
+    /// the user's was checked: the cost new hashes are made with.
+    refusal_cost: file::Cost,
 }
 
 impl UserTable {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the Argon2id cost of the dummy check that refusals run (the cost
+    /// new hashes are made with, so that a refusal takes what a real check
+    /// takes).
+    pub fn set_refusal_cost(&mut self, cost: file::Cost) {
+        self.refusal_cost = cost;
+    }
+
+    /// The cost [`UserTable::set_refusal_cost`] set.
+    pub fn refusal_cost(&self) -> file::Cost {
+        self.refusal_cost
     }
 
     /// How many users there are.
@@ -316,7 +345,7 @@ impl UserTable {
         }
         // A refusal that did not already run Argon2id runs it now.
         if !slow {
-            file::verify_password_in(dummy_hash(), password, memory);
+            file::verify_password_in(&dummy_hash(self.refusal_cost), password, memory);
         }
         None
     }
@@ -368,11 +397,19 @@ impl Authenticator for UserTable {
     }
 }
 
-/// An Argon2id hash of nothing in particular, at the default cost, to spend
-/// on refusals the work a real check costs.
-fn dummy_hash() -> &'static file::PasswordHash {
-    static DUMMY: OnceLock<file::PasswordHash> = OnceLock::new();
-    DUMMY.get_or_init(|| file::hash_password(b"socks5d dummy password"))
+/// An Argon2id hash of nothing in particular at `cost`, to spend on
+/// refusals the work a real check costs. Made once per cost.
+fn dummy_hash(cost: file::Cost) -> Arc<file::PasswordHash> {
+    static DUMMY: Mutex<Option<(file::Cost, Arc<file::PasswordHash>)>> = Mutex::new(None);
+    let mut d = DUMMY.lock().unwrap_or_else(|e| e.into_inner());
+    match &*d {
+        Some((c, h)) if *c == cost => Arc::clone(h),
+        _ => {
+            let h = Arc::new(file::hash_password_with(b"socks5d dummy password", cost));
+            *d = Some((cost, Arc::clone(&h)));
+            h
+        }
+    }
 }
 
 /// The shared, replaceable user table.

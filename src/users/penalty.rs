@@ -1,8 +1,9 @@
 //! Per-source penalties for failed authentications, in the manner of
 //! OpenSSH's PerSourcePenalties.
 //!
-//! Failed authentications are counted per source (an IPv4 address, or an
-//! IPv6 /64: one host's share of addresses); a source that reaches the
+//! Failed authentications are counted per source (an IPv4 address, an
+//! IPv6 /64: one host's share of addresses, or the user id of a peer on a
+//! Unix-domain socket); a source that reaches the
 //! threshold within [`PenaltyConfig::window`] is penalised: while the penalty
 //! lasts, its authentications are refused without a check. Each repeated
 //! offence doubles the penalty, up to [`PenaltyConfig::max`]. Networks on the
@@ -26,33 +27,79 @@ use std::time::{Duration, Instant};
 /// The most sources tracked at once.
 pub const MAX_SOURCES: usize = 65_536;
 
-/// Where failures come from, as penalties and fair queueing count them: an
-/// IPv4 address, or the /64 of an IPv6 address (an IPv4-mapped IPv6 address
-/// is its IPv4 address).
+/// Where failures come from, as penalties and fair queueing count them.
+///
+/// A network peer is known by its address: an IPv4 address, or the /64 of
+/// an IPv6 address (an IPv4-mapped IPv6 address is its IPv4 address). A
+/// peer on a Unix-domain socket has no address, and every local user
+/// connects from the same place; the kernel tells its user id
+/// (SO_PEERCRED), so one local user's failures cannot lock another out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Source(IpAddr);
+pub enum Source {
+    /// A network peer's address, as [`Source::of`] groups them.
+    Addr(IpAddr),
+    /// A local peer's user id.
+    Uid(u32),
+}
 
 impl Source {
     /// The source `ip` belongs to.
     pub fn of(ip: IpAddr) -> Source {
         match ip {
-            IpAddr::V4(v4) => Source(IpAddr::V4(v4)),
+            IpAddr::V4(v4) => Source::Addr(IpAddr::V4(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(IpAddr::V4(v4)),
+                Some(v4) => Source::Addr(IpAddr::V4(v4)),
                 None => {
                     let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                    Source(IpAddr::V6(Ipv6Addr::from(bits)))
+                    Source::Addr(IpAddr::V6(Ipv6Addr::from(bits)))
                 }
             },
         }
     }
 }
 
+/// A peer as the kernel names it: a network peer's address, or the user id
+/// of a peer on a Unix-domain socket. Its [`Source`] is what is counted;
+/// the exempt networks are matched against the address itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// A network peer.
+    Addr(IpAddr),
+    /// A local peer's user id (SO_PEERCRED).
+    Uid(u32),
+}
+
+impl Peer {
+    /// The source this peer's failures are counted under.
+    pub fn source(self) -> Source {
+        match self {
+            Peer::Addr(ip) => Source::of(ip),
+            Peer::Uid(uid) => Source::Uid(uid),
+        }
+    }
+}
+
+impl From<IpAddr> for Peer {
+    fn from(ip: IpAddr) -> Peer {
+        Peer::Addr(ip)
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Addr(ip) => write!(f, "{ip}"),
+            Peer::Uid(uid) => write!(f, "uid {uid}"),
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(v4) => write!(f, "{v4}"),
-            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        match self {
+            Source::Addr(IpAddr::V4(v4)) => write!(f, "{v4}"),
+            Source::Addr(IpAddr::V6(v6)) => write!(f, "{v6}/64"),
+            Source::Uid(uid) => write!(f, "uid {uid}"),
         }
     }
 }
@@ -209,30 +256,39 @@ impl Penalties {
         u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn exempt(&self, ip: IpAddr) -> bool {
-        self.cfg.exempt.iter().any(|c| c.contains(ip))
+    /// Whether `peer` is never counted. The exempt list names networks, so
+    /// a local user (a uid) is never exempt.
+    fn exempt(&self, peer: Peer) -> bool {
+        match peer {
+            Peer::Addr(ip) => self.cfg.exempt.iter().any(|c| c.contains(ip)),
+            Peer::Uid(_) => false,
+        }
     }
 
-    /// Whether authentications from `ip` are to be refused unchecked now.
-    pub fn is_penalised(&self, ip: IpAddr, now: Instant) -> bool {
+    /// Whether authentications from `from` (an address or a [`Peer`]) are
+    /// to be refused unchecked now.
+    pub fn is_penalised(&self, from: impl Into<Peer>, now: Instant) -> bool {
         let end = self.latest_end.load(Ordering::Acquire);
         if end == 0 || self.nanos(now) >= end {
             return false;
         }
+        let source = from.into().source();
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         table
-            .get(&Source::of(ip))
+            .get(&source)
             .and_then(|e| e.until)
             .is_some_and(|u| now < u)
     }
 
-    /// Counts a failed authentication from `ip`; returns the penalty it
-    /// starts, if any (the caller logs and counts it once).
-    pub fn failure(&self, ip: IpAddr, now: Instant) -> Option<Started> {
-        if self.exempt(ip) {
+    /// Counts a failed authentication from `from` (an address or a
+    /// [`Peer`]); returns the penalty it starts, if any (the caller logs and
+    /// counts it once).
+    pub fn failure(&self, from: impl Into<Peer>, now: Instant) -> Option<Started> {
+        let peer = from.into();
+        if self.exempt(peer) {
             return None;
         }
-        let source = Source::of(ip);
+        let source = peer.source();
         let cfg = &self.cfg;
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if !table.contains_key(&source) && table.len() >= MAX_SOURCES {
@@ -400,6 +456,27 @@ mod tests {
             assert!(!p.is_penalised(ip(a), t0));
         }
         assert_eq!(p.tracked(), 0);
+    }
+
+    /// Local users are told apart by uid: one user's failures penalise
+    /// that user only, and no network exemption covers them.
+    #[test]
+    fn uids_are_sources_of_their_own() {
+        let p = Penalties::new(PenaltyConfig {
+            exempt: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+            ..cfg()
+        });
+        let t0 = Instant::now();
+        let (a, b) = (Peer::Uid(1001), Peer::Uid(1002));
+        assert_eq!(p.failure(a, t0), None);
+        assert_eq!(p.failure(a, t0), None);
+        let s = p.failure(a, t0).expect("the third failure of uid 1001");
+        assert_eq!(s.source, Source::Uid(1001));
+        assert_eq!(s.source.to_string(), "uid 1001");
+        assert!(p.is_penalised(a, t0));
+        assert!(!p.is_penalised(b, t0), "another local user");
+        assert!(!p.is_penalised(ip("127.0.0.1"), t0), "a network peer");
+        assert_ne!(Source::Uid(0), Source::of(ip("0.0.0.0")));
     }
 
     #[test]

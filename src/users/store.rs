@@ -5,24 +5,87 @@
 //! milliseconds, so they never run on a worker. A change is written to the
 //! file before it is published to the workers and before the success
 //! response; if the write fails, nothing changes and the answer is X'07'
-//! (PROTOCOL section 5).
+//! (docs/management-protocol.md section 6).
 
+use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
 use super::file::{self, Record};
-use super::{Directory, Role, Secret, UserTable};
-use crate::mgmt::endpoint::{ChangeRequest, Reply};
-use crate::mgmt::session::UserChange;
-use crate::mgmt::wire::Status;
-use crate::reactor::Inbound;
+use super::{Directory, Role, Secret, UserError, UserTable, wipe};
 
 /// The most users the table holds; ADD_USER beyond it answers X'08'.
 pub const MAX_USERS: usize = 100_000;
+
+/// A change to the user table, made by the users' writer.
+pub enum UserChange {
+    /// ADD_USER.
+    Add {
+        /// Name.
+        name: Vec<u8>,
+        /// Password (wiped on drop).
+        password: Vec<u8>,
+        /// Role.
+        role: Role,
+    },
+    /// DELETE_USER.
+    Delete {
+        /// Name.
+        name: Vec<u8>,
+    },
+    /// SET_PASSWORD.
+    SetPassword {
+        /// Name.
+        name: Vec<u8>,
+        /// New password (wiped on drop).
+        password: Vec<u8>,
+    },
+    /// RELOAD (and SIGHUP): the users file read again.
+    Reload,
+}
+
+impl Drop for UserChange {
+    fn drop(&mut self) {
+        match self {
+            UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
+                wipe(password)
+            }
+            UserChange::Delete { .. } | UserChange::Reload => {}
+        }
+    }
+}
+
+impl fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (cmd, name) = match self {
+            UserChange::Add { name, .. } => ("Add", name),
+            UserChange::Delete { name } => ("Delete", name),
+            UserChange::SetPassword { name, .. } => ("SetPassword", name),
+            UserChange::Reload => return f.write_str("UserChange::Reload"),
+        };
+        write!(f, "UserChange::{cmd}({:?})", String::from_utf8_lossy(name))
+    }
+}
+
+/// A change and where its answer goes (the asker's inbox, wake-up
+/// included): the writer knows none of its callers.
+pub struct ChangeRequest {
+    /// What to change.
+    pub change: UserChange,
+    /// Called on the writer's thread with the outcome.
+    pub answer: Box<dyn FnOnce(Result<(), UserError>) + Send>,
+}
+
+impl fmt::Debug for ChangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.change.fmt(f)
+    }
+}
 
 /// The writer's state.
 #[derive(Debug)]
@@ -32,6 +95,8 @@ pub struct Store {
     max_users: usize,
     /// Test hook: the cost of new hashes.
     cost: file::Cost,
+    /// Test-only fault hook (debug builds): a pause before each rename.
+    save_delay: SaveDelay,
 }
 
 impl Store {
@@ -42,6 +107,7 @@ impl Store {
             path,
             max_users: MAX_USERS,
             cost: file::Cost::DEFAULT,
+            save_delay: SaveDelay::from_env(),
         }
     }
 
@@ -62,15 +128,8 @@ impl Store {
         thread::Builder::new()
             .name("users-writer".into())
             .spawn(move || {
-                while let Ok(req) = rx.recv() {
-                    let status = self.apply(&req.change);
-                    let reply = Inbound::Mgmt(Reply::ChangeDone {
-                        assoc: req.assoc,
-                        status,
-                    });
-                    if req.reply.send(reply).is_ok() {
-                        let _ = req.waker.wake();
-                    }
+                while let Ok(ChangeRequest { change, answer }) = rx.recv() {
+                    answer(self.apply(&change));
                 }
             })
     }
@@ -82,64 +141,147 @@ impl Store {
         }
     }
 
-    /// Applies one change and answers with its status. On any failure the
-    /// table and the file are as before.
-    pub fn apply(&self, change: &UserChange) -> Status {
+    /// Applies one change. On any failure the table and the file are as
+    /// before.
+    pub fn apply(&self, change: &UserChange) -> Result<(), UserError> {
         // Hash outside the table update: it is the slow part.
         let secret = match change {
             UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
                 Some(self.secret(password))
             }
             UserChange::Delete { .. } => None,
+            // Read by this thread too, so that a reload and a change made
+            // over the management protocol never interleave.
+            UserChange::Reload => return self.reload(),
         };
-        let result = self.dir.update(|t: &mut UserTable| -> Result<(), Status> {
-            match change {
-                UserChange::Add { name, role, .. } => {
-                    if t.find(name).is_some() {
-                        return Err(Status::UserExists);
+        let result = self
+            .dir
+            .update(|t: &mut UserTable| -> Result<(), UserError> {
+                match change {
+                    UserChange::Add { name, role, .. } => {
+                        if t.find(name).is_some() {
+                            return Err(UserError::Exists);
+                        }
+                        if t.len() >= self.max_users {
+                            return Err(UserError::Full);
+                        }
+                        t.insert(name, *role, secret.clone().expect("a secret for ADD_USER"));
                     }
-                    if t.len() >= self.max_users {
-                        return Err(Status::LimitReached);
+                    UserChange::Delete { name } => {
+                        let user = t.find(name).ok_or(UserError::NoSuchUser)?;
+                        // docs/management-protocol.md, status X'06': "the change would leave the server
+                        // without an administrator".
+                        if user.role == Role::Admin && t.count(Role::Admin) == 1 {
+                            return Err(UserError::LastAdmin);
+                        }
+                        t.remove(name)?;
                     }
-                    t.insert(name, *role, secret.clone().expect("a secret for ADD_USER"));
-                }
-                UserChange::Delete { name } => {
-                    let user = t.find(name).ok_or(Status::NoSuchUser)?;
-                    // PROTOCOL X'06': "the change would leave the server
-                    // without an administrator".
-                    if user.role == Role::Admin && t.count(Role::Admin) == 1 {
-                        return Err(Status::Forbidden);
+                    UserChange::SetPassword { name, .. } => {
+                        t.set_secret(name, secret.clone().expect("a secret for SET_PASSWORD"))?;
                     }
-                    t.remove(name).map_err(|_| Status::NoSuchUser)?;
+                    UserChange::Reload => unreachable!("answered by reload above"),
                 }
-                UserChange::SetPassword { name, .. } => {
-                    t.set_secret(name, secret.clone().expect("a secret for SET_PASSWORD"))
-                        .map_err(|_| Status::NoSuchUser)?;
-                }
-            }
-            self.persist(t)
-        });
+                self.persist(t)
+            });
         match result {
-            Ok(()) => {
-                log::info!("users: {change:?} done");
-                Status::Success
-            }
-            Err(status) => {
-                log::info!("users: {change:?} refused: {status}");
-                status
-            }
+            Ok(()) => log::info!("users: {change:?} done"),
+            Err(e) => log::info!("users: {change:?} refused: {e}"),
         }
+        result
     }
 
-    fn persist(&self, t: &UserTable) -> Result<(), Status> {
+    /// Replaces the table with the users file as it is now. A user whose
+    /// stored hash did not change keeps its secret, and so its verified
+    /// password. A file that cannot be read or parsed, or no file at all,
+    /// changes nothing.
+    fn reload(&self) -> Result<(), UserError> {
+        let Some(path) = &self.path else {
+            log::warn!("users: nothing to reload: socks5d runs without a users file");
+            return Err(UserError::Unreadable);
+        };
+        let records = file::load(path).map_err(|e| {
+            log::error!("users file {}: {e}; users unchanged", path.display());
+            UserError::Unreadable
+        })?;
+        let n = records.len();
+        let admins = self.dir.update(|t| -> Result<usize, UserError> {
+            let mut next = UserTable::new();
+            // The dummy check a refusal costs is a setting, not a user.
+            next.set_refusal_cost(t.refusal_cost());
+            for r in records {
+                let secret = match t.find(&r.name) {
+                    Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
+                    _ => Secret::from_stored(r.hash),
+                };
+                next.insert(&r.name, r.role, secret);
+            }
+            *t = next;
+            Ok(t.count(Role::Admin))
+        })?;
+        log::info!("users file {} reloaded: {n} user(s)", path.display());
+        if admins == 0 {
+            log::warn!(
+                "users file {}: no administrator: nobody can log in to the management \
+                 endpoint until one is added to the file and it is reloaded (SIGHUP)",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn persist(&self, t: &UserTable) -> Result<(), UserError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let records: Vec<Record> = t.records();
-        file::save(path, &records).map_err(|e| {
+        file::save_with(path, &records, |tmp| self.save_delay.before_rename(tmp)).map_err(|e| {
             log::error!("users file {}: {e}; the change is not made", path.display());
-            Status::ServerError
+            UserError::NotDurable
         })
+    }
+}
+
+// ----------------------------------------------------- test-only fault hook
+
+/// A pause in every save of the users' writer, after the temporary file is
+/// written and fsynced and before it is renamed over the users file, so that
+/// a test can SIGKILL socks5d exactly there (tests/sctp/cases_faults.rs):
+/// `SOCKS5D_TEST_SAVE_DELAY_MS=N`, read once when the writer is made. Each
+/// pause is announced on standard error with the temporary file's path.
+///
+/// Compiled in with `debug_assertions` rather than behind a cargo feature:
+/// the tests run the debug binary cargo builds for them, and a feature would
+/// have to be named on every `cargo test` (a test cannot turn on a feature of
+/// its own package). The release profile has no debug assertions, so a
+/// release socks5d never reads the variable and never pauses.
+#[derive(Debug, Clone, Copy, Default)]
+struct SaveDelay(Option<Duration>);
+
+impl SaveDelay {
+    #[cfg(debug_assertions)]
+    fn from_env() -> SaveDelay {
+        const VAR: &str = "SOCKS5D_TEST_SAVE_DELAY_MS";
+        let ms = std::env::var(VAR).ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(ms) = ms {
+            log::warn!("users: test hook {VAR}: every save pauses {ms} ms before its rename");
+        }
+        SaveDelay(ms.map(Duration::from_millis))
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn from_env() -> SaveDelay {
+        SaveDelay(None)
+    }
+
+    fn before_rename(self, tmp: &Path) {
+        if let Some(pause) = self.0 {
+            log::info!(
+                "users: test hook: {} written and synced; renaming it in {} ms",
+                tmp.display(),
+                pause.as_millis()
+            );
+            thread::sleep(pause);
+        }
     }
 }
 
@@ -174,39 +316,74 @@ mod tests {
     #[test]
     fn statuses() {
         let (dir, s) = store(None);
-        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Ok(()));
         assert_eq!(
             s.apply(&add(b"alice", b"pw", Role::Proxy)),
-            Status::UserExists
+            Err(UserError::Exists)
         );
-        assert_eq!(s.apply(&add(b"bob", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(s.apply(&add(b"bob", b"pw", Role::Proxy)), Ok(()));
         assert_eq!(
             s.apply(&add(b"carl", b"pw", Role::Proxy)),
-            Status::LimitReached
+            Err(UserError::Full)
         );
         let set = UserChange::SetPassword {
             name: b"alice".to_vec(),
             password: b"new".to_vec(),
         };
-        assert_eq!(s.apply(&set), Status::Success);
+        assert_eq!(s.apply(&set), Ok(()));
         assert!(dir.snapshot().check_admin(b"root", b"rootpw").is_some());
         assert!(dir.snapshot().find(b"alice").unwrap().secret.verify(b"new"));
         let set = UserChange::SetPassword {
             name: b"zed".to_vec(),
             password: b"new".to_vec(),
         };
-        assert_eq!(s.apply(&set), Status::NoSuchUser);
+        assert_eq!(s.apply(&set), Err(UserError::NoSuchUser));
         let del = |n: &[u8]| UserChange::Delete { name: n.to_vec() };
-        assert_eq!(s.apply(&del(b"zed")), Status::NoSuchUser);
+        assert_eq!(s.apply(&del(b"zed")), Err(UserError::NoSuchUser));
         // The last administrator stays.
-        assert_eq!(s.apply(&del(b"root")), Status::Forbidden);
-        assert_eq!(s.apply(&del(b"alice")), Status::Success);
+        assert_eq!(s.apply(&del(b"root")), Err(UserError::LastAdmin));
+        assert_eq!(s.apply(&del(b"alice")), Ok(()));
+        assert_eq!(s.apply(&add(b"admin2", b"pw", Role::Admin)), Ok(()));
+        assert_eq!(s.apply(&del(b"root")), Ok(()));
+        assert_eq!(s.apply(&del(b"admin2")), Err(UserError::LastAdmin));
+    }
+
+    /// RELOAD reads the file again; a bad file, a missing one, or none at
+    /// all changes nothing.
+    #[test]
+    fn reload_reads_the_file_and_a_bad_one_changes_nothing() {
+        let dir_path =
+            std::env::temp_dir().join(format!("socks5d-store-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir_path).unwrap();
+        let path = dir_path.join("users");
+        let (dir, s) = store(Some(path.clone()));
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Ok(()));
+        assert_eq!(s.apply(&add(b"carol", b"cpw", Role::Admin)), Ok(()));
+        // Edited by hand: alice goes, root (only in memory) is not in it.
+        let kept: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("alice:"))
+            .map(str::to_owned)
+            .collect();
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+        assert_eq!(s.apply(&UserChange::Reload), Ok(()));
+        let t = dir.snapshot();
+        let names: Vec<&[u8]> = t.entries().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"carol"[..]]);
+        assert!(t.find(b"carol").unwrap().secret.verify(b"cpw"));
+        // A file that does not parse, then none: nothing changes.
+        std::fs::write(&path, "carol:no-such-role:x\n").unwrap();
+        assert_eq!(s.apply(&UserChange::Reload), Err(UserError::Unreadable));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.apply(&UserChange::Reload), Err(UserError::Unreadable));
+        assert!(Arc::ptr_eq(&t, &dir.snapshot()), "the table was replaced");
+        let (_, without) = store(None);
         assert_eq!(
-            s.apply(&add(b"admin2", b"pw", Role::Admin)),
-            Status::Success
+            without.apply(&UserChange::Reload),
+            Err(UserError::Unreadable)
         );
-        assert_eq!(s.apply(&del(b"root")), Status::Success);
-        assert_eq!(s.apply(&del(b"admin2")), Status::Forbidden);
+        std::fs::remove_dir_all(&dir_path).unwrap();
     }
 
     #[test]
@@ -216,7 +393,7 @@ mod tests {
         let path = dir_path.join("users");
         let (dir, s) = store(Some(path.clone()));
         // root has no stored hash (given in plain text): it is not written.
-        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Status::Success);
+        assert_eq!(s.apply(&add(b"alice", b"pw", Role::Proxy)), Ok(()));
         let records = file::load(&path).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].name, b"alice");
@@ -227,7 +404,7 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         assert_eq!(
             s.apply(&add(b"bob", b"pw", Role::Proxy)),
-            Status::ServerError
+            Err(UserError::NotDurable)
         );
         assert!(dir.snapshot().find(b"bob").is_none());
         std::fs::remove_dir_all(&dir_path).unwrap();

@@ -2,13 +2,16 @@
 //! the IPv4 and IPv6 management addresses.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{getsockopt, sockopt};
 use socks5d::mgmt::wire::{Request, Status};
+use socks5d::sys::sctp::SctpSocket;
 use socks5d::users::Role;
 
 use crate::support::*;
@@ -154,10 +157,23 @@ struct Stuck {
     send_error: Option<String>,
     /// When a send first failed: the association was gone.
     gone_after: Option<Duration>,
+    /// When a send last succeeded: the association was still there.
+    last_alive: Duration,
     received: usize,
     /// How reading ended: an error or the end of the association.
     end: Option<String>,
     ended_after: Duration,
+}
+
+/// What a stuck client saw once it had sent its first `mark` requests.
+#[derive(Debug)]
+struct Queued {
+    sent: usize,
+    /// An answer was waiting unread (poll said readable within 5 s).
+    answer_waiting: bool,
+    /// SO_RCVBUF: the most its socket may hold unread.
+    rcvbuf: usize,
+    at: Duration,
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -167,23 +183,38 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Whether a message waits unread on `sock`, within `within`.
+fn readable(sock: &SctpSocket, within: Duration) -> bool {
+    let ms = u16::try_from(within.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+}
+
 /// A client that sends `req` up to `bound` times, one every `pace`, and
 /// never reads until its association is gone (or `limit` after `started`
 /// passes); then it reads, and reading must end in an error or the end.
+/// Once it has sent `mark` requests it reports on `queued` whether an answer
+/// waits unread (the server answers; this client does not read).
+#[allow(clippy::too_many_arguments)]
 fn stuck_client(
     a: Mgmt,
     req: Vec<u8>,
     bound: usize,
+    mark: usize,
     pace: Duration,
     started: Instant,
     limit: Duration,
-    sent: Arc<AtomicUsize>,
+    queued: mpsc::Sender<Queued>,
 ) -> Stuck {
     let mut r = Stuck {
         sent: 0,
         send_blocked: 0,
         send_error: None,
         gone_after: None,
+        last_alive: Duration::ZERO,
         received: 0,
         end: None,
         ended_after: Duration::ZERO,
@@ -192,11 +223,12 @@ fn stuck_client(
     a.sock
         .set_timeouts(Duration::from_millis(200))
         .expect("SO_SNDTIMEO");
+    let rcvbuf = getsockopt(&a.sock, sockopt::RcvBuf).expect("SO_RCVBUF");
     while r.sent < bound && started.elapsed() < limit {
         match a.sock.send_message(&req) {
             Ok(()) => {
                 r.sent += 1;
-                sent.store(r.sent, Ordering::Release);
+                r.last_alive = started.elapsed();
             }
             Err(e) if is_timeout(&e) => r.send_blocked += 1,
             Err(e) => {
@@ -204,9 +236,17 @@ fn stuck_client(
                 break;
             }
         }
+        if r.sent == mark {
+            let _ = queued.send(Queued {
+                sent: r.sent,
+                answer_waiting: readable(&a.sock, Duration::from_secs(5)),
+                rcvbuf,
+                at: started.elapsed(),
+            });
+        }
         thread::sleep(pace);
     }
-    sent.store(usize::MAX, Ordering::Release);
+    drop(queued);
     // Wait, without reading, for the server to drop the association. A
     // send on an aborted association fails; the probe is a request with an
     // 11-byte answer, so it hardly adds to what the server holds for us.
@@ -214,7 +254,10 @@ fn stuck_client(
     while r.send_error.is_none() && started.elapsed() < limit {
         thread::sleep(Duration::from_millis(200));
         match a.sock.send_message(&[0x01, 0x01]) {
-            Ok(()) => probes += 1,
+            Ok(()) => {
+                probes += 1;
+                r.last_alive = started.elapsed();
+            }
             Err(e) if is_timeout(&e) => r.send_blocked += 1,
             Err(e) => r.send_error = Some(format!("{e} (after {probes} probes)")),
         }
@@ -244,9 +287,18 @@ fn stuck_client(
 /// Administrators that send LIST_USERS (64 KB answers) and never read do
 /// not delay another: every METRICS round trip of B takes under 1 s, and
 /// each stuck association is aborted within about 20 s. A "fast" one keeps
-/// sending (its queue grows without bound); a "slow" one sends a few
-/// requests and then just sits there (its queue never drains).
+/// sending (its queue grows without bound, and it is aborted for it); a
+/// "slow" one sends five requests and then just sits there (its queue never
+/// drains, and it stays until its peer has taken nothing for 10 s).
+///
+/// The premise is checked before B measures: each stuck client has an
+/// answer waiting unread, and owes more answer bytes than its receive
+/// buffer can hold, so the rest waits at the server. And it is checked to
+/// have held to the end: the slow association was still there after B's
+/// last round trip.
 pub fn stuck_reader_does_not_delay_others() {
+    /// Requests each stuck client sends before B starts.
+    const MARK: usize = 5;
     let d = Daemon::start(&[]);
     let m = d.admin();
     // 300 users of 250-byte names: a LIST_USERS page is as large as a
@@ -278,25 +330,46 @@ pub fn stuck_reader_does_not_delay_others() {
     let started = Instant::now();
     let spawn = |name: &str, bound: usize, pace: Duration| {
         let a = Mgmt::admin(d.mgmt());
-        let sent = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&sent);
+        let (tx, rx) = mpsc::channel();
         let req = req.clone();
         let t = thread::Builder::new()
             .name(name.into())
-            .spawn(move || stuck_client(a, req, bound, pace, started, limit, counter))
+            .spawn(move || stuck_client(a, req, bound, MARK, pace, started, limit, tx))
             .expect("spawn");
-        (t, sent)
+        (t, rx)
     };
-    let (fast, fast_sent) = spawn("stuck-fast", 400, Duration::from_millis(10));
-    let (slow, slow_sent) = spawn("stuck-slow", 6, Duration::from_millis(20));
+    let (fast, fast_queued) = spawn("stuck-fast", 400, Duration::from_millis(10));
+    let (slow, slow_queued) = spawn("stuck-slow", MARK, Duration::from_millis(20));
 
-    // B starts once both have several 64 KB answers pending.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while (fast_sent.load(Ordering::Acquire) < 6 || slow_sent.load(Ordering::Acquire) < 6)
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(2));
+    // The premise, before B measures anything.
+    let mut premise = Vec::new();
+    for (name, rx) in [("fast", &fast_queued), ("slow", &slow_queued)] {
+        let q = rx
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|e| {
+                panic!("the {name} stuck client did not send {MARK} requests within 15 s ({e})")
+            });
+        let owed = q.sent * page.len();
+        assert!(
+            q.answer_waiting,
+            "the {name} stuck client: no answer waiting unread 5 s after its {} requests: \
+             the server answered nothing, so nothing is queued for it; socks5d's warnings:\n{}",
+            q.sent,
+            d.warnings()
+        );
+        assert!(
+            owed > q.rcvbuf,
+            "the {name} stuck client is owed {owed} bytes of answers, which fit in its receive \
+             buffer ({} bytes): nothing need wait at the server, so B would measure nothing",
+            q.rcvbuf
+        );
+        premise.push(format!(
+            "{name}: {owed} bytes owed at {:.0} ms, receive buffer {}",
+            q.at.as_secs_f64() * 1e3,
+            q.rcvbuf
+        ));
     }
+
     let mut slowest = Duration::ZERO;
     for i in 0..20 {
         let t = Instant::now();
@@ -329,6 +402,8 @@ pub fn stuck_reader_does_not_delay_others() {
         slowest = slowest.max(took);
         thread::sleep(Duration::from_millis(100));
     }
+    let measured_until = started.elapsed();
+    let mut stuck = Vec::new();
     for (name, t) in [("fast", fast), ("slow", slow)] {
         let r = t
             .join()
@@ -341,7 +416,23 @@ pub fn stuck_reader_does_not_delay_others() {
             r.received < r.sent,
             "the {name} client received every answer, so it was never stuck: {r:?}"
         );
+        stuck.push(r);
     }
+    assert!(
+        stuck[1].last_alive >= measured_until,
+        "the slow stuck association was gone before B's last round trip ended ({measured_until:?}): \
+         B was not measured against a stuck reader: {:?}",
+        stuck[1]
+    );
+    println!(
+        "({}; B's slowest of 20 round trips {:.1} ms, the last at {:.2} s; the stuck ones \
+         aborted after {:.2} s and {:.2} s) ",
+        premise.join("; "),
+        slowest.as_secs_f64() * 1e3,
+        measured_until.as_secs_f64(),
+        stuck[0].gone_after.unwrap_or_default().as_secs_f64(),
+        stuck[1].gone_after.unwrap_or_default().as_secs_f64()
+    );
     // The server still serves new sessions.
     assert!(
         d.admin().metrics().len() >= 8,

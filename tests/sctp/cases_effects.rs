@@ -1,5 +1,6 @@
 //! Cases 6 to 8: what the management protocol changes in the SOCKS service:
-//! users (within 100 ms), the counters, and the users file across a restart.
+//! users (each change in effect within 100 ms of its response), the
+//! counters, and the users file across a restart.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -12,32 +13,50 @@ use socks5d::users::Role;
 
 use crate::support::*;
 
-/// PROTOCOL section 5: "within 100 ms of the response".
+/// docs/management-protocol.md section 6: a change takes effect "within 100 ms of the response".
 const EFFECT: Duration = Duration::from_millis(100);
-/// Room for the test's own polling on one UML CPU.
-const SLACK: Duration = Duration::from_millis(150);
 
-/// Polls `ok` from `since` until it holds; fails if that takes longer than
-/// [`EFFECT`] plus [`SLACK`].
-fn within_effect(since: Instant, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = since + EFFECT + SLACK;
-    let hit = poll_until(deadline, Duration::from_millis(2), || ok().then_some(()));
-    assert!(
-        hit.is_some(),
-        "{what}: not in effect {:?} after the response",
-        since.elapsed()
-    );
+/// Probes from `since` (the moment the response arrived) until `seen` says
+/// the change is in effect, and returns when the probe that saw it ended.
+/// Fails unless that is within [`EFFECT`]: a probe can only show that the
+/// change was in effect by the time it ended, so the whole probe, its round
+/// trips included, must fit in the 100 ms. Probes follow each other at once
+/// (each is a SOCKS exchange of its own, nothing to sleep for).
+fn in_effect_within(since: Instant, what: &str, mut seen: impl FnMut() -> bool) -> Duration {
+    let mut probes = 0;
+    loop {
+        let hit = seen();
+        probes += 1;
+        let at = since.elapsed();
+        assert!(
+            at <= EFFECT,
+            "{what}: {} {at:?} after the response ({probes} probes); docs/management-protocol.md section 6 \
+             allows {EFFECT:?}",
+            if hit {
+                "first seen in effect only"
+            } else {
+                "still not in effect"
+            }
+        );
+        if hit {
+            return at;
+        }
+    }
 }
 
 fn url(t: &Target) -> String {
     format!("http://{}/", t.addr)
 }
 
-/// ADD_USER, then curl with the new user works; SET_PASSWORD, then only the
-/// new password works; DELETE_USER, then the user fails; each within 100 ms.
-/// A tunnel already open is not cut by the deletion.
+/// ADD_USER, then the new user authenticates; SET_PASSWORD, then the new
+/// password does; DELETE_USER, then the user is refused: each within 100 ms
+/// of the response, measured to the end of the first SOCKS authentication
+/// that shows it (a refusal's time includes the Argon2id check every refusal
+/// costs). Then curl agrees, the old password is refused, and a tunnel
+/// already open is not cut by the deletion.
 pub fn user_changes_reach_socks() {
-    let d = Daemon::start(&[]);
+    // The refusals here must not add up to a penalty (--max-auth-failures).
+    let d = Daemon::start(&["--auth-penalty-exempt", "127.0.0.0/8"]);
     let m = d.admin();
     let http = Target::http();
     let echo = Target::banner_echo();
@@ -47,7 +66,7 @@ pub fn user_changes_reach_socks() {
     );
 
     assert_eq!(m.add_user("alice", "pw-1", Role::Proxy), Status::Success);
-    within_effect(Instant::now(), "ADD_USER alice", || {
+    let added = in_effect_within(Instant::now(), "ADD_USER alice", || {
         socks_auth_ok(d.socks, "alice", "pw-1")
     });
     assert_eq!(
@@ -57,9 +76,14 @@ pub fn user_changes_reach_socks() {
     );
 
     assert_eq!(m.set_password("alice", "pw-2"), Status::Success);
-    within_effect(Instant::now(), "SET_PASSWORD alice", || {
-        !socks_auth_ok(d.socks, "alice", "pw-1") && socks_auth_ok(d.socks, "alice", "pw-2")
+    // A user has one password: the new one working is the change.
+    let changed = in_effect_within(Instant::now(), "SET_PASSWORD alice", || {
+        socks_auth_ok(d.socks, "alice", "pw-2")
     });
+    assert!(
+        !socks_auth_ok(d.socks, "alice", "pw-1"),
+        "alice's old password after SET_PASSWORD"
+    );
     assert!(
         curl(d.socks, "alice", "pw-1", &url(&http)).is_err(),
         "curl with alice's old password"
@@ -76,9 +100,16 @@ pub fn user_changes_reach_socks() {
     tunnel.read_exact(&mut banner).expect("banner");
 
     assert_eq!(m.delete_user("alice"), Status::Success);
-    within_effect(Instant::now(), "DELETE_USER alice", || {
+    let deleted = in_effect_within(Instant::now(), "DELETE_USER alice", || {
         !socks_auth_ok(d.socks, "alice", "pw-2")
     });
+    println!(
+        "(in effect, to the end of the first probe that showed it: ADD_USER {:.1} ms, \
+         SET_PASSWORD {:.1} ms, DELETE_USER {:.1} ms) ",
+        added.as_secs_f64() * 1e3,
+        changed.as_secs_f64() * 1e3,
+        deleted.as_secs_f64() * 1e3
+    );
     assert!(
         curl(d.socks, "alice", "pw-2", &url(&http)).is_err(),
         "curl as alice after DELETE_USER"

@@ -1,15 +1,13 @@
-//! Hardening of the management side: SIGKILL in the middle of a stream of
-//! user changes leaves a users file that loads and holds each change whole
-//! or not at all; the cap on logged-in sessions; per-source log-in
-//! throttling.
+//! Hardening of the management side: SIGKILL in the middle of saving a user
+//! change leaves a users file that loads and holds the change whole or not at
+//! all; the cap on logged-in sessions; per-source log-in throttling.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use socks5d::mgmt::wire::{self, Request};
 use socks5d::users::Role;
@@ -30,19 +28,6 @@ struct Progress {
     sent: usize,
     acked: usize,
     failure: Option<String>,
-}
-
-/// A small xorshift generator: the kill moments vary from run to run, and
-/// the seed is in every failure message.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// The `k`-th change, applied to `users`: ADD_USER, SET_PASSWORD, and
@@ -165,61 +150,43 @@ fn leftovers(dir: &Path) -> usize {
     n
 }
 
-/// The users file's identity and the temporary files beside it.
-#[derive(PartialEq, Eq)]
-struct FolderState {
-    file: Option<(u64, u64, i64, i64)>,
-    temps: Vec<String>,
+/// What socks5d's test hook (`SOCKS5D_TEST_SAVE_DELAY_MS`, debug builds)
+/// announces when a save pauses: the temporary file is written and fsynced
+/// and not yet renamed.
+const PAUSED: &str = "users: test hook: ";
+
+/// The temporary file named by a [`PAUSED`] line.
+fn paused_temp(line: &str) -> PathBuf {
+    let rest = &line[line.find(PAUSED).expect("a hook line") + PAUSED.len()..];
+    let (path, _) = rest
+        .split_once(" written and synced")
+        .unwrap_or_else(|| panic!("unexpected hook line {line:?}"));
+    PathBuf::from(path)
 }
 
-impl FolderState {
-    fn of(dir: &Path, path: &Path) -> FolderState {
-        let file = fs::metadata(path)
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
-        let mut temps: Vec<String> = fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|n| n.starts_with(".users.tmp."))
-                    .collect()
-            })
-            .unwrap_or_default();
-        temps.sort();
-        FolderState { file, temps }
-    }
-}
-
-/// Returns once the folder differs from `before` (a write has begun), or
-/// after two seconds.
-fn wait_for_a_write(dir: &Path, path: &Path, before: &FolderState) {
-    let end = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < end && FolderState::of(dir, path) == *before {
-        // One CPU inside UML: let socks5d run.
-        thread::yield_now();
-    }
-}
-
-/// socks5d SIGKILLed at a random moment during a stream of ADD_USER,
-/// SET_PASSWORD and DELETE_USER, twenty times over the same users file:
-/// every time the file loads, and holds exactly the state after the last
-/// acknowledged change or after the one in flight, never a mix; a user
-/// whose password was being changed verifies exactly one of the two.
-/// socks5d starts on it again each time (stale temporary files may lie
-/// beside it), and at the end its users authenticate through SOCKS.
+/// socks5d SIGKILLed in the middle of saving a user change, twelve times
+/// over the same users file. socks5d runs with its test hook, which pauses
+/// every save for half a second between the fsync of the temporary file and
+/// its rename; each round but the first lets one change be acknowledged,
+/// waits for the pause of the next save to be announced, and kills socks5d
+/// then. The change in flight cycles through ADD_USER, SET_PASSWORD and
+/// DELETE_USER.
+///
+/// Every kill is shown to have landed in the save: the temporary file it
+/// announced is still there after socks5d is reaped (a save that went on
+/// would have renamed it away). The users file then loads and holds exactly
+/// the table of the last acknowledged change, the temporary file exactly the
+/// table with the change in flight: old or new, each whole, never a mix.
+/// Each round starts on the folder its predecessors left, stale temporary
+/// files included (and one torn one planted at the start); at the end
+/// socks5d starts without the hook, every user authenticates through SOCKS
+/// with the password of the last state, and a further change is saved.
 pub fn sigkill_during_user_changes() {
-    const ROUNDS: usize = 20;
-    /// The kill comes this long, at most, after the first change went out
-    /// (a change takes 100 to 200 ms inside UML, mostly Argon2id).
-    const KILL_WITHIN_MS: u64 = 600;
-    /// On a slow machine, fewer rounds (but at least half) keep the case
-    /// within about a minute.
-    const BUDGET: Duration = Duration::from_secs(45);
+    const ROUNDS: usize = 12;
+    /// Long enough for the test to see the announcement and kill, even on a
+    /// loaded machine; a kill that comes too late fails the round.
+    const PAUSE_MS: u64 = 500;
 
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut rng = Rng(seed);
     let dir = ScratchDir::new("faults-kill");
     let path = dir.path.join("users");
     let cheap = Cost {
@@ -239,21 +206,36 @@ pub fn sigkill_during_user_changes() {
         })
         .collect();
     file::save(&path, &seeded).expect("seed the users file");
+    // A torn temporary file, as a kill in the middle of writing one leaves
+    // (PID 1 is never socks5d's, so no save of ours will pick its name).
+    let whole = fs::read(&path).expect("read the seeded file");
+    fs::write(dir.path.join(".users.tmp.1.0"), &whole[..whole.len() / 2])
+        .expect("plant a torn temporary file");
     let path_arg = path.to_str().expect("a UTF-8 scratch path").to_owned();
+    let pause = PAUSE_MS.to_string();
 
     let started = Instant::now();
     let mut known = Verified::new();
     let mut k = 0;
-    let (mut landed, mut acked_total) = (0, 0);
-    let mut rounds = 0;
+    let mut acked_total = 0;
+    let mut slowest_kill = Duration::ZERO;
     for round in 0..ROUNDS {
-        if round >= ROUNDS / 2 && started.elapsed() > BUDGET {
-            break;
-        }
-        rounds += 1;
-        let what = format!("round {round} (seed {seed:#x})");
-        let d = Daemon::start(&["--users-file", &path_arg]);
-        let before = FolderState::of(&dir.path, &path);
+        // The change in flight, the (k + acks)-th, is of kind round % 3
+        // (see next_change): 0 acknowledged in round 0, 1 in every later one.
+        let acks = (round + 3 - k % 3) % 3;
+        let what = format!(
+            "round {round} (kill during change {} after {acks} acknowledged)",
+            k + acks
+        );
+        assert_eq!(
+            leftovers(&dir.path),
+            round + 1,
+            "{what}: the stale temporary files before the start (one per kill and the torn one)"
+        );
+        let mut d = Daemon::start_with_env(
+            &[("SOCKS5D_TEST_SAVE_DELAY_MS", &pause)],
+            &["--users-file", &path_arg],
+        );
         let m = d.admin();
         let progress = Arc::new(Mutex::new(Progress {
             states: vec![users.clone()],
@@ -261,37 +243,44 @@ pub fn sigkill_during_user_changes() {
         }));
         let shared = Arc::clone(&progress);
         let changer = thread::spawn(move || change_loop(m, k, shared));
-        // Even rounds let one change be acknowledged first, so that every
-        // run checks acknowledged changes, however slow the machine; odd
-        // rounds may kill before anything is answered.
-        let need_ack = round % 2 == 0;
-        let started_one = poll_until(
-            Instant::now() + Duration::from_secs(20),
-            Duration::from_millis(1),
-            || {
-                let p = progress.lock().unwrap_or_else(|e| e.into_inner());
-                (if need_ack { p.acked > 0 } else { p.sent > 0 }).then_some(())
-            },
-        );
+        let line = d
+            .wait_for_line(PAUSED, acks + 1, Duration::from_secs(30))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: save {} did not announce its pause within 30 s; stderr:\n{}",
+                    acks + 1,
+                    d.stderr()
+                )
+            });
+        let announced = Instant::now();
+        let tmp = paused_temp(&line);
         assert!(
-            started_one.is_some(),
-            "{what}: no change sent (or answered) in 20 s"
+            tmp.exists(),
+            "{what}: the announced {} is not there",
+            tmp.display()
         );
-        // The moment of the kill is the point of the test, not a wait.
-        thread::sleep(Duration::from_millis(rng.below(KILL_WITHIN_MS + 1)));
-        if round % 2 == 1 {
-            // Every other round, aim at the write itself: kill as soon as
-            // a temporary file appears or the users file changes.
-            wait_for_a_write(&dir.path, &path, &before);
-        }
-        drop(d); // SIGKILL, and reaped
+        d.kill(); // SIGKILL, and reaped
+        let took = announced.elapsed();
+        slowest_kill = slowest_kill.max(took);
         changer.join().expect("the change loop");
+        // The proof that the kill landed in the save: not renamed away.
+        assert!(
+            tmp.exists(),
+            "{what}: {} was renamed before the kill ({took:?} after the pause was announced): \
+             the kill did not land in the save",
+            tmp.display()
+        );
 
         let p = progress.lock().unwrap_or_else(|e| e.into_inner());
         assert!(
             p.failure.is_none(),
             "{what}: {}",
             p.failure.as_deref().unwrap_or("")
+        );
+        assert_eq!(
+            (p.acked, p.sent),
+            (acks, acks + 1),
+            "{what}: (acknowledged, sent) changes when the save paused"
         );
         let records = file::load(&path)
             .unwrap_or_else(|e| panic!("{what}: the users file does not load after SIGKILL: {e}"));
@@ -301,48 +290,61 @@ pub fn sigkill_during_user_changes() {
                 .any(|r| r.name == ADMIN.as_bytes() && r.role == Role::Admin),
             "{what}: the administrator is gone"
         );
-        // Newest first: the one in flight may have landed.
-        let candidates: Vec<&Users> = (p.acked..=p.sent).rev().map(|j| &p.states[j]).collect();
-        let Some(i) = matching_state(&records, &candidates, &mut known) else {
-            let names: Vec<String> = records
-                .iter()
+        let names = |rs: &[Record]| -> Vec<String> {
+            rs.iter()
                 .map(|r| String::from_utf8_lossy(&r.name).into_owned())
-                .collect();
-            panic!(
-                "{what}: after {} acknowledged changes ({} sent) the file holds {names:?}, \
-                 which is neither state (or a hash verifies neither password): {:?}",
-                p.acked,
-                p.sent,
-                candidates
-                    .iter()
-                    .map(|u| u.keys().collect::<Vec<_>>())
-                    .collect::<Vec<_>>()
-            );
+                .collect()
         };
-        users = candidates[i].clone();
-        landed += usize::from(p.sent > p.acked && i == 0);
+        let (old, new) = (&p.states[p.acked], &p.states[p.sent]);
+        assert!(
+            matching_state(&records, &[old], &mut known).is_some(),
+            "{what}: the users file holds {:?}, not the table of the last acknowledged change \
+             {:?} (or a hash verifies another password)",
+            names(&records),
+            old.keys().collect::<Vec<_>>()
+        );
+        let pending = file::load(&tmp).unwrap_or_else(|e| {
+            panic!("{what}: the temporary file of the save in flight does not load: {e}")
+        });
+        assert!(
+            matching_state(&pending, &[new], &mut known).is_some(),
+            "{what}: the temporary file holds {:?}, not the table with the change in flight {:?}",
+            names(&pending),
+            new.keys().collect::<Vec<_>>()
+        );
+        users = old.clone();
         acked_total += p.acked;
-        k += p.sent;
+        k += p.acked;
     }
     println!(
-        "({rounds} kills in {:.1}s: {acked_total} changes acknowledged, {landed} unanswered \
-         ones found in the file, {} stale temporary files) ",
+        "({ROUNDS} kills in {:.1}s, each while a save paused before its rename, at most \
+         {:.1} ms after the pause was announced; {acked_total} changes acknowledged before them) ",
         started.elapsed().as_secs_f64(),
-        leftovers(&dir.path)
-    );
-    assert!(
-        acked_total >= rounds / 2,
-        "only {acked_total} changes acknowledged in {rounds} rounds: the even rounds each wait for one"
+        slowest_kill.as_secs_f64() * 1e3
     );
 
-    // The last state serves: every user authenticates with its password.
+    // The last state serves: every user authenticates with its password,
+    // and socks5d still saves beside the stale temporary files.
     let d = Daemon::start(&["--users-file", &path_arg]);
     for (name, pass) in &users {
         assert!(
             socks_auth_ok(d.socks, name, pass),
-            "{name} cannot log in with the password of the last state (seed {seed:#x})"
+            "{name} cannot log in with the password of the last state"
         );
     }
+    assert_eq!(
+        d.admin().add_user("after", "after-pw", Role::Proxy),
+        wire::Status::Success,
+        "ADD_USER beside {} stale temporary files",
+        leftovers(&dir.path)
+    );
+    users.insert("after".into(), "after-pw".into());
+    let records = file::load(&path).expect("the users file after the last change");
+    assert!(
+        matching_state(&records, &[&users], &mut known).is_some(),
+        "the users file after the last change holds {:?}",
+        records.len()
+    );
 }
 
 /// With `--max-admin-sessions 3`, a fourth administrator's good log in is

@@ -1,4 +1,4 @@
-//! Case 1: every command and every status code of PROTOCOL.md.
+//! Case 1: every command and every status code of docs/management-protocol.md.
 
 use std::fs;
 use std::io::Write;
@@ -9,7 +9,7 @@ use socks5d::users::Role;
 
 use crate::support::*;
 
-/// The eight METRICS IDs PROTOCOL section 3 requires.
+/// The eight METRICS IDs docs/management-protocol.md section 4 requires.
 const METRIC_IDS: std::ops::RangeInclusive<u8> = 1..=8;
 
 fn u64_response(cmd: u8, v: u64) -> Vec<u8> {
@@ -556,16 +556,16 @@ pub fn bad_version_and_unknown_commands() {
             &[0xff, 0x05, 0, 0, 0, 0],
             [0x01, 0x01, 0x05],
         ),
-        ("CMD X'09'", &[0x01, 0x09], [0x01, 0x02, 0x09]),
+        ("CMD X'0B'", &[0x01, 0x0b], [0x01, 0x02, 0x0b]),
         ("CMD X'80'", &[0x01, 0x80], [0x01, 0x02, 0x80]),
         ("CMD X'7F'", &[0x01, 0x7f], [0x01, 0x02, 0x7f]),
         ("CMD X'FE'", &[0x01, 0xfe], [0x01, 0x02, 0xfe]),
         ("CMD X'00'", &[0x01, 0x00], [0x01, 0x02, 0x00]),
         ("CMD X'FF'", &[0x01, 0xff], [0x01, 0x02, 0xff]),
         (
-            "CMD X'09' with ARGS",
-            &[0x01, 0x09, 1, 2, 3],
-            [0x01, 0x02, 0x09],
+            "CMD X'0B' with ARGS",
+            &[0x01, 0x0b, 1, 2, 3],
+            [0x01, 0x02, 0x0b],
         ),
     ];
     for (what, req, want) in cases {

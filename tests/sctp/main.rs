@@ -3,7 +3,7 @@
 //!
 //! One test target with its own harness (`harness = false`), so that on a
 //! kernel without SCTP the whole suite re-runs itself once inside User-Mode
-//! Linux (scripts/uml-run.sh, SCTP-NOTES.md) instead of booting it per test.
+//! Linux (scripts/uml-run.sh, docs/sctp.md) instead of booting it per test.
 //! It never passes by skipping: where neither this kernel nor UML has SCTP it
 //! fails and says what to install.
 //!
@@ -14,6 +14,7 @@
 
 mod cases_admin;
 mod cases_clients;
+mod cases_ctl;
 mod cases_effects;
 mod cases_faults;
 mod cases_login;
@@ -101,6 +102,14 @@ const CASES: &[(&str, fn())] = &[
         cases_clients::socks5dctl_end_to_end,
     ),
     ("clients::ncat_and_socat", cases_clients::ncat_and_socat),
+    (
+        "ctl::several_addresses_make_one_association",
+        cases_ctl::several_addresses_make_one_association,
+    ),
+    (
+        "ctl::reload_and_user_metrics",
+        cases_ctl::reload_and_user_metrics,
+    ),
     (
         "faults::sigkill_during_user_changes",
         cases_faults::sigkill_during_user_changes,

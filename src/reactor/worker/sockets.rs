@@ -14,11 +14,11 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use super::{Ctx, Next, RELAY_BUDGET, token, would_block};
-use crate::reactor::blocking::{Job, Refused};
+use crate::blocking::Refused;
+use crate::reactor::Inbound;
 use crate::reactor::pipe::{Pipe, Pump, Ready};
 use crate::socks5::connection::{Action, AttemptId, Connection, Direction, Reading};
-use crate::socks5::session::{Authenticator, Verdict};
-use crate::users::UserTable;
+use crate::users::{Authenticator, UserTable, Verdict};
 
 /// The sockets, buffers and readiness of one client connection; what it is
 /// doing is its `conn`'s business.
@@ -148,13 +148,9 @@ fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
         match action {
             Action::Decided(outcome) => ctx.count(outcome, s.peer.ip()),
             Action::Verify(creds) => {
-                let job = Job::Verify {
-                    creds,
-                    client: s.peer.ip(),
-                    key,
-                    id: s.id,
-                };
-                match ctx.submit(job) {
+                let id = s.id;
+                let answer = ctx.inbox(move |user| Inbound::Verified { key, id, user });
+                match ctx.blocking.verify(creds, s.peer.ip(), answer) {
                     Ok(()) => {}
                     // Too many checks wait for this source (or in all): a
                     // failed authentication now, not a longer queue.
@@ -166,13 +162,9 @@ fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
                 }
             }
             Action::Resolve { host, port } => {
-                let job = Job::Resolve {
-                    host,
-                    port,
-                    key,
-                    id: s.id,
-                };
-                if ctx.submit(job).is_err() {
+                let id = s.id;
+                let answer = ctx.inbox(move |result| Inbound::Resolved { key, id, result });
+                if ctx.blocking.resolve(host, port, answer).is_err() {
                     let gone = io::Error::other("the resolver pool has stopped");
                     s.conn.handle_resolved(ctx.now, Err(gone));
                 }

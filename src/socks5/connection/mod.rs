@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::socks5::reply_for_error;
-use crate::socks5::session::{Authenticator, Credentials, Verdict};
 use crate::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, Request, Status, TargetAddr, WireError,
 };
+use crate::users::{Authenticator, Credentials, Verdict};
 use attempts::{Candidate, Schedule};
 pub use attempts::{MAX_ATTEMPTS, interleave};
 

@@ -41,15 +41,22 @@ impl Daemon {
     pub fn start(extra: &[&str]) -> Daemon {
         let mut args = vec!["--admin".to_owned(), format!("{ADMIN}:{ADMIN_PW}")];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Daemon::spawn(args)
+        Daemon::spawn(args, &[])
     }
 
     /// Like [`Daemon::start`] without `--admin` (users come from a users file).
     pub fn start_without_admin(extra: &[&str]) -> Daemon {
-        Daemon::spawn(extra.iter().map(|s| s.to_string()).collect())
+        Daemon::spawn(extra.iter().map(|s| s.to_string()).collect(), &[])
     }
 
-    fn spawn(extra: Vec<String>) -> Daemon {
+    /// Like [`Daemon::start`], with `env` added to socks5d's environment.
+    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Daemon {
+        let mut args = vec!["--admin".to_owned(), format!("{ADMIN}:{ADMIN_PW}")];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Daemon::spawn(args, env)
+    }
+
+    fn spawn(extra: Vec<String>, env: &[(&str, &str)]) -> Daemon {
         let mut args: Vec<String> = [
             "-l",
             "127.0.0.1",
@@ -67,6 +74,7 @@ impl Daemon {
             .args(&args)
             // The readiness lines are logged at info.
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -197,6 +205,37 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner())
             .text
             .clone()
+    }
+
+    /// Waits, at most `within`, for the `nth` line (from 1) of standard
+    /// error that contains `needle`, and returns it; `None` if it did not
+    /// come in time or socks5d's standard error ended first.
+    pub fn wait_for_line(&self, needle: &str, nth: usize, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let (lock, cond) = &*self.log;
+        let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            // Whole lines only: the reader appends a line at a time.
+            if let Some(line) = l.text.lines().filter(|t| t.contains(needle)).nth(nth - 1) {
+                return Some(line.to_owned());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if l.eof || left.is_zero() {
+                return None;
+            }
+            l = cond
+                .wait_timeout(l, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// SIGKILL, and reaped: returns once the process is gone.
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            self.status = Some(self.child.wait().expect("reaping socks5d"));
+        }
     }
 
     /// The WARN and ERROR lines of standard error so far.

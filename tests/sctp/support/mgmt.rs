@@ -56,7 +56,7 @@ impl Mgmt {
             password: pass.as_bytes(),
         }
         .emit(&mut out);
-        // The fixed layout of PROTOCOL section 2, checked by hand so that a
+        // The fixed layout of docs/management-protocol.md section 3, checked by hand so that a
         // codec bug cannot hide behind itself.
         let mut expect = vec![0x01, user.len() as u8];
         expect.extend_from_slice(user.as_bytes());

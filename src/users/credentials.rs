@@ -1,11 +1,11 @@
-//! What a SOCKS connection needs to know about users: whether they must
-//! authenticate, and how a name and password are checked, quickly or off
-//! the worker ([`Credentials`] travel to the slow check).
+//! What checking a log in needs, whoever asks: the credentials a client
+//! sent (wiped when dropped, never printed), and the [`Authenticator`] a
+//! protocol state machine asks about them.
 
 use std::fmt;
 use std::sync::Arc;
 
-/// What a connection's handshake needs to know about users.
+/// What the handshake needs to know about users.
 pub trait Authenticator {
     /// Whether clients must authenticate (some user exists). RFC 1928 leaves the
     /// choice to the server; socks5d offers X'00' only when no user is configured.

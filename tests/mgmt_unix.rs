@@ -1,0 +1,631 @@
+//! The management protocol over socks5d's Unix-domain socket
+//! (--mgmt-unix), on the host (no SCTP needed): the socket file's
+//! permissions, a stale file replaced and a live server's never taken over,
+//! every command through socks5dctl and through an independent Python
+//! client, RELOAD, oversized messages, a reader that stops reading, the
+//! log-in grace time, and failed log ins counted per local user.
+//!
+//! Tests run as root (as `make test` does): some run socks5dctl as other
+//! users (`CommandExt::uid`) to see what the socket's mode lets them do and
+//! that one user's failures do not lock another out.
+
+mod bin_support;
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use socks5d::sys::seqpacket::Conn;
+
+use bin_support::{
+    Auth, BRIEF_TIMEOUT, Daemon, IO_TIMEOUT, close_tunnel, echo_server, exchange, run_brief,
+    socks_connect, temp_path,
+};
+
+const CTL: &str = env!("CARGO_BIN_EXE_socks5dctl");
+const ADMIN: &str = "root";
+const ADMIN_PW: &str = "root-pw-Zq7";
+/// Users the tests run clients as; none needs to exist in /etc/passwd.
+const UID_A: u32 = 64_001;
+const UID_B: u32 = 64_002;
+const GID_OPERATORS: u32 = 64_100;
+
+/// A folder for sockets and users files that every user may enter.
+fn folder(tag: &str) -> PathBuf {
+    let d = temp_path(tag);
+    fs::create_dir_all(&d).expect("create the test folder");
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).expect("chmod the folder");
+    d
+}
+
+fn text(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// socks5d on loopback with an administrator and the Unix socket at
+/// `socket`; SCTP on an ephemeral port, when this kernel has it.
+fn daemon(socket: &Path, extra: &[&str]) -> Daemon {
+    let admin = format!("{ADMIN}:{ADMIN_PW}");
+    let args = [
+        &[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-L",
+            "127.0.0.1",
+            "-P",
+            "0",
+            "--admin",
+            &admin,
+            "--mgmt-unix",
+            text(socket),
+        ][..],
+        extra,
+    ]
+    .concat();
+    Daemon::start(&args)
+}
+
+/// What a socks5dctl run gave.
+#[derive(Debug)]
+struct Ctl {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// How socks5dctl is run: as whom, with which passwords.
+#[derive(Clone, Copy)]
+struct As<'a> {
+    ids: Option<(u32, u32)>,
+    password: &'a str,
+    new_password: Option<&'a str>,
+}
+
+const ROOT: As<'static> = As {
+    ids: None,
+    password: ADMIN_PW,
+    new_password: None,
+};
+
+fn spawn_ctl(socket: &Path, who: As<'_>, args: &[&str]) -> Child {
+    let mut cmd = Command::new(CTL);
+    cmd.arg("--unix")
+        .arg(socket)
+        .args(["-U", ADMIN])
+        .args(args)
+        .env("SOCKS5DCTL_PASSWORD", who.password)
+        .env_remove("SOCKS5DCTL_USER")
+        .env_remove("SOCKS5DCTL_UNIX")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match who.new_password {
+        Some(p) => cmd.env("SOCKS5DCTL_NEW_PASSWORD", p),
+        None => cmd.env_remove("SOCKS5DCTL_NEW_PASSWORD"),
+    };
+    if let Some((uid, gid)) = who.ids {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot run {CTL}: {e}"))
+}
+
+/// Waits for a socks5dctl run, failing the test if it outlives
+/// `BRIEF_TIMEOUT` (its own timeouts are 10 s).
+fn finish(mut child: Child) -> Ctl {
+    let deadline = Instant::now() + BRIEF_TIMEOUT;
+    let status = loop {
+        match child.try_wait().expect("wait for socks5dctl") {
+            Some(st) => break st,
+            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            None => {
+                let _ = child.kill();
+                panic!("socks5dctl still runs after {BRIEF_TIMEOUT:?}");
+            }
+        }
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut stdout).expect("read stdout");
+    }
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr).expect("read stderr");
+    }
+    Ctl {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+fn ctl(socket: &Path, who: As<'_>, args: &[&str]) -> Ctl {
+    finish(spawn_ctl(socket, who, args))
+}
+
+/// socks5dctl as root, expecting success; its standard output.
+fn ok(socket: &Path, args: &[&str]) -> String {
+    let c = ctl(socket, ROOT, args);
+    assert_eq!(c.code, 0, "socks5dctl {args:?}: {c:?}");
+    c.stdout
+}
+
+/// Waits until the daemon's standard error holds `needle`.
+fn wait_stderr(d: &Daemon, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.stderr().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in socks5d's standard error:\n{}",
+            d.stderr()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A raw connection, logged in as the administrator.
+fn logged_in(socket: &Path) -> Conn {
+    let c = Conn::connect(socket, Some(IO_TIMEOUT)).expect("connect to the socket");
+    c.send(&login(ADMIN, ADMIN_PW)).expect("send the log in");
+    assert_eq!(reply(&c), [0x01, 0x00], "log in");
+    c
+}
+
+fn login(user: &str, password: &str) -> Vec<u8> {
+    let mut m = vec![0x01, user.len() as u8];
+    m.extend_from_slice(user.as_bytes());
+    m.push(password.len() as u8);
+    m.extend_from_slice(password.as_bytes());
+    m
+}
+
+fn reply(c: &Conn) -> Vec<u8> {
+    c.recv_message(65535)
+        .expect("receive a reply")
+        .expect("a reply, not the end")
+}
+
+/// Whether the server has closed `c`: the end, or a reset.
+fn is_closed(c: &Conn) -> bool {
+    match c.recv_message(65535) {
+        Ok(None) => true,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        Ok(Some(m)) => panic!("a message where the end was expected: {m:02x?}"),
+    }
+}
+
+// ------------------------------------------------------- the socket file
+
+/// 0600 by default: another user cannot even connect, root can. With
+/// --mgmt-unix-mode and --mgmt-unix-group, members of the group can and
+/// others still cannot.
+#[test]
+fn the_socket_is_its_owners_unless_told_otherwise() {
+    let dir = folder("perm");
+    let socket = dir.join("mgmt.sock");
+    let mut d = daemon(&socket, &[]);
+    let m = fs::symlink_metadata(&socket).expect("the socket exists");
+    assert!(m.file_type().is_socket());
+    assert_eq!((m.mode() & 0o777, m.uid()), (0o600, 0));
+    let stranger = As {
+        ids: Some((UID_A, UID_A)),
+        ..ROOT
+    };
+    let c = ctl(&socket, stranger, &["historic"]);
+    assert_eq!(c.code, 3, "another user connects to a 0600 socket: {c:?}");
+    assert!(c.stderr.contains("Permission denied"), "{c:?}");
+    assert_eq!(ok(&socket, &["historic"]), "historic connections: 0\n");
+    d.terminate();
+
+    let group = GID_OPERATORS.to_string();
+    let shared = dir.join("shared.sock");
+    let mut d = daemon(
+        &shared,
+        &[
+            "--mgmt-unix-mode",
+            "0660",
+            "--mgmt-unix-group",
+            group.as_str(),
+        ],
+    );
+    let m = fs::symlink_metadata(&shared).expect("the socket exists");
+    assert_eq!((m.mode() & 0o777, m.gid()), (0o660, GID_OPERATORS));
+    let operator = As {
+        ids: Some((UID_A, GID_OPERATORS)),
+        ..ROOT
+    };
+    let c = ctl(&shared, operator, &["historic"]);
+    assert_eq!(c.code, 0, "a member of the socket's group: {c:?}");
+    let c = ctl(&shared, stranger, &["historic"]);
+    assert_eq!(c.code, 3, "not a member: {c:?}");
+    assert!(c.stderr.contains("Permission denied"), "{c:?}");
+    d.terminate();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A server killed with SIGKILL leaves its socket behind: the next one
+/// replaces it and says so. A clean stop removes the file.
+#[test]
+fn a_stale_socket_is_replaced_and_a_clean_stop_removes_it() {
+    let dir = folder("stale");
+    let socket = dir.join("mgmt.sock");
+    let mut first = daemon(&socket, &[]);
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(10));
+    let m = fs::symlink_metadata(&socket).expect("a killed server leaves its socket");
+    assert!(m.file_type().is_socket());
+
+    let mut second = daemon(&socket, &[]);
+    assert!(
+        second.stderr().contains("a stale socket"),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(ok(&socket, &["concurrent"]), "concurrent connections: 0\n");
+    assert!(second.terminate().success());
+    assert!(
+        fs::symlink_metadata(&socket).is_err(),
+        "the socket is still there after a clean stop"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A second server on a live server's socket stops at start with one line
+/// naming the path, and the first goes on serving; a file that is not a
+/// socket is never removed.
+#[test]
+fn a_live_servers_socket_and_other_files_are_never_taken_over() {
+    let dir = folder("live");
+    let socket = dir.join("mgmt.sock");
+    let admin = format!("{ADMIN}:{ADMIN_PW}");
+    let d = daemon(&socket, &[]);
+    let base = [
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-L",
+        "127.0.0.1",
+        "-P",
+        "0",
+        "--admin",
+        admin.as_str(),
+        "--mgmt-unix",
+    ];
+    let out = run_brief(&[&base[..], &[text(&socket)]].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(text(&socket)))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].contains("another server is listening on this socket"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(ok(&socket, &["historic"]), "historic connections: 0\n");
+    drop(d);
+
+    let plain = dir.join("notes.txt");
+    fs::write(&plain, "keep me\n").expect("write a plain file");
+    let out = run_brief(&[&base[..], &[text(&plain)]].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("is not a socket"), "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(&plain).expect("still there"),
+        "keep me\n"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ----------------------------------------------------- the commands
+
+/// Every socks5dctl command over the Unix socket, human and --json, the
+/// socket taken from SOCKS5DCTL_UNIX too, and the exit statuses of a
+/// refusal and of a wrong password.
+#[test]
+fn every_command_with_socks5dctl() {
+    let dir = folder("ctl");
+    let socket = dir.join("mgmt.sock");
+    let users = dir.join("users");
+    let mut d = daemon(&socket, &["--users-file", text(&users)]);
+
+    assert_eq!(ok(&socket, &["historic"]), "historic connections: 0\n");
+    assert_eq!(ok(&socket, &["concurrent"]), "concurrent connections: 0\n");
+    assert_eq!(ok(&socket, &["bytes"]), "bytes transferred: 0\n");
+    assert_eq!(
+        ok(&socket, &["--json", "historic"]),
+        "{\"historic_connections\": 0}\n"
+    );
+    let metrics = ok(&socket, &["metrics"]);
+    assert!(metrics.contains("uptime seconds: "), "{metrics}");
+    let json = ok(&socket, &["--json", "metrics"]);
+    assert!(json.contains("\"mgmt_aborted_before_login\": 0"), "{json}");
+
+    let add = As {
+        new_password: Some("alice-pw"),
+        ..ROOT
+    };
+    let c = ctl(&socket, add, &["add-user", "alice"]);
+    assert_eq!(
+        (c.code, c.stdout.as_str()),
+        (0, "add-user: done\n"),
+        "{c:?}"
+    );
+    assert_eq!(ok(&socket, &["users"]), "user   alice\nadmin  root\n");
+    assert_eq!(
+        ok(&socket, &["--json", "users"]),
+        "[{\"name\": \"alice\", \"role\": \"user\"}, {\"name\": \"root\", \"role\": \"admin\"}]\n"
+    );
+    // The SOCKS workers keep no per-user counters yet: every entry comes
+    // with none.
+    assert_eq!(
+        ok(&socket, &["user-metrics"]),
+        "alice: no counters kept\nroot: no counters kept\n"
+    );
+    assert_eq!(
+        ok(&socket, &["--json", "user-metrics"]),
+        "[{\"name\": \"alice\"}, {\"name\": \"root\"}]\n"
+    );
+    let c = ctl(&socket, add, &["passwd", "alice"]);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert_eq!(ok(&socket, &["reload"]), "reload: done\n");
+    assert_eq!(ok(&socket, &["--json", "reload"]), "{\"ok\": true}\n");
+    assert_eq!(ok(&socket, &["del-user", "alice"]), "del-user: done\n");
+    let c = ctl(&socket, ROOT, &["del-user", "alice"]);
+    assert_eq!(c.code, 15, "no such user: {c:?}");
+
+    // SOCKS5DCTL_UNIX names the socket when no option does.
+    let env = Command::new(CTL)
+        .args(["-U", ADMIN, "concurrent"])
+        .env("SOCKS5DCTL_UNIX", &socket)
+        .env("SOCKS5DCTL_PASSWORD", ADMIN_PW)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run socks5dctl");
+    let c = finish(env);
+    assert_eq!(
+        (c.code, c.stdout.as_str()),
+        (0, "concurrent connections: 0\n"),
+        "{c:?}"
+    );
+
+    let wrong = As {
+        password: "wrong",
+        ..ROOT
+    };
+    let c = ctl(&socket, wrong, &["historic"]);
+    assert_eq!(c.code, 21, "a wrong password: {c:?}");
+    assert!(d.terminate().success());
+    assert!(!d.stderr().contains(ADMIN_PW), "a password in the log");
+    assert!(!d.stderr().contains("alice-pw"), "a password in the log");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// RELOAD reads the users file again, as SIGHUP does: a user renamed in
+/// the file by hand is known by its new name, to the SOCKS workers too; a
+/// file that does not parse changes nothing and answers X'07' (exit 17).
+#[test]
+fn reload_reads_the_users_file_and_a_bad_one_changes_nothing() {
+    let dir = folder("reload");
+    let socket = dir.join("mgmt.sock");
+    let users = dir.join("users");
+    let target = echo_server(b"");
+    let d = daemon(&socket, &["--users-file", text(&users)]);
+    let add = As {
+        new_password: Some("alice-pw"),
+        ..ROOT
+    };
+    assert_eq!(ctl(&socket, add, &["add-user", "alice"]).code, 0);
+    let before = fs::read_to_string(&users).expect("read the users file");
+    assert!(before.contains("\nalice:user:"), "{before}");
+    fs::write(&users, before.replace("\nalice:user:", "\nzed:user:")).expect("rename alice to zed");
+
+    assert_eq!(ok(&socket, &["reload"]), "reload: done\n");
+    assert_eq!(ok(&socket, &["users"]), "admin  root\nuser   zed\n");
+    let mut t = socks_connect(d.addr, Auth::User("zed", "alice-pw"), target);
+    exchange(&mut t, b"renamed", b"renamed");
+    assert!(close_tunnel(t).is_empty());
+
+    fs::write(&users, "zed:nobody:not-a-hash\n").expect("spoil the users file");
+    let c = ctl(&socket, ROOT, &["reload"]);
+    assert_eq!(c.code, 17, "a bad users file: {c:?}");
+    assert!(c.stderr.contains("could not be read"), "{c:?}");
+    wait_stderr(&d, "users unchanged");
+    assert_eq!(ok(&socket, &["users"]), "admin  root\nuser   zed\n");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// tests/mgmt_unix_client.py, written from the protocol document with
+/// Python's socket module alone: log in and its failures, every command,
+/// every kind of bad request, oversized ones, pipelining and a half-close.
+#[test]
+fn an_independent_python_client_speaks_the_raw_protocol() {
+    let dir = folder("python");
+    let socket = dir.join("mgmt.sock");
+    let users = dir.join("users");
+    let _d = daemon(&socket, &["--users-file", text(&users)]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mgmt_unix_client.py");
+    let child = Command::new("python3")
+        .arg(&script)
+        .arg(&socket)
+        .arg(ADMIN)
+        .env("SOCKS5D_TEST_PASSWORD", ADMIN_PW)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 (make deps installs it): {e}"));
+    let c = finish(child);
+    assert_eq!(c.code, 0, "{}\n{}", c.stdout, c.stderr);
+    assert_eq!(
+        c.stdout.lines().last(),
+        Some("34 passed, 0 failed"),
+        "{}",
+        c.stdout
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// One packet is one message: a log in or a request over 1024 bytes is
+/// malformed as over SCTP, whatever valid messages its bytes start with,
+/// and is never read as two.
+#[test]
+fn oversized_messages_are_malformed_never_two() {
+    let dir = folder("big");
+    let socket = dir.join("mgmt.sock");
+    let _d = daemon(&socket, &[]);
+
+    // A good log in, then more bytes: X'04', and closed.
+    let c = Conn::connect(&socket, Some(IO_TIMEOUT)).expect("connect");
+    let mut big = login(ADMIN, ADMIN_PW);
+    big.extend(std::iter::repeat_n(0x01, 1500));
+    c.send(&big).expect("send");
+    assert_eq!(reply(&c), [0x01, 0x04], "an oversized log in");
+    assert!(is_closed(&c), "closed after a malformed log in");
+
+    // A request of HISTORIC_CONNECTIONS requests, 2000 bytes: one X'03'.
+    let c = logged_in(&socket);
+    let many: Vec<u8> = [0x01, 0x01].repeat(1000);
+    c.send(&many).expect("send");
+    assert_eq!(reply(&c), [0x01, 0x03, 0x01], "one answer, malformed");
+    c.send(&[0x01, 0x02]).expect("send");
+    let next = reply(&c);
+    assert_eq!(
+        next[..3],
+        [0x01, 0x00, 0x02],
+        "the next answer is CONCURRENT's"
+    );
+    // 1024 bytes is not too long: other rules decide (trailing bytes).
+    let mut edge = vec![0x01, 0x01];
+    edge.resize(1024, 0);
+    c.send(&edge).expect("send");
+    assert_eq!(reply(&c), [0x01, 0x03, 0x01]);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ------------------------------------------------------------- limits
+
+/// A logged-in peer that sends requests and reads no answer: once what
+/// waits for it passes the queue limit it is aborted, and the server
+/// holds nothing more for it; another administrator is served meanwhile.
+#[test]
+fn a_peer_that_does_not_read_is_aborted_at_the_queue_limit() {
+    let dir = folder("noread");
+    let socket = dir.join("mgmt.sock");
+    let d = daemon(&socket, &[]);
+    let c = logged_in(&socket);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0usize;
+    let refused = loop {
+        assert!(
+            Instant::now() < deadline,
+            "still connected after {sent} unread METRICS"
+        );
+        match c.send(&[0x01, 0x04]) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            refused.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
+        "after {sent} requests: {refused}"
+    );
+    // 256 KiB of 139-byte answers is 1886; the kernel holds some more.
+    assert!(sent > 1886, "aborted after only {sent} requests");
+    wait_stderr(&d, "does not read; aborting");
+    assert_eq!(ok(&socket, &["historic"]), "historic connections: 0\n");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A connection that never logs in is closed at the end of the log-in
+/// grace time and counted (METRICS X'85').
+#[test]
+fn a_silent_connection_is_closed_after_the_log_in_grace_time() {
+    let dir = folder("grace");
+    let socket = dir.join("mgmt.sock");
+    let _d = daemon(&socket, &["--mgmt-login-grace", "0.3"]);
+    let c = Conn::connect(&socket, Some(IO_TIMEOUT)).expect("connect");
+    let t0 = Instant::now();
+    assert!(is_closed(&c), "closed");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+    let json = ok(&socket, &["--json", "metrics"]);
+    assert!(json.contains("\"mgmt_aborted_before_login\": 1"), "{json}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Failures are counted per local user (SO_PEERCRED): a flood of wrong
+/// passwords from one uid gets that uid penalised (its right password is
+/// then refused too), while an administrator working from another uid
+/// logs in at the first try, also during a second flood.
+#[test]
+fn failed_log_ins_are_counted_per_local_user() {
+    let dir = folder("peruid");
+    let socket = dir.join("mgmt.sock");
+    let d = daemon(
+        &socket,
+        &["--mgmt-unix-mode", "0666", "--max-login-failures", "3"],
+    );
+    let a = As {
+        ids: Some((UID_A, UID_A)),
+        password: "wrong",
+        new_password: None,
+    };
+    let b = As {
+        ids: Some((UID_B, UID_B)),
+        ..ROOT
+    };
+    let flood = |n: usize| -> Vec<Child> {
+        (0..n)
+            .map(|_| spawn_ctl(&socket, a, &["historic"]))
+            .collect()
+    };
+    for c in flood(12).into_iter().map(finish) {
+        assert_eq!(c.code, 21, "a wrong password from uid {UID_A}: {c:?}");
+    }
+    wait_stderr(
+        &d,
+        &format!("3 refusals from uid {UID_A}: its log ins are refused unchecked"),
+    );
+    let right_from_a = As {
+        password: ADMIN_PW,
+        ..a
+    };
+    let c = ctl(&socket, right_from_a, &["historic"]);
+    assert_eq!(
+        c.code, 21,
+        "uid {UID_A} is penalised, right password too: {c:?}"
+    );
+
+    let second = flood(12);
+    let c = ctl(&socket, b, &["historic"]);
+    assert_eq!(
+        (c.code, c.stdout.as_str()),
+        (0, "historic connections: 0\n"),
+        "the administrator at uid {UID_B}, at the first try: {c:?}"
+    );
+    for c in second.into_iter().map(finish) {
+        assert_eq!(c.code, 21, "{c:?}");
+    }
+    assert_eq!(ok(&socket, &["concurrent"]), "concurrent connections: 0\n");
+    let _ = fs::remove_dir_all(&dir);
+}
