@@ -13,7 +13,7 @@ mod sockets;
 
 use std::io;
 use std::mem;
-use std::net::{IpAddr, TcpListener as StdListener};
+use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -29,7 +29,7 @@ use super::pipe::Ready;
 use super::pool::BufferPool;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
-use crate::blocking::{Answer, Pool};
+use crate::blocking::Pool;
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
 use crate::socks5::connection::{self, Connection, Outcome, Reading};
 use crate::socks5::wire::Reply;
@@ -517,42 +517,6 @@ impl Ctx {
         if list.capacity() > 0 && self.spare_attempts.len() < SPARE_ATTEMPT_LISTS {
             list.clear();
             self.spare_attempts.push(list);
-        }
-    }
-
-    /// Where a blocking-pool answer goes: this worker's inbox, as `wrap`
-    /// makes it, followed by a wake-up.
-    fn inbox<T: 'static>(&self, wrap: impl FnOnce(T) -> Inbound + Send + 'static) -> Answer<T> {
-        let (tx, waker) = (self.inbox_tx.clone(), Arc::clone(&self.waker));
-        Box::new(move |v| {
-            // The worker may have stopped; then nobody wants the answer.
-            if tx.send(wrap(v)).is_ok() {
-                let _ = waker.wake();
-            }
-        })
-    }
-
-    /// Counts a handshake's outcome; a failed authentication counts towards
-    /// its source's penalty, and a penalty that starts is logged once.
-    fn count(&mut self, outcome: Outcome, ip: IpAddr) {
-        match outcome {
-            Outcome::Rejected(_) => self.counters.connect_failed += 1,
-            Outcome::AuthFailed => {
-                self.counters.auth_failed += 1;
-                if self.penalties.is_penalised(ip, self.now) {
-                    self.counters.auth_penalised += 1;
-                } else if let Some(p) = self.penalties.failure(ip, self.now) {
-                    self.counters.penalties += 1;
-                    log::warn!(
-                        "SOCKS authentication: {} failures from {}: its authentications are \
-                         refused unchecked for {} s",
-                        p.failures,
-                        p.source,
-                        p.length.as_secs()
-                    );
-                }
-            }
-            Outcome::Succeeded | Outcome::BadVersion | Outcome::NoAcceptableMethod => {}
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 use std::mem;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -14,10 +14,10 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use super::{Ctx, Next, RELAY_BUDGET, token, would_block};
-use crate::blocking::Refused;
+use crate::blocking::{Answer, Refused};
 use crate::reactor::Inbound;
 use crate::reactor::pipe::{Pipe, Pump, Ready};
-use crate::socks5::connection::{Action, AttemptId, Connection, Direction, Reading};
+use crate::socks5::connection::{Action, AttemptId, Connection, Direction, Outcome, Reading};
 use crate::users::{Authenticator, UserTable, Verdict};
 
 /// The sockets, buffers and readiness of one client connection; what it is
@@ -63,6 +63,44 @@ impl Sockets {
                 .iter_mut()
                 .find(|a| a.id.index() + 1 == slot)
                 .map(|a| &mut a.ready),
+        }
+    }
+}
+
+impl Ctx {
+    /// Where a blocking-pool answer goes: this worker's inbox, as `wrap`
+    /// makes it, followed by a wake-up.
+    fn inbox<T: 'static>(&self, wrap: impl FnOnce(T) -> Inbound + Send + 'static) -> Answer<T> {
+        let (tx, waker) = (self.inbox_tx.clone(), Arc::clone(&self.waker));
+        Box::new(move |v| {
+            // The worker may have stopped; then nobody wants the answer.
+            if tx.send(wrap(v)).is_ok() {
+                let _ = waker.wake();
+            }
+        })
+    }
+
+    /// Counts a handshake's outcome; a failed authentication counts towards
+    /// its source's penalty, and a penalty that starts is logged once.
+    fn count(&mut self, outcome: Outcome, ip: IpAddr) {
+        match outcome {
+            Outcome::Rejected(_) => self.counters.connect_failed += 1,
+            Outcome::AuthFailed => {
+                self.counters.auth_failed += 1;
+                if self.penalties.is_penalised(ip, self.now) {
+                    self.counters.auth_penalised += 1;
+                } else if let Some(p) = self.penalties.failure(ip, self.now) {
+                    self.counters.penalties += 1;
+                    log::warn!(
+                        "SOCKS authentication: {} failures from {}: its authentications are \
+                         refused unchecked for {} s",
+                        p.failures,
+                        p.source,
+                        p.length.as_secs()
+                    );
+                }
+            }
+            Outcome::Succeeded | Outcome::BadVersion | Outcome::NoAcceptableMethod => {}
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::socks5::wire::tests::{
     AUTH_ALICE, AUTH_EMPTY, GREETING_BOTH, GREETING_NO_AUTH, GREETING_NONE, REQUEST_DOMAIN,
     REQUEST_IPV4, REQUEST_IPV6,
 };
-use crate::users::{Role, UserTable};
+use crate::users::{Role, UserTable, Verdict};
 
 // ---------------------------------------------------------------- fixtures
 
