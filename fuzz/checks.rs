@@ -19,8 +19,10 @@
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use socks5d::metrics::Snapshot;
 use socks5d::mgmt::session::{
@@ -30,13 +32,16 @@ use socks5d::mgmt::wire::{
     self as mgmt, Command as MgmtCommand, Login, LoginStatus, MAX_LIST, MAX_REQUEST, MAX_RESPONSE,
     Request as MgmtRequest, Response, Status as MgmtStatus, UserMetrics, metric,
 };
-use socks5d::socks5::session::{Authenticator, Event, Handshake, Outcome, Verdict};
+use socks5d::socks5::connection::{Action as SocksAction, Config, Connection, Outcome, Reading};
+use socks5d::socks5::reply_for_error;
 use socks5d::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, ReplyMessage, Request, Status, TargetAddr,
     WireError,
 };
 use socks5d::users::store::Store;
-use socks5d::users::{Directory, Role, UserTable, valid_name, valid_password};
+use socks5d::users::{
+    Authenticator, Credentials, Directory, Role, UserTable, Verdict, valid_name, valid_password,
+};
 
 /// A target's check: panics if `data` breaks an invariant.
 pub type Check = fn(data: &[u8]);
@@ -228,92 +233,131 @@ impl Authenticator for Users {
     }
 }
 
-/// How the reactor of the handshake target answers.
+/// How the driver of the handshake target answers.
 #[derive(Debug, Clone, Copy)]
 struct Reactor {
-    /// The target connected from `bound`, or failed with `failure`.
+    /// Every target connects from `bound`, or fails with `failure`.
     connects: bool,
     bound: SocketAddr,
-    failure: Reply,
+    failure: io::ErrorKind,
+}
+
+impl Reactor {
+    /// What a name resolves to.
+    fn resolved(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(192, 0, 2, 80).into(), port)
+    }
+
+    /// The reply a failed connection gets.
+    fn failure_reply(&self) -> Reply {
+        reply_for_error(&io::Error::from(self.failure))
+    }
+}
+
+/// What the handshake asked for, as its actions tell it.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    /// The request is made (resolve or connect).
+    Connect(TargetAddr),
+    /// The handshake is refused with this outcome.
+    Close(Outcome),
+    /// Credentials go to the slow check.
+    Verify(Credentials),
 }
 
 /// Everything a handshake did, to compare runs of the same bytes.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Transcript {
-    /// Every event but `Partial`, in order.
+    /// Every event, in order.
     events: Vec<Event>,
     /// Every byte queued for the client, in order.
     sent: Vec<u8>,
-    /// Bytes the handshake used; the rest is early payload.
-    consumed: usize,
+    /// Once the tunnel is open: bytes the handshake used (the rest, up to
+    /// what had been read, is early data for the target).
+    consumed: Option<usize>,
     user: Option<Arc<str>>,
     established: bool,
 }
 
-/// Drives one handshake over `input` cut at `cuts` (ascending), the way the
-/// reactor does: unused bytes stay buffered and new ones are appended.
+/// Drives one connection over `input` cut at `cuts` (ascending), one chunk
+/// per read, the way the worker does, answering its actions at once.
 fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Transcript {
-    let mut hs = Handshake::new();
+    let now = Instant::now();
+    let mut conn = Connection::new(now, Arc::new(Config::default()));
     let mut t = Transcript::default();
-    let mut buf = Vec::new();
     let mut ended = false;
-    let mut start = 0;
+    let mut answered = false;
+    let mut fed = 0;
     for end in cuts.iter().copied().chain([input.len()]) {
-        buf.extend_from_slice(&input[start..end]);
-        start = end;
+        let chunk = &input[fed..end];
+        fed = end;
+        if ended {
+            // After the request or a refusal, nothing more is read.
+            assert_ne!(conn.reading(), Reading::Handshake, "still reading");
+            conn.handle_input(now, chunk, users);
+            assert!(conn.poll_transmit().is_none(), "sent after the end");
+            assert_eq!(conn.poll_action(), None, "acted after the end");
+            continue;
+        }
+        conn.handle_input(now, chunk, users);
         loop {
-            let (used, event) = hs.handle_input(&buf, users);
-            assert!(used <= buf.len(), "used {used} of {} bytes", buf.len());
-            if ended {
-                // After Close nothing is read; after Connect the rest is payload.
-                assert_eq!((used, &event), (0, &Event::Partial), "read after the end");
-                assert!(hs.poll_transmit().is_none(), "sent after the end");
-                break;
-            }
-            buf.drain(..used);
-            t.consumed += used;
             t.sent
-                .extend(hs.poll_transmit().iter().flat_map(|x| x.as_bytes()));
-            match event {
-                Event::Partial => break,
-                Event::Verify(creds) => {
-                    // "Nothing more is read until then."
-                    assert_eq!(hs.handle_input(&buf, users), (0, Event::Partial));
+                .extend(conn.poll_transmit().iter().flat_map(|x| x.as_bytes()));
+            let Some(action) = conn.poll_action() else {
+                break;
+            };
+            match action {
+                SocksAction::Verify(creds) => {
                     let answer = users.verify(&creds.username, &creds.password);
                     t.events.push(Event::Verify(creds));
-                    match hs.verified(answer) {
-                        Event::Partial => {}
-                        Event::Close(o) => {
-                            assert_eq!(o, Outcome::AuthFailed);
-                            t.events.push(Event::Close(o));
-                            ended = true;
-                        }
-                        other => panic!("verified gave {other:?}"),
-                    }
-                    t.sent
-                        .extend(hs.poll_transmit().iter().flat_map(|x| x.as_bytes()));
+                    conn.handle_verified(now, answer);
                 }
-                Event::Connect(target) => {
-                    t.events.push(Event::Connect(target));
-                    if reactor.connects {
-                        hs.connected(reactor.bound);
+                SocksAction::Decided(o) if answered => {
+                    // The answer to the connection attempt, not a refusal.
+                    let want = if reactor.connects {
+                        Outcome::Succeeded
                     } else {
-                        let o = hs.failed(reactor.failure);
-                        assert_eq!(o, Outcome::Rejected(reactor.failure));
-                    }
-                    t.sent
-                        .extend(hs.poll_transmit().iter().flat_map(|x| x.as_bytes()));
-                    ended = true;
+                        Outcome::Rejected(reactor.failure_reply())
+                    };
+                    assert_eq!(o, want);
                 }
-                Event::Close(o) => {
+                SocksAction::Decided(o) => {
+                    assert_ne!(o, Outcome::Succeeded, "succeeded with no connection");
                     t.events.push(Event::Close(o));
                     ended = true;
                 }
+                SocksAction::Resolve { port, .. } => {
+                    let target = conn.target().cloned().expect("a request has a target");
+                    assert!(matches!(target, TargetAddr::Domain(..)), "{target:?}");
+                    t.events.push(Event::Connect(target));
+                    conn.handle_resolved(now, Ok(vec![reactor.resolved(port)]));
+                }
+                SocksAction::Connect { id, addr } => {
+                    // Resolved just now, or an IP address (or literal).
+                    if !matches!(t.events.last(), Some(Event::Connect(_))) {
+                        let target = conn.target().cloned().expect("a request has a target");
+                        if let TargetAddr::Ip(a) = target {
+                            assert_eq!(a, addr);
+                        }
+                        t.events.push(Event::Connect(target));
+                    }
+                    ended = true;
+                    answered = true;
+                    if reactor.connects {
+                        conn.handle_connected(now, id, reactor.bound, addr);
+                    } else {
+                        conn.handle_connect_failed(now, id, &io::Error::from(reactor.failure));
+                    }
+                }
+                SocksAction::Relay { early_data, .. } => {
+                    t.consumed = Some(fed - early_data.len());
+                }
+                other => panic!("{other:?} during a handshake"),
             }
         }
     }
-    t.user = hs.user().cloned();
-    t.established = hs.is_established();
+    t.user = conn.user().cloned();
+    t.established = conn.reading() == Reading::Relay;
     t
 }
 
@@ -394,7 +438,9 @@ fn check_server_side(t: &Transcript, users: &Users, reactor: Reactor) {
                 match closed {
                     Some(Outcome::Rejected(r)) => assert_eq!(r, reply.reply),
                     Some(Outcome::BadVersion) => assert_eq!(reply.reply, Reply::GeneralFailure),
-                    None => assert!(connect && !reactor.connects && reply.reply == reactor.failure),
+                    None => assert!(
+                        connect && !reactor.connects && reply.reply == reactor.failure_reply()
+                    ),
                     Some(o) => panic!("{o:?} with reply {reply:?}"),
                 }
             }
@@ -407,13 +453,13 @@ fn check_server_side(t: &Transcript, users: &Users, reactor: Reactor) {
 ///
 /// Input: `FLAGS CUT1 CUT2 BYTES...`. FLAGS bit 0: users are configured
 /// (RFC 1929 required); bit 1: the CONNECT succeeds; bit 2: bound to IPv6
-/// rather than IPv4; bits 3 to 7: the failure reply code (0 is X'01').
-/// BYTES are the client's, run three ways that must agree: at once, cut
-/// at CUT1 and CUT2 (each modulo the length + 1), and one byte at a time.
+/// rather than IPv4; bits 3 to 7: why a connection fails (refused, timed
+/// out, not permitted, other: X'05', X'04', X'02', X'01'). BYTES are the
+/// client's, run three ways that must agree: at once, cut at CUT1 and CUT2
+/// (each modulo the length + 1), and one byte at a time.
 ///
-/// Checks: nothing panics; `used` ≤ buffered; nothing is read after Close or
-/// Connect, nor while a slow check runs; what the client gets is a valid
-/// server side that agrees with the events.
+/// Checks: nothing panics; nothing is read after a refusal or the request;
+/// what the client gets is a valid server side that agrees with the events.
 pub fn socks5_handshake(data: &[u8]) {
     let Some(([flags, cut1, cut2], input)) = data.split_first_chunk::<3>() else {
         return;
@@ -428,10 +474,12 @@ pub fn socks5_handshake(data: &[u8]) {
         } else {
             SocketAddr::new(Ipv4Addr::new(192, 0, 2, 7).into(), 40000)
         },
-        failure: match flags >> 3 {
-            0 => Reply::GeneralFailure,
-            code => Reply::from(code),
-        },
+        failure: [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::Other,
+        ][usize::from(flags >> 3) % 4],
     };
     let whole = drive(input, &[], &users, reactor);
     check_server_side(&whole, &users, reactor);

@@ -72,6 +72,10 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --no-pin                do not pin workers to CPUs
       --handshake-timeout S   seconds from accept to the reply to CONNECT (default: 10)
       --connect-timeout S     seconds for each connection attempt to a target (default: 10)
+      --connect-attempt-delay S
+                              seconds an attempt to one of a name's addresses runs
+                              alone before the next address is tried too, as RFC
+                              8305 says (default: 0.25; at least 0.01)
       --idle-timeout S        close tunnels idle this long; 0 is never (default: 0)
       --grace S               on SIGINT/SIGTERM, seconds open tunnels may finish (default: 10)
       --access-log DEST       '-' for standard output (default), a file, or 'off'
@@ -237,6 +241,9 @@ fn parse_count(opt: &str, v: &str) -> Result<usize, UsageError> {
 }
 
 /// Seconds, fractions allowed; `zero_is_none` maps 0 to `None`.
+/// The least Connection Attempt Delay (RFC 8305 section 5).
+const MIN_ATTEMPT_DELAY: Duration = Duration::from_millis(10);
+
 fn parse_secs(opt: &str, v: &str, zero_is_none: bool) -> Result<Option<Duration>, UsageError> {
     match v.parse::<f64>() {
         Ok(s) if s == 0.0 && zero_is_none => Ok(None),
@@ -485,6 +492,7 @@ fn takes_value(opt: &str) -> bool {
             | "--workers"
             | "--handshake-timeout"
             | "--connect-timeout"
+            | "--connect-attempt-delay"
             | "--idle-timeout"
             | "--grace"
             | "--access-log"
@@ -649,6 +657,15 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                 }
                 "--connect-timeout" => {
                     cfg.worker.connect_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--connect-attempt-delay" => {
+                    let delay = parse_secs(&opt, v, false)?.unwrap_or_default();
+                    // RFC 8305 section 5: "a subsequent connection MUST NOT be
+                    // started within 10 milliseconds of the previous attempt."
+                    if delay < MIN_ATTEMPT_DELAY {
+                        return err(format!("{opt}: '{v}' is less than 0.01 seconds"));
+                    }
+                    cfg.worker.connect_attempt_delay = delay;
                 }
                 "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
                 "--grace" => {
@@ -829,7 +846,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socks5::session::Authenticator;
+    use crate::users::Authenticator;
 
     fn run(args: &[&str]) -> Result<Options, UsageError> {
         match parse(args.iter().copied())? {
@@ -853,6 +870,25 @@ mod tests {
         assert_eq!(m.login_grace, Duration::from_secs(10));
         assert_eq!(o.config.worker.handshake_timeout, Duration::from_secs(10));
         assert_eq!(o.config.worker.idle_timeout, None);
+        assert_eq!(
+            o.config.worker.connect_attempt_delay,
+            Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn connect_attempt_delay_has_an_rfc_8305_floor() {
+        let delay = |v: &str| {
+            run(&["-l", "127.0.0.1", "--connect-attempt-delay", v])
+                .map(|o| o.config.worker.connect_attempt_delay)
+        };
+        assert_eq!(delay("0.1").unwrap(), Duration::from_millis(100));
+        assert_eq!(delay("0.01").unwrap(), Duration::from_millis(10));
+        assert_eq!(delay("2").unwrap(), Duration::from_secs(2));
+        for bad in ["0.009", "0", "-1", "x", ""] {
+            let e = delay(bad).unwrap_err();
+            assert!(e.0.starts_with("--connect-attempt-delay"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

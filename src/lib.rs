@@ -5,8 +5,9 @@
 //!
 //! ```text
 //!   client ──TCP──▶ reactor::worker (one mio::Poll per pinned CPU)
-//!                    │  accept, readiness, timers, buffer pool
-//!                    ├─▶ socks5::session::Handshake  (no I/O: bytes in, replies out)
+//!                    │  accept, readiness, timers, buffer pool: the I/O
+//!                    ├─▶ socks5::connection::Connection (no I/O: events in, actions out;
+//!                    │     │  greeting ... resolution, Happy Eyeballs, relay, linger, close)
 //!                    │     └─ socks5::wire            (RFC 1928/1929 parse/emit)
 //!                    ├─▶ blocking                     (getaddrinfo, Argon2id off the event loops)
 //!                    └─▶ reactor::pipe::Pipe ──TCP──▶ target
@@ -23,7 +24,7 @@
 //!   blocking           resolution and password checks; answers through the
 //!                      asker's own closure, so it knows none of its callers
 //!   metrics            counters, aggregator, access log
-//!   socks5             RFC 1928/1929 wire format and handshake, no I/O
+//!   socks5             RFC 1928/1929 wire format, a connection's state machine, no I/O
 //!   users              user table, credentials, users file and its writer, penalties
 //!   sys                the kernel below std and mio
 //! ```

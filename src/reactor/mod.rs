@@ -2,8 +2,9 @@
 //! listeners, sessions, buffers and timers.
 //!
 //! A byte from a client enters in [`worker`] (accept, readiness events), is
-//! parsed by [`crate::socks5::session::Handshake`] while the tunnel is being
-//! set up, and afterwards moves through a [`pipe::Pipe`] to the target socket.
+//! parsed by its [`crate::socks5::connection::Connection`] while the tunnel
+//! is being set up, and afterwards moves through a [`pipe::Pipe`] to the
+//! target socket. The connection machine decides; the worker does the I/O.
 //! Workers share nothing on the hot path: the user table is read through a
 //! per-worker cached snapshot, counts go to the aggregator as deltas, and names
 //! are resolved and stored password hashes checked by the blocking pool
@@ -51,6 +52,9 @@ pub struct WorkerConfig {
     pub handshake_timeout: Duration,
     /// For each connection attempt to a target address.
     pub connect_timeout: Duration,
+    /// RFC 8305's Connection Attempt Delay: how long one attempt to a
+    /// name's address runs alone before the next address is tried too.
+    pub connect_attempt_delay: Duration,
     /// Close a tunnel that moved no byte for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Bytes in each relay buffer.
@@ -70,6 +74,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            connect_attempt_delay: Duration::from_millis(250),
             idle_timeout: None,
             buffer_size: 32 * 1024,
             pool_keep: 256,

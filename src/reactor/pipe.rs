@@ -1,7 +1,6 @@
 //! One direction of a tunnel: bytes read from one socket, written to the other.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
@@ -14,9 +13,9 @@ pub enum Pump {
     Blocked,
     /// Used its budget while both sockets were still ready: drive again soon.
     Budget,
-    /// The source ended and everything was delivered; the destination's write
-    /// side is shut down.
-    Finished,
+    /// The source ended and everything was delivered: the destination's
+    /// write side may be shut down (every later pump says so again).
+    Ended,
 }
 
 /// A bounded buffer between a source and a destination socket.
@@ -28,14 +27,14 @@ pub enum Pump {
 #[derive(Debug, Default)]
 pub struct Pipe {
     buf: Option<Box<[u8]>>,
-    start: usize,
-    end: usize,
+    // Offsets into a buffer of at most 1 MiB (--buffer-kib): u32 keeps an
+    // idle tunnel's slab entry small.
+    start: u32,
+    end: u32,
     /// Leading buffered bytes that are SOCKS control data, not payload.
-    control: usize,
+    control: u32,
     /// The source sent FIN.
     eof: bool,
-    /// The destination's write side was shut down.
-    shut: bool,
     /// Payload bytes delivered to the destination.
     delivered: u64,
 }
@@ -72,12 +71,7 @@ impl Pipe {
 
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
-        self.end - self.start
-    }
-
-    /// Whether the source has ended and all was delivered.
-    pub fn is_finished(&self) -> bool {
-        self.eof && self.shut
+        (self.end - self.start) as usize
     }
 
     /// Queues control bytes (a SOCKS reply) that are not counted as payload.
@@ -88,9 +82,10 @@ impl Pipe {
             self.end = 0;
         }
         // Replies are a few bytes and sent before any payload: they always fit.
-        buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
-        self.control += bytes.len();
+        let end = self.end as usize;
+        buf[end..end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len() as u32;
+        self.control += bytes.len() as u32;
     }
 
     /// Queues payload bytes that arrived before the tunnel was open (sent
@@ -101,11 +96,12 @@ impl Pipe {
             self.start = 0;
             self.end = 0;
         }
-        if buf.len() - self.end < bytes.len() {
+        let end = self.end as usize;
+        if buf.len() - end < bytes.len() {
             return Err(io::ErrorKind::OutOfMemory.into());
         }
-        buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
+        buf[end..end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len() as u32;
         Ok(())
     }
 
@@ -130,7 +126,7 @@ impl Pipe {
                 }
                 Ok(n) => {
                     ready.after_read(n, buf.len());
-                    self.end = n;
+                    self.end = n as u32;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -145,12 +141,13 @@ impl Pipe {
         let mut payload = 0u64;
         while self.start < self.end && ready.write {
             let buf = self.buf.as_ref().expect("pending bytes live in a buffer");
-            match dst.write(&buf[self.start..self.end]) {
+            match dst.write(&buf[self.start as usize..self.end as usize]) {
                 Ok(n) => {
+                    let n = n as u32;
                     self.start += n;
                     let ctl = n.min(self.control);
                     self.control -= ctl;
-                    payload += (n - ctl) as u64;
+                    payload += u64::from(n - ctl);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.write = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -175,10 +172,8 @@ impl Pipe {
     /// Moves bytes from `src` to `dst` until a socket blocks, the source ends,
     /// or `budget` bytes were read. Adds payload written to `*counted`.
     ///
-    /// On end of stream, once everything is delivered, shuts down `dst`'s
-    /// write side: a half-close travels through the tunnel and the other
-    /// direction keeps flowing. When `other_done` (the other direction has
-    /// finished too) the tunnel is about to close, and close(2) sends the FIN.
+    /// On end of stream, once everything is delivered, says `Ended`; the
+    /// caller decides whether to pass the half-close on.
     #[allow(clippy::too_many_arguments)]
     pub fn pump(
         &mut self,
@@ -189,7 +184,6 @@ impl Pipe {
         pool: &mut BufferPool,
         budget: usize,
         counted: &mut u64,
-        other_done: bool,
     ) -> io::Result<Pump> {
         let mut read_total = 0usize;
         let result = loop {
@@ -200,19 +194,7 @@ impl Pipe {
                 }
             }
             if self.eof {
-                if !self.shut {
-                    self.shut = true;
-                    if other_done {
-                        break Pump::Finished;
-                    }
-                    match dst.shutdown(Shutdown::Write) {
-                        Ok(()) => {}
-                        // The peer is already gone; the other direction will see it.
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                break Pump::Finished;
+                break Pump::Ended;
             }
             if !src_ready.read {
                 break Pump::Blocked;

@@ -1,7 +1,7 @@
-//! SOCKS version 5: the wire format (RFC 1928, RFC 1929) and the per-client
-//! handshake state machine. Nothing here does I/O.
+//! SOCKS version 5: the wire format (RFC 1928, RFC 1929) and the state
+//! machine of one client connection. Nothing here does I/O.
 
-pub mod session;
+pub mod connection;
 pub mod wire;
 
 use std::io;

@@ -398,6 +398,57 @@ pub fn socks_connect(proxy: SocketAddr, auth: Auth<'_>, target: SocketAddr) -> T
     s
 }
 
+/// Greeting, RFC 1929 log in when asked for, and CONNECT to `name`:`port`
+/// (ATYP X'03'), like `socks_connect`; returns the stream after the reply
+/// and the reply's REP, whatever it is.
+pub fn socks_connect_name(
+    proxy: SocketAddr,
+    auth: Auth<'_>,
+    name: &str,
+    port: u16,
+) -> (TcpStream, u8) {
+    let mut s = TcpStream::connect(proxy).unwrap_or_else(|e| panic!("connect {proxy}: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("set timeout");
+    let mut msg = match auth {
+        Auth::None => vec![0x05, 0x01, 0x00],
+        Auth::User(user, pass) => {
+            let mut m = vec![0x05, 0x01, 0x02, 0x01, user.len() as u8];
+            m.extend_from_slice(user.as_bytes());
+            m.push(pass.len() as u8);
+            m.extend_from_slice(pass.as_bytes());
+            m
+        }
+    };
+    msg.extend_from_slice(&[0x05, 0x01, 0x00, 0x03, name.len() as u8]);
+    msg.extend_from_slice(name.as_bytes());
+    msg.extend_from_slice(&port.to_be_bytes());
+    // Pipelined: the whole handshake in one write.
+    s.write_all(&msg).expect("send the handshake");
+    let answers = match auth {
+        Auth::None => 2,
+        Auth::User(..) => 4,
+    };
+    let mut head = vec![0u8; answers + 4];
+    s.read_exact(&mut head)
+        .expect("read the answers and the reply");
+    assert_eq!(head[..2], [0x05, msg[2]], "method selection");
+    if answers == 4 {
+        assert_eq!(head[2..4], [0x01, 0x00], "RFC 1929 status");
+    }
+    let reply = &head[answers..];
+    assert_eq!([reply[0], reply[2]], [0x05, 0x00], "reply VER and RSV");
+    let rest = match reply[3] {
+        0x01 => 4 + 2,
+        0x04 => 16 + 2,
+        other => panic!("reply ATYP X'{other:02X}'"),
+    };
+    let mut bound = vec![0u8; rest];
+    s.read_exact(&mut bound)
+        .expect("read BND.ADDR and BND.PORT");
+    (s, reply[1])
+}
+
 /// Sends `data` through `tunnel` and reads back exactly `expect`.
 pub fn exchange(tunnel: &mut TcpStream, data: &[u8], expect: &[u8]) {
     tunnel.write_all(data).expect("write into the tunnel");

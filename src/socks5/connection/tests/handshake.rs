@@ -1,16 +1,18 @@
-//! Whole handshakes driven through `Handshake` with no socket: in one buffer,
-//! one byte at a time, and at every split point into two and three chunks.
+//! Whole handshakes driven through `Connection` with no socket: in one
+//! buffer, one byte at a time, and at every split point into two and three
+//! chunks.
 
 use std::cell::Cell;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::time::Instant;
 
-use super::*;
+use super::super::*;
 // The byte fixtures both test modules use live with the wire tests.
 use crate::socks5::wire::tests::{
     AUTH_ALICE, AUTH_EMPTY, GREETING_BOTH, GREETING_NO_AUTH, GREETING_NONE, REQUEST_DOMAIN,
     REQUEST_IPV4, REQUEST_IPV6,
 };
-use crate::users::{Role, UserTable};
+use crate::users::{Role, UserTable, Verdict};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -108,47 +110,85 @@ fn user_table_alice() -> UserTable {
 
 // ------------------------------------------------------------------ driving
 
+/// What the handshake asked for, read from the actions a driver gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    /// Nothing yet: more bytes are needed.
+    Partial,
+    /// The request is made: the target is resolved or connected to.
+    Connect(TargetAddr),
+    /// The handshake is refused with this outcome; the answer is queued.
+    Close(Outcome),
+    /// The credentials go to the slow check.
+    Verify(Credentials),
+}
+
+/// The event in the actions `conn` has now (at most one).
+fn next_event(conn: &mut Connection) -> Event {
+    let mut event = Event::Partial;
+    while let Some(action) = conn.poll_action() {
+        let e = match action {
+            Action::Verify(c) => Event::Verify(c),
+            Action::Resolve { .. } | Action::Connect { .. } => {
+                Event::Connect(conn.target().cloned().expect("a request has a target"))
+            }
+            Action::Decided(o) => Event::Close(o),
+            // Sockets of attempts, not the handshake's business.
+            Action::Cancel(_) => continue,
+            other => panic!("{other:?} during a handshake"),
+        };
+        assert_eq!(event, Event::Partial, "two events at once, then {e:?}");
+        event = e;
+    }
+    event
+}
+
+fn new_connection() -> Connection {
+    Connection::new(Instant::now(), Arc::new(Config::default()))
+}
+
 /// What feeding a handshake produced.
 #[derive(Debug)]
 struct Fed {
     /// Each `poll_transmit` result, with how many input bytes had been fed.
     sent: Vec<(usize, Vec<u8>)>,
     event: Event,
-    /// Input the handshake did not consume, fed or not.
+    /// Input the machine holds unused (an incomplete message, or early data
+    /// after the request) followed by the input not fed yet.
     rest: Vec<u8>,
+    /// How many input bytes had been fed when the event came.
+    fed: usize,
 }
 
-/// Feeds `input` cut at `cuts` (ascending) as a socket reader does: bytes not
-/// consumed stay buffered, the next chunk is appended, and `handle_input` sees
-/// all that is buffered. Stops at the first event other than `Partial`.
-fn feed(hs: &mut Handshake, auth: &dyn Authenticator, input: &[u8], cuts: &[usize]) -> Fed {
-    let mut pending = Vec::new();
+/// Feeds `input` cut at `cuts` (ascending) as a socket reader does, one
+/// chunk per read. Stops at the first event other than `Partial`.
+fn feed(conn: &mut Connection, auth: &dyn Authenticator, input: &[u8], cuts: &[usize]) -> Fed {
+    let now = conn.started();
     let mut sent = Vec::new();
     let mut fed = 0;
     for end in cuts.iter().copied().chain([input.len()]) {
-        pending.extend_from_slice(&input[fed..end]);
+        conn.handle_input(now, &input[fed..end], auth);
         fed = end;
-        let (used, event) = hs.handle_input(&pending, auth);
-        assert!(used <= pending.len(), "used {used} of {}", pending.len());
-        pending.drain(..used);
-        if let Some(t) = hs.poll_transmit() {
+        if let Some(t) = conn.poll_transmit() {
             assert!(!t.as_bytes().is_empty(), "poll_transmit gave no bytes");
             sent.push((fed, t.as_bytes().to_vec()));
         }
-        assert!(hs.poll_transmit().is_none(), "poll_transmit must drain");
+        assert!(conn.poll_transmit().is_none(), "poll_transmit must drain");
+        let event = next_event(conn);
         if event != Event::Partial {
-            pending.extend_from_slice(&input[fed..]);
             return Fed {
                 sent,
                 event,
-                rest: pending,
+                rest: [&conn.unparsed[..], &input[fed..]].concat(),
+                fed,
             };
         }
     }
     Fed {
         sent,
         event: Event::Partial,
-        rest: pending,
+        rest: conn.unparsed.clone(),
+        fed,
     }
 }
 
@@ -250,6 +290,15 @@ impl Script {
         out
     }
 
+    /// The chunk boundary at which the event is due when cut at `cuts`.
+    fn decision_point(&self, cuts: &[usize]) -> usize {
+        cuts.iter()
+            .copied()
+            .chain([self.input.len()])
+            .find(|&p| p >= self.decided)
+            .expect("decided within input")
+    }
+
     /// Runs the script in one buffer, one byte at a time, and at every split
     /// into two and three chunks. Returns how many runs there were.
     fn check(&self, auth: &dyn Authenticator) -> usize {
@@ -260,19 +309,32 @@ impl Script {
             cut_sets.extend((i..=len).map(|j| vec![i, j]));
         }
         for cuts in &cut_sets {
-            let mut hs = Handshake::new();
-            let fed = feed(&mut hs, auth, &self.input, cuts);
+            let mut conn = new_connection();
+            let fed = feed(&mut conn, auth, &self.input, cuts);
             let ctx = format!("cut at {cuts:?}: {fed:02x?}");
             assert_eq!(fed.sent, self.expected_sent(cuts), "{ctx}");
             assert_eq!(fed.event, self.event, "{ctx}");
-            assert_eq!(fed.rest, &self.input[self.used..], "{ctx}");
-            assert_eq!(hs.user().map(|u| &**u), self.user, "{ctx}");
-            assert!(!hs.is_established(), "{ctx}");
+            match self.event {
+                // A refused client's bytes are dropped: what it sent after
+                // the refusal is never read.
+                Event::Close(_) => {
+                    assert_eq!(fed.fed, self.decision_point(cuts), "{ctx}");
+                    assert!(conn.unparsed.is_empty(), "{ctx}");
+                    assert_eq!(fed.rest, &self.input[fed.fed..], "{ctx}");
+                }
+                _ => assert_eq!(fed.rest, &self.input[self.used..], "{ctx}"),
+            }
+            assert_eq!(conn.user().map(|u| &**u), self.user, "{ctx}");
+            assert_ne!(conn.reading(), Reading::Relay, "{ctx}");
             if self.event != Event::Partial {
                 // Nothing more is read, whatever arrives.
-                assert_eq!(hs.handle_input(&fed.rest, auth), (0, Event::Partial));
-                assert_eq!(hs.handle_input(REQUEST_IPV4, auth), (0, Event::Partial));
-                assert!(hs.poll_transmit().is_none(), "{ctx}");
+                let held = conn.unparsed.clone();
+                let now = conn.started();
+                conn.handle_input(now, &fed.rest, auth);
+                conn.handle_input(now, REQUEST_IPV4, auth);
+                assert!(conn.poll_transmit().is_none(), "{ctx}");
+                assert_eq!(next_event(&mut conn), Event::Partial, "{ctx}");
+                assert_eq!(conn.unparsed, held, "{ctx}");
             }
         }
         // One buffer, one byte at a time and the split at the very start are
@@ -465,7 +527,7 @@ fn auth_version_other_than_1_fails() {
         .check(&auth);
     assert_eq!(auth.calls.get(), 0, "no password check for a bad message");
     assert_eq!(
-        Handshake::new().user(),
+        new_connection().user(),
         None,
         "no name before authentication"
     );
@@ -488,17 +550,18 @@ fn user_table_good_and_bad_password() {
         (AUTH_ALICE_WRONG, &b"alice"[..]),
         (AUTH_MALLORY, b"mallory"),
     ] {
-        let mut hs = Handshake::new();
+        let mut conn = new_connection();
         let input = [GREETING_BOTH, auth].concat();
-        let fed = feed(&mut hs, &table, &input, &[]);
+        let fed = feed(&mut conn, &table, &input, &[]);
         assert_eq!(fed.sent, [(input.len(), SELECT_USERPASS.to_vec())]);
         assert!(
             matches!(&fed.event, Event::Verify(c) if c.username == name),
             "{:?}",
             fed.event
         );
-        assert_eq!(hs.verified(None), Event::Close(Outcome::AuthFailed));
-        assert_eq!(hs.poll_transmit().unwrap().as_bytes(), AUTH_FAILURE);
+        conn.handle_verified(conn.started(), None);
+        assert_eq!(next_event(&mut conn), Event::Close(Outcome::AuthFailed));
+        assert_eq!(conn.poll_transmit().unwrap().as_bytes(), AUTH_FAILURE);
     }
     Script::new()
         .close(
@@ -610,153 +673,174 @@ fn incomplete_handshakes_wait() {
         .check(&auth);
     // No password check until the whole RFC 1929 request is in.
     let before = auth.calls.get();
-    let mut hs = Handshake::new();
+    let mut conn = new_connection();
     let input = [GREETING_USERPASS, &AUTH_ALICE[..AUTH_ALICE.len() - 1]].concat();
-    assert_eq!(
-        hs.handle_input(&input, &auth),
-        (GREETING_USERPASS.len(), Event::Partial)
-    );
+    conn.handle_input(conn.started(), &input, &auth);
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert_eq!(conn.unparsed, &AUTH_ALICE[..AUTH_ALICE.len() - 1]);
     assert_eq!(auth.calls.get(), before);
 }
 
 // ------------------------------------------------------- one buffer, used
 
 #[test]
-fn whole_handshake_in_one_buffer_points_used_at_the_payload() {
+fn whole_handshake_in_one_buffer_keeps_the_payload_for_the_target() {
     let auth = TestUsers::alice();
     let input = [GREETING_BOTH, AUTH_ALICE, REQUEST_DOMAIN, PAYLOAD].concat();
-    let mut hs = Handshake::new();
-    let (used, event) = hs.handle_input(&input, &auth);
-    assert_eq!(event, Event::Connect(target_domain()));
-    assert_eq!(used, input.len() - PAYLOAD.len());
-    assert_eq!(&input[used..], PAYLOAD);
-    assert_eq!(hs.user().map(|u| &**u), Some("alice"));
-    let t = hs.poll_transmit().expect("replies queued");
+    let mut conn = new_connection();
+    conn.handle_input(conn.started(), &input, &auth);
+    assert_eq!(next_event(&mut conn), Event::Connect(target_domain()));
+    assert_eq!(conn.unparsed, PAYLOAD);
+    assert_eq!(conn.user().map(|u| &**u), Some("alice"));
+    let t = conn.poll_transmit().expect("replies queued");
     assert_eq!(t.as_bytes(), [0x05, 0x02, 0x01, 0x00]);
-    assert!(hs.poll_transmit().is_none());
+    assert!(conn.poll_transmit().is_none());
 }
 
 // -------------------------------------------------- connected and failed
 
-/// A handshake that has asked to connect, with its earlier replies drained.
-fn connecting() -> Handshake {
-    let mut hs = Handshake::new();
+/// A connection that asked to connect to REQUEST_DOMAIN's target, resolved
+/// to one address, with its earlier replies drained.
+fn connecting() -> Connection {
+    let mut conn = new_connection();
     let input = [GREETING_NO_AUTH, REQUEST_DOMAIN].concat();
-    let (used, event) = hs.handle_input(&input, &TestUsers::none());
+    let now = conn.started();
+    conn.handle_input(now, &input, &TestUsers::none());
+    assert_eq!(next_event(&mut conn), Event::Connect(target_domain()));
+    assert_eq!(conn.poll_transmit().unwrap().as_bytes(), SELECT_NO_AUTH);
+    conn.handle_resolved(now, Ok(vec![peer()]));
     assert_eq!(
-        (used, event),
-        (input.len(), Event::Connect(target_domain()))
+        conn.poll_action(),
+        Some(Action::Connect {
+            id: AttemptId(0),
+            addr: peer()
+        })
     );
-    assert_eq!(hs.poll_transmit().unwrap().as_bytes(), SELECT_NO_AUTH);
-    hs
+    conn
+}
+
+/// The address REQUEST_DOMAIN's name resolves to here.
+fn peer() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 80), 443))
+}
+
+fn connected(conn: &mut Connection, bound: SocketAddr) {
+    conn.handle_connected(conn.started(), AttemptId(0), bound, peer());
 }
 
 #[test]
 fn poll_transmit_is_none_when_nothing_is_queued() {
-    let mut hs = Handshake::new();
-    assert!(hs.poll_transmit().is_none());
-    assert_eq!(
-        hs.handle_input(&[], &TestUsers::none()),
-        (0, Event::Partial)
-    );
-    assert!(hs.poll_transmit().is_none());
-    let mut hs = connecting();
-    assert!(hs.poll_transmit().is_none());
-    assert!(!hs.is_established());
-    assert!(Handshake::default().poll_transmit().is_none());
+    let mut conn = new_connection();
+    assert!(conn.poll_transmit().is_none());
+    conn.handle_input(conn.started(), &[], &TestUsers::none());
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert!(conn.poll_transmit().is_none());
+    let mut conn = connecting();
+    assert!(conn.poll_transmit().is_none());
+    assert_ne!(conn.reading(), Reading::Relay);
 }
 
 #[test]
 fn connected_queues_success_with_ipv4_bnd() {
-    let mut hs = connecting();
+    let mut conn = connecting();
     let bound = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000));
-    hs.connected(bound);
-    assert!(hs.is_established());
-    let t = hs.poll_transmit().expect("success reply queued");
+    connected(&mut conn, bound);
+    assert_eq!(conn.reading(), Reading::Relay);
+    let t = conn.poll_transmit().expect("success reply queued");
     assert_eq!(
         t.as_bytes(),
         [0x05, 0x00, 0x00, 0x01, 198, 51, 100, 7, 0x9C, 0x40]
     );
-    assert!(hs.poll_transmit().is_none());
-    // The tunnel is open: the handshake reads nothing more.
-    assert_eq!(
-        hs.handle_input(PAYLOAD, &TestUsers::none()),
-        (0, Event::Partial)
-    );
-    assert!(hs.poll_transmit().is_none());
+    assert!(conn.poll_transmit().is_none());
+    // The tunnel is open: the machine reads nothing more.
+    let held = conn.unparsed.clone();
+    conn.handle_input(conn.started(), PAYLOAD, &TestUsers::none());
+    assert_eq!(conn.unparsed, held);
+    assert!(conn.poll_transmit().is_none());
 }
 
 #[test]
 fn connected_queues_success_with_ipv6_bnd() {
-    let mut hs = connecting();
+    let mut conn = connecting();
     let ip = Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 0x0bad);
-    hs.connected(SocketAddr::V6(SocketAddrV6::new(ip, 443, 0, 0)));
-    assert!(hs.is_established());
+    connected(&mut conn, SocketAddr::V6(SocketAddrV6::new(ip, 443, 0, 0)));
+    assert_eq!(conn.reading(), Reading::Relay);
     let expected = [
         0x05, 0x00, 0x00, 0x04, //
         0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xad, //
         0x01, 0xbb,
     ];
-    assert_eq!(hs.poll_transmit().unwrap().as_bytes(), expected);
-    assert!(hs.poll_transmit().is_none());
+    assert_eq!(conn.poll_transmit().unwrap().as_bytes(), expected);
+    assert!(conn.poll_transmit().is_none());
 }
 
 #[test]
 fn every_reply_queued_before_one_poll_comes_out_in_order() {
     // The largest queue: method selection, auth status and an IPv6 reply, all
-    // before the reactor polls once.
+    // before the driver polls once.
     let auth = TestUsers::alice();
-    let mut hs = Handshake::new();
+    let mut conn = new_connection();
     let input = [GREETING_USERPASS, AUTH_ALICE, REQUEST_IPV4].concat();
-    assert_eq!(
-        hs.handle_input(&input, &auth),
-        (input.len(), Event::Connect(target_ipv4()))
-    );
+    let now = conn.started();
+    conn.handle_input(now, &input, &auth);
+    assert_eq!(next_event(&mut conn), Event::Connect(target_ipv4()));
     let ip = Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 2);
-    hs.connected(SocketAddr::V6(SocketAddrV6::new(ip, 1, 0, 0)));
-    let t = hs.poll_transmit().expect("replies queued");
+    let TargetAddr::Ip(target) = target_ipv4() else {
+        unreachable!("an IP target")
+    };
+    conn.handle_connected(
+        now,
+        AttemptId(0),
+        SocketAddr::V6(SocketAddrV6::new(ip, 1, 0, 0)),
+        target,
+    );
+    let t = conn.poll_transmit().expect("replies queued");
     let mut expected = vec![0x05, 0x02, 0x01, 0x00, 0x05, 0x00, 0x00, 0x04];
     expected.extend_from_slice(&ip.octets());
     expected.extend_from_slice(&[0x00, 0x01]);
     assert_eq!(t.as_bytes(), expected);
     assert!(format!("{t:?}").starts_with("Transmit([05, 02, 01, 00, 05"));
-    assert!(hs.poll_transmit().is_none());
+    assert!(conn.poll_transmit().is_none());
 }
 
 #[test]
 fn failed_queues_that_reply_for_every_failure_code() {
     for code in 0x01..=0x08u8 {
         let reply = Reply::from(code);
-        let mut hs = connecting();
-        assert_eq!(hs.failed(reply), Outcome::Rejected(reply));
-        assert!(!hs.is_established());
-        assert_eq!(hs.poll_transmit().unwrap().as_bytes(), failure(code));
-        assert!(hs.poll_transmit().is_none());
+        let mut conn = connecting();
+        conn.fail(conn.started(), reply);
         assert_eq!(
-            hs.handle_input(PAYLOAD, &TestUsers::none()),
-            (0, Event::Partial)
+            next_event(&mut conn),
+            Event::Close(Outcome::Rejected(reply))
         );
-        assert!(hs.poll_transmit().is_none());
+        assert_eq!(conn.outcome(), Some(Outcome::Rejected(reply)));
+        assert_ne!(conn.reading(), Reading::Relay);
+        assert_eq!(conn.poll_transmit().unwrap().as_bytes(), failure(code));
+        assert!(conn.poll_transmit().is_none());
+        conn.handle_input(conn.started(), PAYLOAD, &TestUsers::none());
+        assert!(conn.unparsed.is_empty());
+        assert!(conn.poll_transmit().is_none());
     }
 }
 
 #[test]
 fn failed_without_draining_keeps_earlier_replies_first() {
     let auth = TestUsers::alice();
-    let mut hs = Handshake::new();
+    let mut conn = new_connection();
     let input = [GREETING_BOTH, AUTH_ALICE, REQUEST_DOMAIN].concat();
+    let now = conn.started();
+    conn.handle_input(now, &input, &auth);
+    assert_eq!(next_event(&mut conn), Event::Connect(target_domain()));
+    let no_name = io::Error::new(io::ErrorKind::NotFound, "no such name");
+    conn.handle_resolved(now, Err(no_name));
     assert_eq!(
-        hs.handle_input(&input, &auth).1,
-        Event::Connect(target_domain())
-    );
-    assert_eq!(
-        hs.failed(Reply::HostUnreachable),
-        Outcome::Rejected(Reply::HostUnreachable)
+        next_event(&mut conn),
+        Event::Close(Outcome::Rejected(Reply::HostUnreachable))
     );
     let expected = [&[0x05, 0x02, 0x01, 0x00][..], &failure(0x04)].concat();
-    assert_eq!(hs.poll_transmit().unwrap().as_bytes(), expected);
-    assert!(hs.poll_transmit().is_none());
+    assert_eq!(conn.poll_transmit().unwrap().as_bytes(), expected);
+    assert!(conn.poll_transmit().is_none());
 }
 
 // ------------------------------------------------------------- anonymity
@@ -782,56 +866,51 @@ impl Authenticator for Deferring {
 fn anonymous_until_a_user_name_or_a_request_comes() {
     // With users: the greeting and an incomplete log in are anonymous;
     // credentials being checked, or checked, are not.
-    let mut hs = Handshake::new();
-    assert!(hs.is_anonymous());
-    assert_eq!(
-        hs.handle_input(&GREETING_USERPASS[..2], &Deferring),
-        (0, Event::Partial)
-    );
-    assert!(hs.is_anonymous());
-    assert_eq!(
-        hs.handle_input(GREETING_USERPASS, &Deferring),
-        (GREETING_USERPASS.len(), Event::Partial)
-    );
-    assert!(hs.is_anonymous());
-    assert_eq!(
-        hs.handle_input(&AUTH_ALICE[..4], &Deferring),
-        (0, Event::Partial)
-    );
-    assert!(hs.is_anonymous());
-    let (used, event) = hs.handle_input(AUTH_ALICE, &Deferring);
-    assert_eq!(used, AUTH_ALICE.len());
+    let mut conn = new_connection();
+    let now = conn.started();
+    assert!(conn.is_anonymous());
+    conn.handle_input(now, &GREETING_USERPASS[..2], &Deferring);
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert!(conn.is_anonymous());
+    conn.handle_input(now, &GREETING_USERPASS[2..], &Deferring);
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert!(conn.unparsed.is_empty(), "the greeting is used");
+    assert!(conn.is_anonymous());
+    conn.handle_input(now, &AUTH_ALICE[..4], &Deferring);
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert!(conn.is_anonymous());
+    conn.handle_input(now, &AUTH_ALICE[4..], &Deferring);
+    let event = next_event(&mut conn);
+    assert!(conn.unparsed.is_empty(), "the log in is used");
     assert!(matches!(event, Event::Verify(_)), "{event:?}");
-    assert!(!hs.is_anonymous(), "its credentials are being checked");
-    assert_eq!(hs.verified(Some("alice".into())), Event::Partial);
-    assert!(!hs.is_anonymous(), "logged in");
+    assert!(!conn.is_anonymous(), "its credentials are being checked");
+    conn.handle_verified(now, Some("alice".into()));
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert!(!conn.is_anonymous(), "logged in");
 
     // Checked at once, the same.
     let auth = TestUsers::alice();
-    let mut hs = Handshake::new();
+    let mut conn = new_connection();
     let input = [GREETING_USERPASS, AUTH_ALICE].concat();
-    assert_eq!(
-        hs.handle_input(&input, &auth),
-        (input.len(), Event::Partial)
-    );
-    assert!(!hs.is_anonymous(), "logged in");
+    conn.handle_input(now, &input, &auth);
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert!(conn.unparsed.is_empty());
+    assert!(!conn.is_anonymous(), "logged in");
     // A failed log in is not anonymous either (and is closing).
-    let mut hs = Handshake::new();
+    let mut conn = new_connection();
     let input = [GREETING_USERPASS, AUTH_ALICE_WRONG].concat();
-    assert!(matches!(hs.handle_input(&input, &auth).1, Event::Close(_)));
-    assert!(!hs.is_anonymous());
+    conn.handle_input(now, &input, &auth);
+    assert!(matches!(next_event(&mut conn), Event::Close(_)));
+    assert!(!conn.is_anonymous());
 
     // No users: anonymous until the request is made.
     let none = TestUsers::none();
-    let mut hs = Handshake::new();
-    assert_eq!(
-        hs.handle_input(GREETING_NO_AUTH, &none),
-        (GREETING_NO_AUTH.len(), Event::Partial)
-    );
-    assert!(hs.is_anonymous());
-    assert_eq!(
-        hs.handle_input(REQUEST_IPV4, &none),
-        (REQUEST_IPV4.len(), Event::Connect(target_ipv4()))
-    );
-    assert!(!hs.is_anonymous(), "its request is made");
+    let mut conn = new_connection();
+    conn.handle_input(now, GREETING_NO_AUTH, &none);
+    assert_eq!(next_event(&mut conn), Event::Partial);
+    assert!(conn.is_anonymous());
+    conn.handle_input(now, REQUEST_IPV4, &none);
+    assert_eq!(next_event(&mut conn), Event::Connect(target_ipv4()));
+    assert!(conn.unparsed.is_empty());
+    assert!(!conn.is_anonymous(), "its request is made");
 }

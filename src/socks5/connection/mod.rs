@@ -1,0 +1,708 @@
+//! One SOCKS connection, from the client's first byte to its close, as a
+//! state machine with no I/O (the shape of quinn-proto's `Connection`).
+//!
+//! The driver (the reactor) owns the sockets. It hands the machine what
+//! happened, with the time: bytes from the client (`handle_input`), the
+//! answers of slow work (`handle_verified`, `handle_resolved`), the fate of
+//! connection attempts (`handle_connected`, `handle_connect_failed`), what
+//! the relay saw (`handle_relayed`, `handle_stream_end`, `handle_sent`), and
+//! its deadlines (`handle_timeout`). It asks what to do: bytes for the client
+//! (`poll_transmit`), things to do (`poll_action`: verify, resolve, connect,
+//! cancel, relay, shut down, close), when to wake it (`poll_timeout`), and
+//! what to do with the client's bytes (`reading`). The machine never reads a
+//! clock or touches a socket, so tests drive it with a fake clock.
+//!
+//! ```text
+//!  Greeting -> Auth -> Verifying -> Request -> Resolving -> Connecting -> Established -> Closed
+//!     \_________\_________\____________\_________\___________/
+//!                                refusal: its answer, then Lingering -> Closed
+//! ```
+//! (Auth and Verifying only with users, Resolving only for a name.) Any
+//! state closes when the client's socket fails or the grace period after a
+//! stop ends; before the request, also when the client leaves or the
+//! handshake timeout passes. docs/connection.md has the whole diagram.
+
+mod attempts;
+mod handshake;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::socks5::reply_for_error;
+use crate::socks5::wire::{self, Reply, TargetAddr};
+use crate::users::{Authenticator, Credentials};
+use attempts::{Candidate, Schedule};
+pub use attempts::{MAX_ATTEMPTS, interleave};
+
+/// Timeouts and limits every connection of a worker shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// From accept to the reply to the request.
+    pub handshake_timeout: Duration,
+    /// For each connection attempt.
+    pub connect_timeout: Duration,
+    /// RFC 8305's Connection Attempt Delay: how long an attempt runs alone
+    /// before the next address is tried too.
+    pub connection_attempt_delay: Duration,
+    /// Close a tunnel that moved no byte for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// How long a refused client may take to read its reply and go away.
+    pub linger: Duration,
+    /// How long a connection may go on after a stop is asked for.
+    pub grace: Duration,
+    /// Client bytes held at most while they cannot be used yet: an
+    /// incomplete message, what came while a password was checked, early
+    /// data for the target. More is not a handshake.
+    pub max_unparsed: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            connection_attempt_delay: Duration::from_millis(250),
+            idle_timeout: None,
+            linger: Duration::from_secs(2),
+            grace: Duration::from_secs(10),
+            max_unparsed: 32 * 1024,
+        }
+    }
+}
+
+/// A connection attempt, named so the driver can find its socket. At most
+/// [`MAX_ATTEMPTS`] per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptId(u8);
+
+impl AttemptId {
+    /// 0 for the first address tried, 1 for the second, and so on.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One direction of a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to target.
+    Up,
+    /// Target to client.
+    Down,
+}
+
+/// What the driver must do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Count the handshake's outcome (given once, when it is decided).
+    Decided(Outcome),
+    /// Check these credentials with the slow `Authenticator::verify` off
+    /// the worker, then call `handle_verified`.
+    Verify(Credentials),
+    /// Resolve `host`, then call `handle_resolved` with addresses for `port`.
+    Resolve {
+        /// The name, UTF-8 and not an IP literal.
+        host: String,
+        /// DST.PORT.
+        port: u16,
+    },
+    /// Open a non-blocking connection to `addr`; report how it ends with
+    /// `handle_connected` or `handle_connect_failed`.
+    Connect {
+        /// The attempt.
+        id: AttemptId,
+        /// The address to connect to.
+        addr: SocketAddr,
+    },
+    /// Close attempt `id`'s socket at once (it timed out, another attempt
+    /// won, or the request ended).
+    Cancel(AttemptId),
+    /// Attempt `via` is the target now: relay between it and the client,
+    /// `early_data` (what the client sent behind its request) first.
+    Relay {
+        /// The attempt that connected.
+        via: AttemptId,
+        /// Bytes for the target that arrived before the tunnel was open.
+        early_data: Vec<u8>,
+    },
+    /// Shut down the write side of this direction's destination (`Up`: the
+    /// target, `Down`: the client): everything for it has been written.
+    Shutdown(Direction),
+    /// Close every socket of the connection. Nothing else follows.
+    Close,
+}
+
+/// How a handshake ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target is connected: the success reply is queued.
+    Succeeded,
+    /// The greeting or request had a VER other than X'05', or the RFC 1929
+    /// request a VER other than X'01'.
+    BadVersion,
+    /// No method the client offered is acceptable (reply X'FF').
+    NoAcceptableMethod,
+    /// RFC 1929 authentication failed.
+    AuthFailed,
+    /// The request was refused, or no target address could be connected,
+    /// with this reply (never `Succeeded`).
+    Rejected(Reply),
+}
+
+/// What the driver does with what the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Read it and pass it to `handle_input`.
+    Handshake,
+    /// Leave it in the socket for now (the request is being served).
+    Paused,
+    /// Relay it to the target.
+    Relay,
+    /// Read it and drop it (a refused client is lingering).
+    Discard,
+}
+
+/// Bytes queued for the client: at most a method selection, an RFC 1929
+/// status and a reply.
+#[derive(Clone, Copy)]
+pub struct Transmit {
+    buf: [u8; 2 + 2 + wire::MAX_REPLY_LEN],
+    len: u8,
+}
+
+impl Transmit {
+    const EMPTY: Transmit = Transmit {
+        buf: [0; 2 + 2 + wire::MAX_REPLY_LEN],
+        len: 0,
+    };
+
+    /// The bytes to send.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let start = self.len as usize;
+        self.buf[start..start + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len() as u8;
+    }
+
+    /// Every reply to a request is built here.
+    fn push_reply(&mut self, reply: Reply, bound: SocketAddr) {
+        let start = self.len as usize;
+        let n = wire::emit_reply(reply, bound, &mut self.buf[start..]);
+        self.len += n as u8;
+    }
+}
+
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Transmit({:02x?})", self.as_bytes())
+    }
+}
+
+/// Progress of one direction of an open tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Bytes may still come.
+    Open,
+    /// Its source ended and all was delivered: the driver is to shut the
+    /// destination's write side.
+    Shutting,
+    /// Ended and passed on.
+    Done,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the version identifier/method selection message.
+    Greeting,
+    /// Waiting for the RFC 1929 request.
+    Auth,
+    /// RFC 1929 credentials are being checked off the worker (`ask` until
+    /// the driver has taken them).
+    Verifying { ask: Option<Box<Credentials>> },
+    /// Waiting for the SOCKS request.
+    Request,
+    /// The target is a name being resolved (`ask` until the driver took it).
+    Resolving { ask: bool },
+    /// Connection attempts run (to `Connection::candidates`).
+    Connecting(Schedule),
+    /// The success reply is queued; bytes flow both ways.
+    Established {
+        last_active: Instant,
+        /// The winning attempt, until the driver is told.
+        relay: Option<AttemptId>,
+        up: End,
+        down: End,
+    },
+    /// A refusal is queued; then the client gets `linger` to go away.
+    Lingering { shut: End },
+    /// Nothing more happens.
+    Closed,
+}
+
+/// One client connection, from the greeting to the close.
+#[derive(Debug)]
+pub struct Connection {
+    state: State,
+    config: Arc<Config>,
+    /// The handshake deadline, or while lingering the end of it.
+    deadline: Instant,
+    /// When the grace period after a stop ends.
+    stop_at: Option<Instant>,
+    started: Instant,
+    out: Transmit,
+    /// Client bytes not used yet (see [`Config::max_unparsed`]); after the
+    /// request, early data for the target.
+    unparsed: Vec<u8>,
+    /// The addresses of the request and their attempts, kept until every
+    /// attempt's socket is settled with the driver (empty: no allocation).
+    candidates: Box<[Candidate]>,
+    user: Option<Arc<str>>,
+    target: Option<TargetAddr>,
+    connected: Option<SocketAddr>,
+    outcome: Option<Outcome>,
+    /// The outcome is decided and the driver has not been told.
+    report: bool,
+}
+
+impl Connection {
+    /// A connection accepted at `now`, waiting for its greeting.
+    pub fn new(now: Instant, config: Arc<Config>) -> Self {
+        Connection {
+            state: State::Greeting,
+            deadline: now + config.handshake_timeout,
+            config,
+            stop_at: None,
+            started: now,
+            out: Transmit::EMPTY,
+            unparsed: Vec::new(),
+            candidates: Box::default(),
+            user: None,
+            target: None,
+            connected: None,
+            outcome: None,
+            report: false,
+        }
+    }
+
+    // ------------------------------------------------------------ queries
+
+    /// When the connection was accepted.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The authenticated user, or for a failed log in the name that was tried.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        self.user.as_ref()
+    }
+
+    /// The target as the client asked for it.
+    pub fn target(&self) -> Option<&TargetAddr> {
+        self.target.as_ref()
+    }
+
+    /// Takes the target, for a record written as the connection closes.
+    pub fn take_target(&mut self) -> Option<TargetAddr> {
+        self.target.take()
+    }
+
+    /// The address of the target that was connected.
+    pub fn connected(&self) -> Option<SocketAddr> {
+        self.connected
+    }
+
+    /// How the handshake ended; `None` while it has not (or never did: the
+    /// client left or timed out).
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome
+    }
+
+    /// Whether the client is still anonymous: no user name has come with
+    /// it, neither logged in nor being checked, and it has made no request.
+    /// Once false, never true again.
+    pub fn is_anonymous(&self) -> bool {
+        self.user.is_none() && matches!(self.state, State::Greeting | State::Auth | State::Request)
+    }
+
+    /// What to do with the client's bytes now.
+    #[inline]
+    pub fn reading(&self) -> Reading {
+        match self.state {
+            State::Greeting | State::Auth | State::Verifying { .. } | State::Request => {
+                Reading::Handshake
+            }
+            State::Resolving { .. } | State::Connecting(_) | State::Closed => Reading::Paused,
+            State::Established { .. } => Reading::Relay,
+            State::Lingering { .. } => Reading::Discard,
+        }
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// Takes the bytes queued for the client, if any.
+    #[inline]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.out.len == 0 {
+            return None;
+        }
+        Some(std::mem::replace(&mut self.out, Transmit::EMPTY))
+    }
+
+    /// The next thing to do, if any. After [`Action::Close`] the connection
+    /// is over; polling again gives `Close` again.
+    #[inline]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if let State::Closed = self.state {
+            return Some(Action::Close);
+        }
+        if self.report {
+            self.report = false;
+            if let Some(o) = self.outcome {
+                return Some(Action::Decided(o));
+            }
+        }
+        if !self.candidates.is_empty() {
+            if let Some(action) = attempts::poll_action(&mut self.candidates) {
+                return Some(action);
+            }
+            if !matches!(self.state, State::Connecting(_)) && attempts::is_settled(&self.candidates)
+            {
+                self.candidates = Box::default();
+            }
+        }
+        match &mut self.state {
+            State::Verifying { ask } => ask.take().map(|c| Action::Verify(*c)),
+            State::Resolving { ask } if *ask => {
+                *ask = false;
+                match &self.target {
+                    Some(TargetAddr::Domain(name, port)) => Some(Action::Resolve {
+                        // Only valid UTF-8 is ever sent to the resolver.
+                        host: String::from_utf8_lossy(name).into_owned(),
+                        port: *port,
+                    }),
+                    _ => None,
+                }
+            }
+            State::Established {
+                relay, up, down, ..
+            } => {
+                if let Some(via) = relay.take() {
+                    let early_data = std::mem::take(&mut self.unparsed);
+                    return Some(Action::Relay { via, early_data });
+                }
+                for (end, dir) in [(up, Direction::Up), (down, Direction::Down)] {
+                    if *end == End::Shutting {
+                        *end = End::Done;
+                        return Some(Action::Shutdown(dir));
+                    }
+                }
+                None
+            }
+            State::Lingering { shut } if *shut == End::Shutting => {
+                *shut = End::Done;
+                Some(Action::Shutdown(Direction::Down))
+            }
+            _ => None,
+        }
+    }
+
+    /// When `handle_timeout` must be called next, if ever.
+    #[inline]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = match &self.state {
+            State::Greeting
+            | State::Auth
+            | State::Verifying { .. }
+            | State::Request
+            | State::Resolving { .. }
+            | State::Lingering { .. } => Some(self.deadline),
+            State::Connecting(schedule) => Some(match schedule.poll_timeout(&self.candidates) {
+                Some(t) => t.min(self.deadline),
+                None => self.deadline,
+            }),
+            State::Established { last_active, .. } => {
+                self.config.idle_timeout.map(|idle| *last_active + idle)
+            }
+            State::Closed => return None,
+        };
+        match (own, self.stop_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ------------------------------------------------------------- events
+
+    /// Bytes the client sent. During the handshake whole messages are used
+    /// and an incomplete one is kept for later; bytes behind the request are
+    /// early data for the target. In other states nothing is read.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], auth: &dyn Authenticator) {
+        match self.state {
+            State::Greeting | State::Auth | State::Request => {}
+            // Kept until the check answers; nothing is parsed meanwhile.
+            State::Verifying { .. } => return self.keep(data),
+            _ => return,
+        }
+        if self.unparsed.is_empty() {
+            let used = self.parse(now, data, Some(auth));
+            self.keep(&data[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.unparsed);
+            buf.extend_from_slice(data);
+            let used = self.parse(now, &buf, Some(auth));
+            buf.drain(..used);
+            self.unparsed = buf;
+            self.keep(&[]);
+        }
+    }
+
+    /// The answer to [`Action::Verify`]: the user's name, or `None` when
+    /// the credentials are wrong (or could not be checked).
+    pub fn handle_verified(&mut self, now: Instant, user: Option<Arc<str>>) {
+        if !matches!(self.state, State::Verifying { .. }) {
+            return;
+        }
+        match user {
+            Some(name) => {
+                self.user = Some(name);
+                self.out.push(&wire::emit_auth_status(true));
+                self.state = State::Request;
+                // What the client sent while it waited.
+                let buf = std::mem::take(&mut self.unparsed);
+                let used = self.parse(now, &buf, None);
+                self.unparsed = buf;
+                self.unparsed.drain(..used);
+                self.keep(&[]);
+            }
+            None => self.auth_failed(now),
+        }
+    }
+
+    /// The answer to [`Action::Resolve`]: addresses in the resolver's order.
+    pub fn handle_resolved(&mut self, now: Instant, result: io::Result<Vec<SocketAddr>>) {
+        if !matches!(self.state, State::Resolving { .. }) {
+            return;
+        }
+        match result {
+            Ok(addrs) if !addrs.is_empty() => self.connect(now, &addrs),
+            Ok(_) => self.fail(now, Reply::HostUnreachable),
+            Err(e) => self.fail(now, reply_for_error(&e)),
+        }
+    }
+
+    /// Attempt `id` connected from `local` to `peer`.
+    pub fn handle_connected(
+        &mut self,
+        now: Instant,
+        id: AttemptId,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) {
+        if !matches!(self.state, State::Connecting(_))
+            || !attempts::connected(&mut self.candidates, id)
+        {
+            return;
+        }
+        // RFC 1928 section 6: "BND.ADDR contains the associated IP address"
+        // of the socket the server uses to connect to the target.
+        self.out.push_reply(Reply::Succeeded, local);
+        self.connected = Some(peer);
+        self.decide(Outcome::Succeeded);
+        self.state = State::Established {
+            last_active: now,
+            relay: Some(id),
+            up: End::Open,
+            down: End::Open,
+        };
+    }
+
+    /// Attempt `id` failed; the driver has closed its socket.
+    pub fn handle_connect_failed(&mut self, now: Instant, id: AttemptId, err: &io::Error) {
+        let State::Connecting(schedule) = &mut self.state else {
+            return;
+        };
+        let reply = reply_for_error(err);
+        if let Some(reply) = schedule.failed(&mut self.candidates, now, id, reply, &self.config) {
+            self.fail(now, reply);
+        }
+    }
+
+    /// Bytes moved through the tunnel (either way).
+    #[inline]
+    pub fn handle_relayed(&mut self, now: Instant) {
+        if let State::Established { last_active, .. } = &mut self.state {
+            *last_active = now;
+        }
+    }
+
+    /// `Up`: the client's stream ended and everything it sent was used
+    /// (during the handshake: the client left); `Down`: the target's stream
+    /// ended and everything it sent was delivered to the client.
+    pub fn handle_stream_end(&mut self, now: Instant, dir: Direction) {
+        let _ = now;
+        match (&mut self.state, dir) {
+            (
+                State::Greeting
+                | State::Auth
+                | State::Verifying { .. }
+                | State::Request
+                | State::Lingering { .. },
+                Direction::Up,
+            ) => self.close(),
+            (State::Established { up, down, .. }, _) => {
+                let (this, other) = match dir {
+                    Direction::Up => (up, down),
+                    Direction::Down => (down, up),
+                };
+                if *this != End::Open {
+                    return;
+                }
+                if *other != End::Open {
+                    // Both streams ended: close(2) sends the last FIN.
+                    self.close();
+                } else {
+                    *this = End::Shutting;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Everything `poll_transmit` gave has been written to the client.
+    pub fn handle_sent(&mut self, now: Instant) {
+        let _ = now;
+        if let State::Lingering { shut } = &mut self.state
+            && *shut == End::Open
+        {
+            *shut = End::Shutting;
+        }
+    }
+
+    /// The client's connection failed or was reset: nothing more can be
+    /// said to it.
+    pub fn handle_lost(&mut self, now: Instant) {
+        let _ = now;
+        self.close();
+    }
+
+    /// The server stops: the connection may go on for the grace period.
+    pub fn handle_stop(&mut self, now: Instant) {
+        if self.stop_at.is_none() {
+            self.stop_at = Some(now + self.config.grace);
+        }
+    }
+
+    /// Deadlines that have passed by `now` take effect.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.stop_at.is_some_and(|t| now >= t) {
+            return self.close();
+        }
+        match &self.state {
+            // No request yet: nothing to answer.
+            State::Greeting | State::Auth | State::Verifying { .. } | State::Request
+                if now >= self.deadline =>
+            {
+                self.close();
+            }
+            // The client is owed an answer: the target did not come in time.
+            State::Resolving { .. } | State::Connecting(_) if now >= self.deadline => {
+                self.fail(now, Reply::HostUnreachable);
+            }
+            State::Connecting(_) => {
+                if let State::Connecting(schedule) = &mut self.state
+                    && let Some(reply) =
+                        schedule.handle_timeout(&mut self.candidates, now, &self.config)
+                {
+                    self.fail(now, reply);
+                }
+            }
+            State::Established { last_active, .. } => {
+                if let Some(idle) = self.config.idle_timeout
+                    && now >= *last_active + idle
+                {
+                    self.close();
+                }
+            }
+            State::Lingering { .. } if now >= self.deadline => self.close(),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------- request
+
+    fn request(&mut self, now: Instant, target: TargetAddr) {
+        let addr = match &target {
+            TargetAddr::Ip(addr) => Some(*addr),
+            TargetAddr::Domain(name, port) => match std::str::from_utf8(name) {
+                Ok(host) => {
+                    // An IP literal sent as a name never goes to the resolver.
+                    let literal = host
+                        .strip_prefix('[')
+                        .and_then(|h| h.strip_suffix(']'))
+                        .unwrap_or(host);
+                    literal
+                        .parse::<IpAddr>()
+                        .ok()
+                        .map(|ip| SocketAddr::new(ip, *port))
+                }
+                Err(_) => {
+                    self.target = Some(target);
+                    return self.fail(now, Reply::HostUnreachable);
+                }
+            },
+        };
+        self.target = Some(target);
+        match addr {
+            Some(addr) => self.connect(now, &[addr]),
+            None => self.state = State::Resolving { ask: true },
+        }
+    }
+
+    fn connect(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        let (schedule, candidates) = attempts::start(now, addrs, &self.config);
+        self.candidates = candidates;
+        self.state = State::Connecting(schedule);
+    }
+
+    /// Answers the request with a failure `reply`, and lingers.
+    fn fail(&mut self, now: Instant, reply: Reply) {
+        debug_assert_ne!(reply, Reply::Succeeded);
+        self.out.push_reply(reply, wire::UNSPECIFIED);
+        self.refuse(now, Outcome::Rejected(reply));
+    }
+
+    // --------------------------------------------------------------- ends
+
+    fn decide(&mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+        self.report = true;
+    }
+
+    /// The answer is queued: early data is dropped, running attempts are
+    /// cancelled, and once the answer is sent the client's write side is
+    /// shut and what it still sends is read and dropped for a moment, so
+    /// that closing does not turn into a reset that could destroy the
+    /// answer before the client reads it.
+    fn refuse(&mut self, now: Instant, outcome: Outcome) {
+        self.decide(outcome);
+        self.unparsed = Vec::new();
+        attempts::cancel_all(&mut self.candidates);
+        self.deadline = now + self.config.linger;
+        self.state = State::Lingering { shut: End::Open };
+    }
+
+    fn close(&mut self) {
+        self.state = State::Closed;
+        self.unparsed = Vec::new();
+        // The driver closes every socket: no attempt needs a word.
+        self.candidates = Box::default();
+    }
+}
+
+#[cfg(test)]
+mod tests;
