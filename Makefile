@@ -79,8 +79,9 @@ run: build
 	else \
 	    echo " (this kernel has no SCTP: management is served on $(MGMT_SOCK) only)"; \
 	fi; \
-	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) -u "$(SOCKS_USER):$$pass" --admin "admin:$$pass" \
-	    --mgmt-unix $(MGMT_SOCK)
+	SOCKS5D_USER="$(SOCKS_USER):$$pass" SOCKS5D_ADMIN="admin:$$pass" \
+	exec ./target/release/socks5d -l 127.0.0.1 -p $(PORT) \
+	    --user-env SOCKS5D_USER --admin-env SOCKS5D_ADMIN --mgmt-unix $(MGMT_SOCK)
 
 deps:
 	@scripts/ensure-packages.sh $(TEST_DEPS)

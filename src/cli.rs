@@ -37,6 +37,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
   -u, --user USER:PASS        a proxy user; repeatable. The password is everything
                               after the first ':'
       --admin USER:PASS       an administrator (may also use the proxy); repeatable
+      --user-env VAR          a proxy user from the environment variable VAR
+                              (USER:PASS): no password on the command line
+      --admin-env VAR         an administrator from the environment variable VAR
       --users-file PATH       users file: loaded at start, rewritten on every change
                               made over the management protocol; created if missing
       --max-users N           the most users the table may hold (default: 100000)
@@ -474,6 +477,8 @@ fn takes_value(opt: &str) -> bool {
             | "-u"
             | "--user"
             | "--admin"
+            | "--user-env"
+            | "--admin-env"
             | "--users-file"
             | "--max-users"
             | "--max-connections"
@@ -613,6 +618,17 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                 "--mgmt-unix-group" => mgmt_unix_group = Some(parse_group(&opt, v)?),
                 "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
                 "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
+                "--user-env" | "--admin-env" => {
+                    let role = if opt == "--admin-env" {
+                        Role::Admin
+                    } else {
+                        Role::Proxy
+                    };
+                    let Ok(value) = std::env::var(v) else {
+                        return err(format!("{opt}: the environment has no {v} (USER:PASS)"));
+                    };
+                    parse_user(&mut users, &mut plain, &format!("{opt} {v}"), &value, role)?;
+                }
                 "--users-file" => {
                     if v.is_empty() {
                         return err(format!("{opt}: empty path"));
@@ -1234,5 +1250,11 @@ mod tests {
         ] {
             assert!(parse_user_command(&args(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_user_variable_that_is_not_set_is_an_error() {
+        let e = run(&["--user-env", "SOCKS5D_TEST_CLI_NOT_SET"]).unwrap_err();
+        assert!(e.0.contains("no SOCKS5D_TEST_CLI_NOT_SET"), "{e}");
     }
 }

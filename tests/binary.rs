@@ -256,6 +256,42 @@ fn config_file_then_sighup_names_what_needs_a_restart() {
     );
 }
 
+/// --user-env and --admin-env: users from the environment, so that no
+/// password is ever on the command line.
+#[test]
+fn users_from_the_environment() {
+    let d = Daemon::start_with_env(
+        &[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--user-env",
+            "TEST_SOCKS_USER",
+            "--admin-env",
+            "TEST_SOCKS_ADMIN",
+        ],
+        &[
+            ("TEST_SOCKS_USER", "alice:wonderland"),
+            ("TEST_SOCKS_ADMIN", "root:env-admin-pw"),
+        ],
+    );
+    let target = echo_server(BANNER);
+    let mut t = socks_connect(d.addr, Auth::User(USER, PASS), target);
+    exchange(&mut t, b"", BANNER);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid())).expect("read cmdline");
+    let shown = String::from_utf8_lossy(&cmdline);
+    assert!(
+        !shown.contains("wonderland") && !shown.contains("env-admin-pw"),
+        "{shown}"
+    );
+    assert!(
+        !d.stderr().contains("passwords given with -u"),
+        "no warning without passwords on the command line:\n{}",
+        d.stderr()
+    );
+}
+
 #[test]
 fn refuses_to_be_an_open_proxy_on_default_addresses() {
     for args in [&[][..], &["-p", "0"], &["-l", "0.0.0.0", "-p", "0"]] {
