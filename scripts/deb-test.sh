@@ -40,8 +40,17 @@ http_port=$((20000 + RANDOM % 20000))
 printf 'HTTP/1.0 200 OK\r\nContent-Length: 14\r\n\r\nfrom the deb\r\n' >"$work/response"
 socat TCP-LISTEN:$http_port,bind=127.0.0.1,reuseaddr,fork SYSTEM:"cat $work/response" &
 pids+=($!)
+# First set-up as the README says: users added with the packaged tool, no
+# password on any command line; the management socket in our own folder
+# (systemd makes /run/socks5d for the service).
+printf 'admin-pw-D7\n' | /usr/sbin/socks5d user add root --admin \
+    --users-file /var/lib/socks5d/users --password-stdin >/dev/null 2>&1
+printf 'alice-pw-D7\n' | /usr/sbin/socks5d user add alice \
+    --users-file /var/lib/socks5d/users --password-stdin >/dev/null 2>&1
+step "socks5d user add, twice" test "$(/usr/sbin/socks5d user list \
+    --config /etc/socks5d/socks5d.conf 2>/dev/null | wc -l)" = 2
 /usr/sbin/socks5d --config /etc/socks5d/socks5d.conf -p 0 -P 0 \
-    >"$work/access.log" 2>"$work/stderr" &
+    --mgmt-unix "$work/mgmt.sock" >"$work/access.log" 2>"$work/stderr" &
 pids+=($!)
 port=
 for _ in $(seq 300); do
@@ -51,9 +60,12 @@ for _ in $(seq 300); do
 done
 step "packaged socks5d listens on loopback" test -n "$port"
 got=$(env -u ALL_PROXY -u all_proxy -u HTTP_PROXY -u http_proxy -u NO_PROXY -u no_proxy \
-    curl -s --max-time 10 --socks5 127.0.0.1:"$port" \
+    curl -s --max-time 10 --socks5 127.0.0.1:"$port" -U alice:alice-pw-D7 \
     "http://127.0.0.1:$http_port/" 2>&1)
 step "curl through the packaged socks5d" test "$got" = $'from the deb\r'
+metrics=$(SOCKS5DCTL_PASSWORD=admin-pw-D7 /usr/bin/socks5dctl --unix "$work/mgmt.sock" \
+    -U root historic 2>&1)
+step "packaged socks5dctl over the Unix socket" test "$metrics" = "historic connections: 1"
 kill "${pids[1]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null
 
 step "dpkg --purge" dpkg --purge socks5d

@@ -141,7 +141,8 @@ fn the_example_config_shows_every_option() {
         missing.is_empty(),
         "not in contrib/socks5d.conf: {missing:?}"
     );
-    // What the packaged service starts with: loopback and a users file.
+    // What the packaged service starts with: loopback, the management Unix
+    // socket in the service's runtime folder, and a users file.
     let active: Vec<(String, Option<String>)> = socks5d::config_file::parse(&text)
         .expect("parses")
         .into_iter()
@@ -150,6 +151,7 @@ fn the_example_config_shows_every_option() {
     let want = [
         ("listen", Some("127.0.0.1")),
         ("listen", Some("::1")),
+        ("mgmt-unix", Some("/run/socks5d/mgmt.sock")),
         ("users-file", Some("/var/lib/socks5d/users")),
     ]
     .map(|(n, v)| (n.to_owned(), v.map(str::to_owned)));

@@ -484,11 +484,39 @@ fn create_private(path: &Path) -> io::Result<File> {
         .mode(FILE_MODE)
         .open(path)?;
     // The umask may have taken bits away; fchmod states the mode exactly.
-    if let Err(e) = file.set_permissions(Permissions::from_mode(FILE_MODE)) {
+    if let Err(e) = file
+        .set_permissions(Permissions::from_mode(FILE_MODE))
+        .and_then(|()| owned_like_its_folder(&file, path))
+    {
         let _ = fs::remove_file(path);
         return Err(e);
     }
     Ok(file)
+}
+
+/// Run as root, gives a new file to the owner of its folder: `socks5d
+/// user add` run by root on a service's users file (`/var/lib/socks5d`,
+/// the service user's) must leave a file the service can still read.
+/// Anyone else creates files as themselves, which is their folder's owner
+/// or a user it lets write.
+fn owned_like_its_folder(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let folder = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => fs::metadata(d)?,
+        _ => fs::metadata(".")?,
+    };
+    if folder.uid() == 0 {
+        return Ok(());
+    }
+    nix::unistd::fchown(
+        file,
+        Some(nix::unistd::Uid::from_raw(folder.uid())),
+        Some(nix::unistd::Gid::from_raw(folder.gid())),
+    )
+    .map_err(io::Error::from)
 }
 
 /// Creates `.NAME.tmp.PID.N` beside the target, trying further N if a stale
@@ -608,7 +636,8 @@ pub fn lock(path: &Path) -> io::Result<FileLock> {
         .create(true)
         .truncate(false)
         .mode(FILE_MODE)
-        .open(PathBuf::from(name))?;
+        .open(PathBuf::from(&name))?;
+    owned_like_its_folder(&f, Path::new(&name))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map(FileLock)
         .map_err(|(_, e)| io::Error::from(e))

@@ -499,3 +499,32 @@ fn check_memory_is_reused() {
     assert!(verify_password_in(&big, b"pw", &mut m));
     assert_eq!(m.bytes(), 512 * 1024);
 }
+
+/// Run as root (the tests are), a users file saved in a folder of another
+/// user's is that user's, as are its lock file: a service reading it as
+/// that user still can after `socks5d user` ran as root.
+#[test]
+fn files_made_by_root_belong_to_their_folders_owner() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test checks what root does"
+    );
+    let dir = std::env::temp_dir().join(format!("socks5d-owned-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    nix::unistd::chown(
+        &dir,
+        Some(nix::unistd::Uid::from_raw(64_500)),
+        Some(nix::unistd::Gid::from_raw(64_501)),
+    )
+    .unwrap();
+    let path = dir.join("users");
+    save(&path, &[]).unwrap();
+    let _lock = lock(&path).unwrap();
+    for f in [path.clone(), dir.join("users.lock")] {
+        let m = fs::metadata(&f).unwrap();
+        assert_eq!((m.uid(), m.gid()), (64_500, 64_501), "{}", f.display());
+        assert_eq!(m.mode() & 0o777, 0o600, "{}", f.display());
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
