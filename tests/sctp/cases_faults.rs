@@ -131,14 +131,15 @@ fn matching_state(
     })
 }
 
-/// Whatever the folder holds besides the users file must be one of its
-/// temporary files (`.users.tmp.PID.N`), never read as the users file.
+/// Whatever the folder holds besides the users file and its lock
+/// (`users.lock`, kept on purpose) must be one of its temporary files
+/// (`.users.tmp.PID.N`), never read as the users file.
 fn leftovers(dir: &Path) -> usize {
     let mut n = 0;
     for e in fs::read_dir(dir).expect("read the scratch folder") {
         let name = e.expect("entry").file_name();
         let name = name.to_string_lossy();
-        if name == "users" {
+        if name == "users" || name == "users.lock" {
             continue;
         }
         assert!(
