@@ -7,7 +7,7 @@
 //! cases run one at a time (a lock): they measure socks5d's memory and
 //! timing and must not share the two CPUs with each other.
 
-mod bin_support;
+mod common;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -23,7 +23,7 @@ use nix::sys::socket::{
 };
 use nix::unistd::Pid;
 
-use bin_support::{Daemon, IO_TIMEOUT, temp_path};
+use common::{Daemon, IO_TIMEOUT, temp_path};
 use socks5d::users::Role;
 use socks5d::users::file::{self, Cost, Record};
 

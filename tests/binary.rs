@@ -1,7 +1,7 @@
 //! The real `socks5d` binary: its command line, its refusal to run as an open
 //! proxy, draining on SIGTERM and SIGINT, and the access log.
 
-mod bin_support;
+mod common;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use bin_support::{
+use common::{
     Auth, Daemon, access_fields, access_lines, close_tunnel, echo_server, exchange, run_brief,
     socks_connect, temp_path, wait_until_refused,
 };

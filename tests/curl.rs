@@ -1,7 +1,7 @@
 //! The real `socks5d` binary with a real client: curl through the proxy to a
 //! small HTTP/1.1 server run by the test.
 
-mod bin_support;
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::thread;
 
-use bin_support::{Daemon, IO_TIMEOUT, access_fields, access_lines, closed_port};
+use common::{Daemon, IO_TIMEOUT, access_fields, access_lines, closed_port};
 
 const CURL: &str = "/usr/bin/curl";
 const USER: &str = "carol";
@@ -102,19 +102,7 @@ fn curl(args: &[&str]) -> Output {
     cmd.arg("-q")
         .args(["--silent", "--show-error", "--max-time", "120"])
         .args(args);
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-        "CURL_HOME",
-    ] {
-        cmd.env_remove(var);
-    }
+    common::scrub_env(&mut cmd);
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {CURL}: {e}"))
 }

@@ -9,7 +9,7 @@
 //! Together they take well under two minutes. (The SIGTERM drain with
 //! tunnels open is in tests/binary.rs.)
 
-mod bin_support;
+mod common;
 mod fault_support;
 mod support;
 
@@ -29,7 +29,11 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::{Pid, Uid, User};
 
-use bin_support::{BIN, Daemon, access_fields, close_tunnel, echo_server, exchange, temp_path};
+use common::proc::*;
+use common::{
+    Auth, BIN, Daemon, access_fields, close_tunnel, connect_request, dial, echo_server, exchange,
+    login, read_method, temp_path, try_tunnel,
+};
 use fault_support::*;
 use socks5d::users::Role;
 use socks5d::users::file::{self, Record};
@@ -68,7 +72,7 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
     // Tunnels until one fails (refused, or left waiting in the queue).
     let mut tunnels: Vec<TcpStream> = Vec::new();
     while tunnels.len() < MOST {
-        match try_tunnel(d.addr, USER, PASS, target, QUEUED) {
+        match try_tunnel(d.addr, Auth::User(USER, PASS), target, QUEUED) {
             Ok(mut t) => {
                 read_banner(&mut t);
                 let msg = format!("tunnel {}", tunnels.len());
@@ -100,7 +104,7 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
         );
         let mut c = dial(d.addr, QUEUED).expect("connect (the listen queue takes it)");
         c.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
-        match read_method(&mut c) {
+        match read_method(&mut c, 0x02) {
             Ok(()) => {
                 let st = login(&mut c, USER, PASS).unwrap_or_else(|e| {
                     panic!(
@@ -165,7 +169,7 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
     for (i, c) in pending.iter_mut().enumerate() {
         c.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
-        read_method(c).unwrap_or_else(|e| {
+        read_method(c, 0x02).unwrap_or_else(|e| {
             panic!(
                 "queued client {i} not served within 5 s of descriptors freeing up: {e}; \
                  stderr:\n{}",
@@ -180,7 +184,12 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
     exchange(&mut first, b"served at last", b"served at last");
     let end = Instant::now() + Duration::from_secs(5);
     let mut fresh = loop {
-        match try_tunnel(d.addr, USER, PASS, target, Duration::from_secs(1)) {
+        match try_tunnel(
+            d.addr,
+            Auth::User(USER, PASS),
+            target,
+            Duration::from_secs(1),
+        ) {
             Ok(t) => break t,
             Err(e) => assert!(
                 Instant::now() < end,
@@ -240,7 +249,7 @@ fn out_of_descriptors_new_clients_beat_stale_handshakes() {
     exchange(&mut old_tunnel, b"before", b"before");
     let mut user = dial(d.addr, IO_TIMEOUT).expect("connect");
     user.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
-    read_method(&mut user).expect("method selection");
+    read_method(&mut user, 0x02).expect("method selection");
     assert_eq!(login(&mut user, USER, PASS).expect("log in"), 0);
 
     // Stale handshakes in every descriptor left: silent, half a greeting, a
@@ -259,7 +268,7 @@ fn out_of_descriptors_new_clients_beat_stale_handshakes() {
             1 => c.write_all(&[0x05, 0x02, 0x02]).expect("half a greeting"),
             _ => {
                 c.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
-                read_method(&mut c).expect("method selection");
+                read_method(&mut c, 0x02).expect("method selection");
                 if i % 4 == 3 {
                     c.write_all(&half_login[..4]).expect("half a log in");
                 }
@@ -276,14 +285,15 @@ fn out_of_descriptors_new_clients_beat_stale_handshakes() {
     // The new client: greeting, log in, CONNECT, echo. Without room made,
     // its greeting would wait in the listen queue for 30 s.
     let t0 = Instant::now();
-    let mut fresh = try_tunnel(d.addr, USER, PASS, target, SERVED * 2).unwrap_or_else(|e| {
-        panic!(
-            "a new client out of descriptors, {free} stale handshakes open: {e} after {:?}; \
+    let mut fresh =
+        try_tunnel(d.addr, Auth::User(USER, PASS), target, SERVED * 2).unwrap_or_else(|e| {
+            panic!(
+                "a new client out of descriptors, {free} stale handshakes open: {e} after {:?}; \
              stderr:\n{}",
-            t0.elapsed(),
-            d.stderr()
-        )
-    });
+                t0.elapsed(),
+                d.stderr()
+            )
+        });
     let took = t0.elapsed();
     assert!(
         took < SERVED,
@@ -402,7 +412,12 @@ fn max_connections_closes_new_clients_at_once() {
     assert!(close_tunnel(open.pop().expect("three")).is_empty());
     let end = Instant::now() + Duration::from_secs(5);
     let mut t = loop {
-        match try_tunnel(d.addr, USER, PASS, target, Duration::from_secs(2)) {
+        match try_tunnel(
+            d.addr,
+            Auth::User(USER, PASS),
+            target,
+            Duration::from_secs(2),
+        ) {
             Ok(t) => break t,
             Err(e) => assert!(
                 Instant::now() < end,
@@ -574,7 +589,7 @@ fn clients_that_never_read_hold_bounded_memory() {
 
     let mut stalled: Vec<TcpStream> = (0..STALLED)
         .map(|i| {
-            let t = try_tunnel(d.addr, USER, PASS, hose, IO_TIMEOUT)
+            let t = try_tunnel(d.addr, Auth::User(USER, PASS), hose, IO_TIMEOUT)
                 .unwrap_or_else(|e| panic!("stalled tunnel {i}: {e}"));
             let _ = setsockopt(&t, sockopt::RcvBuf, &(64 * 1024));
             t
@@ -706,7 +721,7 @@ fn sighup_reloads_the_users_file() {
         "--access-log",
         "off",
     ]);
-    let mut kept = try_tunnel(d.addr, "carol", "carol-pw", target, IO_TIMEOUT)
+    let mut kept = try_tunnel(d.addr, Auth::User("carol", "carol-pw"), target, IO_TIMEOUT)
         .expect("a tunnel as carol before the reload");
     read_banner(&mut kept);
     assert_eq!(auth_status(d.addr, "bob", "bob-pw"), 0x01, "bob before");

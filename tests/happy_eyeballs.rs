@@ -6,13 +6,13 @@
 //! Linux drops every new SYN to it, so a connection attempt hangs as it
 //! would towards a host that is down. Each test checks that premise first.
 
-mod bin_support;
+mod common;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use bin_support::{
+use common::{
     Auth, Daemon, access_fields, access_lines, close_tunnel, echo_server, exchange, run_brief,
     socks_connect, socks_connect_name,
 };

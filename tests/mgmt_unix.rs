@@ -9,7 +9,7 @@
 //! users (`CommandExt::uid`) to see what the socket's mode lets them do and
 //! that one user's failures do not lock another out.
 
-mod bin_support;
+mod common;
 
 use std::fs;
 use std::io::{self, Read};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use socks5d::sys::seqpacket::Conn;
 
-use bin_support::{
+use common::{
     Auth, BRIEF_TIMEOUT, Daemon, IO_TIMEOUT, close_tunnel, echo_server, exchange, run_brief,
     socks_connect, temp_path,
 };
@@ -717,7 +717,7 @@ fn offline_user_commands_and_a_running_server_lose_no_change() {
         &["--users-file", text(&users), "--hash-memory-kib", "64"],
     );
     let offline = |args: &[&str]| {
-        let mut cmd = Command::new(bin_support::BIN);
+        let mut cmd = Command::new(common::BIN);
         cmd.arg("user")
             .args(args)
             .args([
@@ -757,7 +757,7 @@ fn offline_user_commands_and_a_running_server_lose_no_change() {
         let users = users.clone();
         move || {
             for i in 15..25 {
-                let mut child = Command::new(bin_support::BIN)
+                let mut child = Command::new(common::BIN)
                     .args(["user", "add", &format!("off-{i}"), "--users-file"])
                     .arg(&users)
                     .args(["--hash-memory-kib", "64", "--password-stdin"])

@@ -4,7 +4,7 @@
 //! these test machines do not have: the unit's sandboxing is checked by
 //! `verify`, the notifications by listening on the socket as systemd would.)
 
-mod bin_support;
+mod common;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use bin_support::{BIN, Daemon, temp_path};
+use common::{BIN, Daemon, temp_path};
 
 fn next_message(sock: &UnixDatagram) -> String {
     let mut buf = [0u8; 4096];

@@ -18,6 +18,13 @@
 //! ```
 
 mod chart;
+// The tests' echo target and raw SOCKS5 client (each crate uses part of them).
+#[allow(dead_code)]
+#[path = "../../tests/common/echo.rs"]
+mod echo;
+#[allow(dead_code)]
+#[path = "../../tests/common/socks.rs"]
+mod socks;
 mod traffic;
 
 use std::collections::VecDeque;
@@ -32,8 +39,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use traffic::{
-    PASS, Stats, USER, abandon_once, bulk, bulk_once, close, echo, failed_login_once, round_trip,
-    serve, short_once, tunnel, worker,
+    PASS, Stats, USER, abandon_once, bulk, bulk_once, close, failed_login_once, round_trip, serve,
+    short_once, tunnel, worker,
 };
 
 const IDLE_TUNNELS: usize = 64;
@@ -354,7 +361,7 @@ fn judge(post: &[Sample]) -> Result<String, String> {
 }
 
 fn run(o: &Opts) -> Result<(), String> {
-    let echo_addr = serve(echo).map_err(|e| format!("echo target: {e}"))?;
+    let echo_addr = serve(|c| echo::serve_echo(c, b"")).map_err(|e| format!("echo target: {e}"))?;
     let bulk_addr = serve(bulk).map_err(|e| format!("bulk target: {e}"))?;
     let mut d = Daemon::start(&o.socks5d)?;
     let pid = d.pid();

@@ -1,5 +1,6 @@
-//! The soak's traffic: its two targets (echo, and bulk with checked
-//! bytes both ways) and its clients, each kind looping on its own thread.
+//! The soak's traffic: its bulk target (checked bytes both ways; the echo
+//! target is the tests' one) and its clients, on the tests' raw SOCKS5
+//! client, each kind looping on its own thread.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -8,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::socks::{Auth, IO_TIMEOUT, bad, dial, greet, login, try_tunnel};
+
 pub const USER: &str = "soak";
 pub const PASS: &str = "soak-Zq7xK3-pw";
-const IO_TIMEOUT: Duration = Duration::from_secs(15);
 const BULK_DOWN: u64 = 4 << 20;
 const BULK_UP: u64 = 1 << 20;
 
@@ -40,22 +42,6 @@ pub fn serve(handle: fn(TcpStream)) -> io::Result<SocketAddr> {
         }
     });
     Ok(addr)
-}
-
-/// Echoes until end of stream, then closes.
-pub fn echo(mut c: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if c.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = c.shutdown(Shutdown::Write);
 }
 
 /// Reads a seed and a length (u64 each, big-endian), sends that many
@@ -106,55 +92,9 @@ pub fn bulk(mut c: TcpStream) {
 
 // ---------------------------------------------------------------- clients
 
-pub fn dial(proxy: SocketAddr) -> io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&proxy, IO_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-pub fn fail(what: String) -> io::Error {
-    io::Error::other(what)
-}
-
-/// Greeting and RFC 1929 log in; the STATUS byte.
-pub fn login(s: &mut TcpStream, pass: &str) -> io::Result<u8> {
-    s.write_all(&[0x05, 0x01, 0x02])?;
-    let mut m = [0u8; 2];
-    s.read_exact(&mut m)?;
-    if m != [0x05, 0x02] {
-        return Err(fail(format!("method selection {m:02x?}")));
-    }
-    let mut a = vec![0x01, USER.len() as u8];
-    a.extend_from_slice(USER.as_bytes());
-    a.push(pass.len() as u8);
-    a.extend_from_slice(pass.as_bytes());
-    s.write_all(&a)?;
-    let mut st = [0u8; 2];
-    s.read_exact(&mut st)?;
-    Ok(st[1])
-}
-
+/// A tunnel as the soak's user to `target`: the tests' raw SOCKS5 client.
 pub fn tunnel(proxy: SocketAddr, target: SocketAddr) -> io::Result<TcpStream> {
-    let mut s = dial(proxy)?;
-    let st = login(&mut s, PASS)?;
-    if st != 0 {
-        return Err(fail(format!("log in refused: X'{st:02X}'")));
-    }
-    let SocketAddr::V4(t) = target else {
-        return Err(fail("IPv4 targets only".into()));
-    };
-    let mut req = vec![0x05, 0x01, 0x00, 0x01];
-    req.extend_from_slice(&t.ip().octets());
-    req.extend_from_slice(&t.port().to_be_bytes());
-    s.write_all(&req)?;
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply)?;
-    if reply[1] != 0 {
-        return Err(fail(format!("CONNECT reply X'{:02X}'", reply[1])));
-    }
-    Ok(s)
+    try_tunnel(proxy, Auth::User(USER, PASS), target, IO_TIMEOUT)
 }
 
 pub fn round_trip(s: &mut TcpStream, data: &[u8]) -> io::Result<()> {
@@ -162,7 +102,7 @@ pub fn round_trip(s: &mut TcpStream, data: &[u8]) -> io::Result<()> {
     let mut back = vec![0u8; data.len()];
     s.read_exact(&mut back)?;
     if back != data {
-        return Err(fail("the echo differs".into()));
+        return Err(bad("the echo differs".into()));
     }
     Ok(())
 }
@@ -173,10 +113,7 @@ pub fn close(mut s: TcpStream) -> io::Result<()> {
     let mut rest = Vec::new();
     s.read_to_end(&mut rest)?;
     if !rest.is_empty() {
-        return Err(fail(format!(
-            "{} unexpected bytes at the close",
-            rest.len()
-        )));
+        return Err(bad(format!("{} unexpected bytes at the close", rest.len())));
     }
     Ok(())
 }
@@ -204,24 +141,24 @@ pub fn bulk_once(proxy: SocketAddr, target: SocketAddr, seed: u64) -> io::Result
         let want = buf.len().min((BULK_DOWN - got) as usize);
         let k = s.read(&mut buf[..want])?;
         if k == 0 {
-            return Err(fail(format!("bulk: end of stream after {got} bytes")));
+            return Err(bad(format!("bulk: end of stream after {got} bytes")));
         }
         if buf[..k]
             .iter()
             .enumerate()
             .any(|(i, b)| *b != pattern_byte(seed, got + i as u64))
         {
-            return Err(fail(format!("bulk: wrong bytes near offset {got}")));
+            return Err(bad(format!("bulk: wrong bytes near offset {got}")));
         }
         got += k as u64;
     }
     writer
         .join()
-        .map_err(|_| fail("bulk writer panicked".into()))??;
+        .map_err(|_| bad("bulk writer panicked".into()))??;
     let mut count = [0u8; 8];
     s.read_exact(&mut count)?;
     if u64::from_be_bytes(count) != BULK_UP {
-        return Err(fail(format!(
+        return Err(bad(format!(
             "bulk: the target checked {} of {BULK_UP} bytes up",
             u64::from_be_bytes(count) as i64
         )));
@@ -230,7 +167,7 @@ pub fn bulk_once(proxy: SocketAddr, target: SocketAddr, seed: u64) -> io::Result
     let mut rest = Vec::new();
     s.read_to_end(&mut rest)?;
     if !rest.is_empty() {
-        return Err(fail(format!("bulk: {} bytes after the count", rest.len())));
+        return Err(bad(format!("bulk: {} bytes after the count", rest.len())));
     }
     Ok(BULK_DOWN + BULK_UP)
 }
@@ -243,10 +180,11 @@ pub fn short_once(proxy: SocketAddr, echo: SocketAddr) -> io::Result<u64> {
 }
 
 pub fn failed_login_once(proxy: SocketAddr) -> io::Result<()> {
-    let mut s = dial(proxy)?;
-    match login(&mut s, "not-the-password")? {
+    let mut s = dial(proxy, IO_TIMEOUT)?;
+    greet(&mut s, Auth::User(USER, PASS))?;
+    match login(&mut s, USER, "not-the-password")? {
         0x01 => {}
-        st => return Err(fail(format!("a wrong password got X'{st:02X}'"))),
+        st => return Err(bad(format!("a wrong password got X'{st:02X}'"))),
     }
     // socks5d closes after the refusal.
     let mut rest = Vec::new();
@@ -255,7 +193,7 @@ pub fn failed_login_once(proxy: SocketAddr) -> io::Result<()> {
 }
 
 pub fn abandon_once(proxy: SocketAddr, step: u64) -> io::Result<()> {
-    let mut s = dial(proxy)?;
+    let mut s = dial(proxy, IO_TIMEOUT)?;
     match step % 3 {
         0 => {}
         1 => s.write_all(&[0x05])?,

@@ -3,20 +3,17 @@
 //! panicking (a refusal is an expected outcome there), a crowd of slow
 //! clients driven from one thread, and a target that sends without end.
 
-use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{setsockopt, sockopt};
-use nix::unistd::Pid;
 
-use crate::bin_support::{Daemon, close_tunnel, exchange};
+use crate::common::{Auth, Daemon, close_tunnel, dial, exchange, greet, login, try_tunnel};
 use crate::support;
 use socks5d::users::file::Cost;
 
@@ -79,117 +76,14 @@ pub fn raise_nofile(want: u64) -> u64 {
     getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit").0
 }
 
-/// /proc/PID/NAME, read whole.
-pub fn proc_file(pid: Pid, name: &str) -> String {
-    let path = format!("/proc/{pid}/{name}");
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-}
-
-/// The fields of a /proc/PID/status line, e.g. "Uid".
-pub fn status_field(pid: Pid, key: &str) -> Vec<String> {
-    let status = proc_file(pid, "status");
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {key}: in /proc/{pid}/status:\n{status}"));
-    line.split_whitespace().map(str::to_owned).collect()
-}
-
-/// Resident memory, KiB.
-pub fn rss_kib(pid: Pid) -> u64 {
-    let f = status_field(pid, "VmRSS");
-    f[0].parse().expect("VmRSS in kB")
-}
-
-/// The descriptors socks5d has open.
-pub fn open_fds(pid: Pid) -> Vec<i32> {
-    let dir = format!("/proc/{pid}/fd");
-    fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// How many descriptors socks5d has once the last closed session is gone:
-/// the count unchanged over 50 ms.
-pub fn settled_fds(pid: Pid) -> usize {
-    let end = Instant::now() + Duration::from_secs(5);
-    let mut last = open_fds(pid).len();
-    loop {
-        thread::sleep(Duration::from_millis(50));
-        let now = open_fds(pid).len();
-        if now == last || Instant::now() > end {
-            return now;
-        }
-        last = now;
-    }
-}
-
-/// Clock ticks per second of /proc/PID/stat, from `getconf CLK_TCK`.
-pub fn clk_tck() -> u64 {
-    static TCK: OnceLock<u64> = OnceLock::new();
-    *TCK.get_or_init(|| {
-        let out = Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .expect("run getconf CLK_TCK");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("getconf CLK_TCK prints a number")
-    })
-}
-
-/// User plus system CPU time socks5d has used so far.
-pub fn cpu_time(pid: Pid) -> Duration {
-    let stat = proc_file(pid, "stat");
-    // The command name may hold spaces and parentheses: fields start after
-    // the last ')'. Field 3 (state) is index 0; utime is field 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("comm in parentheses") + 1..];
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f[10] + f[11];
-    Duration::from_secs_f64(ticks as f64 / clk_tck() as f64)
-}
-
-/// Sets socks5d's descriptor limit (soft and hard) with util-linux `prlimit`.
-pub fn prlimit_nofile(pid: Pid, limit: u64) {
-    let out = Command::new("prlimit")
-        .arg("--pid")
-        .arg(pid.to_string())
-        .arg(format!("--nofile={limit}:{limit}"))
-        .output()
-        .expect("run prlimit (util-linux)");
-    assert!(
-        out.status.success(),
-        "prlimit --pid {pid} --nofile={limit}:{limit}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let limits = proc_file(pid, "limits");
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .expect("a 'Max open files' line");
-    assert!(
-        line.split_whitespace().nth(3) == Some(&limit.to_string()),
-        "limit not applied: {line}"
-    );
-}
-
-/// Polls `stderr` of `d` until it contains `needle` `count` times.
+/// Waits, as socks5d logs them, until standard error of `d` has `count`
+/// lines holding `needle`.
 pub fn wait_stderr(d: &Daemon, needle: &str, count: usize, within: Duration) {
-    let end = Instant::now() + within;
-    while d.stderr().matches(needle).count() < count {
-        assert!(
-            Instant::now() < end,
-            "socks5d did not log {needle:?} ({count}x) within {within:?}; stderr:\n{}",
-            d.stderr()
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        d.wait_for_line(needle, count, within).is_some(),
+        "socks5d did not log {needle:?} ({count}x) within {within:?}; stderr:\n{}",
+        d.stderr()
+    );
 }
 
 /// A read or write timeout (or a non-blocking one that would block).
@@ -218,86 +112,9 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
 
 // ------------------------------------------------- a non-panicking client
 
-/// An unexpected answer, as an error.
-pub fn bad(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-/// A TCP connection to `proxy`; reads time out after `timeout`.
-pub fn dial(proxy: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&proxy, IO_TIMEOUT)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-/// Reads the method selection; USERNAME/PASSWORD expected.
-pub fn read_method(s: &mut TcpStream) -> io::Result<()> {
-    let mut m = [0u8; 2];
-    s.read_exact(&mut m)?;
-    if m != [0x05, 0x02] {
-        return Err(bad(format!("method selection {m:02x?}")));
-    }
-    Ok(())
-}
-
-/// RFC 1929: sends the credentials, returns STATUS.
-pub fn login(s: &mut TcpStream, user: &str, pass: &str) -> io::Result<u8> {
-    s.write_all(&support::auth_request(user.as_bytes(), pass.as_bytes()))?;
-    let mut st = [0u8; 2];
-    s.read_exact(&mut st)?;
-    if st[0] != 0x01 {
-        return Err(bad(format!("RFC 1929 status {st:02x?}")));
-    }
-    Ok(st[1])
-}
-
-/// CONNECT to an IPv4 `target`; Ok once the reply says X'00'.
-pub fn connect_request(s: &mut TcpStream, target: SocketAddr) -> io::Result<()> {
-    let SocketAddr::V4(t) = target else {
-        panic!("IPv4 targets only")
-    };
-    let mut req = vec![0x05, 0x01, 0x00, 0x01];
-    req.extend_from_slice(&t.ip().octets());
-    req.extend_from_slice(&t.port().to_be_bytes());
-    s.write_all(&req)?;
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply)?;
-    if reply[..4] != [0x05, 0x00, 0x00, 0x01] {
-        return Err(bad(format!("CONNECT reply {reply:02x?}")));
-    }
-    Ok(())
-}
-
-/// Greeting, log in and CONNECT on a client that has just connected.
-pub fn handshake(s: &mut TcpStream, user: &str, pass: &str, target: SocketAddr) -> io::Result<()> {
-    s.write_all(&[0x05, 0x01, 0x02])?;
-    read_method(s)?;
-    let st = login(s, user, pass)?;
-    if st != 0 {
-        return Err(bad(format!("RFC 1929 STATUS X'{st:02X}' for {user}")));
-    }
-    connect_request(s, target)
-}
-
-/// A tunnel to `target`, or why not; reads time out after `timeout`.
-pub fn try_tunnel(
-    proxy: SocketAddr,
-    user: &str,
-    pass: &str,
-    target: SocketAddr,
-    timeout: Duration,
-) -> io::Result<TcpStream> {
-    let mut s = dial(proxy, timeout)?;
-    handshake(&mut s, user, pass, target)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    Ok(s)
-}
-
 /// A tunnel as alice to a banner-then-echo target, its banner read.
 pub fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
-    let mut t = try_tunnel(proxy, USER, PASS, target, IO_TIMEOUT)
+    let mut t = try_tunnel(proxy, Auth::User(USER, PASS), target, IO_TIMEOUT)
         .unwrap_or_else(|e| panic!("tunnel through {proxy}: {e}"));
     read_banner(&mut t);
     t
@@ -313,8 +130,7 @@ pub fn read_banner(t: &mut TcpStream) {
 /// The RFC 1929 STATUS socks5d gives `user`/`pass` now.
 pub fn auth_status(proxy: SocketAddr, user: &str, pass: &str) -> u8 {
     let mut s = dial(proxy, IO_TIMEOUT).expect("connect to socks5d");
-    s.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
-    read_method(&mut s).expect("method selection");
+    greet(&mut s, Auth::User(user, pass)).expect("method selection");
     login(&mut s, user, pass).expect("RFC 1929 status")
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::Request;
 use socks5d::users::Role;
 
+use crate::common::scrub_env;
 use crate::support::*;
 
 /// One tunnel as bob, closed; then waits until the counters show it.
@@ -75,11 +76,8 @@ fn json_numbers(s: &str) -> Vec<(String, u64)> {
 
 /// Runs socks5dctl with `input` on its standard input.
 fn ctl_stdin(args: &[&str], input: &str) -> Ctl {
-    let mut child = Command::new(SOCKS5DCTL)
+    let mut child = scrub_env(&mut Command::new(SOCKS5DCTL))
         .args(args)
-        .env_remove("SOCKS5DCTL_PASSWORD")
-        .env_remove("SOCKS5DCTL_NEW_PASSWORD")
-        .env_remove("SOCKS5DCTL_USER")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -398,7 +396,7 @@ fn exits_within(child: &mut Child, t: Duration) -> bool {
 /// the answer to the previous one arrived, so the client cannot merge them.
 fn third_party(program: &str, args: &[String], want_historic: u64) {
     let what = format!("{program} {}", args.join(" "));
-    let mut child = Command::new(program)
+    let mut child = scrub_env(&mut Command::new(program))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -457,7 +455,7 @@ pub fn ncat_and_socat() {
 
     // A wrong password: X'01', then the server closes and ncat ends although
     // its input is still open.
-    let mut child = Command::new("ncat")
+    let mut child = scrub_env(&mut Command::new("ncat"))
         .args(["--sctp", "127.0.0.1", &port])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,5 +1,6 @@
 //! Case 2: log-in failures, each answered and then closed by the server.
 
+use crate::common::anon_kib;
 use crate::support::*;
 
 /// Wrong password, unknown user, proxy user: the same X'01' and a closed
@@ -67,16 +68,6 @@ pub fn login_failures_close_the_association() {
     // The server is none the worse.
     let m = d.admin();
     assert!(m.metrics().len() >= 8);
-}
-
-/// socks5d's anonymous memory, KiB (file pages the kernel may drop at will
-/// are left out).
-fn anon_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Anonymous:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("an Anonymous: line")
 }
 
 /// 500 wrong administrator passwords, eight associations at a time: every

@@ -20,6 +20,8 @@ mod cases_faults;
 mod cases_login;
 mod cases_protocol;
 mod cases_unauth;
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

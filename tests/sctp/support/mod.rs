@@ -1,7 +1,6 @@
-//! Helpers for the SCTP suite: the real `socks5d` binary (started, its
-//! readiness lines parsed, killed on drop), a management client on
-//! `SctpSocket::connect`, TCP targets, a raw SOCKS5 client, curl and
-//! socks5dctl runners.
+//! Helpers for the SCTP suite, on the tests' shared library (tests/common):
+//! the real `socks5d` binary with its management endpoint, a management
+//! client on `SctpSocket::connect`, TCP targets, curl and socks5dctl runners.
 //!
 //! Every wait has a deadline and every socket a timeout; a failure says what
 //! the daemon wrote to standard error.
@@ -18,8 +17,6 @@ pub use mgmt::*;
 pub use process::*;
 pub use socks::*;
 
-/// The daemon under test.
-pub const SOCKS5D: &str = env!("CARGO_BIN_EXE_socks5d");
 /// The management client under test.
 pub const SOCKS5DCTL: &str = env!("CARGO_BIN_EXE_socks5dctl");
 
@@ -36,4 +33,3 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
 const MGMT_READY: &str = "management (SCTP) listening on ";
-const SOCKS_READY: &str = "SOCKS5 listening on ";

@@ -72,18 +72,7 @@ pub fn curl(
         .arg("-U")
         .arg(format!("{user}:{pass}"))
         .arg(url);
-    for v in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-    ] {
-        cmd.env_remove(v);
-    }
+    crate::common::scrub_env(&mut cmd);
     let out = run_child(cmd, "curl");
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -110,13 +99,12 @@ pub struct Ctl {
 /// in the environment.
 pub fn ctl(args: &[&str], password: &str, new_password: Option<&str>) -> Ctl {
     let mut cmd = Command::new(SOCKS5DCTL);
-    cmd.args(args)
-        .env("SOCKS5DCTL_PASSWORD", password)
-        .env_remove("SOCKS5DCTL_USER");
-    match new_password {
-        Some(p) => cmd.env("SOCKS5DCTL_NEW_PASSWORD", p),
-        None => cmd.env_remove("SOCKS5DCTL_NEW_PASSWORD"),
-    };
+    crate::common::scrub_env(&mut cmd)
+        .args(args)
+        .env("SOCKS5DCTL_PASSWORD", password);
+    if let Some(p) = new_password {
+        cmd.env("SOCKS5DCTL_NEW_PASSWORD", p);
+    }
     let out = run_child(cmd, "socks5dctl");
     Ctl {
         code: out.status.code().unwrap_or(-1),

@@ -1,16 +1,14 @@
-//! Helpers for the tests that run the real `socks5d` binary: start it and
-//! wait for its "SOCKS5 listening on" line, signal it, read what it wrote;
-//! a raw RFC 1928/1929 client; a banner-then-echo target server.
+//! The real `socks5d` binary under test: started, ready once it printed its
+//! "SOCKS5 listening on" line (the capture thread signals each line it
+//! reads), signalled, its output read; short runs that must exit on their
+//! own; the access log's fields.
 //!
 //! Every wait has a deadline and fails loudly with what the daemon wrote to
 //! standard error: a hung test is worse than a failed one.
 
-// Each test crate that includes this module uses a different part of it.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,8 +26,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_socks5d");
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a short-lived invocation (bad arguments, -h) may take.
 pub const BRIEF_TIMEOUT: Duration = Duration::from_secs(15);
-/// Socket read/write timeout for the test's own clients.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The phrase socks5d logs once per bound SOCKS address.
 const READY: &str = "SOCKS5 listening on ";
@@ -92,6 +88,12 @@ impl Daemon {
     /// Like `start`, with extra environment variables (they win over the
     /// RUST_LOG=info default).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(args, env, START_TIMEOUT)
+    }
+
+    /// Like `start_with_env`, allowing start-up `start_timeout` (the SCTP
+    /// suite's single UML CPU is slower).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], start_timeout: Duration) -> Daemon {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             // The readiness line is logged at info: an inherited RUST_LOG=warn
@@ -112,7 +114,7 @@ impl Daemon {
         let (stderr, r2) = capture(err);
 
         // Readiness: the "SOCKS5 listening on ADDR" line, never a sleep.
-        let deadline = Instant::now() + START_TIMEOUT;
+        let deadline = Instant::now() + start_timeout;
         let found = {
             let (lock, cond) = &*stderr;
             let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,7 +208,7 @@ impl Daemon {
         if self.status.is_none() {
             self.signal(Signal::SIGTERM);
         }
-        self.wait_exit(Duration::from_secs(20))
+        self.wait_exit(Duration::from_secs(30))
     }
 
     /// Everything written to standard output so far (the access log).
@@ -217,6 +219,40 @@ impl Daemon {
     /// Everything written to standard error so far.
     pub fn stderr(&self) -> String {
         snapshot(&self.stderr)
+    }
+
+    /// Waits, at most `within`, for the `nth` line (from 1) of standard
+    /// error that contains `needle`, and returns it; `None` if it did not
+    /// come in time or socks5d's standard error ended first. The reader
+    /// thread signals each line it appends.
+    pub fn wait_for_line(&self, needle: &str, nth: usize, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let (lock, cond) = &*self.stderr;
+        let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(l) = c.text.lines().filter(|l| l.contains(needle)).nth(nth - 1) {
+                return Some(l.to_owned());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if c.eof || left.is_zero() {
+                return None;
+            }
+            c = cond
+                .wait_timeout(c, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// SIGKILL, and reaped: returns once the process is gone.
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            self.status = Some(self.child.wait().expect("reaping socks5d"));
+            for r in self.readers.drain(..) {
+                let _ = r.join();
+            }
+        }
     }
 
     /// The first line of standard error holding `needle`, waiting for it
@@ -329,179 +365,6 @@ pub fn access_fields(line: &str) -> HashMap<String, String> {
 /// The non-empty lines of an access log.
 pub fn access_lines(log: &str) -> Vec<&str> {
     log.lines().filter(|l| !l.trim().is_empty()).collect()
-}
-
-/// How a raw client authenticates.
-#[derive(Debug, Clone, Copy)]
-pub enum Auth<'a> {
-    /// Offer only X'00' NO AUTHENTICATION REQUIRED.
-    None,
-    /// Offer only X'02' USERNAME/PASSWORD and log in with these.
-    User(&'a str, &'a str),
-}
-
-/// Opens a tunnel through the SOCKS5 server at `proxy` to `target`: greeting,
-/// RFC 1929 sub-negotiation when asked for, CONNECT with an IP address.
-/// Fails the test on any unexpected byte.
-pub fn socks_connect(proxy: SocketAddr, auth: Auth<'_>, target: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(proxy).unwrap_or_else(|e| panic!("connect {proxy}: {e}"));
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
-    s.set_write_timeout(Some(IO_TIMEOUT)).expect("set timeout");
-    let method = match auth {
-        Auth::None => 0x00,
-        Auth::User(..) => 0x02,
-    };
-    s.write_all(&[0x05, 0x01, method]).expect("send greeting");
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).expect("read method selection");
-    assert_eq!(choice, [0x05, method], "method selection");
-
-    if let Auth::User(user, pass) = auth {
-        let mut msg = vec![0x01, user.len() as u8];
-        msg.extend_from_slice(user.as_bytes());
-        msg.push(pass.len() as u8);
-        msg.extend_from_slice(pass.as_bytes());
-        s.write_all(&msg).expect("send RFC 1929 request");
-        let mut status = [0u8; 2];
-        s.read_exact(&mut status).expect("read RFC 1929 status");
-        assert_eq!(status, [0x01, 0x00], "RFC 1929 status (X'00' is success)");
-    }
-
-    let mut req = vec![0x05, 0x01, 0x00];
-    match target.ip() {
-        IpAddr::V4(ip) => {
-            req.push(0x01);
-            req.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            req.push(0x04);
-            req.extend_from_slice(&ip.octets());
-        }
-    }
-    req.extend_from_slice(&target.port().to_be_bytes());
-    s.write_all(&req).expect("send CONNECT");
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).expect("read reply");
-    assert_eq!(
-        head[..3],
-        [0x05, 0x00, 0x00],
-        "CONNECT reply (X'00' succeeded)"
-    );
-    let rest = match head[3] {
-        0x01 => 4 + 2,
-        0x04 => 16 + 2,
-        other => panic!("reply ATYP X'{other:02X}' for an IP CONNECT"),
-    };
-    let mut bound = vec![0u8; rest];
-    s.read_exact(&mut bound)
-        .expect("read BND.ADDR and BND.PORT");
-    s
-}
-
-/// Greeting, RFC 1929 log in when asked for, and CONNECT to `name`:`port`
-/// (ATYP X'03'), like `socks_connect`; returns the stream after the reply
-/// and the reply's REP, whatever it is.
-pub fn socks_connect_name(
-    proxy: SocketAddr,
-    auth: Auth<'_>,
-    name: &str,
-    port: u16,
-) -> (TcpStream, u8) {
-    let mut s = TcpStream::connect(proxy).unwrap_or_else(|e| panic!("connect {proxy}: {e}"));
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set timeout");
-    s.set_write_timeout(Some(IO_TIMEOUT)).expect("set timeout");
-    let mut msg = match auth {
-        Auth::None => vec![0x05, 0x01, 0x00],
-        Auth::User(user, pass) => {
-            let mut m = vec![0x05, 0x01, 0x02, 0x01, user.len() as u8];
-            m.extend_from_slice(user.as_bytes());
-            m.push(pass.len() as u8);
-            m.extend_from_slice(pass.as_bytes());
-            m
-        }
-    };
-    msg.extend_from_slice(&[0x05, 0x01, 0x00, 0x03, name.len() as u8]);
-    msg.extend_from_slice(name.as_bytes());
-    msg.extend_from_slice(&port.to_be_bytes());
-    // Pipelined: the whole handshake in one write.
-    s.write_all(&msg).expect("send the handshake");
-    let answers = match auth {
-        Auth::None => 2,
-        Auth::User(..) => 4,
-    };
-    let mut head = vec![0u8; answers + 4];
-    s.read_exact(&mut head)
-        .expect("read the answers and the reply");
-    assert_eq!(head[..2], [0x05, msg[2]], "method selection");
-    if answers == 4 {
-        assert_eq!(head[2..4], [0x01, 0x00], "RFC 1929 status");
-    }
-    let reply = &head[answers..];
-    assert_eq!([reply[0], reply[2]], [0x05, 0x00], "reply VER and RSV");
-    let rest = match reply[3] {
-        0x01 => 4 + 2,
-        0x04 => 16 + 2,
-        other => panic!("reply ATYP X'{other:02X}'"),
-    };
-    let mut bound = vec![0u8; rest];
-    s.read_exact(&mut bound)
-        .expect("read BND.ADDR and BND.PORT");
-    (s, reply[1])
-}
-
-/// Sends `data` through `tunnel` and reads back exactly `expect`.
-pub fn exchange(tunnel: &mut TcpStream, data: &[u8], expect: &[u8]) {
-    tunnel.write_all(data).expect("write into the tunnel");
-    let mut got = vec![0u8; expect.len()];
-    tunnel.read_exact(&mut got).expect("read from the tunnel");
-    assert_eq!(got, expect, "bytes relayed through the tunnel");
-}
-
-/// Half-closes `tunnel` and reads until the proxy passes the target's end of
-/// stream back; returns the bytes read on the way (none expected).
-pub fn close_tunnel(mut tunnel: TcpStream) -> Vec<u8> {
-    tunnel.shutdown(Shutdown::Write).expect("shutdown(Write)");
-    let mut rest = Vec::new();
-    tunnel
-        .read_to_end(&mut rest)
-        .expect("read to the end of the tunnel");
-    rest
-}
-
-/// A target that writes `banner` to each new connection, then echoes what
-/// it reads until end of stream, then closes. Runs until the test ends.
-pub fn echo_server(banner: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the echo server");
-    let addr = listener.local_addr().expect("local_addr");
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            thread::spawn(move || {
-                if conn.write_all(banner).is_err() {
-                    return;
-                }
-                let mut buf = [0u8; 16 * 1024];
-                loop {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if conn.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = conn.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
-
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("local_addr").port()
 }
 
 /// Polls `addr` until a TCP connect is refused; fails the test after
