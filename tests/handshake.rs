@@ -2,6 +2,7 @@
 //! negotiation, RFC 1929 log in, requests and their replies, name
 //! resolution, the handshake timeout and the access log.
 
+mod common;
 mod support;
 
 use std::io::{Read, Write};

@@ -97,20 +97,18 @@ const ROOT: As<'static> = As {
 
 fn spawn_ctl(socket: &Path, who: As<'_>, args: &[&str]) -> Child {
     let mut cmd = Command::new(CTL);
-    cmd.arg("--unix")
+    common::scrub_env(&mut cmd)
+        .arg("--unix")
         .arg(socket)
         .args(["-U", ADMIN])
         .args(args)
         .env("SOCKS5DCTL_PASSWORD", who.password)
-        .env_remove("SOCKS5DCTL_USER")
-        .env_remove("SOCKS5DCTL_UNIX")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    match who.new_password {
-        Some(p) => cmd.env("SOCKS5DCTL_NEW_PASSWORD", p),
-        None => cmd.env_remove("SOCKS5DCTL_NEW_PASSWORD"),
-    };
+    if let Some(p) = who.new_password {
+        cmd.env("SOCKS5DCTL_NEW_PASSWORD", p);
+    }
     if let Some((uid, gid)) = who.ids {
         cmd.uid(uid).gid(gid);
     }
@@ -386,7 +384,7 @@ fn every_command_with_socks5dctl() {
     assert_eq!(c.code, 15, "no such user: {c:?}");
 
     // SOCKS5DCTL_UNIX names the socket when no option does.
-    let env = Command::new(CTL)
+    let env = common::scrub_env(&mut Command::new(CTL))
         .args(["-U", ADMIN, "concurrent"])
         .env("SOCKS5DCTL_UNIX", &socket)
         .env("SOCKS5DCTL_PASSWORD", ADMIN_PW)

@@ -2,6 +2,7 @@
 //! half-close, many tunnels, backpressure, bulk transfer, metrics, the idle
 //! timeout and shutdown.
 
+mod common;
 mod support;
 
 use std::io::{self, Read, Write};

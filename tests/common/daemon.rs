@@ -259,24 +259,12 @@ impl Daemon {
     /// as the lines come in (the reader thread signals each one); fails
     /// the test after `within`.
     pub fn stderr_line(&self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let (lock, cond) = &*self.stderr;
-        let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(l) = c.text.lines().find(|l| l.contains(needle)) {
-                return l.to_owned();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero() && !c.eof,
+        self.wait_for_line(needle, 1, within).unwrap_or_else(|| {
+            panic!(
                 "socks5d did not log {needle:?} within {within:?}; stderr:\n{}",
-                c.text
-            );
-            c = cond
-                .wait_timeout(c, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+                self.stderr()
+            )
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The environment every curl, socks5dctl and ncat run of the tests is
 //! scrubbed of: a proxy variable (a NO_PROXY=127.0.0.1 makes curl bypass
 //! socks5d and the test pass for nothing), a curlrc's home, an inherited
-//! administrator name or password.
+//! administrator name, password or management socket.
 
 use std::process::Command;
 
@@ -21,6 +21,7 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "SOCKS5DCTL_USER",
     "SOCKS5DCTL_PASSWORD",
     "SOCKS5DCTL_NEW_PASSWORD",
+    "SOCKS5DCTL_UNIX",
 ];
 
 /// Removes [`SCRUBBED_ENV`] from `cmd`'s environment; set what the run

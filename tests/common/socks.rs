@@ -4,7 +4,7 @@
 //! unexpected byte.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Socket read/write timeout for the test's own clients.
@@ -107,32 +107,53 @@ pub fn send_connect(s: &mut TcpStream, target: SocketAddr) -> io::Result<()> {
     s.write_all(&req)
 }
 
-/// Reads a reply, BND.ADDR and BND.PORT included; returns REP.
-pub fn read_reply(s: &mut TcpStream) -> io::Result<u8> {
+/// A reply to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// REP.
+    pub code: u8,
+    /// BND.ADDR and BND.PORT when ATYP is an IP address.
+    pub bnd: Option<SocketAddr>,
+}
+
+/// Reads a reply: VER, REP, RSV, ATYP, BND.ADDR, BND.PORT. A VER, RSV or
+/// ATYP the RFC does not allow is an `InvalidData` error.
+pub fn read_reply(s: &mut TcpStream) -> io::Result<Reply> {
     let mut head = [0u8; 4];
     s.read_exact(&mut head)?;
     if [head[0], head[2]] != [0x05, 0x00] {
         return Err(bad(format!("reply VER and RSV in {head:02x?}")));
     }
-    let rest = match head[3] {
-        0x01 => 4 + 2,
-        0x04 => 16 + 2,
+    let bnd = match head[3] {
+        0x01 => {
+            let mut a = [0u8; 6];
+            s.read_exact(&mut a)?;
+            let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+            Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[4], a[5]])))
+        }
+        0x04 => {
+            let mut a = [0u8; 18];
+            s.read_exact(&mut a)?;
+            let octets: [u8; 16] = a[..16].try_into().expect("16 bytes");
+            let port = u16::from_be_bytes([a[16], a[17]]);
+            Some(SocketAddr::new(Ipv6Addr::from(octets).into(), port))
+        }
         0x03 => {
-            let mut l = [0u8; 1];
-            s.read_exact(&mut l)?;
-            usize::from(l[0]) + 2
+            let mut len = [0u8; 1];
+            s.read_exact(&mut len)?;
+            let mut rest = vec![0u8; usize::from(len[0]) + 2];
+            s.read_exact(&mut rest)?;
+            None
         }
         other => return Err(bad(format!("reply ATYP X'{other:02X}'"))),
     };
-    let mut bound = vec![0u8; rest];
-    s.read_exact(&mut bound)?;
-    Ok(head[1])
+    Ok(Reply { code: head[1], bnd })
 }
 
 /// CONNECT to `target`; Ok once the reply says X'00'.
 pub fn connect_request(s: &mut TcpStream, target: SocketAddr) -> io::Result<()> {
     send_connect(s, target)?;
-    match read_reply(s)? {
+    match read_reply(s)?.code {
         0x00 => Ok(()),
         rep => Err(bad(format!("CONNECT to {target}: REP X'{rep:02X}'"))),
     }
@@ -193,7 +214,8 @@ pub fn try_socks_connect(
 ) -> Result<TcpStream, SocksError> {
     let mut s = try_socks_login(proxy, auth)?;
     send_connect(&mut s, target).expect("send CONNECT");
-    match read_reply(&mut s).unwrap_or_else(|e| panic!("CONNECT reply from {proxy}: {e}")) {
+    let reply = read_reply(&mut s).unwrap_or_else(|e| panic!("CONNECT reply from {proxy}: {e}"));
+    match reply.code {
         0x00 => Ok(s),
         rep => Err(SocksError::ConnectFailed(rep)),
     }

@@ -22,6 +22,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use crate::common::Reply;
+use crate::common::{self, Auth};
 use socks5d::metrics::Snapshot;
 use socks5d::reactor::WorkerConfig;
 use socks5d::server::{AccessLog, Config, Server};
@@ -222,15 +224,6 @@ impl Dst {
     }
 }
 
-/// The server's reply to a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// REP.
-    pub code: u8,
-    /// BND.ADDR and BND.PORT when ATYP is an IP address.
-    pub bnd: Option<SocketAddr>,
-}
-
 /// The version identifier/method selection message.
 pub fn greeting(methods: &[u8]) -> Vec<u8> {
     let mut out = vec![0x05, u8::try_from(methods.len()).expect("at most 255")];
@@ -279,9 +272,7 @@ pub fn with_timeouts(s: TcpStream) -> TcpStream {
 
 /// A TCP connection to the proxy, with timeouts and TCP_NODELAY.
 pub fn dial(proxy: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&proxy, IO_TIMEOUT).expect("connect to the proxy");
-    s.set_nodelay(true).expect("nodelay");
-    with_timeouts(s)
+    common::dial_proxy(proxy)
 }
 
 /// Reads the METHOD selection; checks VER.
@@ -300,58 +291,38 @@ pub fn read_auth_status(s: &mut TcpStream) -> io::Result<u8> {
     Ok(b[1])
 }
 
-/// Reads a reply: VER, REP, RSV, ATYP, BND.ADDR, BND.PORT.
+/// Reads a reply (the shared client's reader); a VER, RSV or ATYP the RFC
+/// does not allow fails the test, an I/O error is returned.
 pub fn read_reply(s: &mut TcpStream) -> io::Result<Reply> {
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head)?;
-    assert_eq!(head[0], 0x05, "reply VER");
-    assert_eq!(head[2], 0x00, "reply RSV");
-    let bnd = match head[3] {
-        0x01 => {
-            let mut a = [0u8; 6];
-            s.read_exact(&mut a)?;
-            let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
-            Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[4], a[5]])))
-        }
-        0x04 => {
-            let mut a = [0u8; 18];
-            s.read_exact(&mut a)?;
-            let octets: [u8; 16] = a[..16].try_into().expect("16 bytes");
-            let ip = Ipv6Addr::from(octets);
-            Some(SocketAddr::new(
-                ip.into(),
-                u16::from_be_bytes([a[16], a[17]]),
-            ))
-        }
-        0x03 => {
-            let mut len = [0u8; 1];
-            s.read_exact(&mut len)?;
-            let mut rest = vec![0u8; len[0] as usize + 2];
-            s.read_exact(&mut rest)?;
-            None
-        }
-        other => panic!("reply with ATYP {other:#04x}"),
-    };
-    Ok(Reply { code: head[1], bnd })
+    common::read_reply(s).map_err(|e| {
+        assert!(e.kind() != io::ErrorKind::InvalidData, "{e}");
+        e
+    })
 }
 
 /// Greeting (offering X'02' with credentials, X'00' without), RFC 1929 log
-/// in, CONNECT, each answer read before the next message is sent. Panics if
-/// the server refuses the method or the credentials.
+/// in, CONNECT, each answer read before the next message is sent, on the
+/// shared client. Panics if the server refuses the method or the
+/// credentials.
 pub fn socks_connect(
     proxy: SocketAddr,
     creds: Option<(&[u8], &[u8])>,
     dst: &Dst,
 ) -> (TcpStream, Reply) {
-    let mut s = dial(proxy);
-    let method = if creds.is_some() { 0x02 } else { 0x00 };
-    s.write_all(&greeting(&[method])).expect("send greeting");
-    assert_eq!(read_method(&mut s).expect("method selection"), method);
-    if let Some((u, p)) = creds {
-        s.write_all(&auth_request(u, p))
-            .expect("send RFC 1929 request");
-        assert_eq!(read_auth_status(&mut s).expect("RFC 1929 status"), 0x00);
-    }
+    let text = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .expect("UTF-8 credentials")
+            .to_owned()
+    };
+    let creds = creds.map(|(u, p)| (text(u), text(p)));
+    let auth = match &creds {
+        Some((u, p)) => Auth::User(u, p),
+        None => Auth::None,
+    };
+    let mut s = match common::try_socks_login(proxy, auth) {
+        Ok(s) => s,
+        Err(e) => panic!("log in to {proxy}: {e:?}"),
+    };
     s.write_all(&request(CMD_CONNECT, dst))
         .expect("send request");
     let reply = read_reply(&mut s).expect("reply");
@@ -500,21 +471,10 @@ impl Echo {
     }
 }
 
-fn echo(mut s: TcpStream) {
+fn echo(s: TcpStream) {
     // Echo connections may sit idle on purpose (idle-timeout tests).
     let _ = s.set_read_timeout(None);
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = s.shutdown(Shutdown::Write);
+    common::serve_echo(s, b"");
 }
 
 /// A target whose connections the test drives itself.
