@@ -12,7 +12,7 @@
 mod common;
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ use nix::sys::signal::Signal;
 use socks5d::sys::seqpacket::Conn;
 
 use common::{
-    Auth, BRIEF_TIMEOUT, Daemon, IO_TIMEOUT, close_tunnel, echo_server, exchange, run_brief,
+    Auth, BRIEF_TIMEOUT, Ctl, Daemon, IO_TIMEOUT, close_tunnel, echo_server, exchange, run_brief,
     socks_connect, temp_path,
 };
 
@@ -73,14 +73,6 @@ fn daemon(socket: &Path, extra: &[&str]) -> Daemon {
     Daemon::start(&args)
 }
 
-/// What a socks5dctl run gave.
-#[derive(Debug)]
-struct Ctl {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// How socks5dctl is run: as whom, with which passwords.
 #[derive(Clone, Copy)]
 struct As<'a> {
@@ -119,30 +111,7 @@ fn spawn_ctl(socket: &Path, who: As<'_>, args: &[&str]) -> Child {
 /// Waits for a socks5dctl run, failing the test if it outlives
 /// `BRIEF_TIMEOUT` (its own timeouts are 10 s).
 fn finish(mut child: Child) -> Ctl {
-    let deadline = Instant::now() + BRIEF_TIMEOUT;
-    let status = loop {
-        match child.try_wait().expect("wait for socks5dctl") {
-            Some(st) => break st,
-            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-            None => {
-                let _ = child.kill();
-                panic!("socks5dctl still runs after {BRIEF_TIMEOUT:?}");
-            }
-        }
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_string(&mut stdout).expect("read stdout");
-    }
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_string(&mut stderr).expect("read stderr");
-    }
-    Ctl {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
+    Ctl::from(common::wait_output(&mut child, "socks5dctl", BRIEF_TIMEOUT))
 }
 
 fn ctl(socket: &Path, who: As<'_>, args: &[&str]) -> Ctl {

@@ -1,19 +1,22 @@
 //! The tests' one support library, shared by the test crates of `tests/`,
 //! the SCTP suite (`tests/sctp/`) and the soak's traffic: the real binary
 //! launched and waited for (`daemon`), one raw SOCKS5 client (`socks`), one
-//! banner-and-echo target (`echo`), the environment scrubbed from every
+//! banner-and-echo target (`echo`), short-lived children with a deadline
+//! (`child`), the environment scrubbed from every
 //! client the tests run (`env`), and /proc measurements (`proc`).
 
 // Each crate that includes this module uses a different part of it (the
 // re-exports included).
 #![allow(dead_code, unused_imports)]
 
+pub mod child;
 pub mod daemon;
 pub mod echo;
 pub mod env;
 pub mod proc;
 pub mod socks;
 
+pub use child::*;
 pub use daemon::*;
 pub use echo::*;
 pub use env::*;

@@ -89,12 +89,7 @@ fn ctl_stdin(args: &[&str], input: &str) -> Ctl {
         .expect("piped")
         .write_all(input.as_bytes())
         .expect("write stdin");
-    let out = wait_output(&mut child, "socks5dctl");
-    Ctl {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Ctl::from(wait_output(&mut child, "socks5dctl"))
 }
 
 /// Every socks5dctl command, human and --json, and its exit codes.

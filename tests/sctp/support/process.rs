@@ -1,11 +1,8 @@
 //! Child processes (curl, socks5dctl, mount) and scratch directories.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -23,39 +20,7 @@ pub fn run_child(mut cmd: Command, what: &str) -> Output {
 /// Reads a child's stdout and stderr to the end and waits for it, killing it
 /// after [`CHILD_TIMEOUT`].
 pub fn wait_output(child: &mut Child, what: &str) -> Output {
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let t_out = thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut v);
-        }
-        v
-    });
-    let t_err = thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut v);
-        }
-        v
-    });
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(st) => break st,
-            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} still ran after {CHILD_TIMEOUT:?}");
-            }
-        }
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    }
+    crate::common::wait_output(child, what, CHILD_TIMEOUT)
 }
 
 /// `curl` through the proxy with `user:pass` to `url`: the body on success,
@@ -84,16 +49,7 @@ pub fn curl(
     }
 }
 
-/// What a socks5dctl run produced.
-#[derive(Debug)]
-pub struct Ctl {
-    /// The exit code.
-    pub code: i32,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
+pub use crate::common::Ctl;
 
 /// Runs `socks5dctl ARGS` with the administrator password (and a new one)
 /// in the environment.
@@ -105,12 +61,7 @@ pub fn ctl(args: &[&str], password: &str, new_password: Option<&str>) -> Ctl {
     if let Some(p) = new_password {
         cmd.env("SOCKS5DCTL_NEW_PASSWORD", p);
     }
-    let out = run_child(cmd, "socks5dctl");
-    Ctl {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Ctl::from(run_child(cmd, "socks5dctl"))
 }
 
 /// A fresh directory under the target's test scratch folder (seen alike on
