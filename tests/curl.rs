@@ -108,14 +108,7 @@ fn curl(args: &[&str]) -> Output {
 }
 
 fn start_with_user() -> Daemon {
-    Daemon::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        &format!("{USER}:{PASS}"),
-    ])
+    Daemon::start_as(USER, PASS, &[])
 }
 
 fn credentials() -> String {

@@ -66,19 +66,9 @@ fn targets(dead_ip: IpAddr) -> (Unanswering, SocketAddr) {
 }
 
 fn daemon(extra: &[&str]) -> Daemon {
-    let user = format!("{USER}:{PASS}");
-    let mut args = vec![
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        &user,
-        "--connect-timeout",
-        CONNECT_TIMEOUT,
-    ];
+    let mut args = vec!["--connect-timeout", CONNECT_TIMEOUT];
     args.extend_from_slice(extra);
-    Daemon::start(&args)
+    Daemon::start_as(USER, PASS, &args)
 }
 
 /// CONNECT to `name` (mapped to the dead address, then the good one): it

@@ -85,6 +85,15 @@ impl Daemon {
         Daemon::start_with_env(args, &[])
     }
 
+    /// `socks5d -l 127.0.0.1 -p 0 -u USER:PASS EXTRA`: one proxy user on a
+    /// port of its own.
+    pub fn start_as(user: &str, pass: &str, extra: &[&str]) -> Daemon {
+        let cred = format!("{user}:{pass}");
+        let mut args = vec!["-l", "127.0.0.1", "-p", "0", "-u", &cred];
+        args.extend_from_slice(extra);
+        Daemon::start(&args)
+    }
+
     /// Like `start`, with extra environment variables (they win over the
     /// RUST_LOG=info default).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {

@@ -44,23 +44,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// socks5d on 127.0.0.1 with user alice, two unpinned workers, no access
 /// log, and `extra`.
 pub fn daemon(extra: &[&str]) -> Daemon {
-    let user = format!("{USER}:{PASS}");
-    let mut args = vec![
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        &user,
-        "--workers",
-        "2",
-        "--no-pin",
-    ];
+    let mut args = vec!["--workers", "2", "--no-pin"];
     if !extra.contains(&"--access-log") {
         args.extend(["--access-log", "off"]);
     }
     args.extend_from_slice(extra);
-    Daemon::start(&args)
+    Daemon::start_as(USER, PASS, &args)
 }
 
 /// Raises this process's soft descriptor limit to at least `want` if it can

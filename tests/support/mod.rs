@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -679,9 +679,9 @@ pub fn wait_metrics(
 
 /// A fresh path in the temporary directory.
 pub fn temp_path(tag: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("socks5d-test-{}-{tag}-{n}.log", std::process::id()));
+    let mut p = common::temp_path(tag).into_os_string();
+    p.push(".log");
+    let p = PathBuf::from(p);
     let _ = fs::remove_file(&p);
     p
 }
