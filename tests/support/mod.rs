@@ -16,14 +16,12 @@ use std::net::ToSocketAddrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use crate::common::Reply;
 use crate::common::{self, Auth};
+pub use crate::common::{Listener, Reply};
 use socks5d::metrics::Snapshot;
 use socks5d::reactor::WorkerConfig;
 use socks5d::server::{AccessLog, Config, Server};
@@ -370,65 +368,6 @@ pub fn close_and_drain(mut s: TcpStream) {
 
 // ---------------------------------------------------------------------------
 // Targets.
-
-/// A listener on its own thread that hands each accepted connection to
-/// `handle`. Stops accepting when dropped.
-#[derive(Debug)]
-pub struct Listener {
-    /// The bound address.
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl Listener {
-    /// Binds `bind` (port 0 for an ephemeral port) and starts accepting.
-    pub fn start(
-        bind: SocketAddr,
-        handle: impl FnMut(TcpStream, SocketAddr) + Send + 'static,
-    ) -> Listener {
-        Listener::start_with_backlog(bind, 128, handle)
-    }
-
-    /// Like [`Listener::start`] with a listen backlog of `backlog`.
-    pub fn start_with_backlog(
-        bind: SocketAddr,
-        backlog: i32,
-        mut handle: impl FnMut(TcpStream, SocketAddr) + Send + 'static,
-    ) -> Listener {
-        let l: TcpListener = socks5d::sys::net::reuseport_listener(bind, backlog)
-            .unwrap_or_else(|e| panic!("bind {bind}: {e}"));
-        l.set_nonblocking(false).expect("blocking listener");
-        let addr = l.local_addr().expect("local address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        thread::Builder::new()
-            .name(format!("listener-{addr}"))
-            .spawn(move || {
-                for conn in l.incoming() {
-                    if stopped.load(Ordering::Acquire) {
-                        return;
-                    }
-                    match conn {
-                        Ok(s) => {
-                            let peer = s.peer_addr().expect("peer address");
-                            handle(with_timeouts(s), peer);
-                        }
-                        Err(e) => panic!("accept on {addr}: {e}"),
-                    }
-                }
-            })
-            .expect("spawn listener");
-        Listener { addr, stop }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // Unblock accept(); the thread sees the flag and ends.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
 
 /// An echo server: each connection gets back what it sends, and a FIN after
 /// the client's FIN. Records each connection's peer address.

@@ -1,16 +1,12 @@
 //! The shared raw SOCKS5 client (RFC 1928, RFC 1929) as the suite calls
 //! it, with a user, and TCP targets that stop when dropped.
 
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::thread;
 
-use super::*;
 pub use crate::common::SocksError;
-use crate::common::{self, Auth};
+use crate::common::{self, Auth, Listener};
 
 /// Greeting offering X'02' only, then RFC 1929 with `user`/`pass`.
 pub fn socks_auth(proxy: SocketAddr, user: &str, pass: &str) -> Result<TcpStream, SocksError> {
@@ -41,40 +37,18 @@ pub fn closed_port() -> SocketAddr {
 pub struct Target {
     /// Where it listens.
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _listener: Listener,
 }
 
 impl Target {
     /// Serves each connection with `serve` until dropped.
     pub fn start(serve: fn(TcpStream)) -> Target {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind target");
-        let addr = l.local_addr().expect("local_addr");
-        l.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            while !flag.load(Ordering::Acquire) {
-                match l.accept() {
-                    Ok((s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-                        let _ = s.set_write_timeout(Some(IO_TIMEOUT));
-                        thread::spawn(move || serve(s));
-                    }
-                    // A non-blocking accept loop: the only way to stop a
-                    // std listener without a second socket.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        thread::sleep(Duration::from_millis(2))
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(2)),
-                }
-            }
+        let listener = Listener::start((Ipv4Addr::LOCALHOST, 0).into(), move |s, _| {
+            thread::spawn(move || serve(s));
         });
         Target {
-            addr,
-            stop,
-            thread: Some(thread),
+            addr: listener.addr,
+            _listener: listener,
         }
     }
 
@@ -98,15 +72,6 @@ impl Target {
     /// Writes [`BANNER`] first, then echoes until the client half-closes.
     pub fn banner_echo() -> Target {
         Target::start(|s| common::serve_echo(s, BANNER))
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
