@@ -49,6 +49,8 @@ printf 'alice-pw-D7\n' | /usr/sbin/socks5d user add alice \
     --users-file /var/lib/socks5d/users --password-stdin >/dev/null 2>&1
 step "socks5d user add, twice" test "$(/usr/sbin/socks5d user list \
     --config /etc/socks5d/socks5d.conf 2>/dev/null | wc -l)" = 2
+step "the users file is the service user's" \
+    test "$(stat -c %U:%a /var/lib/socks5d/users)" = socks5d:600
 /usr/sbin/socks5d --config /etc/socks5d/socks5d.conf -p 0 -P 0 \
     --mgmt-unix "$work/mgmt.sock" >"$work/access.log" 2>"$work/stderr" &
 pids+=($!)

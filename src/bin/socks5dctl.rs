@@ -292,6 +292,24 @@ impl Passwords {
     }
 }
 
+/// Every entry of a paged listing (LIST_USERS, USER_METRICS): `page`
+/// answers TOTAL and the entries from OFFSET on; asks again until TOTAL is
+/// reached or a page comes back empty.
+fn pages<T>(
+    mut page: impl FnMut(u32) -> Result<(u32, Vec<T>), Failure>,
+) -> Result<Vec<T>, Failure> {
+    let mut all = Vec::new();
+    loop {
+        let offset = u32::try_from(all.len()).unwrap_or(u32::MAX);
+        let (total, entries) = page(offset)?;
+        let got = entries.len();
+        all.extend(entries);
+        if got == 0 || all.len() >= total as usize {
+            return Ok(all);
+        }
+    }
+}
+
 /// Asks on the terminal with echo off.
 fn prompt(text: &str) -> Result<String, Failure> {
     match socks5d::sys::term::read_hidden(text) {
@@ -533,20 +551,13 @@ fn run(args: Args) -> Result<(), Failure> {
             Ok(())
         }
         "users" => {
-            let mut all: Vec<(Role, Vec<u8>)> = Vec::new();
-            loop {
-                let offset = u32::try_from(all.len()).unwrap_or(u32::MAX);
-                let Response::Users { total, users } =
-                    client.request(&Request::ListUsers { offset })?
-                else {
-                    return Err(Failure::Protocol("unexpected response".into()));
-                };
-                let got = users.len();
-                all.extend(users);
-                if got == 0 || all.len() >= total as usize {
-                    break;
-                }
-            }
+            let all: Vec<(Role, Vec<u8>)> =
+                pages(
+                    |offset| match client.request(&Request::ListUsers { offset })? {
+                        Response::Users { total, users } => Ok((total, users)),
+                        _ => Err(Failure::Protocol("unexpected response".into())),
+                    },
+                )?;
             let role = |r: Role| if r == Role::Admin { "admin" } else { "user" };
             if args.json {
                 let body: Vec<String> = all
@@ -594,20 +605,13 @@ fn run(args: Args) -> Result<(), Failure> {
             done(&args)
         }
         "user-metrics" => {
-            let mut all: Vec<UserMetrics> = Vec::new();
-            loop {
-                let offset = u32::try_from(all.len()).unwrap_or(u32::MAX);
-                let Response::UserMetrics { total, users } =
-                    client.request(&Request::UserMetrics { offset })?
-                else {
-                    return Err(Failure::Protocol("unexpected response".into()));
-                };
-                let got = users.len();
-                all.extend(users);
-                if got == 0 || all.len() >= total as usize {
-                    break;
-                }
-            }
+            let all: Vec<UserMetrics> =
+                pages(
+                    |offset| match client.request(&Request::UserMetrics { offset })? {
+                        Response::UserMetrics { total, users } => Ok((total, users)),
+                        _ => Err(Failure::Protocol("unexpected response".into())),
+                    },
+                )?;
             print!("{}", user_metrics_text(&all, args.json));
             Ok(())
         }

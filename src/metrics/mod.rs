@@ -293,7 +293,12 @@ fn apply(report: Report, totals: &Totals, log: &mut AccessLog, quiet: &mut quiet
             if log.out.is_none() {
                 return;
             }
-            if !quiet.admit(&rec, Instant::now()) {
+            let (write, ended) = quiet.admit(&rec, Instant::now(), SystemTime::now());
+            if let Some(s) = ended {
+                // Writing to a Vec cannot fail.
+                let _ = writeln!(log.pending, "{s}");
+            }
+            if !write {
                 totals.log_suppressed.fetch_add(1, Ordering::Relaxed);
                 return;
             }

@@ -31,11 +31,124 @@ struct Window {
     left_out: u64,
 }
 
-/// The windows of every source with recent failed handshakes.
-#[derive(Debug, Default)]
-pub struct Quiet {
-    /// `None`: the shared window of sources beyond [`MAX_SOURCES`].
+/// Lines of one kind per source and per [`WINDOW`]: the first `per_window`
+/// are written, the rest counted. At most [`MAX_SOURCES`] windows are kept;
+/// past that, further sources share one (`None`). Used for the access log's
+/// failed handshakes here and for the audit trail's refused log ins.
+#[derive(Debug)]
+pub struct Windows {
+    per_window: u32,
     windows: HashMap<Option<Source>, Window>,
+}
+
+/// What [`Windows::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admit {
+    /// Whether to write the line.
+    pub write: bool,
+    /// The source's window that had ended, with the lines it left out: its
+    /// summary goes first.
+    pub ended: Option<(Option<Source>, u64)>,
+}
+
+impl Windows {
+    /// Windows that let `per_window` lines through per source.
+    pub fn new(per_window: u32) -> Self {
+        Windows {
+            per_window,
+            windows: HashMap::new(),
+        }
+    }
+
+    /// Whether a line from `source` is written at `now`; counts it if not.
+    pub fn admit(&mut self, source: Source, now: Instant) -> Admit {
+        let key = if self.windows.contains_key(&Some(source)) || self.windows.len() < MAX_SOURCES {
+            Some(source)
+        } else {
+            None
+        };
+        let fresh = Window {
+            start: now,
+            written: 0,
+            left_out: 0,
+        };
+        let w = self.windows.entry(key).or_insert(fresh);
+        let mut ended = None;
+        if now >= w.start + WINDOW {
+            if w.left_out > 0 {
+                ended = Some((key, w.left_out));
+            }
+            *w = Window {
+                start: now,
+                written: 0,
+                left_out: 0,
+            };
+        }
+        let write = w.written < self.per_window;
+        if write {
+            w.written += 1;
+        } else {
+            w.left_out += 1;
+        }
+        Admit { write, ended }
+    }
+
+    /// Ends the windows that are over at `now`: the sources that left lines
+    /// out, and how many.
+    pub fn expire(&mut self, now: Instant) -> Vec<(Option<Source>, u64)> {
+        let mut out = Vec::new();
+        self.windows.retain(|source, w| {
+            if now < w.start + WINDOW {
+                return true;
+            }
+            if w.left_out > 0 {
+                out.push((*source, w.left_out));
+            }
+            false
+        });
+        out
+    }
+
+    /// Ends every window: the sources that left lines out, and how many.
+    pub fn flush(&mut self) -> Vec<(Option<Source>, u64)> {
+        let out = self
+            .windows
+            .iter()
+            .filter(|(_, w)| w.left_out > 0)
+            .map(|(source, w)| (*source, w.left_out))
+            .collect();
+        self.windows.clear();
+        out
+    }
+
+    /// When the next window ends.
+    pub fn next_end(&self) -> Option<Instant> {
+        self.windows.values().map(|w| w.start + WINDOW).min()
+    }
+
+    /// How many windows are kept.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Whether no window is kept.
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+}
+
+/// The windows of every source with recent failed handshakes.
+#[derive(Debug)]
+pub struct Quiet {
+    windows: Windows,
+}
+
+impl Default for Quiet {
+    fn default() -> Self {
+        Quiet {
+            windows: Windows::new(LINES_PER_SOURCE),
+        }
+    }
 }
 
 /// One summary line: how many lines a source had left out in a window.
@@ -66,71 +179,52 @@ impl fmt::Display for Summary {
 }
 
 impl Quiet {
-    /// Whether `rec` is to be written; counts it when not.
-    pub fn admit(&mut self, rec: &AccessRecord, now: Instant) -> bool {
+    /// Whether `rec` is to be written (it is counted when not), and the
+    /// summary of its source's ended window, which goes first.
+    pub fn admit(
+        &mut self,
+        rec: &AccessRecord,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (bool, Option<Summary>) {
         if matches!(rec.result, AccessResult::Reply(_)) {
-            return true;
+            return (true, None);
         }
-        let source = Source::of(rec.client.ip());
-        let key = if self.windows.contains_key(&Some(source)) || self.windows.len() < MAX_SOURCES {
-            Some(source)
-        } else {
-            None
-        };
-        let w = self.windows.entry(key).or_insert(Window {
-            start: now,
-            written: 0,
-            left_out: 0,
+        let a = self.windows.admit(Source::of(rec.client.ip()), now);
+        let summary = a.ended.map(|(source, left_out)| Summary {
+            at: wall,
+            source,
+            left_out,
         });
-        if w.written < LINES_PER_SOURCE {
-            w.written += 1;
-            true
-        } else {
-            w.left_out += 1;
-            false
-        }
+        (a.write, summary)
     }
 
     /// Ends the windows that are over at `now`, returning the summaries of
     /// those that left lines out.
     pub fn expire(&mut self, now: Instant, wall: SystemTime) -> Vec<Summary> {
-        let mut out = Vec::new();
-        self.windows.retain(|source, w| {
-            if now < w.start + WINDOW {
-                return true;
-            }
-            if w.left_out > 0 {
-                out.push(Summary {
-                    at: wall,
-                    source: *source,
-                    left_out: w.left_out,
-                });
-            }
-            false
-        });
-        out
+        summaries(self.windows.expire(now), wall)
     }
 
     /// Every window's summary now, for a last write before stopping.
     pub fn flush(&mut self, wall: SystemTime) -> Vec<Summary> {
-        let out = self
-            .windows
-            .iter()
-            .filter(|(_, w)| w.left_out > 0)
-            .map(|(source, w)| Summary {
-                at: wall,
-                source: *source,
-                left_out: w.left_out,
-            })
-            .collect();
-        self.windows.clear();
-        out
+        summaries(self.windows.flush(), wall)
     }
 
     /// When the next window ends.
     pub fn next_end(&self) -> Option<Instant> {
-        self.windows.values().map(|w| w.start + WINDOW).min()
+        self.windows.next_end()
     }
+}
+
+fn summaries(ended: Vec<(Option<Source>, u64)>, at: SystemTime) -> Vec<Summary> {
+    ended
+        .into_iter()
+        .map(|(source, left_out)| Summary {
+            at,
+            source,
+            left_out,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -158,13 +252,16 @@ mod tests {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let flood = rec("192.0.2.1:1000", AccessResult::AuthFailed);
-        let written = (0..1000).filter(|_| q.admit(&flood, t0)).count();
+        let written = (0..1000).filter(|_| q.admit(&flood, t0, wall).0).count();
         assert_eq!(written, LINES_PER_SOURCE as usize);
         // Other sources and answered requests are not held back by it.
-        assert!(q.admit(&rec("192.0.2.2:1000", AccessResult::BadVersion), t0));
+        assert!(
+            q.admit(&rec("192.0.2.2:1000", AccessResult::BadVersion), t0, wall)
+                .0
+        );
         for _ in 0..100 {
             let ok = rec("192.0.2.1:1000", AccessResult::Reply(Reply::Succeeded));
-            assert!(q.admit(&ok, t0));
+            assert!(q.admit(&ok, t0, wall).0);
         }
         assert_eq!(q.next_end(), Some(t0 + WINDOW));
         assert!(
@@ -179,8 +276,15 @@ mod tests {
             "2026-11-18T11:06:40.000Z client=192.0.2.1 left_out=990 window_s=60 \
              reason=failed-handshakes"
         );
-        // A new window writes again.
-        assert!(q.admit(&flood, t0 + WINDOW));
+        // A new window writes again, and a window that ended unexpired
+        // hands its summary to the next line.
+        assert_eq!(q.admit(&flood, t0 + WINDOW, wall), (true, None));
+        for _ in 0..15 {
+            q.admit(&flood, t0 + WINDOW, wall);
+        }
+        let (write, summary) = q.admit(&flood, t0 + 2 * WINDOW, wall);
+        assert!(write);
+        assert_eq!(summary.map(|s| s.left_out), Some(6));
         assert_eq!(q.flush(wall), []);
         assert_eq!(q.next_end(), None);
     }
@@ -192,7 +296,11 @@ mod tests {
         for i in 0..(MAX_SOURCES as u32 + 100) {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
             for _ in 0..=LINES_PER_SOURCE {
-                q.admit(&rec(&format!("{ip}:1"), AccessResult::Incomplete), t0);
+                q.admit(
+                    &rec(&format!("{ip}:1"), AccessResult::Incomplete),
+                    t0,
+                    SystemTime::UNIX_EPOCH,
+                );
             }
         }
         assert_eq!(q.windows.len(), MAX_SOURCES + 1);

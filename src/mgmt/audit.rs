@@ -18,16 +18,17 @@
 //! Lines go with the diagnostics (standard error) by default, or to
 //! standard output, a file (`--audit-log`), or nowhere.
 
-use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::wire::Status;
+use crate::metrics::quiet::Windows;
 use crate::metrics::write_rfc3339;
 use crate::users::penalty::{Peer, Source};
 use crate::users::store::UserChange;
@@ -35,10 +36,8 @@ use crate::users::{Role, write_log_safe};
 
 /// Refused log-in lines one source may have written per window.
 pub const REFUSALS_PER_SOURCE: u32 = 10;
-/// The window they are counted over.
-pub const WINDOW: Duration = Duration::from_secs(60);
-/// The most sources with a window at once; past it they share one.
-const MAX_SOURCES: usize = 4096;
+/// The window they are counted over (the access log's).
+pub use crate::metrics::quiet::WINDOW;
 
 /// Where audit lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,18 +156,11 @@ impl ChangeLine {
     }
 }
 
-#[derive(Debug)]
-struct Window {
-    start: Instant,
-    written: u32,
-    left_out: u64,
-}
-
 /// The audit trail's sink.
 pub struct Audit {
     dest: Dest,
     out: Mutex<Option<Box<dyn Write + Send>>>,
-    windows: Mutex<HashMap<Option<Source>, Window>>,
+    refusals: Mutex<Windows>,
 }
 
 impl fmt::Debug for Audit {
@@ -197,7 +189,7 @@ impl Audit {
         Ok(Audit {
             out: Mutex::new(open(&dest)?),
             dest,
-            windows: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(Windows::new(REFUSALS_PER_SOURCE)),
         })
     }
 
@@ -283,42 +275,17 @@ impl Audit {
     /// Whether a refused log in from `peer` is written; counts it if not.
     /// Writes the summary of an ended window first.
     fn admit(&self, peer: Option<Peer>, now: Instant) -> bool {
-        let source = peer.map(Peer::source);
-        let mut summary = None;
-        let ok = {
-            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            let key = if windows.contains_key(&source) || windows.len() < MAX_SOURCES {
-                source
-            } else {
-                None
-            };
-            let w = windows.entry(key).or_insert(Window {
-                start: now,
-                written: 0,
-                left_out: 0,
-            });
-            if now >= w.start + WINDOW {
-                if w.left_out > 0 {
-                    summary = Some((key, w.left_out));
-                }
-                *w = Window {
-                    start: now,
-                    written: 0,
-                    left_out: 0,
-                };
-            }
-            if w.written < REFUSALS_PER_SOURCE {
-                w.written += 1;
-                true
-            } else {
-                w.left_out += 1;
-                false
-            }
-        };
-        if let Some((key, n)) = summary {
-            self.left_out(key, n);
+        // Peers of unknown address share one window, that of 0.0.0.0.
+        let source = peer.map_or(Source::of(Ipv4Addr::UNSPECIFIED.into()), Peer::source);
+        let a = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(source, now);
+        if let Some((source, n)) = a.ended {
+            self.left_out(source, n);
         }
-        ok
+        a.write
     }
 
     fn left_out(&self, source: Option<Source>, n: u64) {
@@ -335,11 +302,13 @@ impl Audit {
 
 impl Drop for Audit {
     fn drop(&mut self) {
-        let windows = std::mem::take(self.windows.get_mut().unwrap_or_else(|e| e.into_inner()));
-        for (source, w) in windows {
-            if w.left_out > 0 {
-                self.left_out(source, w.left_out);
-            }
+        let ended = self
+            .refusals
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush();
+        for (source, n) in ended {
+            self.left_out(source, n);
         }
     }
 }
@@ -376,7 +345,7 @@ mod tests {
         let a = Audit {
             dest: Dest::Stdout,
             out: Mutex::new(Some(Box::new(buf.clone()))),
-            windows: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(Windows::new(REFUSALS_PER_SOURCE)),
         };
         (a, buf)
     }

@@ -195,24 +195,9 @@ impl SctpSocket {
                 "no address to bind",
             ));
         }
-        // An AF_INET6 socket with IPV6_V6ONLY off takes IPv4 addresses too,
-        // so one socket serves both families (IPv4 peers appear v4-mapped).
         let any_v6 = addrs.iter().any(IpAddr::is_ipv6);
-        let family = if any_v6 {
-            libc::AF_INET6
-        } else {
-            libc::AF_INET
-        };
-        let fd = socket(family, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK)?;
+        let fd = dual_stack(any_v6, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK)?;
         let raw = fd.as_raw_fd();
-        if any_v6 {
-            setsockopt(
-                raw,
-                libc::IPPROTO_IPV6,
-                libc::IPV6_V6ONLY,
-                &0 as &libc::c_int,
-            )?;
-        }
         setsockopt(
             raw,
             libc::SOL_SOCKET,
@@ -311,25 +296,11 @@ impl SctpSocket {
             [one] => return SctpSocket::connect(*one, timeout),
             _ => {}
         }
-        // As in listen_many: an IPv6 socket with IPV6_V6ONLY off takes
-        // IPv4 addresses too.
         let any_v6 = addrs.iter().any(SocketAddr::is_ipv6);
-        let family = if any_v6 {
-            libc::AF_INET6
-        } else {
-            libc::AF_INET
+        let s = SctpSocket {
+            fd: dual_stack(any_v6, libc::SOCK_STREAM)?,
         };
-        let fd = socket(family, libc::SOCK_STREAM)?;
-        let s = SctpSocket { fd };
         let raw = s.as_raw_fd();
-        if any_v6 {
-            setsockopt(
-                raw,
-                libc::IPPROTO_IPV6,
-                libc::IPV6_V6ONLY,
-                &0 as &libc::c_int,
-            )?;
-        }
         if let Some(t) = timeout {
             s.set_timeouts(t)?;
         }
@@ -546,6 +517,23 @@ fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
         }
         _ => None,
     }
+}
+
+/// An SCTP socket of type `ty` for these addresses: with any IPv6 one, an
+/// AF_INET6 socket with IPV6_V6ONLY off, which takes IPv4 addresses too, so
+/// one socket serves both families (IPv4 peers appear v4-mapped).
+fn dual_stack(any_v6: bool, ty: libc::c_int) -> io::Result<OwnedFd> {
+    if !any_v6 {
+        return socket(libc::AF_INET, ty);
+    }
+    let fd = socket(libc::AF_INET6, ty)?;
+    setsockopt(
+        fd.as_raw_fd(),
+        libc::IPPROTO_IPV6,
+        libc::IPV6_V6ONLY,
+        &0 as &libc::c_int,
+    )?;
+    Ok(fd)
 }
 
 fn socket(family: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
