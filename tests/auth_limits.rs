@@ -21,9 +21,8 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{
     AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, setsockopt, socket, sockopt,
 };
-use nix::unistd::Pid;
 
-use common::{Daemon, IO_TIMEOUT, temp_path};
+use common::{Daemon, IO_TIMEOUT, anon_kib, assert_check_memory_held, temp_path};
 use socks5d::users::Role;
 use socks5d::users::file::{self, Cost, Record};
 
@@ -76,16 +75,6 @@ fn log_in(from: &str, proxy: SocketAddr, user: &str, pass: &str) -> (u8, Duratio
     s.read_exact(&mut status).expect("RFC 1929 status");
     assert_eq!(status[0], 0x01, "RFC 1929 status VER");
     (status[1], sent.elapsed())
-}
-
-/// socks5d's anonymous memory (heap and the like, never file pages the
-/// kernel may drop at will), KiB.
-fn anon_kib(pid: Pid) -> u64 {
-    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Anonymous:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("an Anonymous: line")
 }
 
 /// A users file whose users socks5d knows only by their Argon2id hashes at
@@ -164,20 +153,8 @@ fn wrong_passwords_for_a_hash_only_user_hold_memory_fixed() {
     let rest = flood("127.0.0.2", d.addr, 480, 8);
     assert!(rest.iter().all(|&s| s == 0x01), "{rest:?}");
     let after = anon_kib(d.pid());
-    eprintln!(
-        "anonymous memory: {at_start} KiB at start, {warmed} KiB after 20 wrong passwords, \
-         {after} KiB after 500"
-    );
-    // Two checker threads, 19 MiB each, plus a little slack.
-    let buffers = 2 * 19 * 1024;
-    assert!(
-        after <= at_start + buffers + 8 * 1024,
-        "memory grew past start-up plus the check buffers: {at_start} -> {after} KiB"
-    );
-    assert!(
-        after <= warmed + 4 * 1024,
-        "memory grows with the number of attempts: {warmed} -> {after} KiB"
-    );
+    // Two checker threads, 19 MiB each.
+    assert_check_memory_held(at_start, warmed, after, 2, 19 * 1024);
     // And the right password still works.
     assert_eq!(log_in("127.0.0.3", d.addr, "alice", "alice-pw").0, 0x00);
 }

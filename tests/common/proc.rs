@@ -41,6 +41,31 @@ pub fn anon_kib(pid: Pid) -> u64 {
         .expect("an Anonymous: line in smaps_rollup")
 }
 
+/// A flood of wrong passwords against `checkers` check threads, each
+/// allowed one Argon2id memory of `check_kib`, measured at start, after a
+/// warm-up and at the end: memory stays at start-up plus those buffers, and
+/// does not grow with the number of attempts after the warm-up.
+pub fn assert_check_memory_held(
+    at_start: u64,
+    warmed: u64,
+    after: u64,
+    checkers: u64,
+    check_kib: u64,
+) {
+    eprintln!(
+        "anonymous memory: {at_start} KiB at start, {warmed} KiB after the warm-up, \
+         {after} KiB at the end"
+    );
+    assert!(
+        after <= at_start + checkers * check_kib + 8 * 1024,
+        "memory grew past start-up plus the check buffers: {at_start} -> {after} KiB"
+    );
+    assert!(
+        after <= warmed + 4 * 1024,
+        "memory grows with the number of attempts: {warmed} -> {after} KiB"
+    );
+}
+
 /// The descriptors socks5d has open.
 pub fn open_fds(pid: Pid) -> Vec<i32> {
     let dir = format!("/proc/{pid}/fd");

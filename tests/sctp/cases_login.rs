@@ -1,6 +1,6 @@
 //! Case 2: log-in failures, each answered and then closed by the server.
 
-use crate::common::anon_kib;
+use crate::common::{anon_kib, assert_check_memory_held};
 use crate::support::*;
 
 /// Wrong password, unknown user, proxy user: the same X'01' and a closed
@@ -111,19 +111,8 @@ pub fn wrong_admin_passwords_hold_memory_fixed() {
     let warmed = anon_kib(d.pid());
     round(480);
     let after = anon_kib(d.pid());
-    eprintln!(
-        "anonymous memory: {at_start} KiB at start, {warmed} KiB after 20 wrong passwords, \
-         {after} KiB after 500"
-    );
-    let buffers = 2 * 19 * 1024;
-    assert!(
-        after <= at_start + buffers + 8 * 1024,
-        "memory grew past start-up plus the check buffers: {at_start} -> {after} KiB"
-    );
-    assert!(
-        after <= warmed + 4 * 1024,
-        "memory grows with the number of attempts: {warmed} -> {after} KiB"
-    );
+    // Two checker threads, 19 MiB each.
+    assert_check_memory_held(at_start, warmed, after, 2, 19 * 1024);
     let ok = Mgmt::admin(d.mgmt());
     assert!(ok.metrics().len() >= 8, "the right password still works");
 }
