@@ -250,9 +250,9 @@ fn a_datagram_from_a_target_never_sent_to_is_not_delivered() {
     }
 }
 
-/// Closing the control connection ends the association: its UDP port is
-/// closed (a datagram to it gets ICMP port unreachable) and the access log
-/// gets its line.
+/// Closing the control connection ends the association: the access log
+/// gets its line, and its UDP port is closed (a datagram to it gets ICMP
+/// port unreachable).
 #[test]
 fn the_association_ends_with_its_control_connection() {
     let p = Proxy::start(&[]);
@@ -260,18 +260,23 @@ fn the_association_ends_with_its_control_connection() {
     let (a, c) = p.associate(None);
     c.echo(echo.addr, b"while it is open");
     drop(a.control);
+    let f = p.udp_log();
+    assert_eq!(
+        [field(&f, "datagrams_up"), field(&f, "datagrams_down")],
+        ["1", "1"],
+        "{f:?}"
+    );
     let probe = udp_datagram(0, echo.addr, b"after the end");
     wait_until_udp_refused(&c.sock, c.relay, &probe, SETTLE);
-    let f = p.udp_log();
-    assert_eq!(field(&f, "datagrams_up"), "1", "{f:?}");
 }
 
 /// With --idle-timeout, an association with no datagram either way for
 /// that long ends: its access-log line, its control connection closed, its
-/// port closed.
+/// port closed. (The idle time is measured from after the last answer came
+/// back, a little after socks5d sent it: the bound leaves room for that.)
 #[test]
 fn an_idle_association_ends_after_the_idle_timeout() {
-    let p = Proxy::start(&["--idle-timeout", "1"]);
+    let p = Proxy::start(&["--idle-timeout", "2"]);
     let echo = UdpEcho::start(lo4());
     let (mut a, c) = p.associate(None);
     c.echo(echo.addr, b"the last datagram");
@@ -279,7 +284,7 @@ fn an_idle_association_ends_after_the_idle_timeout() {
     p.udp_log();
     let idle = last.elapsed();
     assert!(
-        idle >= Duration::from_millis(900),
+        idle >= Duration::from_millis(1500),
         "ended after {idle:?} idle"
     );
     let mut buf = [0u8; 16];
