@@ -12,17 +12,10 @@
 //! (a substring of case names), `--exact`, `--skip`, `--list`; other libtest
 //! flags are accepted and ignored.
 
-mod cases_admin;
-mod cases_clients;
-mod cases_ctl;
-mod cases_effects;
-mod cases_faults;
-mod cases_login;
-mod cases_protocol;
-mod cases_unauth;
 #[path = "../common/mod.rs"]
 mod common;
-mod support;
+#[path = "../mgmt/mod.rs"]
+mod mgmt;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -41,96 +34,96 @@ const IN_UML: &str = "SOCKS5D_IN_UML";
 const CASES: &[(&str, fn())] = &[
     (
         "protocol::login_success_and_counters",
-        cases_protocol::login_success_and_counters,
+        mgmt::protocol::login_success_and_counters,
     ),
     (
         "protocol::list_users_paging",
-        cases_protocol::list_users_paging,
+        mgmt::protocol::list_users_paging,
     ),
     (
         "protocol::user_changes_and_their_statuses",
-        cases_protocol::user_changes_and_their_statuses,
+        mgmt::protocol::user_changes_and_their_statuses,
     ),
     (
         "protocol::server_error_when_the_users_file_cannot_be_written",
-        cases_protocol::server_error_on_full_disk,
+        mgmt::protocol::server_error_on_full_disk,
     ),
     (
         "protocol::limit_reached_with_max_users",
-        cases_protocol::limit_reached_with_max_users,
+        mgmt::protocol::limit_reached_with_max_users,
     ),
     (
         "protocol::bad_version_and_unknown_commands",
-        cases_protocol::bad_version_and_unknown_commands,
+        mgmt::protocol::bad_version_and_unknown_commands,
     ),
     (
         "protocol::malformed_requests_keep_the_session",
-        cases_protocol::malformed_requests_keep_the_session,
+        mgmt::protocol::malformed_requests_keep_the_session,
     ),
     (
         "login::failures_close_the_association",
-        cases_login::login_failures_close_the_association,
+        mgmt::login::login_failures_close_the_association,
     ),
     (
         "login::wrong_admin_passwords_hold_memory_fixed",
-        cases_login::wrong_admin_passwords_hold_memory_fixed,
+        mgmt::login::wrong_admin_passwords_hold_memory_fixed,
     ),
     (
         "admin::fifty_concurrent_sessions",
-        cases_admin::fifty_concurrent_sessions,
+        mgmt::admin::fifty_concurrent_sessions,
     ),
     (
         "admin::stuck_reader_does_not_delay_others",
-        cases_admin::stuck_reader_does_not_delay_others,
+        mgmt::admin::stuck_reader_does_not_delay_others,
     ),
     (
         "admin::ipv4_and_ipv6_addresses",
-        cases_admin::ipv4_and_ipv6_addresses,
+        mgmt::admin::ipv4_and_ipv6_addresses,
     ),
     (
         "effects::user_changes_reach_socks_within_100ms",
-        cases_effects::user_changes_reach_socks,
+        mgmt::effects::user_changes_reach_socks,
     ),
     (
         "effects::metrics_equal_the_socks_traffic",
-        cases_effects::metrics_equal_the_socks_traffic,
+        mgmt::effects::metrics_equal_the_socks_traffic,
     ),
     (
         "effects::users_file_survives_a_restart",
-        cases_effects::users_file_survives_a_restart,
+        mgmt::effects::users_file_survives_a_restart,
     ),
     (
         "clients::socks5dctl_end_to_end",
-        cases_clients::socks5dctl_end_to_end,
+        mgmt::clients::socks5dctl_end_to_end,
     ),
-    ("clients::ncat_and_socat", cases_clients::ncat_and_socat),
+    ("clients::ncat_and_socat", mgmt::clients::ncat_and_socat),
     (
         "ctl::several_addresses_make_one_association",
-        cases_ctl::several_addresses_make_one_association,
+        mgmt::ctl::several_addresses_make_one_association,
     ),
     (
         "ctl::reload_and_user_metrics",
-        cases_ctl::reload_and_user_metrics,
+        mgmt::ctl::reload_and_user_metrics,
     ),
     (
         "faults::sigkill_during_user_changes",
-        cases_faults::sigkill_during_user_changes,
+        mgmt::faults::sigkill_during_user_changes,
     ),
     (
         "faults::session_cap_refuses_the_fourth_log_in",
-        cases_faults::session_cap_refuses_the_fourth_log_in,
+        mgmt::faults::session_cap_refuses_the_fourth_log_in,
     ),
     (
         "faults::login_throttle_is_per_source_address",
-        cases_faults::login_throttle_is_per_source_address,
+        mgmt::faults::login_throttle_is_per_source_address,
     ),
     (
         "unauth::held_associations_do_not_keep_an_administrator_out",
-        cases_unauth::held_associations_do_not_keep_an_administrator_out,
+        mgmt::unauth::held_associations_do_not_keep_an_administrator_out,
     ),
     (
         "unauth::login_grace_aborts_a_silent_association",
-        cases_unauth::login_grace_aborts_a_silent_association,
+        mgmt::unauth::login_grace_aborts_a_silent_association,
     ),
 ];
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::Request;
 use socks5d::users::Role;
 
+use super::support::*;
 use crate::common::scrub_env;
-use crate::support::*;
 
 /// One tunnel as bob, closed; then waits until the counters show it.
 fn one_tunnel(d: &Daemon, m: &Mgmt) -> u64 {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::{Request, Status};
 use socks5d::users::Role;
 
-use crate::support::*;
+use super::support::*;
 
 /// docs/management-protocol.md section 6: a change takes effect "within 100 ms of the response".
 const EFFECT: Duration = Duration::from_millis(100);

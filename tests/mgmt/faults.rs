@@ -13,7 +13,7 @@ use socks5d::mgmt::wire::{self, Request};
 use socks5d::users::Role;
 use socks5d::users::file::{self, Cost, Record};
 
-use crate::support::*;
+use super::support::*;
 
 /// Users and their passwords, as the test set them (the administrator is
 /// left out: the command line re-adds it at every start).

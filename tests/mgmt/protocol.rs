@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::{Request, Response, Status};
 use socks5d::users::Role;
 
-use crate::support::*;
+use super::support::*;
 
 /// The eight METRICS IDs docs/management-protocol.md section 4 requires.
 const METRIC_IDS: std::ops::RangeInclusive<u8> = 1..=8;

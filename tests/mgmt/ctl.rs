@@ -10,7 +10,7 @@ use std::thread;
 use nix::sched::CloneFlags;
 use socks5d::mgmt::wire::{Request, Response, Status};
 
-use crate::support::*;
+use super::support::*;
 
 /// `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {

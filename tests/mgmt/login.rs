@@ -1,7 +1,7 @@
 //! Case 2: log-in failures, each answered and then closed by the server.
 
+use super::support::*;
 use crate::common::{anon_kib, assert_check_memory_held};
-use crate::support::*;
 
 /// Wrong password, unknown user, proxy user: the same X'01' and a closed
 /// association. Bad VER: X'02' and closed. Malformed: X'04' and closed.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use socks5d::mgmt::wire;
 
-use crate::support::*;
+use super::support::*;
 
 /// socks5d's default --max-mgmt-unauthenticated.
 const DEFAULT_CAP: usize = 32;

@@ -14,7 +14,7 @@ use socks5d::mgmt::wire::{Request, Status};
 use socks5d::sys::sctp::SctpSocket;
 use socks5d::users::Role;
 
-use crate::support::*;
+use super::support::*;
 
 /// A meeting point for threads, with a deadline, that a failing thread can
 /// break so that the others stop waiting for it.
