@@ -1,5 +1,6 @@
 //! The tests' one support library, shared by the test crates of `tests/`,
-//! the SCTP suite (`tests/sctp/`) and the soak's traffic: the real binary
+//! the management suite (`tests/mgmt/`, run by `tests/sctp/` and
+//! `tests/mgmt_unix.rs`) and the soak's traffic: the real binary
 //! launched and waited for (`daemon`), one raw SOCKS5 client (`socks`), the
 //! targets: TCP banner-and-echo and UDP echo (`echo`), METRICS over the
 //! management Unix socket (`mgmt`), short-lived children with a deadline
