@@ -215,6 +215,21 @@ fn runs(mode: Mode, case: &Case, kind: Kind, round: u32) -> bool {
     peer_skips(case, kind).is_none() && (round == 1 || first_round_only(mode, case, kind).is_none())
 }
 
+/// The make command that runs the same comparison again.
+fn reproduce(mode: Mode, peers: &str, only: Option<&str>) -> String {
+    let mut c = match mode {
+        Mode::Full => "make bench".to_owned(),
+        Mode::Quick => "make bench-quick".to_owned(),
+    };
+    if peers != DEFAULT_PEERS {
+        c.push_str(&format!(" BENCH_PEERS={peers}"));
+    }
+    if let Some(list) = only {
+        c.push_str(&format!(" BENCH_FLAGS='--cases {list}'"));
+    }
+    c
+}
+
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread, before any other
 /// thread exists (so all inherit the mask), and waits for them in one
 /// thread that only raises a flag: the loop then stops, and the proxies and
@@ -533,12 +548,7 @@ pub fn main(mut a: Args) -> Result<bool, String> {
         ("mode".to_owned(), mode.name().to_owned()),
         (
             "command".to_owned(),
-            if mode == Mode::Full {
-                "make bench"
-            } else {
-                "make bench-quick"
-            }
-            .to_owned(),
+            reproduce(mode, &peer_list, only.as_deref()),
         ),
         ("rounds".to_owned(), rounds.to_string()),
         ("out".to_owned(), out.display().to_string()),
@@ -744,6 +754,15 @@ mod tests {
         assert!(!runs(Mode::Full, &idle, Kind::Dante, 2));
         assert!(runs(Mode::Quick, &idle, Kind::Dante, 2));
         assert!(runs(Mode::Full, &idle, Kind::DanteNoAuth, 2));
+    }
+
+    #[test]
+    fn the_command_to_reproduce_names_what_differs() {
+        assert_eq!(reproduce(Mode::Full, DEFAULT_PEERS, None), "make bench");
+        assert_eq!(
+            reproduce(Mode::Quick, "direct,dante", Some("udp")),
+            "make bench-quick BENCH_PEERS=direct,dante BENCH_FLAGS='--cases udp'"
+        );
     }
 
     #[test]
