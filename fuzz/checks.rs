@@ -276,7 +276,10 @@ struct Transcript {
     /// what had been read, is early data for the target).
     consumed: Option<usize>,
     user: Option<Arc<str>>,
+    /// The request succeeded: a tunnel, a BIND's peer or a UDP association.
     established: bool,
+    /// A BIND's peer, which connected at once (its second reply names it).
+    bind_peer: Option<SocketAddr>,
 }
 
 /// Drives one connection over `input` cut at `cuts` (ascending), one chunk
@@ -292,8 +295,11 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
         let chunk = &input[fed..end];
         fed = end;
         if ended {
-            // After the request or a refusal, nothing more is read.
-            assert_ne!(conn.reading(), Reading::Handshake, "still reading");
+            // After the request or a refusal, nothing more is read (a UDP
+            // association's control bytes are read and dropped).
+            if conn.command() != Some(Command::UdpAssociate) {
+                assert_ne!(conn.reading(), Reading::Handshake, "still reading");
+            }
             conn.handle_input(now, chunk, users);
             assert!(conn.poll_transmit().is_none(), "sent after the end");
             assert_eq!(conn.poll_action(), None, "acted after the end");
@@ -352,12 +358,42 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
                 SocksAction::Relay { early_data, .. } => {
                     t.consumed = Some(fed - early_data.len());
                 }
+                SocksAction::Associate => {
+                    let target = conn.target().cloned().expect("a request has a target");
+                    t.events.push(Event::Connect(target));
+                    ended = true;
+                    answered = true;
+                    let result = if reactor.connects {
+                        Ok(reactor.bound)
+                    } else {
+                        Err(reactor.failure_reply())
+                    };
+                    conn.handle_associated(now, result);
+                }
+                SocksAction::Listen { peer } => {
+                    // As for Connect: resolved just now, or an IP address.
+                    if !matches!(t.events.last(), Some(Event::Connect(_))) {
+                        let target = conn.target().cloned().expect("a request has a target");
+                        t.events.push(Event::Connect(target));
+                    }
+                    ended = true;
+                    answered = true;
+                    if reactor.connects {
+                        // The expected peer connects at once: two replies.
+                        conn.handle_listening(now, Ok(reactor.bound));
+                        conn.handle_incoming(now, peer);
+                        t.bind_peer = Some(peer);
+                    } else {
+                        conn.handle_listening(now, Err(io::Error::from(reactor.failure)));
+                    }
+                }
+                SocksAction::StopListening => {}
                 other => panic!("{other:?} during a handshake"),
             }
         }
     }
     t.user = conn.user().cloned();
-    t.established = conn.reading() == Reading::Relay;
+    t.established = conn.outcome() == Some(Outcome::Succeeded);
     t
 }
 
@@ -428,6 +464,19 @@ fn check_server_side(t: &Transcript, users: &Users, reactor: Reactor) {
     }
     match ReplyMessage::parse(s) {
         Ok(Status::Complete(reply, n)) => {
+            if let Some(peer) = t.bind_peer {
+                // BIND's second reply follows the first.
+                let second = ReplyMessage::parse(&s[n..]);
+                let Ok(Status::Complete(second, m)) = second else {
+                    panic!("no second BIND reply: {second:?} in {t:?}");
+                };
+                assert_eq!(n + m, s.len(), "bytes after the replies: {t:?}");
+                assert_eq!(second.reply, Reply::Succeeded);
+                assert_eq!(second.bound, TargetAddr::Ip(peer));
+                assert!(t.established);
+                assert_eq!(reply.bound, TargetAddr::Ip(reactor.bound));
+                return;
+            }
             assert_eq!(n, s.len(), "bytes after the reply: {t:?}");
             assert_eq!(reply.reply == Reply::Succeeded, t.established);
             if t.established {

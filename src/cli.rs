@@ -79,7 +79,16 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               seconds an attempt to one of a name's addresses runs
                               alone before the next address is tried too, as RFC
                               8305 says (default: 0.25; at least 0.01)
-      --idle-timeout S        close tunnels idle this long; 0 is never (default: 0)
+      --idle-timeout S        close tunnels, and UDP associations with no datagram,
+                              idle this long; 0 is never (default: 0)
+      --bind-timeout S        seconds a BIND waits for its inbound connection
+                              (default: 120)
+      --max-udp-associations N
+                              the most UDP associations open at once; past it
+                              UDP ASSOCIATE gets X'01' (default: 4096)
+      --udp-public-addr ADDR  the address UDP ASSOCIATE replies announce, for a
+                              server behind NAT (default: the address the
+                              client's control connection reached)
       --grace S               on SIGINT/SIGTERM, seconds open tunnels may finish (default: 10)
       --access-log DEST       '-' for standard output (default), a file, or 'off'
       --audit-log DEST        administrator log ins, user changes and reloads: 'log'
@@ -499,6 +508,9 @@ fn takes_value(opt: &str) -> bool {
             | "--connect-timeout"
             | "--connect-attempt-delay"
             | "--idle-timeout"
+            | "--bind-timeout"
+            | "--max-udp-associations"
+            | "--udp-public-addr"
             | "--grace"
             | "--access-log"
             | "--audit-log"
@@ -684,6 +696,16 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                     cfg.worker.connect_attempt_delay = delay;
                 }
                 "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
+                "--bind-timeout" => {
+                    cfg.worker.bind_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--max-udp-associations" => {
+                    cfg.worker.max_udp_associations = match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--udp-public-addr" => cfg.worker.udp_public_addr = Some(parse_addr(&opt, v)?),
                 "--grace" => {
                     cfg.worker.grace = match v.parse::<f64>() {
                         Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),

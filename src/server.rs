@@ -433,6 +433,7 @@ impl Server {
             stop: Arc::clone(&stop),
             config: worker_cfg,
             open: Arc::new(AtomicUsize::new(0)),
+            udp_open: Arc::new(AtomicUsize::new(0)),
             penalties: Arc::new(Penalties::new(cfg.penalty.clone())),
         };
 

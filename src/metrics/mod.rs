@@ -15,7 +15,7 @@
 mod access;
 pub mod quiet;
 
-pub use access::{AccessRecord, Result as AccessResult, civil_from_days, write_rfc3339};
+pub use access::{AccessRecord, Datagrams, Result as AccessResult, civil_from_days, write_rfc3339};
 
 use std::io::Write;
 use std::sync::Arc;
@@ -52,6 +52,14 @@ pub struct Counters {
     /// Handshakes nobody had logged in on, closed to make room for new
     /// clients when accept(2) ran out of descriptors.
     pub evicted: u64,
+    /// UDP associations opened.
+    pub udp_associations: u64,
+    /// UDP datagrams relayed, both directions.
+    pub udp_datagrams: u64,
+    /// UDP datagrams dropped (fragmented, malformed, from an unexpected source, unresolved, or over a limit).
+    pub udp_dropped: u64,
+    /// BIND requests accepted (first reply sent).
+    pub binds: u64,
 }
 
 impl Counters {
@@ -99,6 +107,10 @@ pub struct Totals {
     /// Written by the aggregator itself, not from deltas.
     log_suppressed: AtomicU64,
     evicted: AtomicU64,
+    udp_associations: AtomicU64,
+    udp_datagrams: AtomicU64,
+    udp_dropped: AtomicU64,
+    binds: AtomicU64,
     mgmt_aborted: AtomicU64,
 }
 
@@ -130,6 +142,14 @@ pub struct Snapshot {
     /// Handshakes nobody had logged in on, closed to make room for new
     /// clients at the descriptor limit.
     pub evicted: u64,
+    /// UDP associations opened.
+    pub udp_associations: u64,
+    /// UDP datagrams relayed, both directions.
+    pub udp_datagrams: u64,
+    /// UDP datagrams dropped (fragmented, malformed, from an unexpected source, unresolved, or over a limit).
+    pub udp_dropped: u64,
+    /// BIND requests accepted (first reply sent).
+    pub binds: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
     /// Management associations aborted before logging in (log-in grace
@@ -161,6 +181,10 @@ impl Totals {
             checks_refused: AtomicU64::new(0),
             log_suppressed: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            udp_associations: AtomicU64::new(0),
+            udp_datagrams: AtomicU64::new(0),
+            udp_dropped: AtomicU64::new(0),
+            binds: AtomicU64::new(0),
             mgmt_aborted: AtomicU64::new(0),
         }
     }
@@ -181,6 +205,12 @@ impl Totals {
         self.checks_refused
             .fetch_add(d.checks_refused, Ordering::Relaxed);
         self.evicted.fetch_add(d.evicted, Ordering::Relaxed);
+        self.udp_associations
+            .fetch_add(d.udp_associations, Ordering::Relaxed);
+        self.udp_datagrams
+            .fetch_add(d.udp_datagrams, Ordering::Relaxed);
+        self.udp_dropped.fetch_add(d.udp_dropped, Ordering::Relaxed);
+        self.binds.fetch_add(d.binds, Ordering::Relaxed);
     }
 
     /// Counts `n` management associations aborted before they logged in.
@@ -208,6 +238,10 @@ impl Totals {
             checks_refused: self.checks_refused.load(Ordering::Relaxed),
             log_suppressed: self.log_suppressed.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
+            udp_associations: self.udp_associations.load(Ordering::Relaxed),
+            udp_datagrams: self.udp_datagrams.load(Ordering::Relaxed),
+            udp_dropped: self.udp_dropped.load(Ordering::Relaxed),
+            binds: self.binds.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
         }
@@ -369,6 +403,10 @@ mod tests {
                 penalties: 6,
                 checks_refused: 7,
                 evicted: 8,
+                udp_associations: 9,
+                udp_datagrams: 10,
+                udp_dropped: 11,
+                binds: 12,
             }))
             .unwrap();
         }
@@ -387,6 +425,10 @@ mod tests {
         assert_eq!(s.penalties, 60);
         assert_eq!(s.checks_refused, 70);
         assert_eq!(s.evicted, 80);
+        assert_eq!(s.udp_associations, 90);
+        assert_eq!(s.udp_datagrams, 100);
+        assert_eq!(s.udp_dropped, 110);
+        assert_eq!(s.binds, 120);
         assert_eq!(s.mgmt_aborted, 0);
         totals.add_mgmt_aborted(3);
         assert_eq!(totals.snapshot().mgmt_aborted, 3);
@@ -412,11 +454,13 @@ mod tests {
             start: UNIX_EPOCH,
             client: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             user: None,
+            command: None,
             target: None,
             connected: None,
             result: AccessResult::Reply(crate::socks5::wire::Reply::Succeeded),
             bytes_up: 0,
             bytes_down: 0,
+            datagrams: None,
             duration: Duration::ZERO,
         }))
     }

@@ -34,6 +34,17 @@ pub enum Inbound {
         /// The addresses in the order to try, or why there are none.
         result: io::Result<Vec<SocketAddr>>,
     },
+    /// A name a UDP association's client sent to was resolved.
+    UdpResolved {
+        /// The session's slab key.
+        key: usize,
+        /// The session's id.
+        id: u64,
+        /// The name.
+        host: String,
+        /// Its addresses, or why there are none.
+        result: io::Result<Vec<SocketAddr>>,
+    },
     /// A slow RFC 1929 check finished.
     Verified {
         /// The session's slab key.
@@ -67,6 +78,13 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// The most client connections open at once in the whole server.
     pub max_connections: Option<usize>,
+    /// How long a BIND waits for its inbound connection.
+    pub bind_timeout: Duration,
+    /// The most UDP associations open at once in the whole server.
+    pub max_udp_associations: usize,
+    /// The address UDP ASSOCIATE replies announce (`None`: the address the
+    /// control connection reached).
+    pub udp_public_addr: Option<std::net::IpAddr>,
 }
 
 impl Default for WorkerConfig {
@@ -81,6 +99,9 @@ impl Default for WorkerConfig {
             access_log: true,
             grace: Duration::from_secs(10),
             max_connections: None,
+            bind_timeout: Duration::from_secs(120),
+            max_udp_associations: 4096,
+            udp_public_addr: None,
         }
     }
 }

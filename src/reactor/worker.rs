@@ -9,6 +9,7 @@
 //! sockets, buffers and readiness flags.
 
 mod accept;
+mod extra;
 mod sockets;
 
 use std::io;
@@ -75,6 +76,9 @@ pub struct Shared {
     pub config: WorkerConfig,
     /// Client connections open in the whole server (for --max-connections).
     pub open: Arc<AtomicUsize>,
+    /// UDP associations open in the whole server (for
+    /// --max-udp-associations).
+    pub udp_open: Arc<AtomicUsize>,
     /// Failed SOCKS authentications per source, and the penalties they earn.
     pub penalties: Arc<Penalties>,
 }
@@ -152,6 +156,11 @@ struct Ctx {
     /// few bytes of an incomplete message, never a relay buffer, so that a
     /// crowd of clients sending their handshakes slowly holds little memory.
     scratch: Box<[u8]>,
+    /// UDP associations open in the whole server.
+    udp_open: Arc<AtomicUsize>,
+    /// Where datagrams are received (empty until the worker's first UDP
+    /// association; one for all of them).
+    datagrams: Box<[u8]>,
 }
 
 enum Next {
@@ -202,6 +211,7 @@ impl Worker {
             // More unparsed input than a relay buffer holds is not a
             // handshake; early data must fit the buffer it goes to.
             max_unparsed: cfg.buffer_size,
+            bind_timeout: cfg.bind_timeout,
         });
         Ok(Worker {
             poll,
@@ -234,6 +244,8 @@ impl Worker {
                 again: Vec::new(),
                 spare_attempts: Vec::new(),
                 scratch: vec![0u8; HANDSHAKE_READ].into_boxed_slice(),
+                udp_open: shared.udp_open,
+                datagrams: Box::default(),
             },
         })
     }
@@ -366,6 +378,17 @@ impl Worker {
                     }
                     (key, id)
                 }
+                Ok(Inbound::UdpResolved {
+                    key,
+                    id,
+                    host,
+                    result,
+                }) => {
+                    if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
+                        extra::resolved(s, &mut self.ctx, &host, result);
+                    }
+                    (key, id)
+                }
                 Ok(Inbound::Verified { key, id, user }) => {
                     if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
                         s.conn.handle_verified(now, user);
@@ -480,6 +503,10 @@ impl Worker {
         if self.ctx.cfg.max_connections.is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
+        let extra = s.extra.take();
+        if let Some(extra::Extra::Udp(_)) = extra.as_deref() {
+            self.ctx.udp_open.fetch_sub(1, Ordering::AcqRel);
+        }
         if let Some(start) = s.logged_start {
             let outcome = s.conn.outcome();
             let result = match outcome {
@@ -491,17 +518,23 @@ impl Worker {
                 Some(Outcome::BadVersion) => AccessResult::BadVersion,
                 Some(Outcome::NoAcceptableMethod) => AccessResult::NoAcceptableMethod,
             };
+            let (bytes_up, bytes_down) = match extra.as_deref() {
+                Some(extra::Extra::Udp(r)) => r.bytes(),
+                _ => (s.up.delivered(), s.down.delivered()),
+            };
             let rec = AccessRecord {
                 start,
                 client: s.peer,
                 // Named once the handshake has an outcome: a name whose
                 // check never answered is nobody's.
                 user: outcome.and(s.conn.user().cloned()),
+                command: s.conn.command(),
                 target: s.conn.take_target(),
                 connected: s.conn.connected(),
                 result,
-                bytes_up: s.up.delivered(),
-                bytes_down: s.down.delivered(),
+                bytes_up,
+                bytes_down,
+                datagrams: extra.as_deref().and_then(extra::Extra::datagrams),
                 duration: self.ctx.now.saturating_duration_since(s.conn.started()),
             };
             let _ = self.ctx.reports.send(Report::Access(Box::new(rec)));

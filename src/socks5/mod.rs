@@ -1,7 +1,9 @@
-//! SOCKS version 5: the wire format (RFC 1928, RFC 1929) and the state
-//! machine of one client connection. Nothing here does I/O.
+//! SOCKS version 5: the wire format (RFC 1928, RFC 1929), the state
+//! machine of one client connection, and the routing of one UDP
+//! association. Nothing here does I/O.
 
 pub mod connection;
+pub mod udp;
 pub mod wire;
 
 use std::io;

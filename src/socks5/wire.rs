@@ -276,21 +276,22 @@ pub enum TargetAddr {
 }
 
 impl TargetAddr {
+    /// The same address, borrowed.
+    pub fn borrowed(&self) -> TargetRef<'_> {
+        match self {
+            TargetAddr::Ip(a) => TargetRef::Ip(*a),
+            TargetAddr::Domain(name, port) => TargetRef::Domain(name, *port),
+        }
+    }
+
     /// The port asked for.
     pub fn port(&self) -> u16 {
-        match self {
-            TargetAddr::Ip(a) => a.port(),
-            TargetAddr::Domain(_, p) => *p,
-        }
+        self.borrowed().port()
     }
 
     /// Bytes this address takes on the wire (ATYP, address, port).
     pub fn buffer_len(&self) -> usize {
-        match self {
-            TargetAddr::Ip(SocketAddr::V4(_)) => 1 + 4 + 2,
-            TargetAddr::Ip(SocketAddr::V6(_)) => 1 + 16 + 2,
-            TargetAddr::Domain(name, _) => 1 + 1 + name.len() + 2,
-        }
+        self.borrowed().buffer_len()
     }
 
     /// Writes ATYP, address and port into `out`, returning the length.
@@ -298,30 +299,40 @@ impl TargetAddr {
     /// # Panics
     /// If `out` is shorter than `buffer_len()` or a name is longer than 255 bytes.
     pub fn emit(&self, out: &mut [u8]) -> usize {
-        let (n, port) = match self {
-            TargetAddr::Ip(SocketAddr::V4(a)) => {
-                out[0] = atyp::IPV4;
-                out[1..5].copy_from_slice(&a.ip().octets());
-                (5, a.port())
-            }
-            TargetAddr::Ip(SocketAddr::V6(a)) => {
-                out[0] = atyp::IPV6;
-                out[1..17].copy_from_slice(&a.ip().octets());
-                (17, a.port())
-            }
-            TargetAddr::Domain(name, port) => {
-                out[0] = atyp::DOMAINNAME;
-                out[1] = u8::try_from(name.len()).expect("a name of at most 255 bytes");
-                out[2..2 + name.len()].copy_from_slice(name);
-                (2 + name.len(), *port)
-            }
-        };
-        out[n..n + 2].copy_from_slice(&port.to_be_bytes());
-        n + 2
+        self.borrowed().emit(out)
     }
+}
 
-    /// Parses ATYP, address and port at the start of `buf`.
-    fn parse(buf: &[u8]) -> Result<Status<Self>, WireError> {
+impl From<TargetRef<'_>> for TargetAddr {
+    fn from(addr: TargetRef<'_>) -> Self {
+        match addr {
+            TargetRef::Ip(a) => TargetAddr::Ip(a),
+            TargetRef::Domain(name, port) => TargetAddr::Domain(name.into(), port),
+        }
+    }
+}
+
+impl fmt::Display for TargetAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.borrowed().fmt(f)
+    }
+}
+
+/// ATYP, DST.ADDR and DST.PORT borrowed from the bytes they were parsed
+/// from: what a request and a UDP datagram's header (`socks5::udp`) both
+/// carry, read without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetRef<'a> {
+    /// ATYP IPv4 or IPv6.
+    Ip(SocketAddr),
+    /// ATYP DOMAINNAME: the name's octets as sent (not necessarily UTF-8), and the port.
+    Domain(&'a [u8], u16),
+}
+
+impl<'a> TargetRef<'a> {
+    /// Parses ATYP, address and port at the start of `buf`. An unknown ATYP
+    /// is an error as soon as it is in.
+    pub fn parse(buf: &'a [u8]) -> Result<Status<Self>, WireError> {
         let Some(&kind) = buf.first() else {
             return Ok(Status::Partial);
         };
@@ -343,23 +354,67 @@ impl TargetAddr {
         let addr = match kind {
             atyp::IPV4 => {
                 let octets: [u8; 4] = raw.try_into().expect("4 bytes by construction");
-                TargetAddr::Ip(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(octets)), port))
+                TargetRef::Ip(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(octets)), port))
             }
             atyp::IPV6 => {
                 let octets: [u8; 16] = raw.try_into().expect("16 bytes by construction");
-                TargetAddr::Ip(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port))
+                TargetRef::Ip(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port))
             }
-            _ => TargetAddr::Domain(raw.into(), port),
+            _ => TargetRef::Domain(raw, port),
         };
         Ok(Status::Complete(addr, end))
     }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        match self {
+            TargetRef::Ip(a) => a.port(),
+            TargetRef::Domain(_, p) => *p,
+        }
+    }
+
+    /// Bytes this address takes on the wire (ATYP, address, port).
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            TargetRef::Ip(SocketAddr::V4(_)) => 1 + 4 + 2,
+            TargetRef::Ip(SocketAddr::V6(_)) => 1 + 16 + 2,
+            TargetRef::Domain(name, _) => 1 + 1 + name.len() + 2,
+        }
+    }
+
+    /// Writes ATYP, address and port into `out`, returning the length.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `buffer_len()` or a name is longer than 255 bytes.
+    pub fn emit(&self, out: &mut [u8]) -> usize {
+        let (n, port) = match self {
+            TargetRef::Ip(SocketAddr::V4(a)) => {
+                out[0] = atyp::IPV4;
+                out[1..5].copy_from_slice(&a.ip().octets());
+                (5, a.port())
+            }
+            TargetRef::Ip(SocketAddr::V6(a)) => {
+                out[0] = atyp::IPV6;
+                out[1..17].copy_from_slice(&a.ip().octets());
+                (17, a.port())
+            }
+            TargetRef::Domain(name, port) => {
+                out[0] = atyp::DOMAINNAME;
+                out[1] = u8::try_from(name.len()).expect("a name of at most 255 bytes");
+                out[2..2 + name.len()].copy_from_slice(name);
+                (2 + name.len(), *port)
+            }
+        };
+        out[n..n + 2].copy_from_slice(&port.to_be_bytes());
+        n + 2
+    }
 }
 
-impl fmt::Display for TargetAddr {
+impl fmt::Display for TargetRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetAddr::Ip(a) => write!(f, "{a}"),
-            TargetAddr::Domain(name, port) => {
+            TargetRef::Ip(a) => write!(f, "{a}"),
+            TargetRef::Domain(name, port) => {
                 // Names come from the network: print them escaped, never raw.
                 for chunk in name.utf8_chunks() {
                     write_log_safe(f, chunk.valid())?;
@@ -371,6 +426,16 @@ impl fmt::Display for TargetAddr {
             }
         }
     }
+}
+
+/// The IP address a DOMAINNAME names literally ("192.0.2.7", "2001:db8::9"
+/// or "[2001:db8::9]"), which never goes to the resolver.
+pub fn ip_literal(host: &str) -> Option<IpAddr> {
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    literal.parse().ok()
 }
 
 pub use crate::users::write_log_safe;
@@ -405,9 +470,15 @@ impl Request {
             return Ok(Status::Partial);
         }
         let command = Command::from(buf[1]);
-        match TargetAddr::parse(&buf[3..])? {
+        match TargetRef::parse(&buf[3..])? {
             Status::Partial => Ok(Status::Partial),
-            Status::Complete(target, n) => Ok(Status::Complete(Request { command, target }, 3 + n)),
+            Status::Complete(target, n) => Ok(Status::Complete(
+                Request {
+                    command,
+                    target: target.into(),
+                },
+                3 + n,
+            )),
         }
     }
 

@@ -59,16 +59,16 @@ fn bnd_ipv6() -> SocketAddr {
     SocketAddr::V6(SocketAddrV6::new(ip, 1080, 0, 0))
 }
 
-fn cat(parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
 // ----------------------------------------------------------------- helpers
 
-type Parsed<T> = Result<Status<T>, WireError>;
+pub(crate) type Parsed<T> = Result<Status<T>, WireError>;
 
 /// Makes a borrowed message owned, so one helper can drive every parser.
-fn owned<T, U>(r: Parsed<T>, f: impl FnOnce(T) -> U) -> Parsed<U> {
+pub(crate) fn owned<T, U>(r: Parsed<T>, f: impl FnOnce(T) -> U) -> Parsed<U> {
     r.map(|s| match s {
         Status::Partial => Status::Partial,
         Status::Complete(m, n) => Status::Complete(f(m), n),
@@ -88,7 +88,7 @@ fn parse_auth(buf: &[u8]) -> Parsed<(Vec<u8>, Vec<u8>)> {
 /// The parse contract on one whole message: Complete with its length; Partial
 /// for every strict prefix, the empty one included; and trailing bytes (a
 /// second message, early payload) left alone.
-fn check_parse<T>(fixture: &[u8], parse: impl Fn(&[u8]) -> Parsed<T>, expected: T)
+pub(crate) fn check_parse<T>(fixture: &[u8], parse: impl Fn(&[u8]) -> Parsed<T>, expected: T)
 where
     T: Clone + fmt::Debug + PartialEq,
 {
@@ -119,7 +119,7 @@ where
 
 /// The emit contract: exactly the fixture's bytes, nothing written past them,
 /// and no more room needed than the fixture's length.
-fn check_emit(fixture: &[u8], emit: impl Fn(&mut [u8]) -> usize) {
+pub(crate) fn check_emit(fixture: &[u8], emit: impl Fn(&mut [u8]) -> usize) {
     let mut out = [0xEE; 600];
     let n = emit(&mut out);
     assert_eq!(&out[..n], fixture);
@@ -131,8 +131,12 @@ fn check_emit(fixture: &[u8], emit: impl Fn(&mut [u8]) -> usize) {
 
 /// Every non-empty prefix of `bad` (and `bad` with trailing bytes) is `err`:
 /// the error is reported as soon as the offending byte is in.
-fn check_error_from<T>(bad: &[u8], at: usize, parse: impl Fn(&[u8]) -> Parsed<T>, err: WireError)
-where
+pub(crate) fn check_error_from<T>(
+    bad: &[u8],
+    at: usize,
+    parse: impl Fn(&[u8]) -> Parsed<T>,
+    err: WireError,
+) where
     T: fmt::Debug + PartialEq,
 {
     for cut in 0..at {
@@ -496,6 +500,63 @@ fn domain_cannot_forge_a_log_line() {
         "evil.example\\u{a}2024-01-01\\u{20}user=admin\\u{20}\\\\x41:80"
     );
     assert!(!shown.chars().any(|c| c.is_whitespace() || c.is_control()));
+}
+
+#[test]
+fn target_ref_is_the_borrowed_target_addr() {
+    let ip = Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 1);
+    let targets = [
+        v4(192, 0, 2, 10, 80),
+        TargetAddr::Ip(SocketAddr::V6(SocketAddrV6::new(ip, 8080, 0, 0))),
+        domain(b"example.com", 443),
+        domain(b"", 1),
+        domain(&[b'a'; 255], 65535),
+        domain(b"a\xffb\n", 7),
+    ];
+    for target in targets {
+        let mut raw = vec![0u8; target.buffer_len()];
+        target.emit(&mut raw);
+        let borrowed = target.borrowed();
+        let parse = |buf: &[u8]| owned(TargetRef::parse(buf), TargetAddr::from);
+        check_parse(&raw, parse, target.clone());
+        check_emit(&raw, |out| borrowed.emit(out));
+        assert_eq!(borrowed.buffer_len(), raw.len());
+        assert_eq!(borrowed.port(), target.port());
+        assert_eq!(TargetAddr::from(borrowed), target);
+        assert_eq!(borrowed.to_string(), target.to_string());
+    }
+    check_error_from(
+        &[0x02, 1, 2, 3, 4, 0, 80],
+        1,
+        |buf| owned(TargetRef::parse(buf), TargetAddr::from),
+        WireError::AddressType(0x02),
+    );
+}
+
+#[test]
+fn ip_literals() {
+    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 9));
+    let cases = [
+        ("192.0.2.7", Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)))),
+        ("2001:db8::9", Some(v6)),
+        ("[2001:db8::9]", Some(v6)),
+        (
+            "::ffff:192.0.2.7",
+            Some("::ffff:192.0.2.7".parse().unwrap()),
+        ),
+        ("[192.0.2.7]", Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)))),
+        ("example.com", None),
+        ("", None),
+        ("[]", None),
+        ("[2001:db8::9", None),
+        ("2001:db8::9]", None),
+        ("192.0.2.7.", None),
+        ("192.0.2", None),
+        ("0x7f.1", None),
+    ];
+    for (host, ip) in cases {
+        assert_eq!(ip_literal(host), ip, "{host:?}");
+    }
 }
 
 // ----------------------------------------------------------- write_log_safe

@@ -214,6 +214,7 @@ impl Worker {
             armed: None,
             // The wall clock is read only for the access log.
             logged_start: self.ctx.cfg.access_log.then(SystemTime::now),
+            extra: None,
         });
         let sessions = &self.sessions;
         self.arrivals

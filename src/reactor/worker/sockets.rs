@@ -13,6 +13,7 @@ use mio::Interest;
 use mio::net::TcpStream;
 use slab::Slab;
 
+use super::extra::{self, Extra};
 use super::{Ctx, Next, RELAY_BUDGET, token, would_block};
 use crate::blocking::{Answer, Refused};
 use crate::reactor::Inbound;
@@ -43,6 +44,9 @@ pub(super) struct Sockets {
     pub(super) armed: Option<Instant>,
     /// When it was accepted, for the access log (none when it is off).
     pub(super) logged_start: Option<SystemTime>,
+    /// BIND's listener or UDP ASSOCIATE's relay (none for CONNECT: an open
+    /// tunnel pays one pointer for them).
+    pub(super) extra: Option<Box<Extra>>,
 }
 
 #[derive(Debug)]
@@ -52,9 +56,29 @@ pub(super) struct Attempt {
     ready: Ready,
 }
 
+impl Attempt {
+    /// BIND's inbound connection, accepted: connected and maybe readable.
+    pub(super) fn inbound(socket: TcpStream) -> Attempt {
+        Attempt {
+            id: AttemptId::INBOUND,
+            socket,
+            ready: Ready {
+                read: true,
+                write: true,
+                hup: false,
+            },
+        }
+    }
+}
+
 impl Sockets {
     /// The readiness of the socket with token slot `slot`, if it is open.
     pub(super) fn ready_of(&mut self, slot: usize) -> Option<&mut Ready> {
+        if let Some(extra) = self.extra.as_deref_mut()
+            && extra.owns(slot)
+        {
+            return extra.ready_of(slot);
+        }
         match &self.target {
             _ if slot == 0 => Some(&mut self.cready),
             Some((via, _)) if via.index() + 1 == slot => Some(&mut self.tready),
@@ -70,7 +94,10 @@ impl Sockets {
 impl Ctx {
     /// Where a blocking-pool answer goes: this worker's inbox, as `wrap`
     /// makes it, followed by a wake-up.
-    fn inbox<T: 'static>(&self, wrap: impl FnOnce(T) -> Inbound + Send + 'static) -> Answer<T> {
+    pub(super) fn inbox<T: 'static>(
+        &self,
+        wrap: impl FnOnce(T) -> Inbound + Send + 'static,
+    ) -> Answer<T> {
         let (tx, waker) = (self.inbox_tx.clone(), Arc::clone(&self.waker));
         Box::new(move |v| {
             // The worker may have stopped; then nobody wants the answer.
@@ -152,6 +179,11 @@ pub(super) fn step(s: &mut Sockets, key: usize, ctx: &mut Ctx, told: bool) -> io
         return Ok(Next::Close);
     }
     loop {
+        if s.extra.is_some()
+            && let Next::Close = extra::service(s, key, ctx)?
+        {
+            return Ok(Next::Close);
+        }
         let reading = s.conn.reading();
         let next = match reading {
             Reading::Handshake => {
@@ -175,7 +207,7 @@ pub(super) fn step(s: &mut Sockets, key: usize, ctx: &mut Ctx, told: bool) -> io
 
 /// Sends what the machine queued and does what it asks.
 #[inline]
-fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
+pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     loop {
         if let Some(t) = s.conn.poll_transmit() {
             s.down.push_control(t.as_bytes(), &mut ctx.pool);
@@ -229,6 +261,22 @@ fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
                 }
             },
             Action::Cancel(id) => s.attempts.retain(|a| a.id != id),
+            Action::Associate => {
+                let result = extra::associate(s, key, ctx);
+                s.conn.handle_associated(ctx.now, result);
+            }
+            Action::Listen { peer } => {
+                let result = extra::listen(s, key, ctx, peer);
+                if let Err(e) = &result {
+                    log::debug!("connection {} BIND toward {peer}: {e}", s.id);
+                }
+                s.conn.handle_listening(ctx.now, result);
+            }
+            Action::StopListening => {
+                if let Some(Extra::Bind { .. }) = s.extra.as_deref() {
+                    s.extra = None;
+                }
+            }
             Action::Relay { via, early_data } => {
                 let Some(i) = s.attempts.iter().position(|a| a.id == via) else {
                     return Ok(Next::Close);

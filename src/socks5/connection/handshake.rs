@@ -143,11 +143,11 @@ impl Connection {
                 return Some(0);
             }
         };
+        self.command = Some(req.command);
         match req.command {
-            Command::Connect => self.request(now, req.target),
-            Command::Bind | Command::UdpAssociate | Command::Unknown(_) => {
-                self.fail(now, Reply::CommandNotSupported);
-            }
+            Command::Connect | Command::Bind => self.request(now, req.target),
+            Command::UdpAssociate => self.associate(req.target),
+            Command::Unknown(_) => self.fail(now, Reply::CommandNotSupported),
         }
         Some(n)
     }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::socks5::reply_for_error;
-use crate::socks5::wire::{self, Reply, TargetAddr};
+use crate::socks5::wire::{self, Command, Reply, TargetAddr};
 use crate::users::{Authenticator, Credentials};
 use attempts::{Candidate, Schedule};
 pub use attempts::{MAX_ATTEMPTS, interleave};
@@ -56,6 +56,8 @@ pub struct Config {
     /// incomplete message, what came while a password was checked, early
     /// data for the target. More is not a handshake.
     pub max_unparsed: usize,
+    /// How long a BIND waits for its inbound connection.
+    pub bind_timeout: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             linger: Duration::from_secs(2),
             grace: Duration::from_secs(10),
             max_unparsed: 32 * 1024,
+            bind_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -78,6 +81,9 @@ impl Default for Config {
 pub struct AttemptId(u8);
 
 impl AttemptId {
+    /// BIND's inbound connection, which takes the place of attempt 0.
+    pub const INBOUND: AttemptId = AttemptId(0);
+
     /// 0 for the first address tried, 1 for the second, and so on.
     pub fn index(self) -> usize {
         self.0 as usize
@@ -119,8 +125,23 @@ pub enum Action {
     /// Close attempt `id`'s socket at once (it timed out, another attempt
     /// won, or the request ended).
     Cancel(AttemptId),
+    /// UDP ASSOCIATE: open the association's relay socket (the request's
+    /// DST, [`Connection::target`], says where the client will send from),
+    /// then call `handle_associated`.
+    Associate,
+    /// BIND: listen on an ephemeral port of the local address that reaches
+    /// `peer` (the unspecified address: the client's own local address),
+    /// then call `handle_listening`; inbound connections go to
+    /// `handle_incoming`.
+    Listen {
+        /// DST.ADDR and DST.PORT of the request, resolved.
+        peer: SocketAddr,
+    },
+    /// BIND: close the listening socket.
+    StopListening,
     /// Attempt `via` is the target now: relay between it and the client,
-    /// `early_data` (what the client sent behind its request) first.
+    /// `early_data` (what the client sent behind its request) first. For
+    /// BIND, `via` is the inbound connection that was accepted.
     Relay {
         /// The attempt that connected.
         via: AttemptId,
@@ -238,6 +259,20 @@ enum State {
         up: End,
         down: End,
     },
+    /// UDP ASSOCIATE: the driver is opening the relay socket (`ask` until
+    /// it has been told).
+    Associating { ask: bool },
+    /// UDP ASSOCIATE: the success reply is queued and datagrams are relayed
+    /// by the driver; the control connection's bytes are read and dropped.
+    Associated { last_active: Instant },
+    /// BIND: the driver is opening the listening socket for `peer` (`ask`
+    /// until it has been told).
+    Listening { peer: SocketAddr, ask: bool },
+    /// BIND: the first reply is queued; waiting until the deadline (the
+    /// bind timeout) for a connection from `expect` (any peer when it is
+    /// unspecified). `reject`: the inbound connection the driver holds is
+    /// not it, and is to be closed.
+    Binding { expect: IpAddr, reject: bool },
     /// A refusal is queued; then the client gets `linger` to go away.
     Lingering { shut: End },
     /// Nothing more happens.
@@ -262,8 +297,12 @@ pub struct Connection {
     /// attempt's socket is settled with the driver (empty: no allocation).
     candidates: Box<[Candidate]>,
     user: Option<Arc<str>>,
+    /// CMD of the request, once it came.
+    command: Option<Command>,
     target: Option<TargetAddr>,
     connected: Option<SocketAddr>,
+    /// A BIND's listening socket is open with the driver.
+    listening: bool,
     outcome: Option<Outcome>,
     /// The outcome is decided and the driver has not been told.
     report: bool,
@@ -282,8 +321,10 @@ impl Connection {
             unparsed: Vec::new(),
             candidates: Box::default(),
             user: None,
+            command: None,
             target: None,
             connected: None,
+            listening: false,
             outcome: None,
             report: false,
         }
@@ -301,7 +342,13 @@ impl Connection {
         self.user.as_ref()
     }
 
-    /// The target as the client asked for it.
+    /// CMD of the request, once it came.
+    pub fn command(&self) -> Option<Command> {
+        self.command
+    }
+
+    /// The target as the client asked for it (for UDP ASSOCIATE, where the
+    /// client said it would send from; for BIND, the peer it expects).
     pub fn target(&self) -> Option<&TargetAddr> {
         self.target.as_ref()
     }
@@ -311,7 +358,8 @@ impl Connection {
         self.target.take()
     }
 
-    /// The address of the target that was connected.
+    /// The address of the target that was connected (for BIND, the peer
+    /// that connected).
     pub fn connected(&self) -> Option<SocketAddr> {
         self.connected
     }
@@ -333,10 +381,20 @@ impl Connection {
     #[inline]
     pub fn reading(&self) -> Reading {
         match self.state {
-            State::Greeting | State::Auth | State::Verifying { .. } | State::Request => {
-                Reading::Handshake
-            }
-            State::Resolving { .. } | State::Connecting(_) | State::Closed => Reading::Paused,
+            // A BIND's client bytes before the second reply are kept as early
+            // data; an association's control bytes are dropped (its end is
+            // the association's).
+            State::Greeting
+            | State::Auth
+            | State::Verifying { .. }
+            | State::Request
+            | State::Binding { .. }
+            | State::Associated { .. } => Reading::Handshake,
+            State::Resolving { .. }
+            | State::Connecting(_)
+            | State::Associating { .. }
+            | State::Listening { .. }
+            | State::Closed => Reading::Paused,
             State::Established { .. } => Reading::Relay,
             State::Lingering { .. } => Reading::Discard,
         }
@@ -375,8 +433,24 @@ impl Connection {
                 self.candidates = Box::default();
             }
         }
+        if self.listening && !matches!(self.state, State::Binding { .. }) {
+            self.listening = false;
+            return Some(Action::StopListening);
+        }
         match &mut self.state {
             State::Verifying { ask } => ask.take().map(|c| Action::Verify(*c)),
+            State::Associating { ask } if *ask => {
+                *ask = false;
+                Some(Action::Associate)
+            }
+            State::Listening { peer, ask } if *ask => {
+                *ask = false;
+                Some(Action::Listen { peer: *peer })
+            }
+            State::Binding { reject, .. } if *reject => {
+                *reject = false;
+                Some(Action::Cancel(AttemptId::INBOUND))
+            }
             State::Resolving { ask } if *ask => {
                 *ask = false;
                 match &self.target {
@@ -420,12 +494,15 @@ impl Connection {
             | State::Verifying { .. }
             | State::Request
             | State::Resolving { .. }
+            | State::Associating { .. }
+            | State::Listening { .. }
+            | State::Binding { .. }
             | State::Lingering { .. } => Some(self.deadline),
             State::Connecting(schedule) => Some(match schedule.poll_timeout(&self.candidates) {
                 Some(t) => t.min(self.deadline),
                 None => self.deadline,
             }),
-            State::Established { last_active, .. } => {
+            State::Established { last_active, .. } | State::Associated { last_active } => {
                 self.config.idle_timeout.map(|idle| *last_active + idle)
             }
             State::Closed => return None,
@@ -444,8 +521,9 @@ impl Connection {
     pub fn handle_input(&mut self, now: Instant, data: &[u8], auth: &dyn Authenticator) {
         match self.state {
             State::Greeting | State::Auth | State::Request => {}
-            // Kept until the check answers; nothing is parsed meanwhile.
-            State::Verifying { .. } => return self.keep(data),
+            // Kept until the check answers (or, for BIND, as early data for
+            // the peer); nothing is parsed meanwhile.
+            State::Verifying { .. } | State::Binding { .. } => return self.keep(data),
             _ => return,
         }
         if self.unparsed.is_empty() {
@@ -489,6 +567,9 @@ impl Connection {
             return;
         }
         match result {
+            Ok(addrs) if self.command == Some(Command::Bind) && !addrs.is_empty() => {
+                self.listen(now, addrs[0]);
+            }
             Ok(addrs) if !addrs.is_empty() => self.connect(now, &addrs),
             Ok(_) => self.fail(now, Reply::HostUnreachable),
             Err(e) => self.fail(now, reply_for_error(&e)),
@@ -532,12 +613,74 @@ impl Connection {
         }
     }
 
-    /// Bytes moved through the tunnel (either way).
+    /// Bytes moved through the tunnel, or a datagram through the
+    /// association (either way).
     #[inline]
     pub fn handle_relayed(&mut self, now: Instant) {
-        if let State::Established { last_active, .. } = &mut self.state {
+        if let State::Established { last_active, .. } | State::Associated { last_active } =
+            &mut self.state
+        {
             *last_active = now;
         }
+    }
+
+    /// The answer to [`Action::Associate`]: the relay's address to announce
+    /// to the client, or the reply that refuses the request.
+    pub fn handle_associated(&mut self, now: Instant, result: Result<SocketAddr, Reply>) {
+        if !matches!(self.state, State::Associating { .. }) {
+            return;
+        }
+        match result {
+            Ok(bound) => {
+                self.out.push_reply(Reply::Succeeded, bound);
+                self.decide(Outcome::Succeeded);
+                self.state = State::Associated { last_active: now };
+            }
+            Err(reply) => self.fail(now, reply),
+        }
+    }
+
+    /// The answer to [`Action::Listen`]: the address listened on (the
+    /// first reply), or why there is none.
+    pub fn handle_listening(&mut self, now: Instant, result: io::Result<SocketAddr>) {
+        let State::Listening { peer, ask: false } = self.state else {
+            return;
+        };
+        match result {
+            Ok(bound) => {
+                self.listening = true;
+                self.out.push_reply(Reply::Succeeded, bound);
+                self.deadline = now + self.config.bind_timeout;
+                self.state = State::Binding {
+                    expect: peer.ip(),
+                    reject: false,
+                };
+            }
+            Err(e) => self.fail(now, reply_for_error(&e)),
+        }
+    }
+
+    /// BIND: the driver accepted a connection from `peer` and holds it as
+    /// attempt 0. It becomes the tunnel's other end if it comes from the
+    /// expected address (the second reply is queued); otherwise it is
+    /// cancelled and the wait goes on.
+    pub fn handle_incoming(&mut self, now: Instant, peer: SocketAddr) {
+        let State::Binding { expect, reject, .. } = &mut self.state else {
+            return;
+        };
+        if !expect.is_unspecified() && expect.to_canonical() != peer.ip().to_canonical() {
+            *reject = true;
+            return;
+        }
+        self.out.push_reply(Reply::Succeeded, peer);
+        self.connected = Some(peer);
+        self.decide(Outcome::Succeeded);
+        self.state = State::Established {
+            last_active: now,
+            relay: Some(AttemptId::INBOUND),
+            up: End::Open,
+            down: End::Open,
+        };
     }
 
     /// `Up`: the client's stream ended and everything it sent was used
@@ -551,6 +694,8 @@ impl Connection {
                 | State::Auth
                 | State::Verifying { .. }
                 | State::Request
+                | State::Binding { .. }
+                | State::Associated { .. }
                 | State::Lingering { .. },
                 Direction::Up,
             ) => self.close(),
@@ -610,8 +755,18 @@ impl Connection {
                 self.close();
             }
             // The client is owed an answer: the target did not come in time.
-            State::Resolving { .. } | State::Connecting(_) if now >= self.deadline => {
+            State::Resolving { .. }
+            | State::Connecting(_)
+            | State::Associating { .. }
+            | State::Listening { .. }
+                if now >= self.deadline =>
+            {
                 self.fail(now, Reply::HostUnreachable);
+            }
+            // RFC 1928 section 6 has no "timed out" reply; TTL expired is
+            // the nearest (Dante answers a BIND timeout the same way).
+            State::Binding { .. } if now >= self.deadline => {
+                self.fail(now, Reply::TtlExpired);
             }
             State::Connecting(_) => {
                 if let State::Connecting(schedule) = &mut self.state
@@ -621,7 +776,7 @@ impl Connection {
                     self.fail(now, reply);
                 }
             }
-            State::Established { last_active, .. } => {
+            State::Established { last_active, .. } | State::Associated { last_active } => {
                 if let Some(idle) = self.config.idle_timeout
                     && now >= *last_active + idle
                 {
@@ -635,6 +790,8 @@ impl Connection {
 
     // ------------------------------------------------------------- request
 
+    /// CONNECT and BIND: `target` is where to connect to, or whom to
+    /// expect; a name is resolved first.
     fn request(&mut self, now: Instant, target: TargetAddr) {
         let addr = match &target {
             TargetAddr::Ip(addr) => Some(*addr),
@@ -658,9 +815,22 @@ impl Connection {
         };
         self.target = Some(target);
         match addr {
+            Some(addr) if self.command == Some(Command::Bind) => self.listen(now, addr),
             Some(addr) => self.connect(now, &[addr]),
             None => self.state = State::Resolving { ask: true },
         }
+    }
+
+    /// UDP ASSOCIATE: `requested` says where the client will send from; a
+    /// name there is not resolved (the client's own address is used).
+    fn associate(&mut self, requested: TargetAddr) {
+        self.target = Some(requested);
+        self.state = State::Associating { ask: true };
+    }
+
+    fn listen(&mut self, now: Instant, peer: SocketAddr) {
+        let _ = now;
+        self.state = State::Listening { peer, ask: true };
     }
 
     fn connect(&mut self, now: Instant, addrs: &[SocketAddr]) {
