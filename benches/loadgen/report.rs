@@ -886,8 +886,8 @@ socket, connected to the relay the proxy names; every datagram carries the UDP r
 to an echo socket of its own on 127.0.0.1 (a thread each), which sends it back through the \
 relay. Direct: the same client and echo sockets with no proxy and no header. Each association \
 keeps at most 64 datagrams in flight (sent and received in batches, `sendmmsg`/`recvmmsg`); a \
-datagram not echoed within 200 ms is lost. After a warm-up the clock runs for a fixed time (1 s; \
-0.3 s in the quick run): the rate counts echoes received in it, the loss the datagrams sent in \
+datagram not echoed within 200 ms is lost. After a warm-up the clock runs for a fixed time (0.5 s; \
+0.2 s in the quick run): the rate counts echoes received in it, the loss the datagrams sent in \
 it that never came back. Payload sizes are 64 and 1,400 bytes, header not counted. Latency: \
 one datagram in flight, each round trip timed. microsocks has no UDP ASSOCIATE: n/a.
 ";

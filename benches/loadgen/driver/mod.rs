@@ -105,11 +105,12 @@ pub fn cases(mode: Mode) -> Vec<Case> {
         )
     };
     let latency = ["--rounds", rounds, "--warmup", warmup, "--size", "64"];
-    // UDP: seconds measured after a warm-up; 64 datagrams in flight per
-    // association (one for the latency case), lost after 200 ms.
+    // UDP: seconds measured after a warm-up (half a second per run keeps
+    // a fourth round of `make bench` within its budget); 64 datagrams in
+    // flight per association (one for the latency case), lost after 200 ms.
     let (udp_secs, udp_warmup) = match mode {
-        Mode::Full => ("1", "0.2"),
-        Mode::Quick => ("0.3", "0.1"),
+        Mode::Full => ("0.5", "0.2"),
+        Mode::Quick => ("0.2", "0.1"),
     };
     let udp = |id, assocs, size, window| {
         Case::new(
