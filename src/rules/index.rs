@@ -7,12 +7,15 @@
 //!
 //! - a bit set of the rules that have no such condition (they match any
 //!   value), and
-//! - a table from each value the rules name to the sorted numbers of the
-//!   rules naming it: address blocks grouped by prefix length (one binary
-//!   search per length present), users and names sorted (binary search;
-//!   names compared case-insensitively against the lowercase stored ones,
-//!   a domain looked up once per label of the request's name), single ports
-//!   sorted and port ranges in a list.
+//! - a table from each value the rules name to the rules naming it: address
+//!   blocks grouped by prefix length (one binary search per length
+//!   present), users and names in hash tables ([`Keys`]: names hashed and
+//!   compared case-insensitively against the lowercase stored ones, a
+//!   domain looked up once per label of the request's name), single ports
+//!   sorted and port ranges in a list. A value's rules are kept as their sorted numbers, or
+//!   as a bit set when there are more of them than the bit set has words
+//!   (so a bit set never takes more than twice the list's memory, and a
+//!   value common to many rules costs a few word ORs, not a bit per rule).
 //!
 //! A request is judged a chunk of [`CHUNK`] words (4,096 rules) at a time:
 //! for each condition, the chunk's "no condition" bits with the bits of
@@ -29,11 +32,19 @@ use std::collections::BTreeMap;
 /// each of the two sets in use.
 const CHUNK: usize = 64;
 
-/// A run of rule numbers in [`Index::post`].
-#[derive(Debug, Clone, Copy, Default)]
-struct Span {
-    start: u32,
-    end: u32,
+/// The rules of one value.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    /// Rule numbers `post[start..end]`.
+    List { start: u32, end: u32 },
+    /// A bit set of all rules, at `dense[start..start + words]`.
+    Bits { start: u32 },
+}
+
+impl Default for Span {
+    fn default() -> Span {
+        Span::List { start: 0, end: 0 }
+    }
 }
 
 /// Address blocks, grouped by prefix length.
@@ -99,7 +110,7 @@ pub(crate) enum Hit {
 
 /// Sets, in `bits` (the chunk starting at rule `lo`), the bits of the rules
 /// of `list` inside the chunk.
-fn set_bits(bits: &mut [u64], list: &[u32], lo: usize) {
+fn set_list(bits: &mut [u64], list: &[u32], lo: usize) {
     let hi = lo + bits.len() * 64;
     let from = list.partition_point(|&r| (r as usize) < lo);
     for &r in &list[from..] {
@@ -127,10 +138,99 @@ fn lowest(bits: &[u64], lo: usize) -> Option<usize> {
     Some(lo + w * 64 + bits[w].trailing_zeros() as usize)
 }
 
-/// Compares a request's name (any case) with a stored lowercase one.
-fn cmp_caseless(name: &[u8], stored: &[u8]) -> std::cmp::Ordering {
-    let a = name.iter().map(u8::to_ascii_lowercase);
-    a.cmp(stored.iter().copied())
+/// FNV-1a's offset basis.
+const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One byte into an FNV-1a hash (lowercased, when `caseless`).
+fn hash_step(h: u64, b: u8, caseless: bool) -> u64 {
+    let b = if caseless { b.to_ascii_lowercase() } else { b };
+    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+}
+
+/// Byte strings (user names exactly; host names lowercase, looked up in any
+/// case) to their rules: an open-addressing hash table, so that a lookup
+/// neither allocates nor copies the key. Its keys come from the rules file
+/// and never change, so a request can pick which chain it probes, not make
+/// one longer.
+#[derive(Debug, Default)]
+struct Keys {
+    /// Whether keys are host names, compared in any case.
+    caseless: bool,
+    /// The keys, lowercase when caseless, and their rules.
+    entries: Vec<(Box<[u8]>, Span)>,
+    /// (hash, 1 + index into `entries`), 0 for an empty slot; a power of two
+    /// at least twice as many as the keys.
+    slots: Vec<(u64, u32)>,
+}
+
+impl Keys {
+    /// A table of `entries` (distinct keys).
+    fn new(caseless: bool, entries: Vec<(Box<[u8]>, Span)>) -> Keys {
+        let size = (entries.len() * 2).next_power_of_two().max(2);
+        let mut keys = Keys {
+            caseless,
+            slots: vec![(0, 0); size],
+            entries: Vec::new(),
+        };
+        for (i, (key, _)) in entries.iter().enumerate() {
+            let h = keys.hash(key);
+            let mut at = h as usize & (size - 1);
+            while keys.slots[at].1 != 0 {
+                at = (at + 1) & (size - 1);
+            }
+            keys.slots[at] = (h, i as u32 + 1);
+        }
+        keys.entries = entries;
+        keys
+    }
+
+    /// The hash of `key`: FNV-1a over its bytes from the last to the
+    /// first (lowercased, when caseless), so that the hashes of a name's
+    /// every tail come from one pass over it ([`Index::visit_name`]).
+    fn hash(&self, key: &[u8]) -> u64 {
+        key.iter()
+            .rev()
+            .fold(HASH_SEED, |h, &b| hash_step(h, b, self.caseless))
+    }
+
+    /// The rules of `key`.
+    fn get(&self, key: &[u8]) -> Option<Span> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        self.get_hashed(key, self.hash(key))
+    }
+
+    /// The rules of `key`, whose hash is `h`.
+    fn get_hashed(&self, key: &[u8], h: u64) -> Option<Span> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = h as usize & mask;
+        loop {
+            let (sh, i) = self.slots[at];
+            if i == 0 {
+                return None;
+            }
+            if sh == h {
+                let (stored, span) = &self.entries[i as usize - 1];
+                let same = match self.caseless {
+                    true => key.eq_ignore_ascii_case(stored),
+                    false => key == &stored[..],
+                };
+                if same {
+                    return Some(*span);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Whether the table is empty.
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Rule numbers collected per value while building.
@@ -141,13 +241,15 @@ type Lists<K> = BTreeMap<K, Vec<u32>>;
 pub(crate) struct Index {
     /// Words in each bit set.
     words: usize,
-    /// Every span's rule numbers.
+    /// The rule numbers of every `Span::List`.
     post: Vec<u32>,
+    /// The bit sets of every `Span::Bits`.
+    dense: Vec<u64>,
     from_any: Vec<u64>,
     from: Blocks,
     user_any: Vec<u64>,
-    /// Users by name, sorted.
-    users: Vec<(Box<str>, Span)>,
+    /// Users by name.
+    users: Keys,
     admins: Span,
     cmd_any: Vec<u64>,
     cmds: [Span; 3],
@@ -160,10 +262,10 @@ pub(crate) struct Index {
     /// Rules with an address block among their `to` values.
     to_has_block: Vec<u64>,
     to_blocks: Blocks,
-    /// Exact names, lowercase, sorted.
-    names: Vec<(Box<[u8]>, Span)>,
-    /// Domains (for themselves and their subdomains), lowercase, sorted.
-    domains: Vec<(Box<[u8]>, Span)>,
+    /// Exact names, lowercase.
+    names: Keys,
+    /// Domains (for themselves and their subdomains), lowercase.
+    domains: Keys,
 }
 
 impl Index {
@@ -236,13 +338,15 @@ impl Index {
         ix.to_has_block = to_has_block;
         ix.from = ix.blocks(from);
         ix.to_blocks = ix.blocks(to_blocks);
+        let mut by_name = Vec::new();
         for (u, list) in users {
             let span = ix.span(list);
             match u {
                 UserSel::Admins => ix.admins = span,
-                UserSel::Name(name) => ix.users.push((name, span)),
+                UserSel::Name(name) => by_name.push((name.as_bytes().into(), span)),
             }
         }
+        ix.users = Keys::new(false, by_name);
         for (c, list) in cmds {
             ix.cmds[c as usize] = ix.span(list);
         }
@@ -254,16 +358,29 @@ impl Index {
                 ix.ranges.push((a, b, span));
             }
         }
-        ix.names = names.into_iter().map(|(k, l)| (k, ix.span(l))).collect();
-        ix.domains = domains.into_iter().map(|(k, l)| (k, ix.span(l))).collect();
+        let names = names.into_iter().map(|(k, l)| (k, ix.span(l))).collect();
+        ix.names = Keys::new(true, names);
+        let domains = domains.into_iter().map(|(k, l)| (k, ix.span(l))).collect();
+        ix.domains = Keys::new(true, domains);
         ix
     }
 
-    /// Stores `list` and returns its span.
+    /// Stores `list` (sorted rule numbers) and returns its span: a bit set
+    /// when the list is longer than one.
     fn span(&mut self, list: Vec<u32>) -> Span {
+        if list.len() > self.words {
+            let start = self.dense.len();
+            self.dense.resize(start + self.words, 0);
+            for r in list {
+                self.dense[start + r as usize / 64] |= 1 << (r % 64);
+            }
+            return Span::Bits {
+                start: start as u32,
+            };
+        }
         let start = self.post.len() as u32;
         self.post.extend(list);
-        Span {
+        Span::List {
             start,
             end: self.post.len() as u32,
         }
@@ -287,9 +404,21 @@ impl Index {
         }
     }
 
-    /// The rule numbers of a span.
-    fn list(&self, s: Span) -> &[u32] {
-        &self.post[s.start as usize..s.end as usize]
+    /// Sets, in `bits` (the chunk of words from `c0`), the bits of the
+    /// rules of `s`.
+    fn set(&self, bits: &mut [u64], c0: usize, s: Span) {
+        match s {
+            Span::List { start, end } => {
+                set_list(bits, &self.post[start as usize..end as usize], c0 * 64);
+            }
+            Span::Bits { start } => {
+                let from = start as usize + c0;
+                let len = bits.len();
+                for (b, d) in bits.iter_mut().zip(&self.dense[from..from + len]) {
+                    *b |= d;
+                }
+            }
+        }
     }
 
     /// The first rule that `q` meets, if any. Without `q.addr`, a rule whose
@@ -304,32 +433,30 @@ impl Index {
             let lo = c0 * 64;
             let (acc, bits) = (&mut acc[..len], &mut bits[..len]);
             acc.copy_from_slice(&self.from_any[words.clone()]);
-            self.from
-                .visit(q.client, |s| set_bits(acc, self.list(s), lo));
+            self.from.visit(q.client, |s| self.set(acc, c0, s));
             bits.copy_from_slice(&self.user_any[words.clone()]);
-            self.visit_user(q, |s| set_bits(bits, self.list(s), lo));
+            self.visit_user(q, |s| self.set(bits, c0, s));
             if !and_into(acc, bits) {
                 continue;
             }
             bits.copy_from_slice(&self.cmd_any[words.clone()]);
-            set_bits(bits, self.list(self.cmds[q.cmd as usize]), lo);
+            self.set(bits, c0, self.cmds[q.cmd as usize]);
             if !and_into(acc, bits) {
                 continue;
             }
             bits.copy_from_slice(&self.port_any[words.clone()]);
-            self.visit_port(q.port, |s| set_bits(bits, self.list(s), lo));
+            self.visit_port(q.port, |s| self.set(bits, c0, s));
             if !and_into(acc, bits) {
                 continue;
             }
             // `to`: satisfied by no condition, by the name, or by the address.
             bits.copy_from_slice(&self.to_any[words.clone()]);
             if let Some(name) = q.name {
-                self.visit_name(name, |s| set_bits(bits, self.list(s), lo));
+                self.visit_name(name, |s| self.set(bits, c0, s));
             }
             match q.addr {
                 Some(a) => {
-                    self.to_blocks
-                        .visit(a, |s| set_bits(bits, self.list(s), lo));
+                    self.to_blocks.visit(a, |s| self.set(bits, c0, s));
                     if and_into(acc, bits) {
                         return lowest(acc, lo).map(Hit::Rule);
                     }
@@ -362,12 +489,8 @@ impl Index {
     /// Calls `f` with the rules of the request's user and, for an
     /// administrator, of `@admins`.
     fn visit_user(&self, q: &Query<'_>, mut f: impl FnMut(Span)) {
-        if let Some(user) = q.user
-            && let Ok(i) = self
-                .users
-                .binary_search_by(|(n, _)| n.as_bytes().cmp(user.as_bytes()))
-        {
-            f(self.users[i].1);
+        if let Some(span) = q.user.and_then(|u| self.users.get(u.as_bytes())) {
+            f(span);
         }
         if q.admin {
             f(self.admins);
@@ -390,30 +513,26 @@ impl Index {
     }
 
     /// Calls `f` with the rules of the exact name and of every domain that
-    /// holds `name` (any case, without its trailing dot).
+    /// holds `name` (any case, without its trailing dot): the domain of each
+    /// tail of the name that starts a label, the whole name included.
     fn visit_name(&self, name: &[u8], mut f: impl FnMut(Span)) {
-        if let Ok(i) = self
-            .names
-            .binary_search_by(|(s, _)| cmp_caseless(name, s).reverse())
-        {
-            f(self.names[i].1);
-        }
-        if self.domains.is_empty() {
+        if self.names.is_empty() && self.domains.is_empty() {
             return;
         }
-        let mut start = 0;
-        loop {
-            let tail = &name[start..];
-            if let Ok(i) = self
-                .domains
-                .binary_search_by(|(s, _)| cmp_caseless(tail, s).reverse())
+        // From the end: `h` is the hash of `name[i..]`.
+        let mut h = HASH_SEED;
+        for i in (0..=name.len()).rev() {
+            if (i == 0 || name[i - 1] == b'.')
+                && let Some(span) = self.domains.get_hashed(&name[i..], h)
             {
-                f(self.domains[i].1);
+                f(span);
             }
-            match tail.iter().position(|&b| b == b'.') {
-                Some(dot) => start += dot + 1,
-                None => break,
+            if i > 0 {
+                h = hash_step(h, name[i - 1], true);
             }
+        }
+        if let Some(span) = self.names.get_hashed(name, h) {
+            f(span);
         }
     }
 }

@@ -1359,6 +1359,9 @@ fn the_index_finds_rules_past_its_first_chunk() {
             5 => "deny to 192.0.2.0/24 port 5".to_owned(),
             9_000 => "allow to .example.com".to_owned(),
             9_999 => "allow port 7".to_owned(),
+            // Odd rules share `port 9`: a value of many rules, kept as a bit
+            // set across every chunk.
+            _ if i % 2 == 1 => format!("deny user u{i} to 10.{}.{}.0/24 port 9", i >> 8, i & 255),
             _ => format!("deny user u{i} to 10.{}.{}.0/24", i >> 8, i & 255),
         };
         text.push_str(&line);
@@ -1372,6 +1375,13 @@ fn the_index_finds_rules_past_its_first_chunk() {
         ..to(&format!("10.{}.{}.1", 7000 >> 8, 7000 & 255), 7)
     };
     assert_eq!(origin(judge(&r, &user)), "line 7001");
+    let addr = format!("10.{}.{}.1", 7001 >> 8, 7001 & 255);
+    let odd = Request {
+        user: Some("u7001"),
+        ..to(&addr, 9)
+    };
+    assert_eq!(origin(judge(&r, &odd)), "line 7002");
+    assert_eq!(origin(judge(&r, &Request { port: 8, ..odd })), "no-rule");
     assert_eq!(
         judge_name(&r, &to_name("www.example.com", 80)),
         NameVerdict::Decided(Verdict::Allow {
@@ -1389,7 +1399,7 @@ fn the_index_finds_rules_past_its_first_chunk() {
         NameVerdict::Decided(judge(&r, &u.resolved(ip("198.51.100.1"))))
     );
     let u = NameRequest {
-        user: Some("u3"),
+        user: Some("u4"),
         ..to_name("www.example.com", 80)
     };
     assert_eq!(judge_name(&r, &u), NameVerdict::NeedsAddress);
