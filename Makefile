@@ -126,7 +126,8 @@ clean:
 #   make bench         the full comparison (under 15 minutes)
 #   make bench-quick   every scenario, briefly (under 2 minutes)
 # BENCH_PEERS picks the peers; BENCH_FLAGS adds options of `loadgen compare`
-# (e.g. BENCH_FLAGS='--rounds 5'; see target/release/examples/loadgen --help).
+# (e.g. BENCH_FLAGS='--rounds 5', or '--cases udp' for the UDP cases alone;
+# see target/release/examples/loadgen --help).
 BENCH_PEERS ?= direct,socks5d,microsocks,dante,dante-noauth
 BENCH_FLAGS ?=
 LOADGEN     := target/release/examples/loadgen

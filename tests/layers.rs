@@ -9,7 +9,8 @@
 //!   blocking             name resolution and password checks, for anyone
 //!   metrics              counters, access log
 //!   socks5               RFC 1928/1929 wire format and handshake, no I/O
-//!   users                user table, credentials, users file, penalties
+//!   users      rules     user table, credentials, users file, penalties;
+//!                        the access rules (parser and matcher, no I/O)
 //!   sys                  the kernel below std and mio
 //! ```
 //!
@@ -26,6 +27,7 @@ use std::path::Path;
 const MAY_USE: &[(&str, &[&str])] = &[
     ("sys", &[]),
     ("config_file", &[]),
+    ("rules", &[]),
     ("users", &["sys"]),
     ("socks5", &["users", "sys"]),
     ("metrics", &["socks5", "users", "sys"]),
