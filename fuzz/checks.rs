@@ -32,7 +32,10 @@ use socks5d::mgmt::wire::{
     self as mgmt, Command as MgmtCommand, Login, LoginStatus, MAX_LIST, MAX_REQUEST, MAX_RESPONSE,
     Request as MgmtRequest, Response, Status as MgmtStatus, UserMetrics, metric,
 };
-use socks5d::socks5::connection::{Action as SocksAction, Config, Connection, Outcome, Reading};
+use socks5d::rules::Rules;
+use socks5d::socks5::connection::{
+    Action as SocksAction, Config, Connection, Context, Outcome, Reading,
+};
 use socks5d::socks5::reply_for_error;
 use socks5d::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, ReplyMessage, Request, Status, TargetAddr,
@@ -209,6 +212,17 @@ struct Users {
     requires_auth: bool,
 }
 
+impl Context for Users {
+    fn rules(&self) -> &Rules {
+        static ALLOW: std::sync::OnceLock<Rules> = std::sync::OnceLock::new();
+        ALLOW.get_or_init(|| Rules::parse("fuzz", "allow").expect("a valid rules file"))
+    }
+
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+}
+
 impl Authenticator for Users {
     fn requires_auth(&self) -> bool {
         self.requires_auth
@@ -286,7 +300,8 @@ struct Transcript {
 /// per read, the way the worker does, answering its actions at once.
 fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Transcript {
     let now = Instant::now();
-    let mut conn = Connection::new(now, Arc::new(Config::default()));
+    let client = std::net::IpAddr::from([198, 51, 100, 1]);
+    let mut conn = Connection::new(now, Arc::new(Config::default()), client);
     let mut t = Transcript::default();
     let mut ended = false;
     let mut answered = false;
@@ -316,7 +331,7 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
                 SocksAction::Verify(creds) => {
                     let answer = users.verify(&creds.username, &creds.password);
                     t.events.push(Event::Verify(creds));
-                    conn.handle_verified(now, answer);
+                    conn.handle_verified(now, answer, users);
                 }
                 SocksAction::Decided(o) if answered => {
                     // The answer to the connection attempt, not a refusal.
@@ -336,7 +351,7 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
                     let target = conn.target().cloned().expect("a request has a target");
                     assert!(matches!(target, TargetAddr::Domain(..)), "{target:?}");
                     t.events.push(Event::Connect(target));
-                    conn.handle_resolved(now, Ok(vec![reactor.resolved(port)]));
+                    conn.handle_resolved(now, Ok(vec![reactor.resolved(port)]), users);
                 }
                 SocksAction::Connect { id, addr } => {
                     // Resolved just now, or an IP address (or literal).

@@ -83,6 +83,12 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               idle this long; 0 is never (default: 0)
       --bind-timeout S        seconds a BIND waits for its inbound connection
                               (default: 120)
+      --rules PATH            access rules: who may reach what, first match wins
+                              (docs/rules.md); read again on SIGHUP and RELOAD
+                              (default: deny loopback, link-local, multicast,
+                              broadcast, unspecified and socks5d's own ports;
+                              allow the rest)
+      --print-default-rules   print that default as a rules file and exit
       --max-udp-associations N
                               the most UDP associations open at once; past it
                               UDP ASSOCIATE gets X'01' (default: 4096)
@@ -130,6 +136,8 @@ pub struct Options {
     pub config: Config,
     /// Drop root for this user once every socket is bound.
     pub run_as: Option<String>,
+    /// Print the default access rules for this configuration and exit.
+    pub print_default_rules: bool,
 }
 
 /// A command line that cannot be used; printed as one line, exit status 2.
@@ -509,6 +517,7 @@ fn takes_value(opt: &str) -> bool {
             | "--connect-attempt-delay"
             | "--idle-timeout"
             | "--bind-timeout"
+            | "--rules"
             | "--max-udp-associations"
             | "--udp-public-addr"
             | "--grace"
@@ -575,6 +584,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     let mut mgmt_addrs: Vec<IpAddr> = Vec::new();
     let mut mgmt_port = 8080u16;
     let mut allow_open = false;
+    let mut print_default_rules = false;
     let mut users = UserTable::new();
     let mut plain: Vec<(String, String)> = Vec::new();
     let mut required = false;
@@ -678,6 +688,13 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                     };
                 }
                 "--allow-open-proxy" => allow_open = true,
+                "--print-default-rules" => print_default_rules = true,
+                "--rules" => {
+                    if v.is_empty() {
+                        return err(format!("{opt}: empty path"));
+                    }
+                    cfg.rules_file = Some(PathBuf::from(v));
+                }
                 "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
                 "--no-pin" => cfg.pin = false,
                 "--handshake-timeout" => {
@@ -828,6 +845,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     }
     if users.is_empty()
         && !allow_open
+        && !print_default_rules
         && let Some(open) = socks_ips.iter().find(|ip| !ip.is_loopback())
     {
         return err(format!(
@@ -878,6 +896,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     Ok(Command::Run(Box::new(Options {
         config: cfg,
         run_as,
+        print_default_rules,
     })))
 }
 

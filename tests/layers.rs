@@ -29,18 +29,18 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config_file", &[]),
     ("rules", &[]),
     ("users", &["sys"]),
-    ("socks5", &["users", "sys"]),
+    ("socks5", &["rules", "users", "sys"]),
     ("metrics", &["socks5", "users", "sys"]),
     ("blocking", &["users", "sys"]),
     (
         "reactor",
-        &["blocking", "metrics", "socks5", "users", "sys"],
+        &["blocking", "metrics", "socks5", "rules", "users", "sys"],
     ),
     ("mgmt", &["blocking", "metrics", "users", "sys"]),
     (
         "server",
         &[
-            "reactor", "mgmt", "blocking", "metrics", "socks5", "users", "sys",
+            "reactor", "mgmt", "blocking", "metrics", "socks5", "rules", "users", "sys",
         ],
     ),
     (
@@ -53,6 +53,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "blocking",
             "metrics",
             "socks5",
+            "rules",
             "users",
             "sys",
         ],

@@ -421,6 +421,7 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::UDP_ASSOCIATIONS => "udp_associations",
         metric::UDP_DATAGRAMS => "udp_datagrams",
         metric::UDP_DROPPED => "udp_datagrams_dropped",
+        metric::DENIED => "requests_denied_by_rules",
         metric::BINDS => "binds_accepted",
         metric::REFUSED => "refused_at_limit",
         metric::AUTH_PENALISED => "auth_refused_penalised",

@@ -49,6 +49,8 @@ pub struct AccessRecord {
     pub bytes_down: u64,
     /// A UDP association's datagram totals.
     pub datagrams: Option<Datagrams>,
+    /// The rule that denied the request (`FILE:LINE`, `default:REASON`).
+    pub rule: Option<Box<str>>,
     /// How long the connection lived.
     pub duration: Duration,
 }
@@ -97,6 +99,10 @@ impl fmt::Display for AccessRecord {
             Result::BadVersion => f.write_str(" reply=bad-version")?,
             Result::Incomplete => f.write_str(" reply=-")?,
             Result::Evicted => f.write_str(" reply=evicted")?,
+        }
+        if let Some(rule) = &self.rule {
+            f.write_str(" rule=")?;
+            write_log_safe(f, rule)?;
         }
         write!(f, " up={} down={}", self.bytes_up, self.bytes_down)?;
         if let Some(d) = self.datagrams {
@@ -168,6 +174,7 @@ mod tests {
             bytes_up: 10,
             bytes_down: 20,
             datagrams: None,
+            rule: None,
             duration: Duration::from_millis(1500),
         };
         assert_eq!(
@@ -194,6 +201,7 @@ mod tests {
                 down: 9,
                 dropped: 2,
             }),
+            rule: None,
             duration: Duration::from_millis(30),
         };
         assert_eq!(
@@ -201,6 +209,30 @@ mod tests {
             "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=bob cmd=udp target=0.0.0.0:0 \
              connected=- reply=00 up=640 down=600 datagrams_up=10 datagrams_down=9 dropped=2 \
              duration_ms=30"
+        );
+    }
+
+    #[test]
+    fn denied_line_names_the_rule() {
+        let rec = AccessRecord {
+            start: UNIX_EPOCH,
+            client: "127.0.0.1:4000".parse().unwrap(),
+            user: None,
+            command: Some(Command::Connect),
+            target: Some(TargetAddr::Ip("127.0.0.1:22".parse().unwrap())),
+            connected: None,
+            result: Result::Reply(Reply::NotAllowed),
+            bytes_up: 0,
+            bytes_down: 0,
+            datagrams: None,
+            rule: Some("default:loopback".into()),
+            duration: Duration::from_millis(1),
+        };
+        assert_eq!(
+            rec.to_string(),
+            "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=- cmd=connect \
+             target=127.0.0.1:22 connected=- reply=02 rule=default:loopback up=0 down=0 \
+             duration_ms=1"
         );
     }
 
@@ -217,6 +249,7 @@ mod tests {
             bytes_up: 0,
             bytes_down: 0,
             datagrams: None,
+            rule: None,
             duration: Duration::from_millis(7),
         };
         assert_eq!(

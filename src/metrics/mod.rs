@@ -60,6 +60,8 @@ pub struct Counters {
     pub udp_dropped: u64,
     /// BIND requests accepted (first reply sent).
     pub binds: u64,
+    /// Requests denied by the access rules.
+    pub denied: u64,
 }
 
 impl Counters {
@@ -111,6 +113,7 @@ pub struct Totals {
     udp_datagrams: AtomicU64,
     udp_dropped: AtomicU64,
     binds: AtomicU64,
+    denied: AtomicU64,
     mgmt_aborted: AtomicU64,
 }
 
@@ -150,6 +153,8 @@ pub struct Snapshot {
     pub udp_dropped: u64,
     /// BIND requests accepted (first reply sent).
     pub binds: u64,
+    /// Requests denied by the access rules.
+    pub denied: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
     /// Management associations aborted before logging in (log-in grace
@@ -185,6 +190,7 @@ impl Totals {
             udp_datagrams: AtomicU64::new(0),
             udp_dropped: AtomicU64::new(0),
             binds: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
             mgmt_aborted: AtomicU64::new(0),
         }
     }
@@ -211,6 +217,7 @@ impl Totals {
             .fetch_add(d.udp_datagrams, Ordering::Relaxed);
         self.udp_dropped.fetch_add(d.udp_dropped, Ordering::Relaxed);
         self.binds.fetch_add(d.binds, Ordering::Relaxed);
+        self.denied.fetch_add(d.denied, Ordering::Relaxed);
     }
 
     /// Counts `n` management associations aborted before they logged in.
@@ -242,6 +249,7 @@ impl Totals {
             udp_datagrams: self.udp_datagrams.load(Ordering::Relaxed),
             udp_dropped: self.udp_dropped.load(Ordering::Relaxed),
             binds: self.binds.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
         }
@@ -407,6 +415,7 @@ mod tests {
                 udp_datagrams: 10,
                 udp_dropped: 11,
                 binds: 12,
+                denied: 13,
             }))
             .unwrap();
         }
@@ -429,6 +438,7 @@ mod tests {
         assert_eq!(s.udp_datagrams, 100);
         assert_eq!(s.udp_dropped, 110);
         assert_eq!(s.binds, 120);
+        assert_eq!(s.denied, 130);
         assert_eq!(s.mgmt_aborted, 0);
         totals.add_mgmt_aborted(3);
         assert_eq!(totals.snapshot().mgmt_aborted, 3);
@@ -461,6 +471,7 @@ mod tests {
             bytes_up: 0,
             bytes_down: 0,
             datagrams: None,
+            rule: None,
             duration: Duration::ZERO,
         }))
     }

@@ -244,6 +244,7 @@ mod tests {
             bytes_up: 0,
             bytes_down: 0,
             datagrams: None,
+            rule: None,
             duration: Duration::ZERO,
         }
     }

@@ -327,6 +327,7 @@ impl Session {
                     (metric::UDP_ASSOCIATIONS, m.udp_associations),
                     (metric::UDP_DATAGRAMS, m.udp_datagrams),
                     (metric::UDP_DROPPED, m.udp_dropped),
+                    (metric::DENIED, m.denied),
                     (metric::BINDS, m.binds),
                     (metric::REFUSED, m.refused),
                     (metric::AUTH_PENALISED, m.auth_penalised),

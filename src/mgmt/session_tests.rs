@@ -65,6 +65,7 @@ fn backend() -> Fake {
             udp_datagrams: 17,
             udp_dropped: 18,
             binds: 19,
+            denied: 20,
         },
     }
 }
@@ -246,7 +247,7 @@ fn counters_and_metrics() {
     assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
     let m = &out[3].1;
     assert_eq!(out[3].0, 6);
-    assert_eq!(m[..4], [1, 0, 4, 19]);
+    assert_eq!(m[..4], [1, 0, 4, 20]);
     let values: Vec<(u8, u64)> = m[4..]
         .chunks(9)
         .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
@@ -265,6 +266,7 @@ fn counters_and_metrics() {
             (9, 16),
             (10, 17),
             (11, 18),
+            (12, 20),
             (13, 19),
             (0x80, 9),
             (0x81, 10),

@@ -458,6 +458,8 @@ pub mod metric {
     /// X'0B' UDP datagrams dropped (fragmented, from an unexpected source,
     /// denied, or over a limit).
     pub const UDP_DROPPED: u8 = 0x0B;
+    /// X'0C' requests denied by the access rules.
+    pub const DENIED: u8 = 0x0C;
     /// X'0D' BIND requests accepted since start.
     pub const BINDS: u8 = 0x0D;
     /// X'80' (private range): clients closed at once because the server's

@@ -9,6 +9,7 @@
 //! sockets, buffers and readiness flags.
 
 mod accept;
+mod drive;
 mod extra;
 mod sockets;
 
@@ -32,11 +33,13 @@ use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::blocking::Pool;
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
+use crate::rules;
 use crate::socks5::connection::{self, Connection, Outcome, Reading};
 use crate::socks5::wire::Reply;
 use crate::users::penalty::Penalties;
 use crate::users::{self, Directory};
-use sockets::{Sockets, evictable, step};
+use drive::step;
+use sockets::{Sockets, evictable};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
@@ -66,6 +69,8 @@ const SPARE_ATTEMPT_LISTS: usize = 64;
 pub struct Shared {
     /// The user table.
     pub users: Arc<Directory>,
+    /// The access rules in force.
+    pub rules: Arc<rules::Shared>,
     /// Deltas and access records go here.
     pub reports: Sender<Report>,
     /// Name resolution.
@@ -140,6 +145,7 @@ struct Ctx {
     counters: Counters,
     timers: Timers,
     users: users::Reader,
+    rules: rules::Reader,
     penalties: Arc<Penalties>,
     reports: Sender<Report>,
     blocking: Pool,
@@ -234,6 +240,7 @@ impl Worker {
                 counters: Counters::default(),
                 timers: Timers::default(),
                 users: shared.users.reader(),
+                rules: shared.rules.reader(),
                 penalties: shared.penalties,
                 reports: shared.reports,
                 blocking: shared.pool,
@@ -374,7 +381,8 @@ impl Worker {
             let (key, id) = match self.inbox.try_recv() {
                 Ok(Inbound::Resolved { key, id, result }) => {
                     if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
-                        s.conn.handle_resolved(now, result);
+                        s.conn
+                            .handle_resolved(now, result, &self.ctx.gate(s.peer.ip()));
                     }
                     (key, id)
                 }
@@ -384,14 +392,18 @@ impl Worker {
                     host,
                     result,
                 }) => {
-                    if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
-                        extra::resolved(s, &mut self.ctx, &host, result);
+                    if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id)
+                        && let Some(extra) = s.extra.as_deref_mut()
+                    {
+                        extra.resolved(&mut self.ctx, &host, result);
+                        s.conn.handle_relayed(now);
                     }
                     (key, id)
                 }
                 Ok(Inbound::Verified { key, id, user }) => {
                     if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
-                        s.conn.handle_verified(now, user);
+                        s.conn
+                            .handle_verified(now, user, &self.ctx.gate(s.peer.ip()));
                     }
                     (key, id)
                 }
@@ -514,6 +526,7 @@ impl Worker {
                 None => AccessResult::Incomplete,
                 Some(Outcome::Succeeded) => AccessResult::Reply(Reply::Succeeded),
                 Some(Outcome::Rejected(reply)) => AccessResult::Reply(reply),
+                Some(Outcome::Denied(_)) => AccessResult::Reply(Reply::NotAllowed),
                 Some(Outcome::AuthFailed) => AccessResult::AuthFailed,
                 Some(Outcome::BadVersion) => AccessResult::BadVersion,
                 Some(Outcome::NoAcceptableMethod) => AccessResult::NoAcceptableMethod,
@@ -535,6 +548,12 @@ impl Worker {
                 bytes_up,
                 bytes_down,
                 datagrams: extra.as_deref().and_then(extra::Extra::datagrams),
+                rule: match outcome {
+                    Some(Outcome::Denied(origin)) => {
+                        Some(self.ctx.rules.current().describe(origin).to_string().into())
+                    }
+                    _ => None,
+                },
                 duration: self.ctx.now.saturating_duration_since(s.conn.started()),
             };
             let _ = self.ctx.reports.send(Report::Access(Box::new(rec)));

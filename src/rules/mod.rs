@@ -29,6 +29,7 @@
 mod default;
 mod index;
 mod parse;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +38,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub use parse::Error;
+pub use shared::{Reader, Shared};
 
 use index::{Hit, Index, Query};
 use parse::{Addr, Rule, Target, UserSel, in_domain, trim_name};

@@ -22,6 +22,12 @@ use nix::unistd::Pid;
 /// The binary under test, built by cargo for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_socks5d");
 
+/// A rules file that allows every target: the tests relay to loopback,
+/// which socks5d's safe default denies. Every daemon started here gets it
+/// unless its arguments name rules of their own, or it is started with
+/// [`Daemon::start_with_default_rules`].
+pub const ALLOW_ALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/allow.rules");
+
 /// How long start-up may take (a debug build on a loaded machine).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a short-lived invocation (bad arguments, -h) may take.
@@ -122,11 +128,29 @@ impl Daemon {
         Daemon::spawn(args, env, START_TIMEOUT)
     }
 
+    /// Like `start`, with socks5d's own default rules (no `--rules`).
+    pub fn start_with_default_rules(args: &[&str]) -> Daemon {
+        Daemon::launch(args, &[], START_TIMEOUT, false)
+    }
+
     /// Like `start_with_env`, allowing start-up `start_timeout` (the SCTP
     /// suite's single UML CPU is slower).
     pub fn spawn(args: &[&str], env: &[(&str, &str)], start_timeout: Duration) -> Daemon {
+        Daemon::launch(args, env, start_timeout, true)
+    }
+
+    fn launch(
+        args: &[&str],
+        env: &[(&str, &str)],
+        start_timeout: Duration,
+        allow_all: bool,
+    ) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
+        cmd.args(args);
+        if allow_all && !args.iter().any(|a| a.starts_with("--rules")) {
+            cmd.args(["--rules", ALLOW_ALL]);
+        }
+        cmd
             // The readiness line is logged at info: an inherited RUST_LOG=warn
             // would hide it.
             .env("RUST_LOG", "info")

@@ -339,6 +339,11 @@ pub fn start(
             argv.push("-u".into());
             argv.push(format!("{}:{}", creds.user, creds.pass));
             argv.extend(["--access-log", "off"].map(String::from));
+            // The targets are on loopback, which socks5d's default rules deny.
+            let rules = tmp.join("socks5d-allow.rules");
+            std::fs::write(&rules, "allow\n").map_err(|e| format!("{}: {e}", rules.display()))?;
+            argv.push("--rules".into());
+            argv.push(rules.display().to_string());
             if pinned {
                 argv.extend(["--workers", "1"].map(String::from));
             }

@@ -12,18 +12,19 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mio::Interest;
 use mio::net::{TcpListener, UdpSocket};
 
-use super::sockets::{Attempt, Sockets};
-use super::{Ctx, Next, token, would_block};
+use super::{Ctx, token, would_block};
 use crate::metrics::Datagrams;
 use crate::reactor::Inbound;
 use crate::reactor::pipe::Ready;
-use crate::socks5::connection::AttemptId;
-use crate::socks5::udp::{self, Association, Limits, Route};
+use crate::rules::{self, Cmd};
+use crate::socks5::udp::{self, Association, Dest, Header, Limits, Route};
+use crate::socks5::wire::Status;
 use crate::socks5::wire::{Reply, TargetAddr};
 
 const LISTENER_SLOT: usize = 2;
@@ -115,6 +116,8 @@ pub(super) struct Relay {
     /// The connection's slab key, for the tokens of sockets made later.
     key: usize,
     assoc: Association,
+    /// Whom the rules judge each datagram for.
+    who: Who,
     client: UdpSocket,
     client_ready: Ready,
     v4: Option<Outward>,
@@ -155,98 +158,81 @@ fn local_toward(peer: SocketAddr, client_local: SocketAddr) -> io::Result<IpAddr
     Ok(probe.local_addr()?.ip())
 }
 
-/// [`Action::Listen`](crate::socks5::connection::Action::Listen): a
-/// listening socket on an ephemeral port of the address toward `peer`.
+/// [`Action::Listen`](crate::socks5::connection::Action::Listen) for
+/// connection `key`, whose client reached `client_local`: a listening
+/// socket on an ephemeral port of the address toward `peer`, and its address.
 pub(super) fn listen(
-    s: &mut Sockets,
-    key: usize,
     ctx: &mut Ctx,
+    key: usize,
+    client_local: SocketAddr,
     peer: SocketAddr,
-) -> io::Result<SocketAddr> {
-    let ip = local_toward(peer, s.client.local_addr()?)?;
+) -> io::Result<(Box<Extra>, SocketAddr)> {
+    let ip = local_toward(peer, client_local)?;
     let mut listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
     ctx.registry
         .register(&mut listener, token(key, LISTENER_SLOT), Interest::READABLE)?;
     let bound = listener.local_addr()?;
-    s.extra = Some(Box::new(Extra::Bind {
+    ctx.counters.binds += 1;
+    let extra = Extra::Bind {
         listener,
         ready: Ready::default(),
-    }));
-    ctx.counters.binds += 1;
-    Ok(bound)
-}
-
-/// Accepts inbound connections while the machine waits for one; each is
-/// handed to it as attempt 0, which it keeps or cancels.
-fn accept_inbound(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
-    loop {
-        let Some(Extra::Bind { listener, ready }) = s.extra.as_deref_mut() else {
-            return Ok(Next::Open);
-        };
-        if !ready.read || !s.attempts.is_empty() {
-            return Ok(Next::Open);
-        }
-        let (mut socket, peer) = match listener.accept() {
-            Ok(a) => a,
-            Err(e) if would_block(&e) => {
-                ready.read = false;
-                return Ok(Next::Open);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // A connection that died in the queue, or no descriptor for it:
-            // the wait goes on (the bind timeout bounds it).
-            Err(e) => {
-                log::debug!("connection {} BIND accept: {e}", s.id);
-                ready.read = false;
-                return Ok(Next::Open);
-            }
-        };
-        ctx.registry.register(
-            &mut socket,
-            token(key, 1 + AttemptId::INBOUND.index()),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        s.attempts.push(Attempt::inbound(socket));
-        s.conn.handle_incoming(ctx.now, peer);
-        if let Next::Close = super::sockets::apply(s, key, ctx)? {
-            return Ok(Next::Close);
-        }
-        if !s.attempts.is_empty() || s.target.is_some() {
-            log::debug!("connection {} BIND: {peer} connected", s.id);
-        } else {
-            log::debug!(
-                "connection {} BIND: {peer} refused, not the expected peer",
-                s.id
-            );
-        }
-    }
+    };
+    Ok((Box::new(extra), bound))
 }
 
 // --------------------------------------------------------- UDP ASSOCIATE
 
-/// [`Action::Associate`](crate::socks5::connection::Action::Associate):
-/// the client-facing socket on an ephemeral port of the address the client
-/// reached; the address to announce, or the reply that refuses.
-pub(super) fn associate(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> Result<SocketAddr, Reply> {
+/// Who an association is for, as the rules judge each of its datagrams.
+#[derive(Debug)]
+pub(super) struct Who {
+    /// The client's address.
+    pub(super) client: IpAddr,
+    /// The user logged in on the control connection.
+    pub(super) user: Option<Arc<str>>,
+    /// Whether that user is an administrator.
+    pub(super) admin: bool,
+}
+
+/// [`Action::Associate`](crate::socks5::connection::Action::Associate) for
+/// connection `key`, whose client reached `client_local` and asked with
+/// `requested` (where it will send from): the client-facing socket on an
+/// ephemeral port of that address, and the address to announce; or the
+/// reply that refuses.
+pub(super) fn associate(
+    ctx: &mut Ctx,
+    key: usize,
+    client_local: SocketAddr,
+    requested: &TargetAddr,
+    who: Who,
+) -> Result<(Box<Extra>, SocketAddr), Reply> {
     if ctx.udp_open.fetch_add(1, Ordering::AcqRel) >= ctx.cfg.max_udp_associations {
         ctx.udp_open.fetch_sub(1, Ordering::AcqRel);
         return Err(Reply::GeneralFailure);
     }
-    match open_relay(s, key, ctx) {
-        Ok(bound) => {
+    match open_relay(ctx, key, client_local, requested, who) {
+        Ok(done) => {
             ctx.counters.udp_associations += 1;
-            Ok(bound)
+            Ok(done)
         }
         Err(e) => {
             ctx.udp_open.fetch_sub(1, Ordering::AcqRel);
-            log::warn!("UDP ASSOCIATE from {}: no relay socket: {e}", s.peer);
+            log::warn!(
+                "UDP ASSOCIATE: no relay socket on {}: {e}",
+                client_local.ip()
+            );
             Err(Reply::GeneralFailure)
         }
     }
 }
 
-fn open_relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<SocketAddr> {
-    let local = s.client.local_addr()?.ip().to_canonical();
+fn open_relay(
+    ctx: &mut Ctx,
+    key: usize,
+    client_local: SocketAddr,
+    requested: &TargetAddr,
+    who: Who,
+) -> io::Result<(Box<Extra>, SocketAddr)> {
+    let local = client_local.ip().to_canonical();
     let mut client = UdpSocket::bind(SocketAddr::new(local, 0))?;
     ctx.registry.register(
         &mut client,
@@ -254,14 +240,10 @@ fn open_relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<SocketAd
         Interest::READABLE | Interest::WRITABLE,
     )?;
     let bound = client.local_addr()?;
-    let requested = s
-        .conn
-        .target()
-        .cloned()
-        .unwrap_or(TargetAddr::Ip(crate::socks5::wire::UNSPECIFIED));
-    s.extra = Some(Box::new(Extra::Udp(Relay {
+    let extra = Extra::Udp(Relay {
         key,
-        assoc: Association::new(&requested, s.peer.ip().to_canonical(), Limits::default()),
+        assoc: Association::new(requested, who.client, Limits::default()),
+        who,
         client,
         client_ready: Ready::default(),
         v4: None,
@@ -271,62 +253,52 @@ fn open_relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<SocketAd
         totals: Datagrams::default(),
         bytes_up: 0,
         bytes_down: 0,
-    })));
+    });
     let announced = ctx.cfg.udp_public_addr.unwrap_or(bound.ip());
-    Ok(SocketAddr::new(announced, bound.port()))
+    Ok((Box::new(extra), SocketAddr::new(announced, bound.port())))
 }
 
-/// A name the client sent to was resolved.
-pub(super) fn resolved(
-    s: &mut Sockets,
-    ctx: &mut Ctx,
-    host: &str,
-    result: io::Result<Vec<SocketAddr>>,
-) {
-    if let Some(Extra::Udp(r)) = s.extra.as_deref_mut() {
-        r.assoc.handle_resolved(ctx.now, host, result);
-        let unresolved = r.assoc.take_unresolved();
-        r.totals.dropped += unresolved;
-        ctx.counters.udp_dropped += unresolved;
-    }
-}
-
-/// Moves what the sockets of a request other than CONNECT allow.
-pub(super) fn service(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
-    match s.extra.as_deref() {
-        None => Ok(Next::Open),
-        Some(Extra::Bind { .. }) => accept_inbound(s, key, ctx),
-        Some(Extra::Udp(_)) => {
-            let mut buf = std::mem::take(&mut ctx.datagrams);
-            if buf.is_empty() {
-                // Made once per worker, by its first association.
-                buf = vec![0u8; DATAGRAM_BUF].into_boxed_slice();
+impl Extra {
+    /// A name the client sent to was resolved: the datagrams that waited
+    /// for it go (those the rules allow).
+    pub(super) fn resolved(
+        &mut self,
+        ctx: &mut Ctx,
+        host: &str,
+        result: io::Result<Vec<SocketAddr>>,
+    ) {
+        if let Extra::Udp(r) = self {
+            r.assoc.handle_resolved(ctx.now, host, result);
+            r.count_unresolved(ctx);
+            // Only this name's datagrams are ready now.
+            while let Some((to, data)) = r.assoc.poll_ready() {
+                r.send(ctx, Some(host), to, &data, 0, data.len());
             }
-            let result = relay_datagrams(s, key, ctx, &mut buf);
-            ctx.datagrams = buf;
-            result.map(|()| Next::Open)
         }
     }
-}
 
-fn relay_datagrams(s: &mut Sockets, key: usize, ctx: &mut Ctx, buf: &mut [u8]) -> io::Result<()> {
-    let Some(Extra::Udp(r)) = s.extra.as_deref_mut() else {
-        return Ok(());
-    };
-    let before = r.totals.up + r.totals.down;
-    r.flush_queue(ctx);
-    let mut again = r.relay_up(key, s.id, ctx, buf)?;
-    while let Some((to, data)) = r.assoc.poll_ready() {
-        r.send(ctx, Via::Target, to, &data, 0, data.len());
+    /// Moves the datagrams of a UDP association that its sockets allow;
+    /// true if any moved. Asks to be driven again when a socket used its
+    /// budget.
+    pub(super) fn relay_datagrams(&mut self, key: usize, id: u64, ctx: &mut Ctx) -> bool {
+        let Extra::Udp(r) = self else {
+            return false;
+        };
+        let mut buf = std::mem::take(&mut ctx.datagrams);
+        if buf.is_empty() {
+            // Made once per worker, by its first association.
+            buf = vec![0u8; DATAGRAM_BUF].into_boxed_slice();
+        }
+        let before = r.totals.up + r.totals.down;
+        r.flush_queue(ctx);
+        let mut again = r.relay_up(key, id, ctx, &mut buf);
+        again |= r.relay_down(ctx, &mut buf);
+        ctx.datagrams = buf;
+        if again {
+            ctx.again.push((key, id));
+        }
+        r.totals.up + r.totals.down != before
     }
-    again |= r.relay_down(ctx, buf);
-    if r.totals.up + r.totals.down != before {
-        s.conn.handle_relayed(ctx.now);
-    }
-    if again {
-        ctx.again.push((key, s.id));
-    }
-    Ok(())
 }
 
 impl Relay {
@@ -336,16 +308,16 @@ impl Relay {
     }
 
     /// Datagrams from the client, up to the budget; true if it was used up.
-    fn relay_up(&mut self, key: usize, id: u64, ctx: &mut Ctx, buf: &mut [u8]) -> io::Result<bool> {
+    fn relay_up(&mut self, key: usize, id: u64, ctx: &mut Ctx, buf: &mut [u8]) -> bool {
         for _ in 0..DATAGRAM_BUDGET {
             if !self.client_ready.read {
-                return Ok(false);
+                return false;
             }
             let (n, from) = match self.client.recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if would_block(&e) => {
                     self.client_ready.read = false;
-                    return Ok(false);
+                    return false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -358,7 +330,21 @@ impl Relay {
                 continue;
             }
             match self.assoc.on_client_datagram(ctx.now, &buf[..n]) {
-                Route::Send { to, data } => self.send(ctx, Via::Target, to, buf, data, n),
+                Route::Send { to, data } => {
+                    // A name sent as the target is judged as a name too.
+                    let name = match Header::parse(&buf[..n]) {
+                        Ok(Status::Complete(
+                            Header {
+                                dest: Dest::Domain(name, _),
+                                ..
+                            },
+                            _,
+                        )) => std::str::from_utf8(name).ok(),
+                        _ => None,
+                    };
+                    let name = name.map(|n| n.to_owned());
+                    self.send(ctx, name.as_deref(), to, buf, data, n);
+                }
                 Route::Resolve { host, port } => {
                     let reply_host = host.clone();
                     let answer = ctx.inbox(move |result| Inbound::UdpResolved {
@@ -370,9 +356,7 @@ impl Relay {
                     if ctx.blocking.resolve(host.clone(), port, answer).is_err() {
                         let gone = io::Error::other("the resolver pool has stopped");
                         self.assoc.handle_resolved(ctx.now, &host, Err(gone));
-                        let unresolved = self.assoc.take_unresolved();
-                        self.totals.dropped += unresolved;
-                        ctx.counters.udp_dropped += unresolved;
+                        self.count_unresolved(ctx);
                     }
                 }
                 Route::Held => {}
@@ -382,7 +366,38 @@ impl Relay {
                 }
             }
         }
-        Ok(true)
+        true
+    }
+
+    fn count_unresolved(&mut self, ctx: &mut Ctx) {
+        let unresolved = self.assoc.take_unresolved();
+        self.totals.dropped += unresolved;
+        ctx.counters.udp_dropped += unresolved;
+    }
+
+    /// Whether the rules let the client send to `to` (`name`: the name it
+    /// sent to, which `to` is an address of).
+    fn allowed(&self, ctx: &mut Ctx, name: Option<&str>, to: SocketAddr) -> bool {
+        let verdict = ctx.rules.current().judge(&rules::Request {
+            client: self.who.client,
+            user: self.who.user.as_deref(),
+            admin: self.who.admin,
+            cmd: Cmd::Udp,
+            name,
+            addr: to.ip(),
+            port: to.port(),
+        });
+        if !verdict.is_allow() {
+            ctx.counters.denied += 1;
+            if verdict.log() {
+                let rule = ctx.rules.current().describe(verdict.origin()).to_string();
+                log::info!(
+                    "rules: decision=deny rule={rule} client={} cmd=udp target={to}",
+                    self.who.client
+                );
+            }
+        }
+        verdict.is_allow()
     }
 
     /// Datagrams from targets, up to the budget per socket; true if one
@@ -452,17 +467,21 @@ impl Relay {
         }
     }
 
-    /// Sends `buf[data..end]` to target `to`.
+    /// Sends `buf[data..end]` to target `to` (an address of `name`, when
+    /// the client sent to a name), if the rules allow it.
     fn send(
         &mut self,
         ctx: &mut Ctx,
-        via: Via,
+        name: Option<&str>,
         to: SocketAddr,
         buf: &[u8],
         data: usize,
         end: usize,
     ) {
-        debug_assert_eq!(via, Via::Target);
+        if !self.allowed(ctx, name, to) {
+            return self.drop_one(ctx);
+        }
+        let via = Via::Target;
         let payload = end - data;
         if !self.queue.is_empty() {
             return self.enqueue(ctx, via, to, &buf[data..end], payload);

@@ -30,11 +30,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::rules::{self, Cmd, NameRequest, NameVerdict, Origin, Rules, Verdict};
 use crate::socks5::reply_for_error;
 use crate::socks5::wire::{self, Command, Reply, TargetAddr};
 use crate::users::{Authenticator, Credentials};
 use attempts::{Candidate, Schedule};
 pub use attempts::{MAX_ATTEMPTS, interleave};
+
+/// What the machine consults besides its own state: the users (to log
+/// clients in) and the access rules (to judge their requests).
+pub trait Context: Authenticator {
+    /// The access rules in force.
+    fn rules(&self) -> &Rules;
+    /// Whether `user` is an administrator (`user @admins` in the rules).
+    fn is_admin(&self, user: &str) -> bool;
+}
 
 /// Timeouts and limits every connection of a worker shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +180,8 @@ pub enum Outcome {
     /// The request was refused, or no target address could be connected,
     /// with this reply (never `Succeeded`).
     Rejected(Reply),
+    /// The access rules denied the request (reply X'02'): this rule.
+    Denied(Origin),
 }
 
 /// What the driver does with what the client sends.
@@ -299,6 +311,13 @@ pub struct Connection {
     user: Option<Arc<str>>,
     /// CMD of the request, once it came.
     command: Option<Command>,
+    /// The client's address, as the rules see it.
+    client: IpAddr,
+    /// The rule that allowed the request, when the rules decided on the
+    /// name before it was resolved (its addresses are not judged again).
+    allowed_by_name: bool,
+    /// The rule that decided the request, and whether it asked for a log line.
+    rule: Option<(Origin, bool)>,
     target: Option<TargetAddr>,
     connected: Option<SocketAddr>,
     /// A BIND's listening socket is open with the driver.
@@ -309,9 +328,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection accepted at `now`, waiting for its greeting.
-    pub fn new(now: Instant, config: Arc<Config>) -> Self {
+    /// A connection from `client` accepted at `now`, waiting for its
+    /// greeting.
+    pub fn new(now: Instant, config: Arc<Config>, client: IpAddr) -> Self {
         Connection {
+            client: client.to_canonical(),
+            allowed_by_name: false,
+            rule: None,
             state: State::Greeting,
             deadline: now + config.handshake_timeout,
             config,
@@ -345,6 +368,12 @@ impl Connection {
     /// CMD of the request, once it came.
     pub fn command(&self) -> Option<Command> {
         self.command
+    }
+
+    /// The rule that allowed or denied the request, once the rules judged
+    /// it, and whether it says `log`.
+    pub fn rule(&self) -> Option<(Origin, bool)> {
+        self.rule
     }
 
     /// The target as the client asked for it (for UDP ASSOCIATE, where the
@@ -518,7 +547,7 @@ impl Connection {
     /// Bytes the client sent. During the handshake whole messages are used
     /// and an incomplete one is kept for later; bytes behind the request are
     /// early data for the target. In other states nothing is read.
-    pub fn handle_input(&mut self, now: Instant, data: &[u8], auth: &dyn Authenticator) {
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], ctx: &dyn Context) {
         match self.state {
             State::Greeting | State::Auth | State::Request => {}
             // Kept until the check answers (or, for BIND, as early data for
@@ -527,12 +556,12 @@ impl Connection {
             _ => return,
         }
         if self.unparsed.is_empty() {
-            let used = self.parse(now, data, Some(auth));
+            let used = self.parse(now, data, ctx, true);
             self.keep(&data[used..]);
         } else {
             let mut buf = std::mem::take(&mut self.unparsed);
             buf.extend_from_slice(data);
-            let used = self.parse(now, &buf, Some(auth));
+            let used = self.parse(now, &buf, ctx, true);
             buf.drain(..used);
             self.unparsed = buf;
             self.keep(&[]);
@@ -541,7 +570,7 @@ impl Connection {
 
     /// The answer to [`Action::Verify`]: the user's name, or `None` when
     /// the credentials are wrong (or could not be checked).
-    pub fn handle_verified(&mut self, now: Instant, user: Option<Arc<str>>) {
+    pub fn handle_verified(&mut self, now: Instant, user: Option<Arc<str>>, ctx: &dyn Context) {
         if !matches!(self.state, State::Verifying { .. }) {
             return;
         }
@@ -552,7 +581,7 @@ impl Connection {
                 self.state = State::Request;
                 // What the client sent while it waited.
                 let buf = std::mem::take(&mut self.unparsed);
-                let used = self.parse(now, &buf, None);
+                let used = self.parse(now, &buf, ctx, false);
                 self.unparsed = buf;
                 self.unparsed.drain(..used);
                 self.keep(&[]);
@@ -561,11 +590,26 @@ impl Connection {
         }
     }
 
-    /// The answer to [`Action::Resolve`]: addresses in the resolver's order.
-    pub fn handle_resolved(&mut self, now: Instant, result: io::Result<Vec<SocketAddr>>) {
+    /// The answer to [`Action::Resolve`]: addresses in the resolver's
+    /// order. Each is judged by the rules; a denied one is not tried.
+    pub fn handle_resolved(
+        &mut self,
+        now: Instant,
+        result: io::Result<Vec<SocketAddr>>,
+        ctx: &dyn Context,
+    ) {
         if !matches!(self.state, State::Resolving { .. }) {
             return;
         }
+        let result = match result {
+            Ok(addrs) if !self.allowed_by_name && !addrs.is_empty() => {
+                match self.judge_addresses(ctx, addrs) {
+                    Ok(allowed) => Ok(allowed),
+                    Err(origin) => return self.deny(now, origin),
+                }
+            }
+            other => other,
+        };
         match result {
             Ok(addrs) if self.command == Some(Command::Bind) && !addrs.is_empty() => {
                 self.listen(now, addrs[0]);
@@ -791,8 +835,8 @@ impl Connection {
     // ------------------------------------------------------------- request
 
     /// CONNECT and BIND: `target` is where to connect to, or whom to
-    /// expect; a name is resolved first.
-    fn request(&mut self, now: Instant, target: TargetAddr) {
+    /// expect, judged by the rules; a name is resolved first.
+    fn request(&mut self, now: Instant, target: TargetAddr, ctx: &dyn Context) {
         let addr = match &target {
             TargetAddr::Ip(addr) => Some(*addr),
             TargetAddr::Domain(name, port) => match std::str::from_utf8(name) {
@@ -813,12 +857,108 @@ impl Connection {
                 }
             },
         };
+        let verdict = match (&addr, &target) {
+            (Some(addr), _) => Some(self.judge(ctx, None, *addr)),
+            (None, TargetAddr::Domain(name, port)) => {
+                // Only UTF-8 names come here (checked above).
+                let name = std::str::from_utf8(name).unwrap_or_default();
+                let user = self.user.as_deref();
+                let req = NameRequest {
+                    client: self.client,
+                    user,
+                    admin: user.is_some_and(|u| ctx.is_admin(u)),
+                    cmd: self.rules_cmd(),
+                    name,
+                    port: *port,
+                };
+                match ctx.rules().judge_name(&req) {
+                    NameVerdict::Decided(v) => {
+                        self.allowed_by_name = v.is_allow();
+                        Some(v)
+                    }
+                    NameVerdict::NeedsAddress => None,
+                }
+            }
+            (None, TargetAddr::Ip(_)) => None,
+        };
         self.target = Some(target);
+        if let Some(v) = verdict {
+            self.rule = Some((v.origin(), v.log()));
+            if !v.is_allow() {
+                return self.deny(now, v.origin());
+            }
+        }
         match addr {
             Some(addr) if self.command == Some(Command::Bind) => self.listen(now, addr),
             Some(addr) => self.connect(now, &[addr]),
             None => self.state = State::Resolving { ask: true },
         }
+    }
+
+    /// The command as the rules name it.
+    fn rules_cmd(&self) -> Cmd {
+        match self.command {
+            Some(Command::Bind) => Cmd::Bind,
+            Some(Command::UdpAssociate) => Cmd::Udp,
+            _ => Cmd::Connect,
+        }
+    }
+
+    /// The rules' verdict on a request to `addr`, the address of `name`
+    /// when it is one of a name's.
+    fn judge(&self, ctx: &dyn Context, name: Option<&str>, addr: SocketAddr) -> Verdict {
+        let user = self.user.as_deref();
+        ctx.rules().judge(&rules::Request {
+            client: self.client,
+            user,
+            admin: user.is_some_and(|u| ctx.is_admin(u)),
+            cmd: self.rules_cmd(),
+            name,
+            addr: addr.ip(),
+            port: addr.port(),
+        })
+    }
+
+    /// Keeps the addresses of the requested name the rules allow, in order;
+    /// none: the rule that denied the first.
+    fn judge_addresses(
+        &mut self,
+        ctx: &dyn Context,
+        mut addrs: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, Origin> {
+        let name = match &self.target {
+            Some(TargetAddr::Domain(name, _)) => std::str::from_utf8(name).ok(),
+            _ => None,
+        };
+        let mut first_denial = None;
+        let mut first_allow = None;
+        addrs.retain(|a| {
+            let v = self.judge(ctx, name, *a);
+            if v.is_allow() {
+                first_allow.get_or_insert((v.origin(), v.log()));
+                true
+            } else {
+                first_denial.get_or_insert((v.origin(), v.log()));
+                false
+            }
+        });
+        match first_allow {
+            Some(rule) => {
+                self.rule = Some(rule);
+                Ok(addrs)
+            }
+            None => {
+                let (origin, log) = first_denial.unwrap_or((Origin::Default("no-rule"), false));
+                self.rule = Some((origin, log));
+                Err(origin)
+            }
+        }
+    }
+
+    /// Refuses the request as the rules said: X'02'.
+    fn deny(&mut self, now: Instant, origin: Origin) {
+        self.out.push_reply(Reply::NotAllowed, wire::UNSPECIFIED);
+        self.refuse(now, Outcome::Denied(origin));
     }
 
     /// UDP ASSOCIATE: `requested` says where the client will send from; a

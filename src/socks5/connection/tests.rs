@@ -34,6 +34,27 @@ enum Users {
     Slow,
 }
 
+/// Rules that allow every request, for tests about everything else.
+pub(super) fn allow_all() -> &'static Rules {
+    static RULES: std::sync::OnceLock<Rules> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| Rules::parse("test", "allow").expect("a valid rules file"))
+}
+
+/// The client address of these tests.
+pub(super) fn client_ip() -> std::net::IpAddr {
+    Ipv4Addr::new(203, 0, 113, 5).into()
+}
+
+impl Context for Users {
+    fn rules(&self) -> &Rules {
+        allow_all()
+    }
+
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+}
+
 impl Authenticator for Users {
     fn requires_auth(&self) -> bool {
         !matches!(self, Users::None)
@@ -114,7 +135,7 @@ impl Sim {
     fn with(users: Users, config: Config) -> Sim {
         let t0 = Instant::now();
         Sim {
-            conn: Connection::new(t0, Arc::new(config)),
+            conn: Connection::new(t0, Arc::new(config), client_ip()),
             t0,
             now: t0,
             users,
@@ -201,12 +222,15 @@ impl Sim {
     }
 
     fn resolved(&mut self, r: io::Result<Vec<SocketAddr>>) {
-        self.conn.handle_resolved(self.now, r);
+        let users = self.users;
+        self.conn.handle_resolved(self.now, r, &users);
         self.pump();
     }
 
     fn verified(&mut self, user: Option<&str>) {
-        self.conn.handle_verified(self.now, user.map(Arc::from));
+        let users = self.users;
+        self.conn
+            .handle_verified(self.now, user.map(Arc::from), &users);
         self.pump();
     }
 

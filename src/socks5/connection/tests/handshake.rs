@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
 
 use super::super::*;
+use super::{allow_all, client_ip};
 // The byte fixtures both test modules use live with the wire tests.
 use crate::socks5::wire::tests::{
     AUTH_ALICE, AUTH_EMPTY, GREETING_BOTH, GREETING_NO_AUTH, GREETING_NONE, REQUEST_DOMAIN,
@@ -85,6 +86,16 @@ impl TestUsers {
     }
 }
 
+impl Context for TestUsers {
+    fn rules(&self) -> &Rules {
+        allow_all()
+    }
+
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+}
+
 impl Authenticator for TestUsers {
     fn requires_auth(&self) -> bool {
         !self.users.is_empty()
@@ -142,7 +153,7 @@ fn next_event(conn: &mut Connection) -> Event {
 }
 
 fn new_connection() -> Connection {
-    Connection::new(Instant::now(), Arc::new(Config::default()))
+    Connection::new(Instant::now(), Arc::new(Config::default()), client_ip())
 }
 
 /// What feeding a handshake produced.
@@ -160,7 +171,7 @@ struct Fed {
 
 /// Feeds `input` cut at `cuts` (ascending) as a socket reader does, one
 /// chunk per read. Stops at the first event other than `Partial`.
-fn feed(conn: &mut Connection, auth: &dyn Authenticator, input: &[u8], cuts: &[usize]) -> Fed {
+fn feed(conn: &mut Connection, auth: &dyn Context, input: &[u8], cuts: &[usize]) -> Fed {
     let now = conn.started();
     let mut sent = Vec::new();
     let mut fed = 0;
@@ -299,7 +310,7 @@ impl Script {
 
     /// Runs the script in one buffer, one byte at a time, and at every split
     /// into two and three chunks. Returns how many runs there were.
-    fn check(&self, auth: &dyn Authenticator) -> usize {
+    fn check(&self, auth: &dyn Context) -> usize {
         let len = self.input.len();
         let mut cut_sets: Vec<Vec<usize>> = vec![Vec::new(), (1..len).collect()];
         cut_sets.extend((0..=len).map(|k| vec![k]));
@@ -557,7 +568,7 @@ fn user_table_good_and_bad_password() {
             "{:?}",
             fed.event
         );
-        conn.handle_verified(conn.started(), None);
+        conn.handle_verified(conn.started(), None, &TestUsers::none());
         assert_eq!(next_event(&mut conn), Event::Close(Outcome::AuthFailed));
         assert_eq!(conn.poll_transmit().unwrap().as_bytes(), AUTH_FAILURE);
     }
@@ -696,7 +707,7 @@ fn connecting() -> Connection {
     conn.handle_input(now, &input, &TestUsers::none());
     assert_eq!(next_event(&mut conn), Event::Connect(target_domain()));
     assert_eq!(conn.poll_transmit().unwrap().as_bytes(), SELECT_NO_AUTH);
-    conn.handle_resolved(now, Ok(vec![peer()]));
+    conn.handle_resolved(now, Ok(vec![peer()]), &TestUsers::none());
     assert_eq!(
         conn.poll_action(),
         Some(Action::Connect {
@@ -821,7 +832,7 @@ fn failed_without_draining_keeps_earlier_replies_first() {
     conn.handle_input(now, &input, &auth);
     assert_eq!(next_event(&mut conn), Event::Connect(target_domain()));
     let no_name = io::Error::new(io::ErrorKind::NotFound, "no such name");
-    conn.handle_resolved(now, Err(no_name));
+    conn.handle_resolved(now, Err(no_name), &TestUsers::none());
     assert_eq!(
         next_event(&mut conn),
         Event::Close(Outcome::Rejected(Reply::HostUnreachable))
@@ -835,6 +846,28 @@ fn failed_without_draining_keeps_earlier_replies_first() {
 
 /// Answers every log in with "ask the slow check".
 struct Deferring;
+
+/// The real user table, with rules that allow everything.
+impl Context for UserTable {
+    fn rules(&self) -> &Rules {
+        allow_all()
+    }
+
+    fn is_admin(&self, user: &str) -> bool {
+        self.find(user.as_bytes())
+            .is_some_and(|u| u.role == Role::Admin)
+    }
+}
+
+impl Context for Deferring {
+    fn rules(&self) -> &Rules {
+        allow_all()
+    }
+
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+}
 
 impl Authenticator for Deferring {
     fn requires_auth(&self) -> bool {
@@ -872,7 +905,7 @@ fn anonymous_until_a_user_name_or_a_request_comes() {
     assert!(conn.unparsed.is_empty(), "the log in is used");
     assert!(matches!(event, Event::Verify(_)), "{event:?}");
     assert!(!conn.is_anonymous(), "its credentials are being checked");
-    conn.handle_verified(now, Some("alice".into()));
+    conn.handle_verified(now, Some("alice".into()), &Deferring);
     assert_eq!(next_event(&mut conn), Event::Partial);
     assert!(!conn.is_anonymous(), "logged in");
 
