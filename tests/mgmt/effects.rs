@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::{Request, Status};
 use socks5d::users::Role;
 
-use crate::support::*;
+use super::support::*;
 
 /// docs/management-protocol.md section 6: a change takes effect "within 100 ms of the response".
 const EFFECT: Duration = Duration::from_millis(100);
@@ -54,9 +54,9 @@ fn url(t: &Target) -> String {
 /// that shows it (a refusal's time includes the Argon2id check every refusal
 /// costs). Then curl agrees, the old password is refused, and a tunnel
 /// already open is not cut by the deletion.
-pub fn user_changes_reach_socks() {
+pub fn user_changes_reach_socks_within_100ms(t: &Transport) {
     // The refusals here must not add up to a penalty (--max-auth-failures).
-    let d = Daemon::start(&["--auth-penalty-exempt", "127.0.0.0/8"]);
+    let d = Daemon::start(t, &["--auth-penalty-exempt", "127.0.0.0/8"]);
     let m = d.admin();
     let http = Target::http();
     let echo = Target::banner_echo();
@@ -153,8 +153,8 @@ fn tunnel(proxy: SocketAddr, target: SocketAddr, up: usize, seed: u64) {
 
 /// After k tunnels with known bytes, one failed authentication and one
 /// refused CONNECT, METRICS is exact.
-pub fn metrics_equal_the_socks_traffic() {
-    let d = Daemon::start(&["-u", "bob:bobpw"]);
+pub fn metrics_equal_the_socks_traffic(t: &Transport) {
+    let d = Daemon::start(t, &["-u", "bob:bobpw"]);
     let m = d.admin();
     let echo = Target::banner_echo();
     let sizes = [1usize, 1000, 70_000, 300_000];
@@ -219,11 +219,11 @@ pub fn metrics_equal_the_socks_traffic() {
 
 /// The users file keeps an added user and a changed password across a
 /// SIGTERM and a start with no --admin; it is 0600 and holds no password.
-pub fn users_file_survives_a_restart() {
+pub fn users_file_survives_a_restart(t: &Transport) {
     let dir = ScratchDir::new("restart");
     let file = dir.path.join("users");
     let path = file.to_str().expect("a UTF-8 path");
-    let mut d = Daemon::start(&["--users-file", path]);
+    let mut d = Daemon::start(t, &["--users-file", path]);
     let m = d.admin();
     assert_eq!(
         m.add_user("alice", "old-secret-1", Role::Proxy),
@@ -269,7 +269,7 @@ pub fn users_file_survives_a_restart() {
         );
     }
 
-    let d = Daemon::start_without_admin(&["--users-file", path]);
+    let d = Daemon::start_without_admin(t, &["--users-file", path]);
     let m = d.admin();
     assert_eq!(
         m.list_all(),

@@ -1,14 +1,14 @@
-//! Associations that do not log in: held open in numbers, they cannot keep
-//! an administrator out (the oldest give way, --max-mgmt-unauthenticated);
-//! a silent one is aborted when its log-in grace time ends
-//! (--mgmt-login-grace), while logged-in sessions stay.
+//! Associations (or Unix connections) that do not log in: held open in
+//! numbers, they cannot keep an administrator out (the oldest give way,
+//! --max-mgmt-unauthenticated); a silent one is aborted when its log-in
+//! grace time ends (--mgmt-login-grace), while logged-in sessions stay.
+//! An abort is what the transport makes of it ([`Transport::aborted`]).
 
-use std::io;
 use std::time::{Duration, Instant};
 
 use socks5d::mgmt::wire;
 
-use crate::support::*;
+use super::support::*;
 
 /// socks5d's default --max-mgmt-unauthenticated.
 const DEFAULT_CAP: usize = 32;
@@ -23,25 +23,14 @@ fn abort_lines(d: &Daemon) -> usize {
         .count()
 }
 
-/// Whether `m` was aborted by the server: its receive fails with a reset.
-/// A live association with nothing to read would block; the caller says how
+/// Whether `m` was aborted by the server, as its transport shows an abort.
+/// A live session with nothing to read would block; the caller says how
 /// long it may (the socket's receive timeout).
-fn reset(m: &Mgmt, wait: Duration) -> bool {
+fn was_aborted(t: &Transport, m: &Mgmt, wait: Duration) -> bool {
     m.sock
         .set_timeouts(wait)
         .unwrap_or_else(|e| panic!("SO_RCVTIMEO: {e}"));
-    match m.sock.recv_message(wire::MAX_RESPONSE + 1) {
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => true,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            false
-        }
-        other => panic!("a held association: want a reset or nothing, got {other:?}"),
-    }
+    t.aborted(&m.sock.recv_message(wire::MAX_RESPONSE + 1))
 }
 
 /// 200 associations opened first and held without a word: an
@@ -49,10 +38,10 @@ fn reset(m: &Mgmt, wait: Duration) -> bool {
 /// socks5dctl works at once. The oldest held ones, and only they, were
 /// aborted (as many as METRICS X'85' says: all but the cap); the log says
 /// so in a line per 10 s at most, not a line per association.
-pub fn held_associations_do_not_keep_an_administrator_out() {
+pub fn held_associations_do_not_keep_an_administrator_out(t: &Transport) {
     const HELD: usize = 200;
     // A grace time longer than the case, so that only the cap frees places.
-    let d = Daemon::start(&["--mgmt-login-grace", "300"]);
+    let d = Daemon::start(t, &["--mgmt-login-grace", "300"]);
     let started = Instant::now();
     let held: Vec<Mgmt> = (0..HELD)
         .map(|i| {
@@ -61,7 +50,7 @@ pub fn held_associations_do_not_keep_an_administrator_out() {
         .collect();
     let opened = started.elapsed();
 
-    let t = Instant::now();
+    let started_admin = Instant::now();
     let m = Mgmt::connect(d.mgmt());
     assert_eq!(
         m.login(ADMIN, ADMIN_PW),
@@ -69,7 +58,7 @@ pub fn held_associations_do_not_keep_an_administrator_out() {
         "log in behind {HELD} held associations"
     );
     let v = m.metrics();
-    let admin_took = t.elapsed();
+    let admin_took = started_admin.elapsed();
     assert!(v.len() >= 8, "METRICS: {v:?}");
     // Every held COMM_UP came before the administrator's, and the log-in
     // reply leaves only after the cap was applied to them: all but the cap
@@ -81,14 +70,9 @@ pub fn held_associations_do_not_keep_an_administrator_out() {
         "METRICS X'85' = {first} after {HELD} held associations, cap {DEFAULT_CAP}"
     );
 
-    let port = d.port().to_string();
-    let t = Instant::now();
-    let c = ctl(
-        &["-L", "127.0.0.1", "-P", &port, "-U", ADMIN, "metrics"],
-        ADMIN_PW,
-        None,
-    );
-    let ctl_took = t.elapsed();
+    let started_ctl = Instant::now();
+    let c = d.ctl(&["-U", ADMIN, "metrics"], ADMIN_PW, None);
+    let ctl_took = started_ctl.elapsed();
     assert_eq!(
         c.code, 0,
         "socks5dctl metrics behind held associations: {c:?}"
@@ -113,12 +97,12 @@ pub fn held_associations_do_not_keep_an_administrator_out() {
     for (i, h) in held.iter().enumerate() {
         if i < aborted {
             assert!(
-                reset(h, IO_TIMEOUT),
+                was_aborted(t, h, IO_TIMEOUT),
                 "held association {i} of {HELD}: want it aborted ({aborted} were)"
             );
         } else {
             assert!(
-                !reset(h, Duration::from_millis(1)),
+                !was_aborted(t, h, Duration::from_millis(1)),
                 "held association {i} of {HELD}: aborted, but only the oldest {aborted} should be"
             );
         }
@@ -157,18 +141,18 @@ pub fn held_associations_do_not_keep_an_administrator_out() {
 /// aborted about 1 s after it opened, not before and not much after, while
 /// a session logged in before it is still served after its own grace time
 /// has passed; METRICS X'85' counts the one abort and the log says why.
-pub fn login_grace_aborts_a_silent_association() {
-    let d = Daemon::start(&["--mgmt-login-grace", "1"]);
+pub fn login_grace_aborts_a_silent_association(t: &Transport) {
+    let d = Daemon::start(t, &["--mgmt-login-grace", "1"]);
     let admin = d.admin();
     let t0 = Instant::now();
     let silent = Mgmt::connect(d.mgmt());
     // Blocks until the abort arrives; the socket's timeout bounds it.
     let got = silent.sock.recv_message(wire::MAX_RESPONSE + 1);
     let took = t0.elapsed();
-    match got {
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-        other => panic!("the silent association after {took:?}: want an abort, got {other:?}"),
-    }
+    assert!(
+        t.aborted(&got),
+        "the silent session after {took:?}: want an abort, got a receive timeout"
+    );
     // The server starts the grace time when the association is up, after t0.
     assert!(
         took >= Duration::from_millis(950),

@@ -1,6 +1,7 @@
-//! Helpers for the SCTP suite, on the tests' shared library (tests/common):
-//! the real `socks5d` binary with its management endpoint, a management
-//! client on `SctpSocket::connect`, TCP targets, curl and socks5dctl runners.
+//! Helpers for the management suite, on the tests' shared library
+//! (tests/common): the transport a case runs over, the real `socks5d`
+//! binary with its management endpoint on it, a management client over
+//! either transport, TCP targets, curl and socks5dctl runners.
 //!
 //! Every wait has a deadline and every socket a timeout; a failure says what
 //! the daemon wrote to standard error.
@@ -9,6 +10,7 @@ mod daemon;
 mod mgmt;
 mod process;
 mod socks;
+mod transport;
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ pub use daemon::*;
 pub use mgmt::*;
 pub use process::*;
 pub use socks::*;
+pub use transport::*;
 
 /// The management client under test.
 pub const SOCKS5DCTL: &str = env!("CARGO_BIN_EXE_socks5dctl");

@@ -54,14 +54,20 @@ pub use crate::common::Ctl;
 /// Runs `socks5dctl ARGS` with the administrator password (and a new one)
 /// in the environment.
 pub fn ctl(args: &[&str], password: &str, new_password: Option<&str>) -> Ctl {
+    let mut cmd = ctl_command(password, new_password);
+    cmd.args(args);
+    Ctl::from(run_child(cmd, "socks5dctl"))
+}
+
+/// socks5dctl, its environment scrubbed, with the administrator password
+/// (and a new one) in it; the arguments are the caller's to add.
+pub fn ctl_command(password: &str, new_password: Option<&str>) -> Command {
     let mut cmd = Command::new(SOCKS5DCTL);
-    crate::common::scrub_env(&mut cmd)
-        .args(args)
-        .env("SOCKS5DCTL_PASSWORD", password);
+    crate::common::scrub_env(&mut cmd).env("SOCKS5DCTL_PASSWORD", password);
     if let Some(p) = new_password {
         cmd.env("SOCKS5DCTL_NEW_PASSWORD", p);
     }
-    Ctl::from(run_child(cmd, "socks5dctl"))
+    cmd
 }
 
 /// A fresh directory under the target's test scratch folder (seen alike on
@@ -72,10 +78,10 @@ pub struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Creates `CARGO_TARGET_TMPDIR/sctp-NAME-PID`.
+    /// Creates `CARGO_TARGET_TMPDIR/mgmt-NAME-PID`.
     pub fn new(name: &str) -> ScratchDir {
         let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("sctp-{name}-{}", std::process::id()));
+            .join(format!("mgmt-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         ScratchDir { path }
@@ -88,8 +94,8 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A small tmpfs mounted for one test (needs root: the suite runs as root
-/// inside UML); unmounted when dropped.
+/// A small tmpfs mounted for one test (needs root: the suite runs as root,
+/// inside UML and on the host); unmounted when dropped.
 pub struct TinyFs {
     /// The mount point.
     pub path: PathBuf,
@@ -98,7 +104,7 @@ pub struct TinyFs {
 impl TinyFs {
     /// Mounts a tmpfs of `size` (e.g. "64k") on a fresh directory under /tmp.
     pub fn mount(size: &str) -> TinyFs {
-        let path = PathBuf::from(format!("/tmp/socks5d-sctp-tinyfs-{}", std::process::id()));
+        let path = PathBuf::from(format!("/tmp/socks5d-mgmt-tinyfs-{}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         let out = run_child(
             {
@@ -117,7 +123,7 @@ impl TinyFs {
         );
         assert!(
             out.status.success(),
-            "mount -t tmpfs on {} failed ({}): this case needs root, as inside UML: {}",
+            "mount -t tmpfs on {} failed ({}): this case needs root, as the suite runs: {}",
             path.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr)

@@ -1,13 +1,13 @@
-//! A management client: one blocking one-to-one SCTP association.
+//! A management client over either transport: one blocking session
+//! (an SCTP one-to-one association or a Unix SOCK_SEQPACKET connection),
+//! sending one message and receiving one message at a time.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use socks5d::mgmt::wire::{self, Command as Cmd, Login, Request, Response, Status};
-use socks5d::sys::sctp::SctpSocket;
 use socks5d::users::Role;
 
 use super::*;
@@ -20,31 +20,34 @@ pub fn status_of(r: &Response) -> Status {
     }
 }
 
-/// A blocking one-to-one management association.
+/// A blocking management session.
 pub struct Mgmt {
     /// The socket (tests that need raw sends use it directly).
-    pub sock: SctpSocket,
+    pub sock: Sock,
     /// Where it is connected.
-    pub addr: SocketAddr,
+    pub addr: Endpoint,
 }
 
 impl Mgmt {
     /// Connects, or says why not.
-    pub fn try_connect(addr: SocketAddr) -> io::Result<Mgmt> {
-        let sock = SctpSocket::connect(addr, Some(IO_TIMEOUT))?;
+    pub fn try_connect(addr: Endpoint) -> io::Result<Mgmt> {
+        let sock = addr.open()?;
         Ok(Mgmt { sock, addr })
     }
 
     /// Connects, failing the test on error.
-    pub fn connect(addr: SocketAddr) -> Mgmt {
-        Mgmt::try_connect(addr).unwrap_or_else(|e| panic!("SCTP connect to {addr}: {e}"))
+    pub fn connect(addr: Endpoint) -> Mgmt {
+        match Mgmt::try_connect(addr.clone()) {
+            Ok(m) => m,
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
     }
 
     /// Connects and logs in as the default administrator.
-    pub fn admin(addr: SocketAddr) -> Mgmt {
+    pub fn admin(addr: Endpoint) -> Mgmt {
         let m = Mgmt::connect(addr);
         let reply = m.login(ADMIN, ADMIN_PW);
-        assert_eq!(reply, [0x01, 0x00], "log in as {ADMIN} at {addr}");
+        assert_eq!(reply, [0x01, 0x00], "log in as {ADMIN} at {}", m.addr);
         m
     }
 
@@ -77,7 +80,7 @@ impl Mgmt {
     pub fn recv_raw(&self) -> Vec<u8> {
         match self.sock.recv_message(wire::MAX_RESPONSE + 1) {
             Ok(Some(m)) => m,
-            Ok(None) => panic!("{}: the server closed the association", self.addr),
+            Ok(None) => panic!("{}: the server closed the session", self.addr),
             Err(e) => panic!("{}: receive: {e}", self.addr),
         }
     }
@@ -97,13 +100,14 @@ impl Mgmt {
         parse_response(&reply, req.command())
     }
 
-    /// The next message must be the server's graceful shutdown (recv gives
-    /// end of association), not data and not a timeout.
+    /// The next message must be the server's graceful close (the end of
+    /// the association, or of the connection after its shutdown(SHUT_WR)),
+    /// not data, not a reset and not a timeout.
     pub fn expect_closed(&self, what: &str) {
         match self.sock.recv_message(wire::MAX_RESPONSE + 1) {
             Ok(None) => {}
-            Ok(Some(m)) => panic!("{what}: expected the association closed, got message {m:02x?}"),
-            Err(e) => panic!("{what}: expected the association closed (end), got error {e}"),
+            Ok(Some(m)) => panic!("{what}: expected the session closed, got message {m:02x?}"),
+            Err(e) => panic!("{what}: expected the session closed (end), got error {e}"),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::{Request, Response, Status};
 use socks5d::users::Role;
 
-use crate::support::*;
+use super::support::*;
 
 /// The eight METRICS IDs docs/management-protocol.md section 4 requires.
 const METRIC_IDS: std::ops::RangeInclusive<u8> = 1..=8;
@@ -45,9 +45,9 @@ fn metrics_by_hand(reply: &[u8]) -> Vec<(u8, u64)> {
 
 /// Log in X'00'; HISTORIC, CONCURRENT, BYTES and METRICS (all 8 IDs), on a
 /// fresh server and after one tunnel, agreeing with each other.
-pub fn login_success_and_counters() {
+pub fn login_success_and_counters(t: &Transport) {
     let started = Instant::now();
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(t, &[]);
     let m = Mgmt::connect(d.mgmt());
     assert_eq!(
         m.login(ADMIN, ADMIN_PW),
@@ -155,8 +155,8 @@ pub fn login_success_and_counters() {
 /// LIST_USERS over more than 1000 users added over the protocol: TOTAL,
 /// COUNT at most 1000 (and as many as fit), name order by bytes, paging,
 /// and COUNT 0 at or past TOTAL.
-pub fn list_users_paging() {
-    let d = Daemon::start(&[]);
+pub fn list_users_paging(t: &Transport) {
+    let d = Daemon::start(t, &[]);
     let m = d.admin();
     // Added out of order, with names whose byte order differs from any
     // case-insensitive or locale order.
@@ -221,8 +221,8 @@ pub fn list_users_paging() {
 
 /// ADD_USER X'00' and X'04', DELETE_USER X'00' and X'05', SET_PASSWORD X'00'
 /// and X'05', and X'06' for the last administrator; failures change nothing.
-pub fn user_changes_and_their_statuses() {
-    let d = Daemon::start(&[]);
+pub fn user_changes_and_their_statuses(t: &Transport) {
+    let d = Daemon::start(t, &[]);
     let m = d.admin();
     let add = |name: &str, pw: &str, role: u8| {
         let mut req = vec![0x01, 0x06, role, name.len() as u8];
@@ -393,10 +393,10 @@ pub fn user_changes_and_their_statuses() {
 
 /// X'07': with --users-file on a full file system, ADD_USER, SET_PASSWORD
 /// and DELETE_USER answer X'07' and change nothing (table, file, passwords).
-pub fn server_error_on_full_disk() {
+pub fn server_error_when_the_users_file_cannot_be_written(t: &Transport) {
     let fs_ = TinyFs::mount("64k");
     let file = fs_.path.join("users");
-    let d = Daemon::start(&["--users-file", file.to_str().expect("a UTF-8 path")]);
+    let d = Daemon::start(t, &["--users-file", file.to_str().expect("a UTF-8 path")]);
     let m = d.admin();
     assert_eq!(
         m.add_user("bob", "bob-pw", Role::Proxy),
@@ -499,8 +499,8 @@ pub fn server_error_on_full_disk() {
 }
 
 /// X'08': --max-users bounds the table.
-pub fn limit_reached_with_max_users() {
-    let d = Daemon::start(&["--max-users", "3"]);
+pub fn limit_reached_with_max_users(t: &Transport) {
+    let d = Daemon::start(t, &["--max-users", "3"]);
     let m = d.admin();
     assert_eq!(m.add_user("u1", "pw", Role::Proxy), Status::Success);
     assert_eq!(m.add_user("u2", "pw", Role::Proxy), Status::Success);
@@ -546,8 +546,8 @@ pub fn limit_reached_with_max_users() {
 
 /// X'01' for a request with VER other than 1, X'02' for unknown commands;
 /// the session stays open after each.
-pub fn bad_version_and_unknown_commands() {
-    let d = Daemon::start(&[]);
+pub fn bad_version_and_unknown_commands(t: &Transport) {
+    let d = Daemon::start(t, &[]);
     let m = d.admin();
     let cases: &[(&str, &[u8], [u8; 3])] = &[
         ("VER 2 HISTORIC", &[0x02, 0x01], [0x01, 0x01, 0x01]),
@@ -582,8 +582,8 @@ pub fn bad_version_and_unknown_commands() {
 
 /// X'03' for every kind of malformed request; the session stays open after
 /// each, and none of them changes anything.
-pub fn malformed_requests_keep_the_session() {
-    let d = Daemon::start(&[]);
+pub fn malformed_requests_keep_the_session(t: &Transport) {
+    let d = Daemon::start(t, &[]);
     let m = d.admin();
     let mut long_1025 = vec![0x01, 0x04];
     long_1025.resize(1025, 0);

@@ -1,12 +1,12 @@
 //! Case 2: log-in failures, each answered and then closed by the server.
 
+use super::support::*;
 use crate::common::{anon_kib, assert_check_memory_held};
-use crate::support::*;
 
 /// Wrong password, unknown user, proxy user: the same X'01' and a closed
-/// association. Bad VER: X'02' and closed. Malformed: X'04' and closed.
-pub fn login_failures_close_the_association() {
-    let d = Daemon::start(&["-u", "bob:bobpw"]);
+/// session. Bad VER: X'02' and closed. Malformed: X'04' and closed.
+pub fn failures_close_the_association(t: &Transport) {
+    let d = Daemon::start(t, &["-u", "bob:bobpw"]);
     let denied: &[(&str, Vec<u8>)] = &[
         ("wrong password", login_bytes(b"root", b"wrong")),
         ("unknown user", login_bytes(b"nobody", b"rootpw")),
@@ -70,19 +70,16 @@ pub fn login_failures_close_the_association() {
     assert!(m.metrics().len() >= 8);
 }
 
-/// 500 wrong administrator passwords, eight associations at a time: every
+/// 500 wrong administrator passwords, eight sessions at a time: every
 /// refusal is an Argon2id check at the default cost (19 MiB), yet socks5d's
 /// memory stays at start-up plus one Argon2id memory per checker thread,
 /// allocated once. (It grew by 19 MiB per check, to hundreds of MiB, when
 /// each check allocated its own.)
-pub fn wrong_admin_passwords_hold_memory_fixed() {
-    // Exempt loopback: every attempt is checked, none refused by a penalty.
-    let d = Daemon::start(&[
-        "--check-threads",
-        "2",
-        "--auth-penalty-exempt",
-        "127.0.0.0/8",
-    ]);
+pub fn wrong_admin_passwords_hold_memory_fixed(t: &Transport) {
+    // Every attempt is checked, none refused by a penalty: loopback exempt
+    // over SCTP, a threshold above 500 over Unix (no exemption covers a
+    // local user).
+    let d = Daemon::start(t, &[&["--check-threads", "2"], t.unpenalised()].concat());
     let at_start = anon_kib(d.pid());
     let attempt = |addr| {
         let c = Mgmt::connect(addr);
@@ -115,4 +112,10 @@ pub fn wrong_admin_passwords_hold_memory_fixed() {
     assert_check_memory_held(at_start, warmed, after, 2, 19 * 1024);
     let ok = Mgmt::admin(d.mgmt());
     assert!(ok.metrics().len() >= 8, "the right password still works");
+    // Else the refusals cost no check and the memory proves nothing.
+    assert!(
+        !d.warnings().contains("refused unchecked"),
+        "a penalty cut the checks short:\n{}",
+        d.warnings()
+    );
 }

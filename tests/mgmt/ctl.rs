@@ -1,6 +1,6 @@
-//! socks5dctl and the later commands over SCTP: one association started
-//! with several addresses of the server (sctp_connectx), RELOAD (X'0A') and
-//! USER_METRICS (X'09').
+//! socks5dctl and the later commands: over SCTP one association started
+//! with several addresses of the server (sctp_connectx); over either
+//! transport RELOAD (X'0A') and USER_METRICS (X'09').
 
 use std::fs;
 use std::panic;
@@ -10,7 +10,7 @@ use std::thread;
 use nix::sched::CloneFlags;
 use socks5d::mgmt::wire::{Request, Response, Status};
 
-use crate::support::*;
+use super::support::*;
 
 /// `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {
@@ -33,7 +33,8 @@ fn ip(args: &[&str]) {
 /// is down; socks5d listens on 10.9.1.1 only. With `-L 10.9.0.2 -L 10.9.1.1`
 /// socks5dctl gets in once the first INIT times out (about 3 s, the
 /// initial RTO); with `-L 10.9.0.2` alone it cannot.
-pub fn several_addresses_make_one_association() {
+pub fn several_addresses_make_one_association(t: &Transport) {
+    assert_eq!(*t, Transport::Sctp, "a case about SCTP multi-homing");
     let run = thread::spawn(|| {
         // The namespace is this thread's, and its children's.
         nix::sched::unshare(CloneFlags::CLONE_NEWNET)
@@ -49,7 +50,7 @@ pub fn several_addresses_make_one_association() {
             "src",
             "10.9.1.1",
         ]);
-        let d = Daemon::start(&["-L", "10.9.1.1"]);
+        let d = Daemon::start(&Transport::Sctp, &["-L", "10.9.1.1"]);
         let port = d.port().to_string();
         let c = ctl(
             &[
@@ -83,24 +84,22 @@ pub fn several_addresses_make_one_association() {
     }
 }
 
-/// RELOAD and USER_METRICS through socks5dctl and a raw association;
-/// IPv4 and IPv6 addresses in one association.
-pub fn reload_and_user_metrics() {
+/// RELOAD and USER_METRICS through socks5dctl and a raw session; over
+/// SCTP, socks5dctl's association has the IPv4 and the IPv6 address.
+pub fn reload_and_user_metrics(t: &Transport) {
     let dir = ScratchDir::new("reload");
     let users = dir.path.join("users");
     let users_arg = users.to_str().expect("a UTF-8 scratch path");
-    let d = Daemon::start(&["--users-file", users_arg, "-u", "bob:bobpw"]);
-    let port = d.port().to_string();
-    let base = [
-        "-L",
-        "127.0.0.1",
-        "-L",
-        "::1",
-        "-P",
-        port.as_str(),
-        "-U",
-        ADMIN,
-    ];
+    let d = Daemon::start(t, &["--users-file", users_arg, "-u", "bob:bobpw"]);
+    let mut target = d.ctl_target();
+    if *t == Transport::Sctp {
+        target.extend(["-L".to_owned(), "::1".to_owned()]);
+    }
+    let base: Vec<&str> = target
+        .iter()
+        .map(String::as_str)
+        .chain(["-U", ADMIN])
+        .collect();
     let run = |extra: &[&str]| ctl(&[&base[..], extra].concat(), ADMIN_PW, None);
 
     let c = run(&["reload"]);

@@ -1,7 +1,6 @@
 //! Cases 3 to 5: many administrators at once, one that stops reading, and
-//! the IPv4 and IPv6 management addresses.
+//! (over SCTP) the IPv4 and IPv6 management addresses.
 
-use std::io;
 use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -9,12 +8,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{getsockopt, sockopt};
 use socks5d::mgmt::wire::{Request, Status};
-use socks5d::sys::sctp::SctpSocket;
 use socks5d::users::Role;
 
-use crate::support::*;
+use super::support::*;
 
 /// A meeting point for threads, with a deadline, that a failing thread can
 /// break so that the others stop waiting for it.
@@ -68,15 +65,16 @@ fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
 
 /// 50 administrators logged in at the same time, each running several
 /// requests, user changes among them.
-pub fn fifty_concurrent_sessions() {
+pub fn fifty_concurrent_sessions(t: &Transport) {
     const N: usize = 50;
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(t, &[]);
     let addr = d.mgmt();
     let gate_in = Arc::new(Gate::new());
     let gate_out = Arc::new(Gate::new());
     let mut threads = Vec::new();
     for i in 0..N {
         let (gate_in, gate_out) = (Arc::clone(&gate_in), Arc::clone(&gate_out));
+        let addr = addr.clone();
         let t = thread::Builder::new()
             .name(format!("session-{i}"))
             .spawn(move || {
@@ -155,12 +153,12 @@ struct Stuck {
     sent: usize,
     send_blocked: usize,
     send_error: Option<String>,
-    /// When a send first failed: the association was gone.
+    /// When a send first failed: the session was gone.
     gone_after: Option<Duration>,
-    /// When a send last succeeded: the association was still there.
+    /// When a send last succeeded: the session was still there.
     last_alive: Duration,
     received: usize,
-    /// How reading ended: an error or the end of the association.
+    /// How reading ended: an error or the end of the session.
     end: Option<String>,
     ended_after: Duration,
 }
@@ -171,20 +169,13 @@ struct Queued {
     sent: usize,
     /// An answer was waiting unread (poll said readable within 5 s).
     answer_waiting: bool,
-    /// SO_RCVBUF: the most its socket may hold unread.
-    rcvbuf: usize,
+    /// The most answer bytes the kernel holds for it ([`Sock::kernel_room`]).
+    room: usize,
     at: Duration,
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 /// Whether a message waits unread on `sock`, within `within`.
-fn readable(sock: &SctpSocket, within: Duration) -> bool {
+fn readable(sock: &Sock, within: Duration) -> bool {
     let ms = u16::try_from(within.as_millis()).unwrap_or(u16::MAX);
     let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
@@ -194,7 +185,7 @@ fn readable(sock: &SctpSocket, within: Duration) -> bool {
 }
 
 /// A client that sends `req` up to `bound` times, one every `pace`, and
-/// never reads until its association is gone (or `limit` after `started`
+/// never reads until its session is gone (or `limit` after `started`
 /// passes); then it reads, and reading must end in an error or the end.
 /// Once it has sent `mark` requests it reports on `queued` whether an answer
 /// waits unread (the server answers; this client does not read).
@@ -223,7 +214,7 @@ fn stuck_client(
     a.sock
         .set_timeouts(Duration::from_millis(200))
         .expect("SO_SNDTIMEO");
-    let rcvbuf = getsockopt(&a.sock, sockopt::RcvBuf).expect("SO_RCVBUF");
+    let room = a.sock.kernel_room();
     while r.sent < bound && started.elapsed() < limit {
         match a.sock.send_message(&req) {
             Ok(()) => {
@@ -240,16 +231,16 @@ fn stuck_client(
             let _ = queued.send(Queued {
                 sent: r.sent,
                 answer_waiting: readable(&a.sock, Duration::from_secs(5)),
-                rcvbuf,
+                room,
                 at: started.elapsed(),
             });
         }
         thread::sleep(pace);
     }
     drop(queued);
-    // Wait, without reading, for the server to drop the association. A
-    // send on an aborted association fails; the probe is a request with an
-    // 11-byte answer, so it hardly adds to what the server holds for us.
+    // Wait, without reading, for the server to drop the session. A send on
+    // an aborted session fails; the probe is a request with an 11-byte
+    // answer, so it hardly adds to what the server holds for us.
     let mut probes = 0;
     while r.send_error.is_none() && started.elapsed() < limit {
         thread::sleep(Duration::from_millis(200));
@@ -270,7 +261,7 @@ fn stuck_client(
         match a.sock.recv_message(70_000) {
             Ok(Some(_)) => r.received += 1,
             Ok(None) => {
-                r.end = Some("end of association".into());
+                r.end = Some("end of session".into());
                 break;
             }
             Err(e) if is_timeout(&e) => {}
@@ -286,20 +277,21 @@ fn stuck_client(
 
 /// Administrators that send LIST_USERS (64 KB answers) and never read do
 /// not delay another: every METRICS round trip of B takes under 1 s, and
-/// each stuck association is aborted within about 20 s. A "fast" one keeps
+/// each stuck session is aborted within about 20 s. A "fast" one keeps
 /// sending (its queue grows without bound, and it is aborted for it); a
 /// "slow" one sends five requests and then just sits there (its queue never
 /// drains, and it stays until its peer has taken nothing for 10 s).
 ///
 /// The premise is checked before B measures: each stuck client has an
-/// answer waiting unread, and owes more answer bytes than its receive
-/// buffer can hold, so the rest waits at the server. And it is checked to
-/// have held to the end: the slow association was still there after B's
-/// last round trip.
-pub fn stuck_reader_does_not_delay_others() {
+/// answer waiting unread, and owes more answer bytes than the kernel holds
+/// for it (over SCTP its receive buffer; over Unix the server's send
+/// buffer), so the rest waits at the server. And it is checked to have
+/// held to the end: the slow session was still there after B's last round
+/// trip.
+pub fn stuck_reader_does_not_delay_others(t: &Transport) {
     /// Requests each stuck client sends before B starts.
     const MARK: usize = 5;
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(t, &[]);
     let m = d.admin();
     // 300 users of 250-byte names: a LIST_USERS page is as large as a
     // response may be.
@@ -358,15 +350,15 @@ pub fn stuck_reader_does_not_delay_others() {
             d.warnings()
         );
         assert!(
-            owed > q.rcvbuf,
-            "the {name} stuck client is owed {owed} bytes of answers, which fit in its receive \
-             buffer ({} bytes): nothing need wait at the server, so B would measure nothing",
-            q.rcvbuf
+            owed > q.room,
+            "the {name} stuck client is owed {owed} bytes of answers, which fit in the {} bytes \
+             the kernel holds for it: nothing need wait at the server, so B would measure nothing",
+            q.room
         );
         premise.push(format!(
-            "{name}: {owed} bytes owed at {:.0} ms, receive buffer {}",
+            "{name}: {owed} bytes owed at {:.0} ms, the kernel holds {}",
             q.at.as_secs_f64() * 1e3,
-            q.rcvbuf
+            q.room
         ));
     }
 
@@ -410,7 +402,7 @@ pub fn stuck_reader_does_not_delay_others() {
             .unwrap_or_else(|e| panic!("stuck client {name}: {}", panic_text(e)));
         assert!(
             r.end.is_some() && r.gone_after.is_some(),
-            "the {name} stuck association was not aborted within {limit:?}: {r:?} (B's slowest round trip {slowest:?})"
+            "the {name} stuck session was not aborted within {limit:?}: {r:?} (B's slowest round trip {slowest:?})"
         );
         assert!(
             r.received < r.sent,
@@ -420,7 +412,7 @@ pub fn stuck_reader_does_not_delay_others() {
     }
     assert!(
         stuck[1].last_alive >= measured_until,
-        "the slow stuck association was gone before B's last round trip ended ({measured_until:?}): \
+        "the slow stuck session was gone before B's last round trip ended ({measured_until:?}): \
          B was not measured against a stuck reader: {:?}",
         stuck[1]
     );
@@ -445,9 +437,10 @@ pub fn stuck_reader_does_not_delay_others() {
 }
 
 /// `-L 127.0.0.1 -L ::1` serves both; `-L ::1` alone does not serve
-/// 127.0.0.1, and `-L 127.0.0.1` alone does not serve ::1.
-pub fn ipv4_and_ipv6_addresses() {
-    let both = Daemon::start(&["-L", "127.0.0.1", "-L", "::1"]);
+/// 127.0.0.1, and `-L 127.0.0.1` alone does not serve ::1 (SCTP only).
+pub fn ipv4_and_ipv6_addresses(t: &Transport) {
+    assert_eq!(*t, Transport::Sctp, "a case about SCTP addresses");
+    let both = Daemon::start(t, &["-L", "127.0.0.1", "-L", "::1"]);
     let v4 = Mgmt::admin(both.mgmt());
     let v6 = Mgmt::admin(both.mgmt6());
     assert!(
@@ -475,7 +468,7 @@ pub fn ipv4_and_ipv6_addresses() {
     assert_eq!(v6.counter(Request::HistoricConnections), 0);
     drop((v4, v6, both));
 
-    let only6 = Daemon::start(&["-L", "::1"]);
+    let only6 = Daemon::start(t, &["-L", "::1"]);
     assert!(
         !only6.mgmt_addrs.contains("127.0.0.1"),
         "management line: {}",
@@ -488,7 +481,7 @@ pub fn ipv4_and_ipv6_addresses() {
     refused(only6.mgmt(), "-L ::1");
     drop(only6);
 
-    let only4 = Daemon::start(&["-L", "127.0.0.1"]);
+    let only4 = Daemon::start(t, &["-L", "127.0.0.1"]);
     assert!(
         Mgmt::admin(only4.mgmt()).metrics().len() >= 8,
         "METRICS over 127.0.0.1"
@@ -497,8 +490,8 @@ pub fn ipv4_and_ipv6_addresses() {
 }
 
 /// Nothing answers at `addr`: the connect fails, or at least no log in works.
-fn refused(addr: std::net::SocketAddr, how: &str) {
-    match Mgmt::try_connect(addr) {
+fn refused(addr: Endpoint, how: &str) {
+    match Mgmt::try_connect(addr.clone()) {
         Err(_) => {}
         Ok(c) => {
             let mut msg = Vec::new();

@@ -1,5 +1,5 @@
-//! Cases 9 and 10: socks5dctl end to end, and third-party SCTP clients
-//! (ncat, socat) speaking the raw protocol.
+//! Cases 9 and 10: socks5dctl end to end over either transport, and
+//! third-party SCTP clients (ncat, socat) speaking the raw protocol.
 
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::Request;
 use socks5d::users::Role;
 
+use super::support::*;
 use crate::common::scrub_env;
-use crate::support::*;
 
 /// One tunnel as bob, closed; then waits until the counters show it.
 fn one_tunnel(d: &Daemon, m: &Mgmt) -> u64 {
@@ -93,12 +93,13 @@ fn ctl_stdin(args: &[&str], input: &str) -> Ctl {
 }
 
 /// Every socks5dctl command, human and --json, and its exit codes.
-pub fn socks5dctl_end_to_end() {
-    let d = Daemon::start(&["-u", "bob:bobpw"]);
+pub fn socks5dctl_end_to_end(t: &Transport) {
+    let d = Daemon::start(t, &["-u", "bob:bobpw"]);
     let m = d.admin();
     let bytes = one_tunnel(&d, &m);
-    let port = d.port().to_string();
-    let base = ["-L", "127.0.0.1", "-P", port.as_str(), "-U", ADMIN];
+    let target = d.ctl_target();
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let base = [&target[..], &["-U", ADMIN]].concat();
     let run = |extra: &[&str]| ctl(&[&base[..], extra].concat(), ADMIN_PW, None);
     let run_new =
         |extra: &[&str], new: &str| ctl(&[&base[..], extra].concat(), ADMIN_PW, Some(new));
@@ -254,16 +255,26 @@ pub fn socks5dctl_end_to_end() {
         "del-user: done\n"
     );
     assert_eq!(ok(&run(&["users"]), "users"), "user   bob\nadmin  root\n");
-    // IPv6.
+    // The endpoint named another way: over SCTP its IPv6 address, over
+    // Unix SOCKS5DCTL_UNIX instead of --unix.
     // (The SOCKS log-ins above were connections too.)
     let historic = m.counter(Request::HistoricConnections);
-    let v6 = ctl(
-        &["-L", "::1", "-P", &port, "-U", ADMIN, "--json", "historic"],
-        ADMIN_PW,
-        None,
-    );
+    let (other, how) = match t {
+        Transport::Sctp => {
+            let port = d.port().to_string();
+            let args = ["-L", "::1", "-P", &port, "-U", ADMIN, "--json", "historic"];
+            (ctl(&args, ADMIN_PW, None), "-L ::1 historic")
+        }
+        Transport::Unix => {
+            let mut cmd = ctl_command(ADMIN_PW, None);
+            cmd.env("SOCKS5DCTL_UNIX", d.socket())
+                .args(["-U", ADMIN, "--json", "historic"]);
+            let c = Ctl::from(run_child(cmd, "socks5dctl"));
+            (c, "SOCKS5DCTL_UNIX historic")
+        }
+    };
     assert_eq!(
-        ok(&v6, "-L ::1 historic"),
+        ok(&other, how),
         format!("{{\"historic_connections\": {historic}}}\n")
     );
 
@@ -292,7 +303,7 @@ pub fn socks5dctl_end_to_end() {
     );
     code(
         ctl(
-            &["-L", "127.0.0.1", "-P", &port, "-U", "bob", "historic"],
+            &[&target[..], &["-U", "bob", "historic"]].concat(),
             "bobpw",
             None,
         ),
@@ -311,14 +322,21 @@ pub fn socks5dctl_end_to_end() {
         16,
         "del-user of the last administrator",
     );
+    // Where no server is: port 1 over SCTP, a path with no socket over Unix.
+    let empty = Folder::new("nowhere");
+    let none = empty.path.join("none.sock");
+    let nowhere: Vec<&str> = match t {
+        Transport::Sctp => vec!["-L", "127.0.0.1", "-P", "1"],
+        Transport::Unix => vec!["--unix", none.to_str().expect("a UTF-8 path")],
+    };
     code(
         ctl(
-            &["-L", "127.0.0.1", "-P", "1", "-U", ADMIN, "historic"],
+            &[&nowhere[..], &["-U", ADMIN, "historic"]].concat(),
             ADMIN_PW,
             None,
         ),
         3,
-        "on a port with no server",
+        "where no server is",
     );
     code(run(&["frobnicate"]), 2, "with an unknown command");
     assert_eq!(
@@ -425,8 +443,9 @@ fn third_party(program: &str, args: &[String], want_historic: u64) {
 
 /// ncat over IPv4 and socat over IPv6, raw bytes both ways; and a refused
 /// log in ends ncat by itself (the server shuts the association down).
-pub fn ncat_and_socat() {
-    let d = Daemon::start(&["-u", "bob:bobpw"]);
+pub fn ncat_and_socat(t: &Transport) {
+    assert_eq!(*t, Transport::Sctp, "a case about SCTP clients");
+    let d = Daemon::start(t, &["-u", "bob:bobpw"]);
     let m = d.admin();
     one_tunnel(&d, &m);
     assert_eq!(m.counter(Request::HistoricConnections), 1);
