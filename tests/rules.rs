@@ -82,8 +82,8 @@ fn the_default_denies_loopback_link_local_and_a_name_that_is_loopback() {
     in_private_namespace(|| {
         let v4 = target_on("127.0.0.1");
         let v6 = target_on("::1");
-        let map = format!("--map-host=sneaky.test=127.0.0.1");
-        let d = Daemon::start_with_default_rules(&["-l", "127.0.0.1", "-p", "0", &map]);
+        let map = "--map-host=sneaky.test=127.0.0.1";
+        let d = Daemon::start_with_default_rules(&["-l", "127.0.0.1", "-p", "0", map]);
         let metadata: SocketAddr = "169.254.169.254:80".parse().unwrap();
         for (target, reason) in [(v4, "loopback"), (v6, "loopback"), (metadata, "link-local")] {
             assert_eq!(

@@ -64,7 +64,8 @@ pub(crate) fn rules(own: &[SocketAddr], host: &[IpAddr]) -> Vec<(&'static str, R
     // address (an unspecified listener on a host whose addresses are not
     // given).
     let mut ports: BTreeMap<u16, Option<BTreeSet<Net>>> = BTreeMap::new();
-    for l in own {
+    // Port 0 is no listening port (a socket not yet bound): nothing to deny.
+    for l in own.iter().filter(|l| l.port() != 0) {
         let entry = ports
             .entry(l.port())
             .or_insert_with(|| Some(BTreeSet::new()));
@@ -97,7 +98,8 @@ pub(crate) fn text(rules: &[(&'static str, Rule)]) -> String {
          # denied. Conditions: from CIDR, user NAME|@admins, cmd connect|bind|udp,\n\
          # to CIDR|NAME|.DOMAIN, port N|N-M; options: rate N[K|M|G], log.\n\
          #\n\
-         # Targets that are the proxy host itself or no single host are denied:\n",
+         # Denied: the proxy host itself, its local link, and what is no single\n\
+         # host (unspecified, multicast, broadcast):\n",
     );
     for (reason, rule) in rules {
         if *reason == "allow" {

@@ -12,10 +12,11 @@
 //!   present), users and names in hash tables ([`Keys`]: names hashed and
 //!   compared case-insensitively against the lowercase stored ones, a
 //!   domain looked up once per label of the request's name), single ports
-//!   sorted and port ranges in a list. A value's rules are kept as their sorted numbers, or
-//!   as a bit set when there are more of them than the bit set has words
-//!   (so a bit set never takes more than twice the list's memory, and a
-//!   value common to many rules costs a few word ORs, not a bit per rule).
+//!   sorted and port ranges in a list. A value's rules are kept as their
+//!   sorted numbers, or as a bit set when there are more of them than the
+//!   bit set has words (so a bit set never takes more than twice the list's
+//!   memory, and a value common to many rules costs a few word ORs, not a
+//!   bit per rule).
 //!
 //! A request is judged a chunk of [`CHUNK`] words (4,096 rules) at a time:
 //! for each condition, the chunk's "no condition" bits with the bits of

@@ -184,7 +184,9 @@ pub struct Request<'a> {
     pub port: u16,
 }
 
-/// A request to a name, before it is resolved.
+/// A request to a name, before it is resolved. (A name that is an IP
+/// literal, `"127.0.0.1"` sent as a name, is better judged as the address
+/// it is, with [`Rules::judge`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameRequest<'a> {
     /// The client's address.

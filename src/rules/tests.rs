@@ -1106,6 +1106,20 @@ fn a_loopback_listener_adds_no_rule_of_its_own() {
 }
 
 #[test]
+fn a_listener_on_port_zero_adds_no_rule() {
+    let listeners = [
+        "0.0.0.0:0".parse().unwrap(),
+        "192.0.2.10:0".parse().unwrap(),
+    ];
+    let text = Rules::print_default(&listeners, &[ip("192.0.2.10")]);
+    assert!(!text.contains("own-address"), "{text}");
+    assert_eq!(
+        rules(&text).len(),
+        Rules::default_for(&listeners, &[]).len()
+    );
+}
+
+#[test]
 fn the_printed_default_parses_to_the_same_decisions() {
     let (listeners, host) = own();
     let text = Rules::print_default(&listeners, &host);
@@ -1404,4 +1418,118 @@ fn the_index_finds_rules_past_its_first_chunk() {
     };
     assert_eq!(judge_name(&r, &u), NameVerdict::NeedsAddress);
     assert_eq!(origin(judge(&r, &to("192.0.2.1", 8))), "no-rule");
+}
+
+// ------------------------------------------------------------------ docs/rules.md
+
+/// The ```text blocks of docs/rules.md.
+fn doc_blocks() -> Vec<String> {
+    let doc = include_str!("../../docs/rules.md");
+    let mut blocks = Vec::new();
+    let mut rest = doc;
+    while let Some(start) = rest.find("```text\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").expect("a closed block");
+        blocks.push(body[..end].to_owned());
+        rest = &body[end + 3..];
+    }
+    blocks
+}
+
+#[test]
+fn the_documented_examples_parse_and_decide_as_described() {
+    let blocks = doc_blocks();
+    assert!(blocks.len() >= 8, "{} blocks", blocks.len());
+    for b in &blocks {
+        if b.starts_with("rules.conf:") {
+            // The block of error messages.
+            continue;
+        }
+        rules(b);
+    }
+    let find = |needle: &str| {
+        let b = blocks.iter().find(|b| b.contains(needle)).expect(needle);
+        rules(b)
+    };
+    let metadata = find("metadata.google.internal");
+    let v = judge(&metadata, &to("169.254.169.254", 80));
+    assert!(!v.is_allow() && v.log());
+    let via_name = to_name("metadata.google.internal.", 80);
+    assert!(matches!(
+        judge_name(&metadata, &via_name),
+        NameVerdict::NeedsAddress
+    ));
+    assert!(!judge(&metadata, &via_name.resolved(ip("198.51.100.1"))).is_allow());
+
+    let lists = find("user alice,bob");
+    let alice = NameRequest {
+        user: Some("alice"),
+        ..to_name("www.example.org", 443)
+    };
+    assert!(judge(&lists, &alice.resolved(ip("198.51.100.1"))).is_allow());
+    assert!(!judge(&lists, &alice.resolved(ip("10.0.0.1"))).is_allow());
+    let carol = NameRequest {
+        user: Some("carol"),
+        ..to_name("git.example.net", 22)
+    };
+    assert!(judge(&lists, &carol.resolved(ip("198.51.100.1"))).is_allow());
+    let bind = NameRequest {
+        cmd: Cmd::Bind,
+        ..carol
+    };
+    assert_eq!(
+        origin(judge(&lists, &bind.resolved(ip("198.51.100.1")))),
+        "no-rule"
+    );
+    let bot = Request {
+        user: Some("build bot"),
+        ..to("198.51.100.9", 8443)
+    };
+    assert!(judge(&lists, &bot).is_allow());
+
+    let rates = find("rate up 256K down 4M");
+    let dave = Request {
+        user: Some("dave"),
+        ..to("198.51.100.1", 443)
+    };
+    assert_eq!(
+        judge(&rates, &dave).rate(),
+        Rate {
+            total: None,
+            up: Some(256 << 10),
+            down: Some(4 << 20)
+        }
+    );
+    let net = Request {
+        client: ip("192.0.2.7"),
+        ..to("198.51.100.1", 443)
+    };
+    assert_eq!(judge(&rates, &net).rate().total, Some(10 << 20));
+    let backup = Request {
+        client: ip("192.0.2.50"),
+        ..to("203.0.113.10", 873)
+    };
+    assert!(judge(&rates, &backup).rate().is_unlimited());
+
+    let tests = find("the test suite's own targets");
+    let local = Request {
+        client: ip("127.0.0.1"),
+        ..to("127.0.0.1", 8080)
+    };
+    assert!(judge(&tests, &local).is_allow());
+    assert!(!judge(&tests, &to("127.0.0.1", 8080)).is_allow());
+    assert!(!judge(&tests, &to("169.254.169.254", 80)).is_allow());
+}
+
+#[test]
+fn the_documented_default_is_the_printed_one() {
+    let printed = Rules::print_default(
+        &["0.0.0.0:1080".parse().unwrap()],
+        &[ip("192.0.2.10"), ip("2001:db8::10")],
+    );
+    let rules_part = &printed[printed.find("\ndeny").expect("a deny") + 1..];
+    assert!(
+        doc_blocks().iter().any(|b| b == rules_part),
+        "docs/rules.md does not show:\n{rules_part}"
+    );
 }
