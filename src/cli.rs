@@ -71,6 +71,13 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --allow-open-proxy      allow running with no user on a non-loopback address
       --max-connections N     the most client connections open at once; beyond it
                               new clients are closed at once (default: no limit)
+      --max-sessions-per-user N
+                              the most requests one user may have served at once;
+                              past it a request gets X'02' (default: no limit)
+      --max-sessions-per-client N
+                              the most connections one client address may have
+                              open; past it a new one is closed at accept
+                              (default: no limit)
       --workers N             worker threads (default: the CPUs we may run on)
       --no-pin                do not pin workers to CPUs
       --handshake-timeout S   seconds from accept to the reply to CONNECT (default: 10)
@@ -499,6 +506,8 @@ fn takes_value(opt: &str) -> bool {
             | "--users-file"
             | "--max-users"
             | "--max-connections"
+            | "--max-sessions-per-user"
+            | "--max-sessions-per-client"
             | "--run-as"
             | "--max-mgmt-unauthenticated"
             | "--mgmt-login-grace"
@@ -680,6 +689,17 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                         Ok(n) if n >= 1 => Some(n),
                         _ => return err(format!("{opt}: '{v}' is not a positive number")),
                     };
+                }
+                "--max-sessions-per-user" | "--max-sessions-per-client" => {
+                    let n = match v.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                    if opt == "--max-sessions-per-user" {
+                        cfg.worker.max_sessions_per_user = Some(n);
+                    } else {
+                        cfg.worker.max_sessions_per_client = Some(n);
+                    }
                 }
                 "--max-users" => {
                     cfg.max_users = match v.parse::<usize>() {

@@ -17,6 +17,7 @@ use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::audit::{self, Audit};
 use crate::mgmt::endpoint;
 use crate::mgmt::service::Service;
+use crate::reactor::limits::SessionLimits;
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::rules::{self, Rules};
 use crate::sys;
@@ -488,6 +489,10 @@ impl Server {
             config: worker_cfg,
             open: Arc::new(AtomicUsize::new(0)),
             udp_open: Arc::new(AtomicUsize::new(0)),
+            limits: Arc::new(SessionLimits::new(
+                cfg.worker.max_sessions_per_user,
+                cfg.worker.max_sessions_per_client,
+            )),
             penalties: Arc::new(Penalties::new(cfg.penalty.clone())),
         };
 

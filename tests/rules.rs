@@ -284,3 +284,64 @@ fn a_denied_udp_datagram_is_dropped_and_counted() {
             && m.get(&M_DENIED).copied().unwrap_or(0) >= 1
     });
 }
+
+#[test]
+fn sessions_per_user_and_per_client_are_limited() {
+    let mgmt = UnixMgmt::new("limits");
+    let echo = echo_server(b"");
+    let mut args = mgmt.args();
+    args.extend(
+        [
+            "-u",
+            "bob:bob-pw",
+            "--max-sessions-per-user",
+            "2",
+            "--max-sessions-per-client",
+            "4",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = Daemon::start_as("alice", "alice-pw", &args);
+    let alice = Auth::User("alice", "alice-pw");
+    let bob = Auth::User("bob", "bob-pw");
+    // Per user: two tunnels of alice's, the third refused after log in.
+    let a1 = try_socks_connect(d.addr, alice, echo).expect("alice's first");
+    let a2 = try_socks_connect(d.addr, alice, echo).expect("alice's second");
+    assert_eq!(connect_reply(d.addr, alice, echo), 0x02, "alice's third");
+    let f = access_fields(&d.access_line("rule=default:max-sessions-per-user", SETTLE));
+    assert_eq!(f["user"], "alice");
+    // Another user has sessions of its own.
+    let b1 = try_socks_connect(d.addr, bob, echo).expect("bob's first");
+    // Per client address: 127.0.0.1 has 3 open; a 4th connection is let
+    // in, a 5th is closed at accept (before any byte is read).
+    let fourth = common::dial_proxy(d.addr);
+    let mut fifth = common::dial_proxy(d.addr);
+    let mut buf = [0u8; 1];
+    use std::io::Read;
+    let got = fifth.read(&mut buf);
+    let closed = match &got {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(
+        closed,
+        "the fifth connection from 127.0.0.1 was served: {got:?}"
+    );
+    drop((fourth, fifth));
+    mgmt.wait_metrics(SETTLE, |m| m.get(&0x87).copied().unwrap_or(0) >= 2);
+    // Closing gives a session back: once socks5d has closed alice's first
+    // tunnel (its access-log line), she may have another.
+    drop(a1);
+    d.access_line(
+        &format!("user=alice cmd=connect target={echo} connected={echo} reply=00"),
+        SETTLE,
+    );
+    assert_eq!(
+        connect_reply(d.addr, alice, echo),
+        0x00,
+        "alice's session given back"
+    );
+    drop((a2, b1));
+}

@@ -430,6 +430,7 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::MGMT_ABORTED => "mgmt_aborted_before_login",
         metric::LOG_SUPPRESSED => "access_log_lines_suppressed",
         metric::EVICTED => "handshakes_closed_at_fd_limit",
+        metric::SESSION_LIMIT => "refused_at_session_limit",
         _ => return None,
     })
 }

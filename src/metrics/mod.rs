@@ -62,6 +62,9 @@ pub struct Counters {
     pub binds: u64,
     /// Requests denied by the access rules.
     pub denied: u64,
+    /// Clients closed at accept (--max-sessions-per-client) or requests
+    /// refused (--max-sessions-per-user) for a session limit.
+    pub session_limit: u64,
 }
 
 impl Counters {
@@ -114,6 +117,7 @@ pub struct Totals {
     udp_dropped: AtomicU64,
     binds: AtomicU64,
     denied: AtomicU64,
+    session_limit: AtomicU64,
     mgmt_aborted: AtomicU64,
 }
 
@@ -155,6 +159,8 @@ pub struct Snapshot {
     pub binds: u64,
     /// Requests denied by the access rules.
     pub denied: u64,
+    /// Clients or requests refused for a session limit.
+    pub session_limit: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
     /// Management associations aborted before logging in (log-in grace
@@ -191,6 +197,7 @@ impl Totals {
             udp_dropped: AtomicU64::new(0),
             binds: AtomicU64::new(0),
             denied: AtomicU64::new(0),
+            session_limit: AtomicU64::new(0),
             mgmt_aborted: AtomicU64::new(0),
         }
     }
@@ -218,6 +225,8 @@ impl Totals {
         self.udp_dropped.fetch_add(d.udp_dropped, Ordering::Relaxed);
         self.binds.fetch_add(d.binds, Ordering::Relaxed);
         self.denied.fetch_add(d.denied, Ordering::Relaxed);
+        self.session_limit
+            .fetch_add(d.session_limit, Ordering::Relaxed);
     }
 
     /// Counts `n` management associations aborted before they logged in.
@@ -250,6 +259,7 @@ impl Totals {
             udp_dropped: self.udp_dropped.load(Ordering::Relaxed),
             binds: self.binds.load(Ordering::Relaxed),
             denied: self.denied.load(Ordering::Relaxed),
+            session_limit: self.session_limit.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
         }
@@ -416,6 +426,7 @@ mod tests {
                 udp_dropped: 11,
                 binds: 12,
                 denied: 13,
+                session_limit: 14,
             }))
             .unwrap();
         }
@@ -439,6 +450,7 @@ mod tests {
         assert_eq!(s.udp_dropped, 110);
         assert_eq!(s.binds, 120);
         assert_eq!(s.denied, 130);
+        assert_eq!(s.session_limit, 140);
         assert_eq!(s.mgmt_aborted, 0);
         totals.add_mgmt_aborted(3);
         assert_eq!(totals.snapshot().mgmt_aborted, 3);

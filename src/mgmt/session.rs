@@ -336,6 +336,7 @@ impl Session {
                     (metric::EVICTED, m.evicted),
                     (metric::MGMT_ABORTED, m.mgmt_aborted),
                     (metric::LOG_SUPPRESSED, m.log_suppressed),
+                    (metric::SESSION_LIMIT, m.session_limit),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);
                 wire::emit_metrics(&values, &mut out);

@@ -484,6 +484,10 @@ pub mod metric {
     /// X'86' (private): access-log lines of failed handshakes left out and
     /// summarised.
     pub const LOG_SUPPRESSED: u8 = 0x86;
+    /// X'87' (private): clients closed at accept past
+    /// --max-sessions-per-client, and requests refused (X'02') past
+    /// --max-sessions-per-user.
+    pub const SESSION_LIMIT: u8 = 0x87;
 }
 
 /// USER_METRICS IDs (section 3), per user. A client ignores IDs it does not

@@ -11,6 +11,7 @@
 //! ([`crate::blocking`]).
 
 pub mod arrivals;
+pub mod limits;
 pub mod pipe;
 pub mod pool;
 pub mod timer;
@@ -85,6 +86,10 @@ pub struct WorkerConfig {
     /// The address UDP ASSOCIATE replies announce (`None`: the address the
     /// control connection reached).
     pub udp_public_addr: Option<std::net::IpAddr>,
+    /// The most sessions (requests served at once) one user may have.
+    pub max_sessions_per_user: Option<u32>,
+    /// The most client connections one client address may have open.
+    pub max_sessions_per_client: Option<u32>,
 }
 
 impl Default for WorkerConfig {
@@ -102,6 +107,8 @@ impl Default for WorkerConfig {
             bind_timeout: Duration::from_secs(120),
             max_udp_associations: 4096,
             udp_public_addr: None,
+            max_sessions_per_user: None,
+            max_sessions_per_client: None,
         }
     }
 }

@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use super::arrivals::Arrivals;
+use super::limits::SessionLimits;
 use super::pipe::Ready;
 use super::pool::BufferPool;
 use super::timer::Timers;
@@ -86,6 +87,8 @@ pub struct Shared {
     pub udp_open: Arc<AtomicUsize>,
     /// Failed SOCKS authentications per source, and the penalties they earn.
     pub penalties: Arc<Penalties>,
+    /// Sessions per user and per client address.
+    pub limits: Arc<SessionLimits>,
 }
 
 /// A running worker thread.
@@ -164,6 +167,8 @@ struct Ctx {
     scratch: Box<[u8]>,
     /// UDP associations open in the whole server.
     udp_open: Arc<AtomicUsize>,
+    /// Sessions per user and per client address.
+    limits: Arc<SessionLimits>,
     /// Where datagrams are received (empty until the worker's first UDP
     /// association; one for all of them).
     datagrams: Box<[u8]>,
@@ -252,6 +257,7 @@ impl Worker {
                 spare_attempts: Vec::new(),
                 scratch: vec![0u8; HANDSHAKE_READ].into_boxed_slice(),
                 udp_open: shared.udp_open,
+                limits: shared.limits,
                 datagrams: Box::default(),
             },
         })
@@ -514,6 +520,14 @@ impl Worker {
         self.ctx.counters.closed += 1;
         if self.ctx.cfg.max_connections.is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+        if let Some(c) = &self.ctx.limits.per_client {
+            c.give_back(&s.peer.ip().to_canonical());
+        }
+        if s.conn.holds_user_session()
+            && let (Some(c), Some(user)) = (&self.ctx.limits.per_user, s.conn.user())
+        {
+            c.give_back(user);
         }
         let extra = s.extra.take();
         if let Some(extra::Extra::Udp(_)) = extra.as_deref() {

@@ -167,6 +167,16 @@ impl Worker {
                 return;
             }
         }
+        // --max-sessions-per-client: likewise, per client address.
+        if let Some(c) = &self.ctx.limits.per_client
+            && !c.take(&addr.ip().to_canonical())
+        {
+            if limited {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.ctx.counters.session_limit += 1;
+            return;
+        }
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         let registered = key < (MAX_SESSION_TOKEN >> SLOT_BITS)
@@ -185,6 +195,9 @@ impl Worker {
             // The client is dropped (closed): give its slot back.
             if limited {
                 self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+            if let Some(c) = &self.ctx.limits.per_client {
+                c.give_back(&addr.ip().to_canonical());
             }
             return;
         }

@@ -14,8 +14,10 @@ use super::Ctx;
 use super::extra::Extra;
 use crate::blocking::Answer;
 use crate::reactor::Inbound;
+use crate::reactor::limits::SessionLimits;
 use crate::reactor::pipe::{Pipe, Ready};
 use crate::rules::Rules;
+use crate::socks5::connection;
 use crate::socks5::connection::{AttemptId, Connection, Context, Outcome};
 use crate::users::{Authenticator, Role, UserTable, Verdict};
 
@@ -110,6 +112,10 @@ impl Ctx {
     pub(super) fn count(&mut self, outcome: Outcome, ip: IpAddr) {
         match outcome {
             Outcome::Rejected(_) => self.counters.connect_failed += 1,
+            Outcome::Denied(connection::USER_LIMIT) => {
+                self.counters.connect_failed += 1;
+                self.counters.session_limit += 1;
+            }
             Outcome::Denied(_) => {
                 self.counters.connect_failed += 1;
                 self.counters.denied += 1;
@@ -140,6 +146,7 @@ impl Ctx {
 pub(super) struct Gate<'a> {
     users: &'a UserTable,
     rules: &'a Rules,
+    limits: &'a SessionLimits,
     penalised: bool,
 }
 
@@ -153,6 +160,10 @@ impl Context for Gate<'_> {
             .find(user.as_bytes())
             .is_some_and(|u| u.role == Role::Admin)
     }
+
+    fn take_user_session(&self, user: &Arc<str>) -> bool {
+        self.limits.per_user.as_ref().is_none_or(|c| c.take(user))
+    }
 }
 
 impl Ctx {
@@ -162,6 +173,7 @@ impl Ctx {
             penalised: self.penalties.is_penalised(ip, self.now),
             users: self.users.table(),
             rules: self.rules.current(),
+            limits: &self.limits,
         }
     }
 }

@@ -146,6 +146,14 @@ impl Connection {
             }
         };
         self.command = Some(req.command);
+        if matches!(req.command, Command::Unknown(_)) {
+            self.fail(now, Reply::CommandNotSupported);
+            return Some(n);
+        }
+        if !self.admit_user(now, ctx) {
+            self.target = Some(req.target);
+            return Some(n);
+        }
         match req.command {
             Command::Connect | Command::Bind => self.request(now, req.target, ctx),
             Command::UdpAssociate => self.associate(req.target),

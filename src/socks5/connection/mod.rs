@@ -44,7 +44,18 @@ pub trait Context: Authenticator {
     fn rules(&self) -> &Rules;
     /// Whether `user` is an administrator (`user @admins` in the rules).
     fn is_admin(&self, user: &str) -> bool;
+    /// Takes one of `user`'s sessions (`--max-sessions-per-user`); false
+    /// when the user has as many as allowed. The driver gives it back when
+    /// the connection closes ([`Connection::holds_user_session`]).
+    fn take_user_session(&self, user: &Arc<str>) -> bool {
+        let _ = user;
+        true
+    }
 }
+
+/// Why a request of a user with as many sessions as allowed is refused
+/// (X'02', like a rule's denial; the access log says `rule=default:...`).
+pub const USER_LIMIT: Origin = Origin::Default("max-sessions-per-user");
 
 /// Timeouts and limits every connection of a worker shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,6 +329,8 @@ pub struct Connection {
     allowed_by_name: bool,
     /// The rule that decided the request, and whether it asked for a log line.
     rule: Option<(Origin, bool)>,
+    /// One of the user's sessions is taken (see `Context::take_user_session`).
+    user_session: bool,
     target: Option<TargetAddr>,
     connected: Option<SocketAddr>,
     /// A BIND's listening socket is open with the driver.
@@ -335,6 +348,7 @@ impl Connection {
             client: client.to_canonical(),
             allowed_by_name: false,
             rule: None,
+            user_session: false,
             state: State::Greeting,
             deadline: now + config.handshake_timeout,
             config,
@@ -368,6 +382,12 @@ impl Connection {
     /// CMD of the request, once it came.
     pub fn command(&self) -> Option<Command> {
         self.command
+    }
+
+    /// Whether one of the user's sessions is taken, to give back when the
+    /// connection closes.
+    pub fn holds_user_session(&self) -> bool {
+        self.user_session
     }
 
     /// The rule that allowed or denied the request, once the rules judged
@@ -893,6 +913,20 @@ impl Connection {
             Some(addr) => self.connect(now, &[addr]),
             None => self.state = State::Resolving { ask: true },
         }
+    }
+
+    /// Takes one of the user's sessions for the request; past the user's
+    /// limit, refuses it (X'02') and returns false.
+    pub(super) fn admit_user(&mut self, now: Instant, ctx: &dyn Context) -> bool {
+        if let Some(user) = &self.user {
+            if !ctx.take_user_session(user) {
+                self.rule = Some((USER_LIMIT, false));
+                self.deny(now, USER_LIMIT);
+                return false;
+            }
+            self.user_session = true;
+        }
+        true
     }
 
     /// The command as the rules name it.
