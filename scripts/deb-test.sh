@@ -72,7 +72,7 @@ fetch() {
         "http://127.0.0.1:$http_port/" 2>&1
 }
 # The packaged defaults: the safe default rules deny a loopback target.
-start_packaged "$work/stderr.default"
+start_packaged "$work/stderr.default" --mgmt-unix "$work/mgmt0.sock"
 step "packaged socks5d listens on loopback" test -n "$port"
 fetch >/dev/null
 # The line is written when the refused connection closes: wait for it.

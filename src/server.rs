@@ -489,6 +489,7 @@ impl Server {
             config: worker_cfg,
             open: Arc::new(AtomicUsize::new(0)),
             udp_open: Arc::new(AtomicUsize::new(0)),
+            rates: Arc::default(),
             limits: Arc::new(SessionLimits::new(
                 cfg.worker.max_sessions_per_user,
                 cfg.worker.max_sessions_per_client,

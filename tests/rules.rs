@@ -345,3 +345,93 @@ fn sessions_per_user_and_per_client_are_limited() {
     );
     drop((a2, b1));
 }
+
+/// A target that sends `n` bytes to each connection, then closes.
+fn source_of(n: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a source");
+    let addr = l.local_addr().expect("its address");
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            thread::spawn(move || {
+                use std::io::Write;
+                let mut c = c;
+                let chunk = vec![0x5au8; 16 * 1024];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(chunk.len());
+                    if c.write_all(&chunk[..k]).is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_rate_limit_is_shared_by_the_users_tunnels() {
+    use std::io::Read;
+    use std::time::Instant;
+    let dir = temp_path("rules-rate");
+    fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rate.rules");
+    // 256 KiB/s for alice's tunnels together; bob has no limit.
+    write_rules(&rules, "allow user alice rate 256K\nallow\n");
+    const N: usize = 512 * 1024;
+    let source = source_of(N);
+    let d = Daemon::start(&[
+        "-l",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-u",
+        "alice:alice-pw",
+        "-u",
+        "bob:bob-pw",
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    let proxy = d.addr;
+    let fetch = move |auth: Auth<'static>| {
+        thread::spawn(move || {
+            let mut s = try_socks_connect(proxy, auth, source).expect("a tunnel");
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut got = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return got,
+                    Ok(n) => got += n,
+                    Err(e) => panic!("after {got} bytes: {e}"),
+                }
+            }
+        })
+    };
+    // Two tunnels of alice's at once: 1 MiB at 256 KiB/s together, less the
+    // buckets' start (a quarter of a second's worth): at least 3.75 s. A
+    // limit per tunnel instead of per user would take half that.
+    let t0 = Instant::now();
+    let a = fetch(Auth::User("alice", "alice-pw"));
+    let b = fetch(Auth::User("alice", "alice-pw"));
+    assert_eq!(a.join().unwrap() + b.join().unwrap(), 2 * N);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(3_500),
+        "alice's 1 MiB took {took:?}: faster than her 256 KiB/s"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "alice's 1 MiB took {took:?}"
+    );
+    // Bob's download is not limited (and not slowed by alice's).
+    let t1 = Instant::now();
+    assert_eq!(fetch(Auth::User("bob", "bob-pw")).join().unwrap(), N);
+    assert!(
+        t1.elapsed() < Duration::from_millis(1_500),
+        "bob's unlimited 512 KiB took {:?}",
+        t1.elapsed()
+    );
+    let _ = fs::remove_dir_all(dir);
+}

@@ -14,6 +14,7 @@ pub mod arrivals;
 pub mod limits;
 pub mod pipe;
 pub mod pool;
+pub mod rate;
 pub mod timer;
 mod worker;
 

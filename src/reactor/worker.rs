@@ -30,6 +30,7 @@ use super::arrivals::Arrivals;
 use super::limits::SessionLimits;
 use super::pipe::Ready;
 use super::pool::BufferPool;
+use super::rate::Rates;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::blocking::Pool;
@@ -89,6 +90,8 @@ pub struct Shared {
     pub penalties: Arc<Penalties>,
     /// Sessions per user and per client address.
     pub limits: Arc<SessionLimits>,
+    /// The buckets of rate-limited tunnels.
+    pub rates: Arc<Rates>,
 }
 
 /// A running worker thread.
@@ -169,6 +172,8 @@ struct Ctx {
     udp_open: Arc<AtomicUsize>,
     /// Sessions per user and per client address.
     limits: Arc<SessionLimits>,
+    /// The buckets of rate-limited tunnels.
+    rates: Arc<Rates>,
     /// Where datagrams are received (empty until the worker's first UDP
     /// association; one for all of them).
     datagrams: Box<[u8]>,
@@ -258,6 +263,7 @@ impl Worker {
                 scratch: vec![0u8; HANDSHAKE_READ].into_boxed_slice(),
                 udp_open: shared.udp_open,
                 limits: shared.limits,
+                rates: shared.rates,
                 datagrams: Box::default(),
             },
         })

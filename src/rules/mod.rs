@@ -74,7 +74,7 @@ impl Rate {
 }
 
 /// Where a verdict came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// A line of the rules file (the file's name is [`Rules::file`]).
     File {

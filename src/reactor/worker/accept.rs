@@ -228,6 +228,7 @@ impl Worker {
             // The wall clock is read only for the access log.
             logged_start: self.ctx.cfg.access_log.then(SystemTime::now),
             extra: None,
+            limit: None,
         });
         let sessions = &self.sessions;
         self.arrivals

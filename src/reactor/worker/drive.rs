@@ -152,6 +152,18 @@ pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Ne
                 let _ = won.socket.set_nodelay(true);
                 s.tready = won.ready;
                 s.target = Some((via, won.socket));
+                if let Some(rate) = s.conn.rate()
+                    && let Some((origin, _)) = s.conn.rule()
+                {
+                    // Shared by the user's tunnels (without a user, the
+                    // client address's) that this rule allowed.
+                    let who = match s.conn.user() {
+                        Some(u) => u.to_string(),
+                        None => s.peer.ip().to_canonical().to_string(),
+                    };
+                    let limiter = ctx.rates.limiter(&who, origin, *rate, ctx.now);
+                    s.limit = Some(Box::new(limiter));
+                }
                 if !early_data.is_empty() {
                     // Sent right behind the request: relayed, not lost.
                     s.up.push_payload(&early_data, &mut ctx.pool)?;
@@ -284,25 +296,58 @@ fn relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     let Some((_, t)) = s.target.as_mut() else {
         return Ok(Next::Close);
     };
+    let now = ctx.now;
+    // A tunnel under a rate limit reads no more than its buckets grant,
+    // asked for one direction at a time, right before it reads, and what it
+    // did not read is given back at once.
+    let limit = s.limit.as_deref();
+    let grant = |dir| limit.map_or(RELAY_BUDGET, |l| l.grant(dir, now, RELAY_BUDGET));
     let before = s.up.delivered() + s.down.delivered();
-    let up = s.up.pump(
+    let mut read = 0;
+    let up_grant = grant(Direction::Up);
+    let mut up = s.up.pump(
         &mut s.client,
         &mut s.cready,
         t,
         &mut s.tready,
         &mut ctx.pool,
-        RELAY_BUDGET,
+        up_grant,
         &mut ctx.counters.bytes_up,
+        &mut read,
     )?;
-    let down = s.down.pump(
+    if let Some(l) = limit {
+        l.give_back(Direction::Up, up_grant - read);
+    }
+    let down_grant = grant(Direction::Down);
+    let mut down = s.down.pump(
         t,
         &mut s.tready,
         &mut s.client,
         &mut s.cready,
         &mut ctx.pool,
-        RELAY_BUDGET,
+        down_grant,
         &mut ctx.counters.bytes_down,
+        &mut read,
     )?;
+    if let Some(l) = limit {
+        l.give_back(Direction::Down, down_grant - read);
+        // Out of tokens with bytes waiting: sleep until the buckets refill
+        // (a timer, not the run-again list).
+        let mut wake: Option<std::time::Instant> = None;
+        for (pump, granted, dir) in [
+            (&mut up, up_grant, Direction::Up),
+            (&mut down, down_grant, Direction::Down),
+        ] {
+            if *pump == Pump::Budget && granted < RELAY_BUDGET {
+                *pump = Pump::Blocked;
+                let at = now + l.wait(dir, now);
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        if let Some(at) = wake {
+            s.conn.handle_throttled(now, at);
+        }
+    }
     if s.up.delivered() + s.down.delivered() != before {
         s.conn.handle_relayed(ctx.now);
     }

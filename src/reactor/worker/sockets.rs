@@ -16,6 +16,7 @@ use crate::blocking::Answer;
 use crate::reactor::Inbound;
 use crate::reactor::limits::SessionLimits;
 use crate::reactor::pipe::{Pipe, Ready};
+use crate::reactor::rate::Limiter;
 use crate::rules::Rules;
 use crate::socks5::connection;
 use crate::socks5::connection::{AttemptId, Connection, Context, Outcome};
@@ -47,6 +48,8 @@ pub(super) struct Sockets {
     /// BIND's listener or UDP ASSOCIATE's relay (none for CONNECT: an open
     /// tunnel pays one pointer for them).
     pub(super) extra: Option<Box<Extra>>,
+    /// The rate limits of the rule that allowed the tunnel, if any.
+    pub(super) limit: Option<Box<Limiter>>,
 }
 
 #[derive(Debug)]

@@ -30,7 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::rules::{self, Cmd, NameRequest, NameVerdict, Origin, Rules, Verdict};
+use crate::rules::{self, Cmd, NameRequest, NameVerdict, Origin, Rate, Rules, Verdict};
 use crate::socks5::reply_for_error;
 use crate::socks5::wire::{self, Command, Reply, TargetAddr};
 use crate::users::{Authenticator, Credentials};
@@ -281,6 +281,9 @@ enum State {
         relay: Option<AttemptId>,
         up: End,
         down: End,
+        /// The driver stopped reading for the tunnel's rate limit until the
+        /// deadline.
+        throttled: bool,
     },
     /// UDP ASSOCIATE: the driver is opening the relay socket (`ask` until
     /// it has been told).
@@ -331,6 +334,9 @@ pub struct Connection {
     rule: Option<(Origin, bool)>,
     /// One of the user's sessions is taken (see `Context::take_user_session`).
     user_session: bool,
+    /// The rate limits of the rule that allowed the request (boxed: most
+    /// tunnels have none).
+    rate: Option<Box<Rate>>,
     target: Option<TargetAddr>,
     connected: Option<SocketAddr>,
     /// A BIND's listening socket is open with the driver.
@@ -349,6 +355,7 @@ impl Connection {
             allowed_by_name: false,
             rule: None,
             user_session: false,
+            rate: None,
             state: State::Greeting,
             deadline: now + config.handshake_timeout,
             config,
@@ -382,6 +389,11 @@ impl Connection {
     /// CMD of the request, once it came.
     pub fn command(&self) -> Option<Command> {
         self.command
+    }
+
+    /// The rate limits of the rule that allowed the request, if it set any.
+    pub fn rate(&self) -> Option<&Rate> {
+        self.rate.as_deref()
     }
 
     /// Whether one of the user's sessions is taken, to give back when the
@@ -551,7 +563,19 @@ impl Connection {
                 Some(t) => t.min(self.deadline),
                 None => self.deadline,
             }),
-            State::Established { last_active, .. } | State::Associated { last_active } => {
+            State::Established {
+                last_active,
+                throttled,
+                ..
+            } => {
+                let idle = self.config.idle_timeout.map(|idle| *last_active + idle);
+                match (idle, *throttled) {
+                    (Some(i), true) => Some(i.min(self.deadline)),
+                    (None, true) => Some(self.deadline),
+                    (i, false) => i,
+                }
+            }
+            State::Associated { last_active } => {
                 self.config.idle_timeout.map(|idle| *last_active + idle)
             }
             State::Closed => return None,
@@ -663,6 +687,7 @@ impl Connection {
             relay: Some(id),
             up: End::Open,
             down: End::Open,
+            throttled: false,
         };
     }
 
@@ -685,6 +710,18 @@ impl Connection {
             &mut self.state
         {
             *last_active = now;
+        }
+    }
+
+    /// The driver stopped reading for the tunnel's rate limit: wake it at
+    /// `until` (through `poll_timeout`) to read again.
+    pub fn handle_throttled(&mut self, now: Instant, until: Instant) {
+        let _ = now;
+        if let State::Established { throttled, .. } = &mut self.state {
+            if !*throttled || until < self.deadline {
+                self.deadline = until;
+            }
+            *throttled = true;
         }
     }
 
@@ -744,6 +781,7 @@ impl Connection {
             relay: Some(AttemptId::INBOUND),
             up: End::Open,
             down: End::Open,
+            throttled: false,
         };
     }
 
@@ -840,9 +878,22 @@ impl Connection {
                     self.fail(now, reply);
                 }
             }
-            State::Established { last_active, .. } | State::Associated { last_active } => {
+            State::Established { .. } | State::Associated { .. } => {
+                if let State::Established { throttled, .. } = &mut self.state
+                    && *throttled
+                    && now >= self.deadline
+                {
+                    // The driver reads again (it steps after a timeout).
+                    *throttled = false;
+                }
+                let last_active = match &self.state {
+                    State::Established { last_active, .. } | State::Associated { last_active } => {
+                        *last_active
+                    }
+                    _ => return,
+                };
                 if let Some(idle) = self.config.idle_timeout
-                    && now >= *last_active + idle
+                    && now >= last_active + idle
                 {
                     self.close();
                 }
@@ -907,6 +958,7 @@ impl Connection {
             if !v.is_allow() {
                 return self.deny(now, v.origin());
             }
+            self.keep_rate(v);
         }
         match addr {
             Some(addr) if self.command == Some(Command::Bind) => self.listen(now, addr),
@@ -966,16 +1018,21 @@ impl Connection {
         };
         let mut first_denial = None;
         let mut first_allow = None;
+        let mut first_verdict = None;
         addrs.retain(|a| {
             let v = self.judge(ctx, name, *a);
             if v.is_allow() {
                 first_allow.get_or_insert((v.origin(), v.log()));
+                first_verdict.get_or_insert(v);
                 true
             } else {
                 first_denial.get_or_insert((v.origin(), v.log()));
                 false
             }
         });
+        if let Some(v) = first_verdict {
+            self.keep_rate(v);
+        }
         match first_allow {
             Some(rule) => {
                 self.rule = Some(rule);
@@ -986,6 +1043,14 @@ impl Connection {
                 self.rule = Some((origin, log));
                 Err(origin)
             }
+        }
+    }
+
+    /// Keeps an allowing rule's rate limits, if it sets any.
+    fn keep_rate(&mut self, v: Verdict) {
+        let rate = v.rate();
+        if !rate.is_unlimited() {
+            self.rate = Some(Box::new(rate));
         }
     }
 
