@@ -856,6 +856,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_options_of_top() {
+        let a = parse(&["top"], &[]).unwrap();
+        assert_eq!(a.top, top::Options::default());
+        let a = parse(
+            &["top", "--interval", "2.5", "--once", "--users=3"],
+            &[("SOCKS5DCTL_UNIX", "/s")],
+        )
+        .unwrap();
+        assert_eq!(a.command, "top");
+        assert!(a.rest.is_empty());
+        assert_eq!(
+            a.top,
+            top::Options {
+                interval: Duration::from_millis(2500),
+                once: true,
+                users: 3
+            }
+        );
+        // Before the command as well as after it.
+        assert!(parse(&["--once", "top"], &[]).unwrap().top.once);
+        for (argv, says) in [
+            (&["metrics", "--once"][..], "--once goes with top only"),
+            (
+                &["users", "--interval", "2"],
+                "--interval goes with top only",
+            ),
+            (&["top", "--interval", "0"], "--interval: '0' is not"),
+            (&["top", "--users", "-1"], "--users: '-1' is not"),
+            (&["top", "--once=1"], "unknown option"),
+            (&["top", "--json", "--once"], "top has no --json"),
+        ] {
+            let e = parse(argv, &[]).unwrap_err();
+            assert!(e.contains(says), "{argv:?}: {e}");
+        }
+    }
+
     /// The same explanation as the server's, for both errno values a
     /// kernel without SCTP gives, and the way in without SCTP.
     #[test]
