@@ -358,3 +358,33 @@ fn interactive_follows_the_window_and_stops_on_sigint() {
     let st = wait_exit(&mut child, &mut pty);
     assert_left_cleanly(st, &pty, &before);
 }
+
+/// The server going away ends the view with exit 3, and the terminal is
+/// given back before the error is printed on it.
+#[test]
+fn interactive_restores_the_terminal_when_the_server_goes_away() {
+    let mgmt = UnixMgmt::new("top-pty-gone");
+    let mut d = daemon(&mgmt);
+    let mut pty = Pty::open(24, 100);
+    let before = pty.settings();
+    let mut child = top_on(&pty, &mgmt, &["--interval", "0.2"]);
+    pty.wait_for(0, "top 3 of 3 users", CTL_TIMEOUT);
+    d.kill();
+    let st = wait_exit(&mut child, &mut pty);
+    assert_eq!(
+        st.code(),
+        Some(3),
+        "{st:?}; the terminal shows:\n{}",
+        pty.text()
+    );
+    let out = pty.output();
+    let left = find(out, LEAVE).expect("the alternate screen left");
+    let after = String::from_utf8_lossy(&out[left + LEAVE.len()..]).into_owned();
+    assert!(
+        after.starts_with("socks5dctl: ") && after.ends_with("\r\n") && !after.contains('\x1b'),
+        "one error line after the screen was left: {after:?}"
+    );
+    let now = pty.settings();
+    assert_eq!(now.local_flags, before.local_flags);
+    assert_eq!(now.input_flags, before.input_flags);
+}

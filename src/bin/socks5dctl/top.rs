@@ -303,8 +303,9 @@ fn interval_text(d: Duration) -> String {
 
 /// One frame: the server's counters and the users' table, from `cur` and,
 /// for the rates, `prev`. `size` (rows, columns) is the terminal's: the
-/// table is cut to the rows left and every line to the columns; `None`
-/// (`--once`) cuts nothing.
+/// frame is cut to its rows (the table first) and every line to its
+/// columns; `None` (`--once`, or a terminal that does not know its size)
+/// cuts nothing. The interactive view's first line names the quit key.
 fn frame(
     prev: Option<&Sample>,
     cur: &Sample,
@@ -318,7 +319,7 @@ fn frame(
         None => "socks5d".to_owned(),
     };
     first.push_str(&format!(", every {}", interval_text(opts.interval)));
-    if size.is_some() {
+    if !opts.once {
         first.push_str("; q to quit");
     }
     lines.push(first);
@@ -375,7 +376,8 @@ fn frame(
     if opts.users > 0 && room > 0 {
         lines.extend(table(&rows, shown));
     }
-    if let Some((_, cols)) = size {
+    if let Some((rows, cols)) = size {
+        lines.truncate(usize::from(rows));
         for l in &mut lines {
             if let Some((cut, _)) = l.char_indices().nth(usize::from(cols)) {
                 l.truncate(cut);
@@ -500,7 +502,12 @@ fn interactive(client: &Client, opts: &Options) -> Result<(), Failure> {
     let mut prev: Option<Sample> = None;
     let mut cur = sample(client)?;
     let mut screen = Screen::enter().map_err(terminal)?;
-    let size = || window_size(io::stdout().as_fd()).ok();
+    // A terminal that does not know its size says 0 by 0.
+    let size = || {
+        window_size(io::stdout().as_fd())
+            .ok()
+            .filter(|(rows, cols)| *rows > 0 && *cols > 0)
+    };
     screen
         .draw(&frame(None, &cur, opts, size()))
         .map_err(terminal)?;
@@ -643,7 +650,10 @@ mod tests {
     #[test]
     fn a_frame_of_two_samples() {
         let (a, b) = samples();
-        let opts = Options::default();
+        let opts = Options {
+            once: true,
+            ..Options::default()
+        };
         let got = frame(Some(&a), &b, &opts, None).join("\n");
         let want = "\
 socks5d up 1d 01:01:01, every 1 s
@@ -672,6 +682,7 @@ carol        0   0.0/s        0 B/s        0 B/s        0 B         0       0";
         }
         let opts = Options {
             users: 1,
+            once: true,
             ..Options::default()
         };
         let got = frame(None, &a, &opts, None);
@@ -698,13 +709,17 @@ carol        0   0.0/s        0 B/s        0 B/s        0 B         0       0";
         assert_eq!(got[0], "socks5d up 1d 01:01:01, every 1 s; q to ");
         assert!(got[9].starts_with("alice "), "{got:?}");
         assert!(got[10].starts_with("dave?[2J "), "{got:?}");
-        let tiny = frame(Some(&a), &b, &opts, Some((5, 80)));
-        assert_eq!(tiny.len(), HEADER_LINES, "no room for a table: {tiny:?}");
+        let small = frame(Some(&a), &b, &opts, Some((9, 80)));
+        assert_eq!(small.len(), HEADER_LINES, "no room for a table: {small:?}");
+        let tiny = frame(Some(&a), &b, &opts, Some((3, 80)));
+        assert_eq!(tiny, small[..3], "the rows there are");
         let none = Options {
             users: 0,
             ..Options::default()
         };
-        assert_eq!(frame(Some(&a), &b, &none, None).len(), HEADER_LINES);
+        let got = frame(Some(&a), &b, &none, None);
+        assert_eq!(got.len(), HEADER_LINES);
+        assert!(got[0].ends_with(", every 1 s; q to quit"), "{got:?}");
     }
 
     /// Counters that went down (the server restarted between samples) give
