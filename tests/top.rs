@@ -144,15 +144,16 @@ fn once_prints_the_counters_of_the_traffic() {
         "{}",
         c.stdout
     );
-    // The server sends no per-user values yet (USER_METRICS with N = 0):
-    // every user is there, with zeros, in name order.
+    // Every user, no rates, so by bytes in all: alice's 3 closed tunnels
+    // (12 KiB both ways, her wrong password), bob's 2 open ones, root's
+    // nothing.
     assert_eq!(
         lines[7..],
         [
             "top 3 of 3 users by throughput (then bytes in all)",
             "USER   OPEN     NEW           UP         DOWN      TOTAL AUTH FAIL  DENIED",
-            "alice     0   0.0/s        0 B/s        0 B/s        0 B         0       0",
-            "bob       0   0.0/s        0 B/s        0 B/s        0 B         0       0",
+            "alice     0   0.0/s        0 B/s        0 B/s   12.0 KiB         1       0",
+            "bob       2   0.0/s        0 B/s        0 B/s    4.0 KiB         0       0",
             "root      0   0.0/s        0 B/s        0 B/s        0 B         0       0",
         ],
         "{}",
@@ -181,8 +182,10 @@ fn number_after(line: &str, label: &str, unit: &str) -> f64 {
         .unwrap_or_else(|e| panic!("a number in {line:?}: {e}"))
 }
 
-/// Tunnels opened and closed all through the interval: the frame's new
-/// connections per second and bytes per second are above zero.
+/// Tunnels of alice opened and closed all through the interval: the
+/// frame's new connections per second and bytes per second are above zero,
+/// and alice is the busiest user, her sessions and bytes per second above
+/// zero too.
 #[test]
 fn once_shows_rates_of_traffic_during_the_interval() {
     let mgmt = UnixMgmt::new("top-rates");
@@ -213,6 +216,21 @@ fn once_shows_rates_of_traffic_during_the_interval() {
     assert!(
         !lines[2].starts_with("throughput   up 0 B/s  down 0 B/s"),
         "{}",
+        c.stdout
+    );
+    // USER OPEN NEW UP-NUMBER UP-UNIT DOWN-NUMBER DOWN-UNIT ...
+    let alice: Vec<&str> = lines[9].split_whitespace().collect();
+    assert_eq!(alice[0], "alice", "the busiest user first: {}", c.stdout);
+    let rate = |i: usize| -> f64 {
+        alice[i]
+            .trim_end_matches("/s")
+            .parse()
+            .unwrap_or_else(|e| panic!("{:?}: {e}", alice[i]))
+    };
+    assert!(rate(2) > 0.0, "sessions per second: {}", c.stdout);
+    assert!(
+        rate(3) > 0.0 && rate(5) > 0.0,
+        "bytes per second: {}",
         c.stdout
     );
 }
