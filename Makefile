@@ -13,9 +13,16 @@ TEST_LOG   := target/test.log
 # What the tests run, as command-or-path:debian-package. SCTP tests run in
 # User-Mode Linux (scripts/uml-run.sh): these machines' kernels lack SCTP.
 # python3 runs the independent client of tests/mgmt_unix_client.py.
+# UDP ASSOCIATE and BIND with third-party clients (tests/udp_bind_clients.rs):
+# PySocks and pyftpdlib under Debian's /usr/bin/python3, Dante's socksify
+# around drill and curl. PyYAML reads contrib/prometheus.yml (tests/monitoring.rs).
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
-              ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd python3:python3
+              ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd python3:python3 \
+              /usr/bin/python3:python3 /usr/lib/python3/dist-packages/socks.py:python3-socks \
+              /usr/lib/python3/dist-packages/pyftpdlib:python3-pyftpdlib \
+              socksify:dante-client drill:ldnsutils \
+              /usr/lib/python3/dist-packages/yaml:python3-yaml
 
 .PHONY: all build build-small run test lint clean cargo deps c-tests install
 
@@ -120,7 +127,8 @@ clean:
 #   make bench         the full comparison (under 15 minutes)
 #   make bench-quick   every scenario, briefly (under 2 minutes)
 # BENCH_PEERS picks the peers; BENCH_FLAGS adds options of `loadgen compare`
-# (e.g. BENCH_FLAGS='--rounds 5'; see target/release/examples/loadgen --help).
+# (e.g. BENCH_FLAGS='--rounds 5', or '--cases udp' for the UDP cases alone;
+# see target/release/examples/loadgen --help).
 BENCH_PEERS ?= direct,socks5d,microsocks,dante,dante-noauth
 BENCH_FLAGS ?=
 LOADGEN     := target/release/examples/loadgen
@@ -168,7 +176,8 @@ bench-smoke:
 # fuzz/target/corpus/<t>, and copy DIR back.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := socks5_greeting socks5_auth socks5_request socks5_handshake \
-                socks5_udp mgmt_login mgmt_request mgmt_response mgmt_session
+                socks5_udp mgmt_login mgmt_request mgmt_response mgmt_session \
+                rules_parse
 FUZZ         := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 
 .PHONY: fuzz fuzz-corpus fuzz-tool

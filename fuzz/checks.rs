@@ -12,7 +12,9 @@
 //! last byte arrives, and more bytes never change a final answer) and that
 //! `emit` writes back the bytes `parse` read. The session targets and the UDP
 //! association read their input as a script; its layout is documented on
-//! `socks5_handshake`, `socks5_udp` and `mgmt_session`.
+//! `socks5_handshake`, `socks5_udp` and `mgmt_session`. `rules_parse` reads its
+//! input as a rules file and checks the compiled rules against the
+//! rule-by-rule walk.
 
 // Each fuzz target uses one of these functions; the test uses them all.
 #![allow(dead_code)]
@@ -32,7 +34,10 @@ use socks5d::mgmt::wire::{
     self as mgmt, Command as MgmtCommand, Login, LoginStatus, MAX_LIST, MAX_REQUEST, MAX_RESPONSE,
     Request as MgmtRequest, Response, Status as MgmtStatus, UserMetrics, metric,
 };
-use socks5d::socks5::connection::{Action as SocksAction, Config, Connection, Outcome, Reading};
+use socks5d::rules::{self, NameRequest, NameVerdict, Rules};
+use socks5d::socks5::connection::{
+    Action as SocksAction, Config, Connection, Context, Outcome, Reading,
+};
 use socks5d::socks5::reply_for_error;
 use socks5d::socks5::udp::{self, Association, Dest, Drop as UdpDrop, Header, Limits, Route};
 use socks5d::socks5::wire::{
@@ -58,6 +63,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("mgmt_request", mgmt_request),
     ("mgmt_response", mgmt_response),
     ("mgmt_session", mgmt_session),
+    ("rules_parse", rules_parse),
 ];
 
 // ------------------------------------------------------------ SOCKS5 wire
@@ -211,6 +217,21 @@ struct Users {
     requires_auth: bool,
 }
 
+impl Context for Users {
+    fn rules(&self) -> &Rules {
+        static ALLOW: std::sync::OnceLock<Rules> = std::sync::OnceLock::new();
+        ALLOW.get_or_init(|| Rules::parse("fuzz", "allow").expect("a valid rules file"))
+    }
+
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+
+    fn client(&self) -> std::net::IpAddr {
+        std::net::IpAddr::from([198, 51, 100, 1])
+    }
+}
+
 impl Authenticator for Users {
     fn requires_auth(&self) -> bool {
         self.requires_auth
@@ -278,7 +299,10 @@ struct Transcript {
     /// what had been read, is early data for the target).
     consumed: Option<usize>,
     user: Option<Arc<str>>,
+    /// The request succeeded: a tunnel, a BIND's peer or a UDP association.
     established: bool,
+    /// A BIND's peer, which connected at once (its second reply names it).
+    bind_peer: Option<SocketAddr>,
 }
 
 /// Drives one connection over `input` cut at `cuts` (ascending), one chunk
@@ -294,8 +318,11 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
         let chunk = &input[fed..end];
         fed = end;
         if ended {
-            // After the request or a refusal, nothing more is read.
-            assert_ne!(conn.reading(), Reading::Handshake, "still reading");
+            // After the request or a refusal, nothing more is read (a UDP
+            // association's control bytes are read and dropped).
+            if conn.command() != Some(Command::UdpAssociate) {
+                assert_ne!(conn.reading(), Reading::Handshake, "still reading");
+            }
             conn.handle_input(now, chunk, users);
             assert!(conn.poll_transmit().is_none(), "sent after the end");
             assert_eq!(conn.poll_action(), None, "acted after the end");
@@ -312,7 +339,7 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
                 SocksAction::Verify(creds) => {
                     let answer = users.verify(&creds.username, &creds.password);
                     t.events.push(Event::Verify(creds));
-                    conn.handle_verified(now, answer);
+                    conn.handle_verified(now, answer, users);
                 }
                 SocksAction::Decided(o) if answered => {
                     // The answer to the connection attempt, not a refusal.
@@ -332,7 +359,7 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
                     let target = conn.target().cloned().expect("a request has a target");
                     assert!(matches!(target, TargetAddr::Domain(..)), "{target:?}");
                     t.events.push(Event::Connect(target));
-                    conn.handle_resolved(now, Ok(vec![reactor.resolved(port)]));
+                    conn.handle_resolved(now, Ok(vec![reactor.resolved(port)]), users);
                 }
                 SocksAction::Connect { id, addr } => {
                     // Resolved just now, or an IP address (or literal).
@@ -354,12 +381,42 @@ fn drive(input: &[u8], cuts: &[usize], users: &Users, reactor: Reactor) -> Trans
                 SocksAction::Relay { early_data, .. } => {
                     t.consumed = Some(fed - early_data.len());
                 }
+                SocksAction::Associate => {
+                    let target = conn.target().cloned().expect("a request has a target");
+                    t.events.push(Event::Connect(target));
+                    ended = true;
+                    answered = true;
+                    let result = if reactor.connects {
+                        Ok(reactor.bound)
+                    } else {
+                        Err(reactor.failure_reply())
+                    };
+                    conn.handle_associated(now, result);
+                }
+                SocksAction::Listen { peer } => {
+                    // As for Connect: resolved just now, or an IP address.
+                    if !matches!(t.events.last(), Some(Event::Connect(_))) {
+                        let target = conn.target().cloned().expect("a request has a target");
+                        t.events.push(Event::Connect(target));
+                    }
+                    ended = true;
+                    answered = true;
+                    if reactor.connects {
+                        // The expected peer connects at once: two replies.
+                        conn.handle_listening(now, Ok(reactor.bound));
+                        conn.handle_incoming(now, peer);
+                        t.bind_peer = Some(peer);
+                    } else {
+                        conn.handle_listening(now, Err(io::Error::from(reactor.failure)));
+                    }
+                }
+                SocksAction::StopListening => {}
                 other => panic!("{other:?} during a handshake"),
             }
         }
     }
     t.user = conn.user().cloned();
-    t.established = conn.reading() == Reading::Relay;
+    t.established = conn.outcome() == Some(Outcome::Succeeded);
     t
 }
 
@@ -430,6 +487,19 @@ fn check_server_side(t: &Transcript, users: &Users, reactor: Reactor) {
     }
     match ReplyMessage::parse(s) {
         Ok(Status::Complete(reply, n)) => {
+            if let Some(peer) = t.bind_peer {
+                // BIND's second reply follows the first.
+                let second = ReplyMessage::parse(&s[n..]);
+                let Ok(Status::Complete(second, m)) = second else {
+                    panic!("no second BIND reply: {second:?} in {t:?}");
+                };
+                assert_eq!(n + m, s.len(), "bytes after the replies: {t:?}");
+                assert_eq!(second.reply, Reply::Succeeded);
+                assert_eq!(second.bound, TargetAddr::Ip(peer));
+                assert!(t.established);
+                assert_eq!(reply.bound, TargetAddr::Ip(reactor.bound));
+                return;
+            }
             assert_eq!(n, s.len(), "bytes after the reply: {t:?}");
             assert_eq!(reply.reply == Reply::Succeeded, t.established);
             if t.established {
@@ -1515,4 +1585,158 @@ fn handed(
         }
     }
     Ok(())
+}
+
+// ----------------------------------------------------------- access rules
+
+/// A small deterministic generator (xorshift64*) seeded from the input.
+struct Rng(u64);
+
+impl Rng {
+    fn of(data: &[u8]) -> Rng {
+        let seed = data.iter().fold(0x9e37_79b9_7f4a_7c15u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Rng(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+        &from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+/// The values a file's words suggest, for requests that meet its rules:
+/// addresses (each block's first address, and its neighbours), names (as
+/// written, in another case, as a subdomain, with a trailing dot), users and
+/// ports (and their neighbours), with a few of every kind besides.
+struct Pools {
+    addrs: Vec<IpAddr>,
+    names: Vec<String>,
+    users: Vec<String>,
+    ports: Vec<u16>,
+}
+
+impl Pools {
+    fn of(text: &str) -> Pools {
+        let mut p = Pools {
+            addrs: [
+                "127.0.0.1",
+                "::1",
+                "::ffff:10.0.0.1",
+                "10.0.0.1",
+                "2001:db8::1",
+            ]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect(),
+            names: vec!["example.com".into(), "a.example.com".into(), "".into()],
+            users: vec!["alice".into()],
+            ports: vec![0, 1, 80, 443, 65535],
+        };
+        let words = text
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '"')
+            .filter(|w| !w.is_empty())
+            .take(64);
+        for w in words {
+            let addr = w.split('/').next().unwrap_or(w);
+            if let Ok(ip) = addr.parse::<IpAddr>() {
+                let next = |ip: IpAddr, d: i32| match ip {
+                    IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_add_signed(d).into()),
+                    IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_add_signed(d.into()).into()),
+                };
+                p.addrs.extend([ip, next(ip, 1), next(ip, -1)]);
+            }
+            for part in w.split('-') {
+                if let Ok(n) = part.parse::<u16>() {
+                    p.ports.extend([n, n.wrapping_add(1), n.wrapping_sub(1)]);
+                }
+            }
+            let name = w.trim_start_matches('.');
+            p.names.extend([
+                name.to_owned(),
+                name.to_ascii_uppercase(),
+                format!("x.{name}"),
+                format!("{name}."),
+                format!("bad{name}"),
+            ]);
+            p.users.push(w.to_owned());
+        }
+        p
+    }
+}
+
+/// Parses `data` as a rules file (invalid UTF-8 replaced), and checks:
+///
+/// - an error names the file and a line of the text, and is that line's own:
+///   the lines before it parse, and the line alone fails the same way;
+/// - rules print as text that parses to rules printing the same text, and
+///   judging the same (verdict, rate, log);
+/// - the index agrees with the rule-by-rule walk on requests made of the
+///   file's own values, for `judge` and `judge_name`;
+/// - a name decided before resolution gets that verdict for every address.
+pub fn rules_parse(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let rules = match Rules::parse("fuzz.rules", &text) {
+        Ok(r) => r,
+        Err(e) => {
+            assert_eq!(&*e.file, "fuzz.rules");
+            let lines: Vec<&str> = text.lines().collect();
+            let n = e.line as usize;
+            assert!((1..=lines.len()).contains(&n), "{e}");
+            assert!(e.to_string().starts_with(&format!("fuzz.rules:{n}: ")));
+            assert!(!e.message.is_empty());
+            let before = lines[..n - 1].join("\n");
+            assert!(Rules::parse("fuzz.rules", &before).is_ok(), "{e}");
+            let alone = Rules::parse("fuzz.rules", lines[n - 1]).expect_err("the line alone");
+            assert_eq!((alone.line, &alone.message), (1, &e.message));
+            return;
+        }
+    };
+    let printed = rules.to_string();
+    let again = Rules::parse("printed", &printed)
+        .unwrap_or_else(|e| panic!("{e} in the printed rules:\n{printed}"));
+    assert_eq!(again.len(), rules.len());
+    assert_eq!(again.to_string(), printed);
+
+    let p = Pools::of(&text);
+    let mut rng = Rng::of(data);
+    let same = |a: rules::Verdict, b: rules::Verdict| {
+        assert_eq!(
+            (a.is_allow(), a.rate(), a.log()),
+            (b.is_allow(), b.rate(), b.log())
+        );
+    };
+    for _ in 0..32 {
+        let user = rng.pick(&p.users);
+        let nr = NameRequest {
+            client: *rng.pick(&p.addrs),
+            user: (!rng.next().is_multiple_of(4)).then_some(user.as_str()),
+            admin: rng.next().is_multiple_of(3),
+            cmd: *rng.pick(&[rules::Cmd::Connect, rules::Cmd::Bind, rules::Cmd::Udp]),
+            name: rng.pick(&p.names).as_str(),
+            port: *rng.pick(&p.ports),
+        };
+        let early = rules.judge_name(&nr);
+        assert_eq!(early, rules.judge_name_linear(&nr), "{nr:?}");
+        for _ in 0..4 {
+            let r = nr.resolved(*rng.pick(&p.addrs));
+            let v = rules.judge(&r);
+            assert_eq!(v, rules.judge_linear(&r), "{r:?}");
+            if let NameVerdict::Decided(d) = early {
+                assert_eq!(v, d, "{r:?}");
+            }
+            same(v, again.judge(&r));
+            let by_address = rules::Request { name: None, ..r };
+            let v = rules.judge(&by_address);
+            assert_eq!(v, rules.judge_linear(&by_address), "{by_address:?}");
+            same(v, again.judge(&by_address));
+        }
+    }
 }

@@ -51,24 +51,47 @@ step "socks5d user add, twice" test "$(/usr/sbin/socks5d user list \
     --config /etc/socks5d/socks5d.conf 2>/dev/null | wc -l)" = 2
 step "the users file is the service user's" \
     test "$(stat -c %U:%a /var/lib/socks5d/users)" = socks5d:600
-/usr/sbin/socks5d --config /etc/socks5d/socks5d.conf -p 0 -P 0 \
-    --mgmt-unix "$work/mgmt.sock" >"$work/access.log" 2>"$work/stderr" &
-pids+=($!)
-port=
-for _ in $(seq 300); do
-    port=$(sed -n 's/.*SOCKS5 listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/stderr" | head -n 1)
-    [[ -n $port ]] && break
+# start_packaged LOG [OPTION]...: the packaged socks5d on an ephemeral
+# port; sets port (empty if it did not listen within 30 s).
+start_packaged() {
+    local log=$1
+    shift
+    /usr/sbin/socks5d --config /etc/socks5d/socks5d.conf -p 0 -P 0 "$@" \
+        >"$work/access.log" 2>"$log" &
+    pids+=($!)
+    port=
+    for _ in $(seq 300); do
+        port=$(sed -n 's/.*SOCKS5 listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+        [[ -n $port ]] && break
+        sleep 0.1
+    done
+}
+fetch() {
+    env -u ALL_PROXY -u all_proxy -u HTTP_PROXY -u http_proxy -u NO_PROXY -u no_proxy \
+        curl -s --max-time 10 --socks5 127.0.0.1:"$port" -U alice:alice-pw-D7 \
+        "http://127.0.0.1:$http_port/" 2>&1
+}
+# The packaged defaults: the safe default rules deny a loopback target.
+start_packaged "$work/stderr.default" --mgmt-unix "$work/mgmt0.sock"
+step "packaged socks5d listens on loopback" test -n "$port"
+fetch >/dev/null
+# The line is written when the refused connection closes: wait for it.
+for _ in $(seq 100); do
+    grep -q 'reply=02 rule=default:loopback' "$work/access.log" && break
     sleep 0.1
 done
-step "packaged socks5d listens on loopback" test -n "$port"
-got=$(env -u ALL_PROXY -u all_proxy -u HTTP_PROXY -u http_proxy -u NO_PROXY -u no_proxy \
-    curl -s --max-time 10 --socks5 127.0.0.1:"$port" -U alice:alice-pw-D7 \
-    "http://127.0.0.1:$http_port/" 2>&1)
+step "the default rules refuse a loopback target (X'02', logged)" \
+    grep -q 'reply=02 rule=default:loopback' "$work/access.log"
+kill "${pids[-1]}" 2>/dev/null; wait "${pids[-1]}" 2>/dev/null
+# With a rules file that allows it, the same request goes through.
+printf 'allow to 127.0.0.1 port %s\n' "$http_port" >"$work/allow.rules"
+start_packaged "$work/stderr" --rules "$work/allow.rules" --mgmt-unix "$work/mgmt.sock"
+got=$(fetch)
 step "curl through the packaged socks5d" test "$got" = $'from the deb\r'
 metrics=$(SOCKS5DCTL_PASSWORD=admin-pw-D7 /usr/bin/socks5dctl --unix "$work/mgmt.sock" \
     -U root historic 2>&1)
 step "packaged socks5dctl over the Unix socket" test "$metrics" = "historic connections: 1"
-kill "${pids[1]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null
+kill "${pids[-1]}" 2>/dev/null; wait "${pids[-1]}" 2>/dev/null
 
 step "dpkg --purge" dpkg --purge socks5d
 step "nothing left" test ! -e /usr/sbin/socks5d -a ! -e /etc/socks5d/socks5d.conf -a ! -e /var/lib/socks5d

@@ -71,6 +71,13 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --allow-open-proxy      allow running with no user on a non-loopback address
       --max-connections N     the most client connections open at once; beyond it
                               new clients are closed at once (default: no limit)
+      --max-sessions-per-user N
+                              the most requests one user may have served at once;
+                              past it a request gets X'02' (default: no limit)
+      --max-sessions-per-client N
+                              the most connections one client address may have
+                              open; past it a new one is closed at accept
+                              (default: no limit)
       --workers N             worker threads (default: the CPUs we may run on)
       --no-pin                do not pin workers to CPUs
       --handshake-timeout S   seconds from accept to the reply to CONNECT (default: 10)
@@ -79,7 +86,22 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               seconds an attempt to one of a name's addresses runs
                               alone before the next address is tried too, as RFC
                               8305 says (default: 0.25; at least 0.01)
-      --idle-timeout S        close tunnels idle this long; 0 is never (default: 0)
+      --idle-timeout S        close tunnels, and UDP associations with no datagram,
+                              idle this long; 0 is never (default: 0)
+      --bind-timeout S        seconds a BIND waits for its inbound connection
+                              (default: 120)
+      --rules PATH            access rules: who may reach what, first match wins
+                              (docs/rules.md); read again on SIGHUP and RELOAD
+                              (default: deny loopback, link-local, multicast,
+                              broadcast, unspecified and socks5d's own ports;
+                              allow the rest)
+      --print-default-rules   print that default as a rules file and exit
+      --max-udp-associations N
+                              the most UDP associations open at once; past it
+                              UDP ASSOCIATE gets X'01' (default: 4096)
+      --udp-public-addr ADDR  the address UDP ASSOCIATE replies announce, for a
+                              server behind NAT (default: the address the
+                              client's control connection reached)
       --grace S               on SIGINT/SIGTERM, seconds open tunnels may finish (default: 10)
       --access-log DEST       '-' for standard output (default), a file, or 'off'
       --audit-log DEST        administrator log ins, user changes and reloads: 'log'
@@ -121,6 +143,8 @@ pub struct Options {
     pub config: Config,
     /// Drop root for this user once every socket is bound.
     pub run_as: Option<String>,
+    /// Print the default access rules for this configuration and exit.
+    pub print_default_rules: bool,
 }
 
 /// A command line that cannot be used; printed as one line, exit status 2.
@@ -482,6 +506,8 @@ fn takes_value(opt: &str) -> bool {
             | "--users-file"
             | "--max-users"
             | "--max-connections"
+            | "--max-sessions-per-user"
+            | "--max-sessions-per-client"
             | "--run-as"
             | "--max-mgmt-unauthenticated"
             | "--mgmt-login-grace"
@@ -499,6 +525,10 @@ fn takes_value(opt: &str) -> bool {
             | "--connect-timeout"
             | "--connect-attempt-delay"
             | "--idle-timeout"
+            | "--bind-timeout"
+            | "--rules"
+            | "--max-udp-associations"
+            | "--udp-public-addr"
             | "--grace"
             | "--access-log"
             | "--audit-log"
@@ -563,6 +593,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     let mut mgmt_addrs: Vec<IpAddr> = Vec::new();
     let mut mgmt_port = 8080u16;
     let mut allow_open = false;
+    let mut print_default_rules = false;
     let mut users = UserTable::new();
     let mut plain: Vec<(String, String)> = Vec::new();
     let mut required = false;
@@ -659,6 +690,17 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                         _ => return err(format!("{opt}: '{v}' is not a positive number")),
                     };
                 }
+                "--max-sessions-per-user" | "--max-sessions-per-client" => {
+                    let n = match v.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                    if opt == "--max-sessions-per-user" {
+                        cfg.worker.max_sessions_per_user = Some(n);
+                    } else {
+                        cfg.worker.max_sessions_per_client = Some(n);
+                    }
+                }
                 "--max-users" => {
                     cfg.max_users = match v.parse::<usize>() {
                         Ok(n) if n >= 1 => n,
@@ -666,6 +708,13 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                     };
                 }
                 "--allow-open-proxy" => allow_open = true,
+                "--print-default-rules" => print_default_rules = true,
+                "--rules" => {
+                    if v.is_empty() {
+                        return err(format!("{opt}: empty path"));
+                    }
+                    cfg.rules_file = Some(PathBuf::from(v));
+                }
                 "--workers" => cfg.workers = Some(parse_count(&opt, v)?),
                 "--no-pin" => cfg.pin = false,
                 "--handshake-timeout" => {
@@ -684,6 +733,16 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                     cfg.worker.connect_attempt_delay = delay;
                 }
                 "--idle-timeout" => cfg.worker.idle_timeout = parse_secs(&opt, v, true)?,
+                "--bind-timeout" => {
+                    cfg.worker.bind_timeout = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--max-udp-associations" => {
+                    cfg.worker.max_udp_associations = match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return err(format!("{opt}: '{v}' is not a positive number")),
+                    };
+                }
+                "--udp-public-addr" => cfg.worker.udp_public_addr = Some(parse_addr(&opt, v)?),
                 "--grace" => {
                     cfg.worker.grace = match v.parse::<f64>() {
                         Ok(s) if (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
@@ -806,6 +865,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     }
     if users.is_empty()
         && !allow_open
+        && !print_default_rules
         && let Some(open) = socks_ips.iter().find(|ip| !ip.is_loopback())
     {
         return err(format!(
@@ -856,6 +916,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     Ok(Command::Run(Box::new(Options {
         config: cfg,
         run_as,
+        print_default_rules,
     })))
 }
 

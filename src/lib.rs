@@ -25,7 +25,8 @@
 //!                      asker's own closure, so it knows none of its callers
 //!   metrics            counters, aggregator, access log
 //!   socks5             RFC 1928/1929 wire format, a connection's state machine, no I/O
-//!   users              user table, credentials, users file and its writer, penalties
+//!   users | rules      user table, credentials, users file and its writer, penalties |
+//!                      access rules: parser and compiled matcher, no I/O
 //!   sys                the kernel below std and mio
 //! ```
 //!
@@ -41,6 +42,7 @@ pub mod config_file;
 pub mod metrics;
 pub mod mgmt;
 pub mod reactor;
+pub mod rules;
 pub mod server;
 pub mod socks5;
 #[allow(unsafe_code)]

@@ -13,6 +13,20 @@ use socks5d::sys;
 use socks5d::sys::notify::{State, notify};
 use socks5d::sys::signal::Request;
 
+/// The safe default rules for `config`'s listeners, as a rules file.
+fn default_rules_text(config: &socks5d::server::Config) -> String {
+    let mut own = config.socks.clone();
+    if let Some(m) = &config.mgmt {
+        own.extend(
+            m.addrs
+                .iter()
+                .map(|&a| std::net::SocketAddr::new(a, m.port)),
+        );
+    }
+    let host = sys::net::host_addrs().unwrap_or_default();
+    socks5d::rules::Rules::print_default(&own, &host)
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
@@ -37,6 +51,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if opts.print_default_rules {
+        print!("{}", default_rules_text(&opts.config));
+        return ExitCode::SUCCESS;
+    }
 
     // The config file, to tell on SIGHUP which of its settings changed;
     // options the command line gives are not the file's.

@@ -17,7 +17,9 @@ use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::audit::{self, Audit};
 use crate::mgmt::endpoint;
 use crate::mgmt::service::Service;
+use crate::reactor::limits::SessionLimits;
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
+use crate::rules::{self, Rules};
 use crate::sys;
 use crate::sys::sctp::SctpSocket;
 use crate::sys::seqpacket::{self, BindError, Listener};
@@ -75,6 +77,8 @@ pub struct Config {
     pub hash_cost: Cost,
     /// The most users the table may hold (ADD_USER beyond it: X'08').
     pub max_users: usize,
+    /// The access rules file (`None`: the safe default).
+    pub rules_file: Option<PathBuf>,
 }
 
 /// Where and how the management endpoint listens.
@@ -158,6 +162,7 @@ impl Default for Config {
             users_file: None,
             hash_cost: Cost::DEFAULT,
             max_users: crate::users::store::MAX_USERS,
+            rules_file: None,
         }
     }
 }
@@ -179,6 +184,9 @@ pub enum StartError {
     Management(io::Error),
     /// The management Unix socket could not be made.
     ManagementUnix(BindError),
+    /// The rules file could not be read or has an error (its text names
+    /// the file and line).
+    Rules(String),
 }
 
 impl fmt::Display for StartError {
@@ -194,6 +202,7 @@ impl fmt::Display for StartError {
                 None => write!(f, "management endpoint: {e}"),
             },
             StartError::ManagementUnix(e) => write!(f, "management socket {e}"),
+            StartError::Rules(e) => write!(f, "rules: {e}"),
         }
     }
 }
@@ -218,6 +227,8 @@ pub struct Server {
     access_log: AccessLog,
     audit: Arc<Audit>,
     users_file: Option<PathBuf>,
+    /// The rules file, read again with the users file.
+    rules_file: Option<PathBuf>,
 }
 
 fn open_access_log(p: &std::path::Path) -> io::Result<Box<dyn Write + Send>> {
@@ -338,6 +349,13 @@ fn mgmt_sockets(
     }
 }
 
+/// Reads and compiles a rules file; the error names the file and line.
+fn load_rules(path: &std::path::Path) -> Result<Rules, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    Rules::parse(&name, &text).map_err(|e| e.to_string())
+}
+
 impl Server {
     /// Binds every address, starts the workers and returns at once.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
@@ -382,6 +400,12 @@ impl Server {
         )?);
         let (aggregator, reports) = Aggregator::start(log).map_err(StartError::Setup)?;
         let users = Directory::new(table);
+        // The counters of a deleted user go once its sessions have closed.
+        let reader = std::sync::Mutex::new(users.reader());
+        aggregator.totals().set_user_filter(Box::new(move |name| {
+            let mut r = reader.lock().unwrap_or_else(|e| e.into_inner());
+            r.table().find(name.as_bytes()).is_some()
+        }));
         let pool = Pool::start(
             cfg.pool_threads,
             cfg.check_threads,
@@ -400,12 +424,48 @@ impl Server {
             Some(s) => Some(s.local_port().map_err(StartError::Management)?),
             None => None,
         };
+        let rules = match &cfg.rules_file {
+            Some(path) => load_rules(path).map_err(StartError::Rules)?,
+            None => {
+                let mut own = local.clone();
+                if let (Some(m), Some(port)) = (&cfg.mgmt, mgmt_port) {
+                    own.extend(m.addrs.iter().map(|&a| SocketAddr::new(a, port)));
+                }
+                let host = sys::net::host_addrs().unwrap_or_else(|e| {
+                    log::warn!("rules: cannot list this host's addresses: {e}");
+                    Vec::new()
+                });
+                Rules::default_for(&own, &host)
+            }
+        };
+        log::info!(
+            "rules: {} ({} rule(s))",
+            cfg.rules_file.as_ref().map_or_else(
+                || "the safe default".to_owned(),
+                |p| p.display().to_string()
+            ),
+            rules.len()
+        );
+        let rules = rules::Shared::new(rules);
         let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
-        let writer = Store::new(Arc::clone(&users), cfg.users_file.clone())
+        let mut store = Store::new(Arc::clone(&users), cfg.users_file.clone())
             .with_cost(cfg.hash_cost)
-            .with_max_users(cfg.max_users)
-            .spawn(changes_rx)
-            .map_err(StartError::Setup)?;
+            .with_max_users(cfg.max_users);
+        if let Some(path) = cfg.rules_file.clone() {
+            let shared = Arc::clone(&rules);
+            // RELOAD and SIGHUP read the rules with the users file, on the
+            // users' writer: a bad file changes nothing, and the answer says so.
+            store = store.with_reload(Box::new(move || {
+                let rules = load_rules(&path).map_err(|e| {
+                    log::error!("rules: {e}; rules unchanged");
+                })?;
+                let n = rules.len();
+                shared.replace(rules);
+                log::info!("rules file {} reloaded: {n} rule(s)", path.display());
+                Ok(())
+            }));
+        }
+        let writer = store.spawn(changes_rx).map_err(StartError::Setup)?;
         let mgmt = match (mgmt_sock, mgmt_listener, cfg.mgmt.as_ref()) {
             (None, None, _) | (_, _, None) => None,
             (sock, listener, Some(m)) => {
@@ -428,11 +488,18 @@ impl Server {
         };
         let shared = Shared {
             users: Arc::clone(&users),
+            rules,
             reports: reports.clone(),
             pool,
             stop: Arc::clone(&stop),
             config: worker_cfg,
             open: Arc::new(AtomicUsize::new(0)),
+            udp_open: Arc::new(AtomicUsize::new(0)),
+            rates: Arc::default(),
+            limits: Arc::new(SessionLimits::new(
+                cfg.worker.max_sessions_per_user,
+                cfg.worker.max_sessions_per_client,
+            )),
             penalties: Arc::new(Penalties::new(cfg.penalty.clone())),
         };
 
@@ -450,7 +517,7 @@ impl Server {
             } else {
                 None
             };
-            let w = Worker::new(listeners, shared.clone()).map_err(StartError::Setup)?;
+            let w = Worker::new(i, listeners, shared.clone()).map_err(StartError::Setup)?;
             workers.push(
                 w.spawn(format!("worker-{i}"), cpu)
                     .map_err(StartError::Setup)?,
@@ -471,6 +538,7 @@ impl Server {
             access_log: cfg.access_log,
             audit,
             users_file: cfg.users_file,
+            rules_file: cfg.rules_file,
         })
     }
 
@@ -489,8 +557,8 @@ impl Server {
                 Err(e) => log::error!("access log {}: {e}; still writing the old one", p.display()),
             }
         }
-        if self.users_file.is_none() {
-            log::info!("no users file to reload");
+        if self.users_file.is_none() && self.rules_file.is_none() {
+            log::info!("no users file or rules file to reload");
             self.audit.reload("sighup", true);
             return;
         }

@@ -83,4 +83,5 @@ corpus_tests!(
     mgmt_request,
     mgmt_response,
     mgmt_session,
+    rules_parse,
 );

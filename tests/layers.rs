@@ -9,7 +9,8 @@
 //!   blocking             name resolution and password checks, for anyone
 //!   metrics              counters, access log
 //!   socks5               RFC 1928/1929 wire format and handshake, no I/O
-//!   users                user table, credentials, users file, penalties
+//!   users      rules     user table, credentials, users file, penalties;
+//!                        the access rules (parser and matcher, no I/O)
 //!   sys                  the kernel below std and mio
 //! ```
 //!
@@ -26,19 +27,20 @@ use std::path::Path;
 const MAY_USE: &[(&str, &[&str])] = &[
     ("sys", &[]),
     ("config_file", &[]),
+    ("rules", &[]),
     ("users", &["sys"]),
-    ("socks5", &["users", "sys"]),
+    ("socks5", &["rules", "users", "sys"]),
     ("metrics", &["socks5", "users", "sys"]),
     ("blocking", &["users", "sys"]),
     (
         "reactor",
-        &["blocking", "metrics", "socks5", "users", "sys"],
+        &["blocking", "metrics", "socks5", "rules", "users", "sys"],
     ),
     ("mgmt", &["blocking", "metrics", "users", "sys"]),
     (
         "server",
         &[
-            "reactor", "mgmt", "blocking", "metrics", "socks5", "users", "sys",
+            "reactor", "mgmt", "blocking", "metrics", "socks5", "rules", "users", "sys",
         ],
     ),
     (
@@ -51,6 +53,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "blocking",
             "metrics",
             "socks5",
+            "rules",
             "users",
             "sys",
         ],

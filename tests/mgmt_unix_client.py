@@ -11,7 +11,7 @@ run with a users file (RELOAD then succeeds), ADMIN must be its only
 administrator, and no user named "pyuser" may exist.
 
 Prints a PASS or FAIL line per step and "N passed, N failed" at the end;
-exits 1 if anything failed. tests/mgmt_unix.rs runs it.
+exits 1 if anything failed. tests/mgmt/local.rs runs it.
 """
 
 import os

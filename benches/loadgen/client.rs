@@ -1,5 +1,6 @@
 //! The client side of SOCKS5 (RFC 1928) with username/password authentication
-//! (RFC 1929), blocking, as a load generator needs it.
+//! (RFC 1929), blocking, as a load generator needs it: CONNECT, and UDP
+//! ASSOCIATE with the UDP request header of RFC 1928 section 7.
 //!
 //! Each message is built or checked by a small function of bytes with no I/O;
 //! [`handshake`] runs them in order over any `Read + Write`, waiting for each
@@ -24,6 +25,8 @@ pub const NO_ACCEPTABLE: u8 = 0xFF;
 pub const AUTH_VERSION: u8 = 0x01;
 /// CMD X'01': CONNECT.
 pub const CONNECT: u8 = 0x01;
+/// CMD X'03': UDP ASSOCIATE.
+pub const UDP_ASSOCIATE: u8 = 0x03;
 /// ATYP X'01': IPv4 address.
 pub const ATYP_IPV4: u8 = 0x01;
 /// ATYP X'03': domain name.
@@ -131,7 +134,7 @@ impl fmt::Display for DialError {
             DialError::NoAcceptableMethod => f.write_str("no acceptable method (X'FF')"),
             DialError::Malformed(what) => write!(f, "malformed {what}"),
             DialError::AuthFailed(s) => write!(f, "authentication failed, STATUS X'{s:02X}'"),
-            DialError::Reply(r) => write!(f, "CONNECT failed, REP X'{r:02X}'"),
+            DialError::Reply(r) => write!(f, "request failed, REP X'{r:02X}'"),
         }
     }
 }
@@ -192,11 +195,9 @@ pub fn check_auth(reply: [u8; 2]) -> Result<(), DialError> {
     }
 }
 
-/// The CONNECT request for an IP target: VER CMD RSV ATYP DST.ADDR DST.PORT.
-pub fn connect_request(target: SocketAddr) -> Vec<u8> {
-    let mut m = Vec::with_capacity(22);
-    m.extend_from_slice(&[VERSION, CONNECT, 0x00]);
-    match target.ip() {
+/// Appends ATYP DST.ADDR DST.PORT for an IP address.
+fn put_addr(m: &mut Vec<u8>, addr: SocketAddr) {
+    match addr.ip() {
         IpAddr::V4(ip) => {
             m.push(ATYP_IPV4);
             m.extend_from_slice(&ip.octets());
@@ -206,8 +207,59 @@ pub fn connect_request(target: SocketAddr) -> Vec<u8> {
             m.extend_from_slice(&ip.octets());
         }
     }
-    m.extend_from_slice(&target.port().to_be_bytes());
+    m.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+/// A request for an IP address: VER CMD RSV ATYP DST.ADDR DST.PORT.
+pub fn request(cmd: u8, addr: SocketAddr) -> Vec<u8> {
+    let mut m = Vec::with_capacity(22);
+    m.extend_from_slice(&[VERSION, cmd, 0x00]);
+    put_addr(&mut m, addr);
     m
+}
+
+/// The UDP request header of RFC 1928 section 7 for an IP destination:
+/// RSV RSV FRAG (X'0000', X'00': no fragmentation) ATYP DST.ADDR DST.PORT.
+/// The datagram's data follows it.
+pub fn udp_header(dst: SocketAddr) -> Vec<u8> {
+    let mut m = Vec::with_capacity(22);
+    m.extend_from_slice(&[0x00, 0x00, 0x00]);
+    put_addr(&mut m, dst);
+    m
+}
+
+/// Reads the UDP header of a datagram from the relay: the address it names
+/// (for a reply, the one it came from) and where its data starts. Fragments
+/// (FRAG other than X'00') and domain names are refused: the scenario
+/// neither sends nor expects them.
+pub fn parse_udp_header(d: &[u8]) -> Result<(SocketAddr, usize), &'static str> {
+    let (ip, at) = match d.get(..4) {
+        None => return Err("shorter than a header"),
+        Some([0, 0, 0, ATYP_IPV4]) => match d.get(4..8) {
+            Some(o) => {
+                let o: [u8; 4] = o.try_into().expect("a 4-byte slice");
+                (IpAddr::V4(Ipv4Addr::from(o)), 8)
+            }
+            None => return Err("shorter than a header"),
+        },
+        Some([0, 0, 0, ATYP_IPV6]) => match d.get(4..20) {
+            Some(o) => {
+                let o: [u8; 16] = o.try_into().expect("a 16-byte slice");
+                (IpAddr::V6(Ipv6Addr::from(o)), 20)
+            }
+            None => return Err("shorter than a header"),
+        },
+        Some([0, 0, 0, _]) => return Err("ATYP"),
+        Some([0, 0, _, _]) => return Err("a fragment"),
+        Some(_) => return Err("RSV not zero"),
+    };
+    match d.get(at..at + 2) {
+        Some(p) => Ok((
+            SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])),
+            at + 2,
+        )),
+        None => Err("shorter than a header"),
+    }
 }
 
 /// The whole length of a reply from its first five bytes (VER, REP, RSV, ATYP
@@ -280,13 +332,24 @@ pub fn handshake<S: Read + Write>(
     auth: &Auth,
     target: SocketAddr,
 ) -> Result<Option<SocketAddr>, DialError> {
+    negotiate(s, auth, CONNECT, target)
+}
+
+/// Greeting, log-in, then the request `cmd` for `addr`; returns
+/// BND.ADDR:BND.PORT.
+fn negotiate<S: Read + Write>(
+    s: &mut S,
+    auth: &Auth,
+    cmd: u8,
+    addr: SocketAddr,
+) -> Result<Option<SocketAddr>, DialError> {
     s.write_all(&greeting(auth)).map_err(io_err)?;
     check_method(read2(s)?, auth)?;
     if let Auth::UserPass { user, pass } = auth {
         s.write_all(&auth_request(user, pass)?).map_err(io_err)?;
         check_auth(read2(s)?)?;
     }
-    s.write_all(&connect_request(target)).map_err(io_err)?;
+    s.write_all(&request(cmd, addr)).map_err(io_err)?;
     let mut head = [0u8; 5];
     let got = read_upto(s, &mut head)?;
     // A failure reply cut short by the close that follows it still tells
@@ -320,6 +383,48 @@ impl Route {
             handshake(&mut s, auth, target)?;
         }
         Ok(s)
+    }
+}
+
+/// An open UDP association: its control connection, which must stay open
+/// as long as the association is used, and the relay to send datagrams to.
+#[derive(Debug)]
+pub struct Association {
+    /// The TCP control connection.
+    pub control: TcpStream,
+    /// The relay's address (BND.ADDR:BND.PORT; the proxy's own address
+    /// when BND.ADDR is all zeros).
+    pub relay: SocketAddr,
+}
+
+/// Opens a UDP association through `proxy` for datagrams from `client`
+/// (the address of the UDP socket that will send them), with `timeout` on
+/// connect, every read and every write of the control connection.
+pub fn associate(
+    proxy: SocketAddr,
+    auth: &Auth,
+    client: SocketAddr,
+    timeout: Duration,
+) -> Result<Association, DialError> {
+    let mut s = TcpStream::connect_timeout(&proxy, timeout).map_err(DialError::Connect)?;
+    s.set_nodelay(true).map_err(DialError::Io)?;
+    s.set_read_timeout(Some(timeout)).map_err(DialError::Io)?;
+    s.set_write_timeout(Some(timeout)).map_err(DialError::Io)?;
+    let bound = negotiate(&mut s, auth, UDP_ASSOCIATE, client)?
+        .ok_or(DialError::Malformed("reply: a domain name as the relay"))?;
+    Ok(Association {
+        control: s,
+        relay: relay_address(bound, proxy),
+    })
+}
+
+/// Where datagrams go: BND.ADDR:BND.PORT, with the proxy's address standing
+/// in for an unspecified BND.ADDR (X'00000000'), which some servers send.
+pub fn relay_address(bound: SocketAddr, proxy: SocketAddr) -> SocketAddr {
+    if bound.ip().is_unspecified() {
+        SocketAddr::new(proxy.ip(), bound.port())
+    } else {
+        bound
     }
 }
 
@@ -384,14 +489,14 @@ mod tests {
             b"\x01\x05alice\x05pa:ss"
         );
         assert_eq!(
-            connect_request(target4()),
+            request(CONNECT, target4()),
             [5, 1, 0, 1, 127, 0, 0, 1, 0x1F, 0x90]
         );
         let v6: SocketAddr = "[::1]:443".parse().unwrap();
         let mut want = vec![5, 1, 0, 4];
         want.extend_from_slice(&[0; 15]);
         want.extend_from_slice(&[1, 0x01, 0xBB]);
-        assert_eq!(connect_request(v6), want);
+        assert_eq!(request(CONNECT, v6), want);
     }
 
     #[test]
@@ -464,7 +569,7 @@ mod tests {
             assert_eq!(bound, Some("127.0.0.1:8080".parse().unwrap()));
             let mut sent = vec![5, 1, 2];
             sent.extend_from_slice(b"\x01\x05alice\x05pa:ss");
-            sent.extend_from_slice(&connect_request(target4()));
+            sent.extend_from_slice(&request(CONNECT, target4()));
             assert_eq!(s.output, sent, "chunk {chunk}");
             // Nothing past the reply was read.
             assert_eq!(s.input.position() as usize, answers.len());
@@ -479,7 +584,7 @@ mod tests {
         let mut s = Script::new(&answers, 64);
         handshake(&mut s, &Auth::None, target4()).unwrap();
         let mut sent = vec![5, 1, 0];
-        sent.extend_from_slice(&connect_request(target4()));
+        sent.extend_from_slice(&request(CONNECT, target4()));
         assert_eq!(s.output, sent);
         // The bytes after the reply belong to the tunnel: still unread.
         assert_eq!(s.input.position() as usize, 2 + OK_REPLY_V4.len());
@@ -520,7 +625,7 @@ mod tests {
             c.write_all(&[1, 0]).unwrap();
             let mut r = [0u8; 10];
             c.read_exact(&mut r).unwrap();
-            assert_eq!(r.to_vec(), connect_request(target4()));
+            assert_eq!(r.to_vec(), request(CONNECT, target4()));
             c.write_all(&OK_REPLY_V4).unwrap();
             let mut ping = [0u8; 4];
             c.read_exact(&mut ping).unwrap();
@@ -552,5 +657,97 @@ mod tests {
         };
         let e = route.open(target4(), Duration::from_secs(2)).unwrap_err();
         assert_eq!(e.kind(), "connect");
+    }
+
+    #[test]
+    fn udp_headers_are_the_rfc_bytes_and_read_back() {
+        let h = udp_header(target4());
+        assert_eq!(h, [0, 0, 0, 1, 127, 0, 0, 1, 0x1F, 0x90]);
+        let mut d = h.clone();
+        d.extend_from_slice(b"data");
+        assert_eq!(parse_udp_header(&d), Ok((target4(), 10)));
+        let v6: SocketAddr = "[::1]:53".parse().unwrap();
+        let h6 = udp_header(v6);
+        assert_eq!(h6.len(), 22);
+        assert_eq!(parse_udp_header(&h6), Ok((v6, 22)));
+        assert_eq!(
+            request(UDP_ASSOCIATE, target4()),
+            [5, 3, 0, 1, 127, 0, 0, 1, 0x1F, 0x90]
+        );
+    }
+
+    #[test]
+    fn bad_udp_headers_are_refused() {
+        let ok = udp_header(target4());
+        for cut in 0..ok.len() {
+            assert!(parse_udp_header(&ok[..cut]).is_err(), "{cut} bytes");
+        }
+        let mut frag = ok.clone();
+        frag[2] = 1;
+        assert_eq!(parse_udp_header(&frag), Err("a fragment"));
+        let mut rsv = ok.clone();
+        rsv[1] = 1;
+        assert_eq!(parse_udp_header(&rsv), Err("RSV not zero"));
+        let mut domain = ok.clone();
+        domain[3] = ATYP_DOMAIN;
+        assert_eq!(parse_udp_header(&domain), Err("ATYP"));
+    }
+
+    #[test]
+    fn an_unspecified_relay_address_is_the_proxys() {
+        let proxy: SocketAddr = "127.0.0.5:1080".parse().unwrap();
+        let zero: SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        assert_eq!(
+            relay_address(zero, proxy),
+            "127.0.0.5:4000".parse().unwrap()
+        );
+        assert_eq!(relay_address(target4(), proxy), target4());
+    }
+
+    /// UDP ASSOCIATE over real loopback sockets against a fake proxy that
+    /// checks every byte and answers with an all-zeros BND.ADDR.
+    #[test]
+    fn associate_sends_the_client_address_and_reads_the_relay() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = l.local_addr().unwrap();
+        let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let server = thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut b = [0u8; 3];
+            c.read_exact(&mut b).unwrap();
+            assert_eq!(b, [5, 1, 0]);
+            c.write_all(&[5, 0]).unwrap();
+            let mut r = [0u8; 10];
+            c.read_exact(&mut r).unwrap();
+            assert_eq!(r.to_vec(), request(UDP_ASSOCIATE, client));
+            c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0x0F, 0xA0]).unwrap();
+            // Holds the control connection until the client closes it.
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+        });
+        let a = associate(proxy, &Auth::None, client, Duration::from_secs(5)).unwrap();
+        assert_eq!(a.relay, "127.0.0.1:4000".parse().unwrap());
+        drop(a);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_refused_association_names_its_reply() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = l.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut b = [0u8; 3];
+            c.read_exact(&mut b).unwrap();
+            c.write_all(&[5, 0]).unwrap();
+            let mut r = [0u8; 10];
+            c.read_exact(&mut r).unwrap();
+            // X'07': command not supported.
+            c.write_all(&[5, 7, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        });
+        let e = associate(proxy, &Auth::None, target4(), Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.kind(), "reply");
+        assert!(matches!(e, DialError::Reply(7)), "{e}");
+        server.join().unwrap();
     }
 }

@@ -7,9 +7,12 @@
 //! them, repeats, and writes the report.
 //!
 //! ```text
-//!   client.rs        SOCKS5 client: greeting, RFC 1929 log-in, CONNECT
-//!   targets.rs       echo server (mio) and sink/source (threads), loopback
-//!   scenarios/       throughput, handshake, latency, idle, churn: one line each
+//!   client.rs        SOCKS5 client: greeting, RFC 1929 log-in, CONNECT,
+//!                    UDP ASSOCIATE and the UDP request header
+//!   targets.rs       echo server (mio), sink/source and UDP echo (threads)
+//!   mmsg.rs          batches of datagrams: sendmmsg, recvmmsg
+//!   scenarios/       throughput, handshake, latency, idle, churn, udp: one
+//!                    line each
 //!   procfs.rs        a proxy's process tree, RSS/PSS and CPU time
 //!   ports.rs         listening ports below the ephemeral range
 //!   line.rs          the result line;  stats.rs: percentiles, medians
@@ -20,7 +23,8 @@
 //! It only ever connects to loopback addresses, and every loop in it is
 //! bounded in count or time.
 
-// One `unsafe` block, in driver/spawn.rs: a child's signal mask.
+// `unsafe` in two modules only: driver/spawn.rs (a child's signal mask) and
+// mmsg.rs (the sendmmsg and recvmmsg calls).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 // Under `cargo test` the libtest harness stands in for `main`, so whatever
@@ -31,6 +35,7 @@ mod args;
 mod client;
 mod driver;
 mod line;
+mod mmsg;
 mod ports;
 mod procfs;
 mod report;
@@ -42,7 +47,7 @@ mod targets;
 use std::process::ExitCode;
 
 use args::Args;
-use scenarios::{Common, churn, handshake, idle, latency, throughput};
+use scenarios::{Common, churn, handshake, idle, latency, throughput, udp};
 
 const USAGE: &str = "\
 Usage: loadgen SCENARIO [OPTION]...     one measured run, one result line
@@ -55,6 +60,8 @@ Scenarios (defaults in brackets):
   latency     --rounds N [20000] --warmup N [2000] --size BYTES [64]
   idle        --tunnels C [9000] --settle S [1] --openers N [8]
   churn       --cycles N [1000000] --warmup N [200000] --threads K [8] (with --pid)
+  udp         --assocs N [1] --size BYTES [1400] --window N [64] --secs T [1]
+              --warmup S [0.2] --loss-ms MS [200]
 Every scenario:
   --proxy IP:PORT   a loopback SOCKS5 proxy (none: straight to the target)
   --auth USER:PASS  log in with RFC 1929 (none: method X'00')
@@ -66,6 +73,7 @@ compare:
   --mode full|quick [full]  --rounds N [5 full, 1 quick]
   --budget S        start no round that would end past S seconds [720 full, 90 quick]
   --peers LIST [direct,socks5d,microsocks,dante,dante-noauth]
+  --cases LIST      only these cases, by case or scenario name (udp, t1-up, ...)
   --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]
   --strict          fail unless every run of every peer gave its number";
 
@@ -122,6 +130,19 @@ fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
             a.finish()?;
             churn::run(&common, &p)
         }
+        "udp" => {
+            let p = udp::Params {
+                assocs: a.get("--assocs", 1)?,
+                size: usize::try_from(a.size("--size", 1400)?).map_err(|e| e.to_string())?,
+                window: a.get("--window", 64)?,
+                secs: a.get("--secs", 1.0)?,
+                warmup: a.get("--warmup", 0.2)?,
+                loss_ms: a.get("--loss-ms", 200)?,
+            };
+            a.finish()?;
+            p.check()?;
+            udp::run(&common, &p)
+        }
         _ => unreachable!("only scenario names come here"),
     };
     println!("{line}");
@@ -136,7 +157,7 @@ fn main() -> ExitCode {
     };
     let a = Args::new(argv);
     let result = match cmd.as_str() {
-        "throughput" | "handshake" | "latency" | "idle" | "churn" => run_scenario(&cmd, a),
+        "throughput" | "handshake" | "latency" | "idle" | "churn" | "udp" => run_scenario(&cmd, a),
         "compare" => driver::main(a),
         "report" => report::main(a),
         "-h" | "--help" | "help" => {

@@ -80,6 +80,20 @@ pub const ROWS: &[Row] = &[
     row("churn", "anon_growth_kib", "Anonymous memory growth over the churn cycles", "KiB", Better::Lower),
     row("churn", "rss_growth_kib", "… RSS growth, mapped files included", "KiB", Better::Lower),
     row("churn", "cycles", "Churn cycles counted", "cycles", Better::Count),
+    row("udp1-64", "dgrams_s", "UDP echo rate, 64 B, 1 association", "datagrams/s", Better::Higher),
+    row("udp1-64", "mib_s", "… payload throughput", "MiB/s", Better::Higher),
+    row("udp1-64", "loss_pct", "… datagrams lost", "%", Better::Count),
+    row("udp1-1400", "dgrams_s", "UDP echo rate, 1,400 B, 1 association", "datagrams/s", Better::Higher),
+    row("udp1-1400", "mib_s", "… payload throughput", "MiB/s", Better::Higher),
+    row("udp1-1400", "loss_pct", "… datagrams lost", "%", Better::Count),
+    row("udp8-64", "dgrams_s", "UDP echo rate, 64 B, 8 associations", "datagrams/s", Better::Higher),
+    row("udp8-64", "mib_s", "… payload throughput", "MiB/s", Better::Higher),
+    row("udp8-64", "loss_pct", "… datagrams lost", "%", Better::Count),
+    row("udp8-1400", "dgrams_s", "UDP echo rate, 1,400 B, 8 associations", "datagrams/s", Better::Higher),
+    row("udp8-1400", "mib_s", "… payload throughput", "MiB/s", Better::Higher),
+    row("udp8-1400", "loss_pct", "… datagrams lost", "%", Better::Count),
+    row("udp-latency", "p50_us", "UDP latency 64 B, one in flight, p50", "µs", Better::Lower),
+    row("udp-latency", "p99_us", "UDP latency 64 B, one in flight, p99", "µs", Better::Lower),
 ];
 
 /// The figure a case is about (printed as each run ends, required by
@@ -91,6 +105,8 @@ pub fn primary_metric(case: &str) -> Option<&'static str> {
         "latency" | "latency-pinned" => Some("p50_us"),
         "idle" => Some("pss_kib_per_tunnel"),
         "churn" => Some("anon_growth_kib"),
+        "udp1-64" | "udp1-1400" | "udp8-64" | "udp8-1400" => Some("dgrams_s"),
+        "udp-latency" => Some("p50_us"),
         _ => None,
     }
 }
@@ -166,6 +182,22 @@ impl Data {
             .filter_map(|l| l.number(key))
             .collect();
         Summary::of(&v)
+    }
+
+    /// Whether the driver recorded `case` as not applicable to `peer`.
+    pub fn not_applicable(&self, case: &str, peer: &str) -> bool {
+        let pair = format!("{case} {peer}");
+        self.all_meta("not applicable").contains(&pair.as_str())
+    }
+
+    /// The best median among the Dante peers (with and without
+    /// authentication).
+    pub fn best_dante(&self, row: &Row) -> Option<(String, f64)> {
+        self.peers
+            .iter()
+            .filter(|p| p.starts_with("dante"))
+            .filter_map(|p| Some((p.clone(), self.summary(row.case, p, row.key)?.median)))
+            .reduce(|a, b| if b.1 > a.1 { b } else { a })
     }
 
     fn failed_runs(&self, case: &str, peer: &str) -> usize {
@@ -257,6 +289,8 @@ fn cell(s: Option<Summary>, failed: usize) -> String {
 pub struct Verdict {
     /// The goal as written in the issue.
     pub goal: &'static str,
+    /// The cases it is judged on.
+    pub cases: &'static [&'static str],
     /// What was measured.
     pub measured: String,
     /// Met, missed, or not measured.
@@ -297,6 +331,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     let (measured, met) = vs_direct("t1-up", "t1-down", 0.75);
     v.push(Verdict {
         goal: "Throughput, 1 tunnel: at least 75% of direct",
+        cases: &["t1-up", "t1-down"],
         measured,
         met,
     });
@@ -312,6 +347,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     }
     v.push(Verdict {
         goal: "Throughput, 1 tunnel: at least 1.5 times the best peer",
+        cases: &["t1-up", "t1-down"],
         measured: format!("{} of the best peer", text.join(", ")),
         met: both(met[0], met[1]),
     });
@@ -319,6 +355,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     let (measured, met) = vs_direct("t8-up", "t8-down", 0.75);
     v.push(Verdict {
         goal: "Throughput, 8 tunnels: at least 75% of direct",
+        cases: &["t8-up", "t8-down"],
         measured,
         met,
     });
@@ -341,6 +378,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     };
     v.push(Verdict {
         goal: "Handshake rate: at least 2 times the best peer",
+        cases: &["handshake"],
         measured: format!(
             "{} of the best peer{}{cost}",
             fmt_ratio(r),
@@ -355,6 +393,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     );
     v.push(Verdict {
         goal: "Latency, pinned: p50 within 10 µs of direct",
+        cases: &["latency-pinned"],
         measured: match (ours, direct) {
             (Some(o), Some(dr)) => format!(
                 "{} µs vs direct {} µs: {:+.1} µs",
@@ -371,6 +410,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     let ours = med("latency-pinned", US, "p99_us");
     v.push(Verdict {
         goal: "Latency, pinned: p99 no worse than the best peer",
+        cases: &["latency-pinned"],
         measured: match (ours, &best) {
             (Some(o), Some((peer, b))) => {
                 format!("{} µs vs {} µs ({peer})", fmt_value(o), fmt_value(*b))
@@ -385,6 +425,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     let tunnels = med("idle", US, "tunnels");
     v.push(Verdict {
         goal: "Memory: at most 1 KiB of process memory per idle tunnel at 9,000 tunnels",
+        cases: &["idle"],
         measured: match (pss, tunnels) {
             (Some(p), Some(t)) => format!(
                 "{} KiB (PSS; RSS {} KiB) at {} tunnels",
@@ -411,6 +452,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     let errors: f64 = d.runs("churn", US).filter_map(|l| l.number("errors")).sum();
     v.push(Verdict {
         goal: "Memory: no growth after 1,000,000 handshake cycles (anonymous memory before and after, 64 KiB allowed)",
+        cases: &["churn"],
         measured: match (before, after, growth, cycles) {
             (Some(b), Some(a), Some(g), Some(n)) => format!(
                 "anonymous memory {} KiB before, {} KiB after {} cycles: {} KiB (RSS with \
@@ -432,10 +474,55 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
             _ => None,
         },
     });
+
+    // UDP, 1,400-byte datagrams, one association and eight: the rate of
+    // echoes against the best Dante and against direct.
+    let udp_cases = [
+        ("udp1-1400", "1 association"),
+        ("udp8-1400", "8 associations"),
+    ];
+    let mut text = Vec::new();
+    let mut met = Vec::new();
+    for (case, what) in udp_cases {
+        let best = d.best_dante(row_of(case, "dgrams_s"));
+        let r = ratio(med(case, US, "dgrams_s"), best.as_ref().map(|b| b.1));
+        let who = best.map_or(String::new(), |b| format!(" ({})", b.0));
+        text.push(format!("{what} {}{who}", fmt_ratio(r)));
+        met.push(r.map(|r| r >= 2.0));
+    }
+    v.push(Verdict {
+        goal: "UDP, 1,400-byte datagrams: at least 2 times Dante's datagram rate",
+        cases: &["udp1-1400", "udp8-1400"],
+        measured: format!("{} of Dante's", text.join(", ")),
+        met: both(met[0], met[1]),
+    });
+    let mut text = Vec::new();
+    let mut met = Vec::new();
+    for (case, what) in udp_cases {
+        let r = ratio(med(case, US, "dgrams_s"), med(case, DIRECT, "dgrams_s"));
+        text.push(format!("{what} {}", fmt_ratio(r)));
+        met.push(r.map(|r| r >= 0.5));
+    }
+    v.push(Verdict {
+        goal: "UDP, 1,400-byte datagrams: at least 50% of direct's datagram rate",
+        cases: &["udp1-1400", "udp8-1400"],
+        measured: format!("{} of direct", text.join(", ")),
+        met: both(met[0], met[1]),
+    });
     v
 }
 
+/// The charts of the cases that ran.
 fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
+    all_charts(d)
+        .into_iter()
+        // A chart of cases that never ran (a run of some cases only) is left out.
+        .filter(|(_, c)| c.groups.iter().any(|g| !g.bars.is_empty()))
+        .collect()
+}
+
+/// Every chart, by file name.
+fn all_charts(d: &Data) -> Vec<(&'static str, Chart)> {
     let group = |label: &str, case: &str, key: &str, skip_direct: bool| Group {
         label: label.to_owned(),
         bars: d
@@ -513,6 +600,23 @@ fn charts(d: &Data) -> Vec<(&'static str, Chart)> {
                 ],
             },
         ),
+        (
+            "udp.svg",
+            Chart {
+                title: "UDP echo rate".into(),
+                unit: "datagrams/s".into(),
+                note: "Datagrams echoed through UDP associations, 64 in flight each: higher is better. \
+                       Bar: median; whisker: min to max."
+                    .into(),
+                groups: vec![
+                    group("64 B, 1 association", "udp1-64", "dgrams_s", false),
+                    group("1,400 B, 1 association", "udp1-1400", "dgrams_s", false),
+                    group("64 B, 8 associations", "udp8-64", "dgrams_s", false),
+                    group("1,400 B, 8 associations", "udp8-1400", "dgrams_s", false),
+                ],
+                log_scale: false,
+            },
+        ),
     ]
 }
 
@@ -541,11 +645,12 @@ pub fn tables(d: &Data) -> String {
         };
         let _ = write!(s, "| {} | {}{arrow} |", r.label, r.unit);
         for p in &d.peers {
-            let _ = write!(
-                s,
-                " {} |",
+            let text = if d.not_applicable(r.case, p) {
+                "n/a".to_owned()
+            } else {
                 cell(d.summary(r.case, p, r.key), d.failed_runs(r.case, p))
-            );
+            };
+            let _ = write!(s, " {text} |");
         }
         if r.better == Better::Count {
             let _ = writeln!(s, " | |");
@@ -566,7 +671,12 @@ pub fn tables(d: &Data) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "| goal | measured (medians) | met |");
     let _ = writeln!(s, "|---|---|---|");
-    for v in verdicts(d) {
+    // Goals of cases that never ran (a run of some cases only) are left out.
+    let ran = |case: &str| d.lines.iter().any(|l| l.get("case") == Some(case));
+    for v in verdicts(d)
+        .into_iter()
+        .filter(|v| v.cases.iter().any(|c| ran(c)))
+    {
         let met = match v.met {
             Some(true) => "yes",
             Some(false) => "**no**",
@@ -770,6 +880,16 @@ cycles are over and again 0.2 s after the last counted one. The goal is judged o
 memory (heap and stacks, where a leak grows; RSS also counts pages of mapped files, which the \
 kernel drops and reads back at will): met when it grew by at most 64 KiB (16 pages) over a \
 million cycles, where one leaked 32-byte allocation per cycle would be 30 MiB.
+- **UDP** (RFC 1928 section 7): each association is its own TCP control connection (greeting, \
+log-in where the peer asks for it, UDP ASSOCIATE naming the client's UDP socket) and that UDP \
+socket, connected to the relay the proxy names; every datagram carries the UDP request header \
+to an echo socket of its own on 127.0.0.1 (a thread each), which sends it back through the \
+relay. Direct: the same client and echo sockets with no proxy and no header. Each association \
+keeps at most 64 datagrams in flight (sent and received in batches, `sendmmsg`/`recvmmsg`); a \
+datagram not echoed within 200 ms is lost. After a warm-up the clock runs for a fixed time (0.5 s; \
+0.2 s in the quick run): the rate counts echoes received in it, the loss the datagrams sent in \
+it that never came back. Payload sizes are 64 and 1,400 bytes, header not counted. Latency: \
+one datagram in flight, each round trip timed. microsocks has no UDP ASSOCIATE: n/a.
 ";
 
 /// Reads `dir/raw.txt`, writes `dir/report.md` and the charts; returns the
@@ -778,6 +898,11 @@ pub fn write(dir: &Path) -> Result<PathBuf, String> {
     let raw_path = dir.join("raw.txt");
     let raw = fs::read_to_string(&raw_path).map_err(|e| format!("{}: {e}", raw_path.display()))?;
     let d = Data::parse(&raw);
+    // A report of fewer cases than the last one in `dir` keeps none of its
+    // charts.
+    for (file, _) in all_charts(&d) {
+        let _ = fs::remove_file(dir.join(file));
+    }
     for (file, chart) in charts(&d) {
         let p = dir.join(file);
         fs::write(&p, svg::render(&chart)).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -903,7 +1028,10 @@ loadgen scenario=churn case=churn peer=socks5d round=1 threads=8 cycles=1000000 
     fn churn_goal_needs_a_million_cycles_and_no_growth() {
         let churn = |line: &str| {
             let raw = format!("# peers: socks5d\n{line}\n");
-            verdicts(&Data::parse(&raw)).pop().unwrap()
+            verdicts(&Data::parse(&raw))
+                .into_iter()
+                .find(|v| v.goal.starts_with("Memory: no growth"))
+                .unwrap()
         };
         let grown = churn(
             "loadgen case=churn peer=socks5d ok=1 errors=0 cycles=1000000 \
@@ -936,6 +1064,62 @@ loadgen scenario=churn case=churn peer=socks5d round=1 threads=8 cycles=1000000 
         );
         assert_eq!((failed.measured.as_str(), failed.met), ("—", None));
         assert_eq!(churn("").met, None);
+    }
+
+    const UDP_RAW: &str = "\
+# peers: direct,socks5d,microsocks,dante,dante-noauth
+# not applicable: udp1-1400 microsocks
+# not applicable: udp8-1400 microsocks
+loadgen case=udp1-1400 peer=direct ok=1 errors=0 dgrams_s=100000 loss_pct=0.000
+loadgen case=udp1-1400 peer=socks5d ok=1 errors=0 dgrams_s=60000 loss_pct=0.000
+loadgen case=udp1-1400 peer=dante ok=1 errors=0 dgrams_s=20000 loss_pct=0.100
+loadgen case=udp1-1400 peer=dante-noauth ok=1 errors=0 dgrams_s=25000 loss_pct=0.000
+loadgen case=udp8-1400 peer=direct ok=1 errors=0 dgrams_s=300000 loss_pct=0.000
+loadgen case=udp8-1400 peer=socks5d ok=1 errors=0 dgrams_s=120000 loss_pct=1.500
+loadgen case=udp8-1400 peer=dante ok=1 errors=0 dgrams_s=50000 loss_pct=0.000
+loadgen case=udp8-1400 peer=dante-noauth ok=1 errors=0 dgrams_s=70000 loss_pct=0.000
+";
+
+    #[test]
+    fn udp_goals_against_the_best_dante_and_direct() {
+        let d = Data::parse(UDP_RAW);
+        let v = verdicts(&d);
+        let goal = |g: &str| v.iter().find(|x| x.goal.starts_with(g)).unwrap();
+        let dante = goal("UDP, 1,400-byte datagrams: at least 2 times");
+        // 60,000 / 25,000 and 120,000 / 70,000.
+        assert_eq!(
+            dante.measured,
+            "1 association 2.40× (dante-noauth), 8 associations 1.71× (dante-noauth) of Dante's"
+        );
+        assert_eq!(dante.met, Some(false));
+        let direct = goal("UDP, 1,400-byte datagrams: at least 50%");
+        assert_eq!(
+            direct.measured,
+            "1 association 0.60×, 8 associations 0.40× of direct"
+        );
+        assert_eq!(direct.met, Some(false));
+        // Without socks5d's figures: not judged.
+        let none = verdicts(&Data::parse("# peers: direct,dante\n"));
+        assert!(
+            none.iter()
+                .filter(|x| x.goal.starts_with("UDP"))
+                .all(|x| x.met.is_none())
+        );
+    }
+
+    #[test]
+    fn udp_rows_show_loss_and_not_applicable_peers() {
+        let md = tables(&Data::parse(UDP_RAW));
+        for part in [
+            "| UDP echo rate, 1,400 B, 1 association | datagrams/s ↑ | 100,000 | 60,000 | n/a | 20,000 | 25,000 | 2.40× (dante-noauth) | 0.60× |",
+            "| … datagrams lost | % | 0.00 | 1.50 | n/a | 0.00 | 0.00 | | |",
+        ] {
+            assert!(md.contains(part), "missing {part:?} in\n{md}");
+        }
+        assert!(!md.contains("UDP echo rate, 64 B"));
+        // Only the goals of the cases that ran.
+        assert!(md.contains("| UDP, 1,400-byte datagrams: at least 50% of direct's datagram rate | 1 association 0.60×, 8 associations 0.40× of direct | **no** |"), "{md}");
+        assert!(!md.contains("Throughput, 1 tunnel: at least"), "{md}");
     }
 
     #[test]
@@ -980,6 +1164,11 @@ loadgen scenario=churn case=churn peer=socks5d round=1 threads=8 cycles=1000000 
             let svg = fs::read_to_string(dir.join(f)).unwrap();
             assert!(svg.contains("</svg>"), "{f}");
         }
+        // No UDP case ran: no UDP chart, and an old one goes.
+        assert!(!dir.join("udp.svg").exists());
+        fs::write(dir.join("udp.svg"), "old").unwrap();
+        write(&dir).unwrap();
+        assert!(!dir.join("udp.svg").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,8 +11,12 @@
 //!   answer rather than on a half-close keeps the measure honest for proxies
 //!   that do not pass half-closes on.
 //!
-//! Both listen on 127.0.0.1 (at a port from [`ports::listener`]) and stop
-//! when dropped.
+//! - [`UdpEcho`]: UDP sockets, a thread each, that send every datagram back
+//!   to where it came from, in batches ([`crate::mmsg`]).
+//!
+//! The TCP targets listen on 127.0.0.1 (at a port from [`ports::listener`]),
+//! the UDP one binds 127.0.0.1 at ports the kernel picks; all stop when
+//! dropped.
 //!
 //! Closing order matters on loopback: the side that closes first keeps the
 //! connection in TIME_WAIT for a minute, holding its port. A one-shot echo
@@ -21,7 +25,7 @@
 //! connect from ephemeral ports, never pile TIME_WAITs onto that range.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -31,6 +35,7 @@ use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::mmsg::{BATCH, Batch};
 use crate::ports;
 
 /// The upload operation of the sink/source.
@@ -370,6 +375,89 @@ fn serve_bulk(mut s: TcpStream) -> io::Result<()> {
     }
 }
 
+/// How long a UDP echo thread waits for a datagram before it looks whether
+/// it should stop.
+const UDP_POLL: Duration = Duration::from_millis(50);
+
+/// The UDP echo target: sockets on 127.0.0.1, one thread each, so that
+/// associations given a socket each never wait for one another.
+#[derive(Debug)]
+pub struct UdpEcho {
+    addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    /// Binds `sockets` sockets (at least one) and starts echoing.
+    pub fn start(sockets: usize) -> io::Result<UdpEcho> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut echo = UdpEcho {
+            addrs: Vec::new(),
+            stop: Arc::clone(&stop),
+            threads: Vec::new(),
+        };
+        for _ in 0..sockets.max(1) {
+            let sock = UdpSocket::bind("127.0.0.1:0")?;
+            sock.set_read_timeout(Some(UDP_POLL))?;
+            echo.addrs.push(sock.local_addr()?);
+            let stop = Arc::clone(&stop);
+            let t = thread::Builder::new()
+                .name("udp-echo".into())
+                .spawn(move || {
+                    if let Err(e) = udp_echo_loop(&sock, &stop) {
+                        eprintln!("loadgen: UDP echo target stopped: {e}");
+                    }
+                })?;
+            echo.threads.push(t);
+        }
+        Ok(echo)
+    }
+
+    /// Where its sockets are, one per association.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Receives what is queued (waiting up to [`UDP_POLL`] for the first) and
+/// sends it all back, until told to stop.
+fn udp_echo_loop(sock: &UdpSocket, stop: &AtomicBool) -> io::Result<()> {
+    let mut batch = Batch::new();
+    while !stop.load(Ordering::SeqCst) {
+        let n = match batch.recv(sock, BATCH) {
+            Ok(n) => n,
+            Err(e) if is_wait(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        match batch.send(sock, n, true) {
+            Ok(()) => {}
+            // A client whose socket is gone or whose buffer is full: its
+            // datagrams count as lost on its side; keep serving the others.
+            Err(e) if is_wait(&e) || e.raw_os_error().is_some() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A timeout or an interruption: nothing wrong, try again.
+fn is_wait(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +570,24 @@ mod tests {
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
         assert_eq!(got.len() as u64, n);
+    }
+
+    #[test]
+    fn udp_echo_sends_each_datagram_back_from_its_own_socket() {
+        let echo = UdpEcho::start(3).unwrap();
+        assert_eq!(echo.addrs().len(), 3);
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for (i, &a) in echo.addrs().iter().enumerate() {
+            let msg = vec![i as u8; 100 + i];
+            c.send_to(&msg, a).unwrap();
+            let mut back = [0u8; 512];
+            let (n, from) = c.recv_from(&mut back).unwrap();
+            assert_eq!((&back[..n], from), (&msg[..], a));
+        }
+        let t = Instant::now();
+        drop(echo);
+        assert!(t.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

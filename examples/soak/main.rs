@@ -116,6 +116,9 @@ struct Daemon {
 impl Daemon {
     fn start(bin: &Path) -> Result<Daemon, String> {
         let user = format!("{USER}:{PASS}");
+        // The targets are on loopback, which socks5d's default rules deny.
+        let rules = std::env::temp_dir().join(format!("socks5d-soak-{}.rules", std::process::id()));
+        std::fs::write(&rules, "allow\n").map_err(|e| format!("{}: {e}", rules.display()))?;
         let mut child = Command::new(bin)
             .args([
                 "-l",
@@ -126,7 +129,9 @@ impl Daemon {
                 &user,
                 "--access-log",
                 "-",
+                "--rules",
             ])
+            .arg(&rules)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

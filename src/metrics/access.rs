@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::socks5::wire::{Reply, TargetAddr, write_log_safe};
+use crate::socks5::wire::{Command, Reply, TargetAddr, write_log_safe};
 
 /// How a client connection ended, as the access log says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,18 +34,36 @@ pub struct AccessRecord {
     pub client: SocketAddr,
     /// The authenticated user (or the name tried, when authentication failed).
     pub user: Option<Arc<str>>,
-    /// The target as the client asked for it.
+    /// CMD of the request, if one came.
+    pub command: Option<Command>,
+    /// The target as the client asked for it (UDP ASSOCIATE: where the
+    /// client said it would send from; BIND: the peer it expected).
     pub target: Option<TargetAddr>,
-    /// The address socks5d connected to.
+    /// The address socks5d connected to (BIND: the peer that connected).
     pub connected: Option<SocketAddr>,
     /// How it ended.
     pub result: Result,
-    /// Payload bytes client to target.
+    /// Payload bytes client to target (UDP: datagram payloads).
     pub bytes_up: u64,
     /// Payload bytes target to client.
     pub bytes_down: u64,
+    /// A UDP association's datagram totals.
+    pub datagrams: Option<Datagrams>,
+    /// The rule that denied the request (`FILE:LINE`, `default:REASON`).
+    pub rule: Option<Box<str>>,
     /// How long the connection lived.
     pub duration: Duration,
+}
+
+/// The datagrams of one UDP association.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Datagrams {
+    /// Relayed client to target.
+    pub up: u64,
+    /// Relayed target to client.
+    pub down: u64,
+    /// Dropped, either way, for any reason.
+    pub dropped: u64,
 }
 
 impl fmt::Display for AccessRecord {
@@ -59,6 +77,13 @@ impl fmt::Display for AccessRecord {
             }
             None => f.write_str(" user=-")?,
         }
+        f.write_str(match self.command {
+            Some(Command::Connect) => " cmd=connect",
+            Some(Command::Bind) => " cmd=bind",
+            Some(Command::UdpAssociate) => " cmd=udp",
+            Some(Command::Unknown(_)) => " cmd=unknown",
+            None => " cmd=-",
+        })?;
         match &self.target {
             Some(t) => write!(f, " target={t}")?,
             None => f.write_str(" target=-")?,
@@ -75,13 +100,19 @@ impl fmt::Display for AccessRecord {
             Result::Incomplete => f.write_str(" reply=-")?,
             Result::Evicted => f.write_str(" reply=evicted")?,
         }
-        write!(
-            f,
-            " up={} down={} duration_ms={}",
-            self.bytes_up,
-            self.bytes_down,
-            self.duration.as_millis()
-        )
+        if let Some(rule) = &self.rule {
+            f.write_str(" rule=")?;
+            write_log_safe(f, rule)?;
+        }
+        write!(f, " up={} down={}", self.bytes_up, self.bytes_down)?;
+        if let Some(d) = self.datagrams {
+            write!(
+                f,
+                " datagrams_up={} datagrams_down={} dropped={}",
+                d.up, d.down, d.dropped
+            )?;
+        }
+        write!(f, " duration_ms={}", self.duration.as_millis())
     }
 }
 
@@ -136,17 +167,72 @@ mod tests {
             start: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
             client: "127.0.0.1:4000".parse().unwrap(),
             user: Some("al ice".into()),
+            command: Some(Command::Connect),
             target: Some(TargetAddr::Domain((*b"ex\nample.com").into(), 80)),
             connected: Some("[::1]:80".parse().unwrap()),
             result: Result::Reply(Reply::Succeeded),
             bytes_up: 10,
             bytes_down: 20,
+            datagrams: None,
+            rule: None,
             duration: Duration::from_millis(1500),
         };
         assert_eq!(
             rec.to_string(),
-            "2026-11-18T11:06:40.123Z client=127.0.0.1:4000 user=al\\u{20}ice \
+            "2026-11-18T11:06:40.123Z client=127.0.0.1:4000 user=al\\u{20}ice cmd=connect \
              target=ex\\u{a}ample.com:80 connected=[::1]:80 reply=00 up=10 down=20 duration_ms=1500"
+        );
+    }
+
+    #[test]
+    fn udp_association_line() {
+        let rec = AccessRecord {
+            start: UNIX_EPOCH,
+            client: "127.0.0.1:4000".parse().unwrap(),
+            user: Some("bob".into()),
+            command: Some(Command::UdpAssociate),
+            target: Some(TargetAddr::Ip("0.0.0.0:0".parse().unwrap())),
+            connected: None,
+            result: Result::Reply(Reply::Succeeded),
+            bytes_up: 640,
+            bytes_down: 600,
+            datagrams: Some(Datagrams {
+                up: 10,
+                down: 9,
+                dropped: 2,
+            }),
+            rule: None,
+            duration: Duration::from_millis(30),
+        };
+        assert_eq!(
+            rec.to_string(),
+            "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=bob cmd=udp target=0.0.0.0:0 \
+             connected=- reply=00 up=640 down=600 datagrams_up=10 datagrams_down=9 dropped=2 \
+             duration_ms=30"
+        );
+    }
+
+    #[test]
+    fn denied_line_names_the_rule() {
+        let rec = AccessRecord {
+            start: UNIX_EPOCH,
+            client: "127.0.0.1:4000".parse().unwrap(),
+            user: None,
+            command: Some(Command::Connect),
+            target: Some(TargetAddr::Ip("127.0.0.1:22".parse().unwrap())),
+            connected: None,
+            result: Result::Reply(Reply::NotAllowed),
+            bytes_up: 0,
+            bytes_down: 0,
+            datagrams: None,
+            rule: Some("default:loopback".into()),
+            duration: Duration::from_millis(1),
+        };
+        assert_eq!(
+            rec.to_string(),
+            "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=- cmd=connect \
+             target=127.0.0.1:22 connected=- reply=02 rule=default:loopback up=0 down=0 \
+             duration_ms=1"
         );
     }
 
@@ -156,16 +242,19 @@ mod tests {
             start: UNIX_EPOCH,
             client: "127.0.0.1:4000".parse().unwrap(),
             user: None,
+            command: None,
             target: None,
             connected: None,
             result: Result::Evicted,
             bytes_up: 0,
             bytes_down: 0,
+            datagrams: None,
+            rule: None,
             duration: Duration::from_millis(7),
         };
         assert_eq!(
             rec.to_string(),
-            "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=- target=- connected=- \
+            "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=- cmd=- target=- connected=- \
              reply=evicted up=0 down=0 duration_ms=7"
         );
     }

@@ -14,8 +14,12 @@
 
 mod access;
 pub mod quiet;
+mod users;
 
-pub use access::{AccessRecord, Result as AccessResult, civil_from_days, write_rfc3339};
+pub use access::{AccessRecord, Datagrams, Result as AccessResult, civil_from_days, write_rfc3339};
+pub use users::{
+    BOUNDS, Histogram, HistogramSnapshot, UserCounters, UserDelta, UserFilter, WorkerGauges,
+};
 
 use std::io::Write;
 use std::sync::Arc;
@@ -52,6 +56,23 @@ pub struct Counters {
     /// Handshakes nobody had logged in on, closed to make room for new
     /// clients when accept(2) ran out of descriptors.
     pub evicted: u64,
+    /// UDP associations opened.
+    pub udp_associations: u64,
+    /// UDP datagrams relayed, both directions.
+    pub udp_datagrams: u64,
+    /// UDP datagrams dropped (fragmented, malformed, from an unexpected source, unresolved, or over a limit).
+    pub udp_dropped: u64,
+    /// BIND requests accepted (first reply sent).
+    pub binds: u64,
+    /// Requests denied by the access rules.
+    pub denied: u64,
+    /// Clients closed at accept (--max-sessions-per-client) or requests
+    /// refused (--max-sessions-per-user) for a session limit.
+    pub session_limit: u64,
+    /// Accept to reply, for answered requests.
+    pub handshake: Histogram,
+    /// Request to target connected.
+    pub connect: Histogram,
 }
 
 impl Counters {
@@ -63,8 +84,12 @@ impl Counters {
 
 /// What workers send to the aggregator.
 pub enum Report {
-    /// Counts to add to the totals.
-    Delta(Counters),
+    /// Counts to add to the totals (boxed: histograms make them large).
+    Delta(Box<Counters>),
+    /// Per-user counts to add.
+    Users(Vec<(Arc<str>, UserDelta)>),
+    /// A worker's gauges now (its number, them).
+    Worker(usize, WorkerGauges),
     /// A closed connection, for the access log.
     Access(Box<AccessRecord>),
     /// Write the access log here from now on (log rotation).
@@ -75,6 +100,8 @@ impl std::fmt::Debug for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Report::Delta(d) => f.debug_tuple("Delta").field(d).finish(),
+            Report::Users(u) => f.debug_tuple("Users").field(&u.len()).finish(),
+            Report::Worker(i, g) => f.debug_tuple("Worker").field(i).field(g).finish(),
             Report::Access(r) => f.debug_tuple("Access").field(r).finish(),
             Report::Reopen(_) => f.write_str("Reopen"),
         }
@@ -99,7 +126,15 @@ pub struct Totals {
     /// Written by the aggregator itself, not from deltas.
     log_suppressed: AtomicU64,
     evicted: AtomicU64,
+    udp_associations: AtomicU64,
+    udp_datagrams: AtomicU64,
+    udp_dropped: AtomicU64,
+    binds: AtomicU64,
+    denied: AtomicU64,
+    session_limit: AtomicU64,
     mgmt_aborted: AtomicU64,
+    /// Per user, histograms, per worker.
+    extra: users::Extra,
 }
 
 /// A copy of the totals at one moment.
@@ -130,6 +165,18 @@ pub struct Snapshot {
     /// Handshakes nobody had logged in on, closed to make room for new
     /// clients at the descriptor limit.
     pub evicted: u64,
+    /// UDP associations opened.
+    pub udp_associations: u64,
+    /// UDP datagrams relayed, both directions.
+    pub udp_datagrams: u64,
+    /// UDP datagrams dropped (fragmented, malformed, from an unexpected source, unresolved, or over a limit).
+    pub udp_dropped: u64,
+    /// BIND requests accepted (first reply sent).
+    pub binds: u64,
+    /// Requests denied by the access rules.
+    pub denied: u64,
+    /// Clients or requests refused for a session limit.
+    pub session_limit: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
     /// Management associations aborted before logging in (log-in grace
@@ -161,6 +208,13 @@ impl Totals {
             checks_refused: AtomicU64::new(0),
             log_suppressed: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            udp_associations: AtomicU64::new(0),
+            udp_datagrams: AtomicU64::new(0),
+            udp_dropped: AtomicU64::new(0),
+            binds: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            session_limit: AtomicU64::new(0),
+            extra: users::Extra::default(),
             mgmt_aborted: AtomicU64::new(0),
         }
     }
@@ -181,6 +235,46 @@ impl Totals {
         self.checks_refused
             .fetch_add(d.checks_refused, Ordering::Relaxed);
         self.evicted.fetch_add(d.evicted, Ordering::Relaxed);
+        self.udp_associations
+            .fetch_add(d.udp_associations, Ordering::Relaxed);
+        self.udp_datagrams
+            .fetch_add(d.udp_datagrams, Ordering::Relaxed);
+        self.udp_dropped.fetch_add(d.udp_dropped, Ordering::Relaxed);
+        self.binds.fetch_add(d.binds, Ordering::Relaxed);
+        self.denied.fetch_add(d.denied, Ordering::Relaxed);
+        self.session_limit
+            .fetch_add(d.session_limit, Ordering::Relaxed);
+        self.extra.add_histograms(&d.handshake, &d.connect);
+    }
+
+    /// Every user with counters, sorted by name.
+    pub fn users(&self) -> Vec<(Arc<str>, UserCounters)> {
+        self.extra.users()
+    }
+
+    /// One user's counters, if it has any yet.
+    pub fn user(&self, name: &str) -> Option<UserCounters> {
+        self.extra.user(name)
+    }
+
+    /// Accept to reply, for every answered request.
+    pub fn handshake_seconds(&self) -> HistogramSnapshot {
+        self.extra.handshake_seconds()
+    }
+
+    /// Request to target connected.
+    pub fn connect_seconds(&self) -> HistogramSnapshot {
+        self.extra.connect_seconds()
+    }
+
+    /// Every worker's gauges, by worker number.
+    pub fn workers(&self) -> Vec<WorkerGauges> {
+        self.extra.workers()
+    }
+
+    /// Tells which names are users, so that deleted users' counters go.
+    pub fn set_user_filter(&self, f: UserFilter) {
+        self.extra.set_user_filter(f);
     }
 
     /// Counts `n` management associations aborted before they logged in.
@@ -208,6 +302,12 @@ impl Totals {
             checks_refused: self.checks_refused.load(Ordering::Relaxed),
             log_suppressed: self.log_suppressed.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
+            udp_associations: self.udp_associations.load(Ordering::Relaxed),
+            udp_datagrams: self.udp_datagrams.load(Ordering::Relaxed),
+            udp_dropped: self.udp_dropped.load(Ordering::Relaxed),
+            binds: self.binds.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
+            session_limit: self.session_limit.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
         }
@@ -285,6 +385,8 @@ impl AccessLog {
 fn apply(report: Report, totals: &Totals, log: &mut AccessLog, quiet: &mut quiet::Quiet) {
     match report {
         Report::Delta(d) => totals.add(&d),
+        Report::Users(u) => totals.extra.add_users(&u),
+        Report::Worker(i, g) => totals.extra.set_worker(i, g),
         Report::Reopen(w) => {
             log.write_out();
             log.out = Some(w);
@@ -357,7 +459,7 @@ mod tests {
         let (agg, tx) = Aggregator::start(None).unwrap();
         let totals = Arc::clone(agg.totals());
         for _ in 0..10 {
-            tx.send(Report::Delta(Counters {
+            tx.send(Report::Delta(Box::new(Counters {
                 accepted: 2,
                 closed: 1,
                 bytes_up: 5,
@@ -369,7 +471,14 @@ mod tests {
                 penalties: 6,
                 checks_refused: 7,
                 evicted: 8,
-            }))
+                udp_associations: 9,
+                udp_datagrams: 10,
+                udp_dropped: 11,
+                binds: 12,
+                denied: 13,
+                session_limit: 14,
+                ..Counters::default()
+            })))
             .unwrap();
         }
         drop(tx);
@@ -387,6 +496,12 @@ mod tests {
         assert_eq!(s.penalties, 60);
         assert_eq!(s.checks_refused, 70);
         assert_eq!(s.evicted, 80);
+        assert_eq!(s.udp_associations, 90);
+        assert_eq!(s.udp_datagrams, 100);
+        assert_eq!(s.udp_dropped, 110);
+        assert_eq!(s.binds, 120);
+        assert_eq!(s.denied, 130);
+        assert_eq!(s.session_limit, 140);
         assert_eq!(s.mgmt_aborted, 0);
         totals.add_mgmt_aborted(3);
         assert_eq!(totals.snapshot().mgmt_aborted, 3);
@@ -412,11 +527,14 @@ mod tests {
             start: UNIX_EPOCH,
             client: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             user: None,
+            command: None,
             target: None,
             connected: None,
             result: AccessResult::Reply(crate::socks5::wire::Reply::Succeeded),
             bytes_up: 0,
             bytes_down: 0,
+            datagrams: None,
+            rule: None,
             duration: Duration::ZERO,
         }))
     }

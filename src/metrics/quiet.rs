@@ -237,11 +237,14 @@ mod tests {
             start: SystemTime::UNIX_EPOCH,
             client: client.parse().unwrap(),
             user: None,
+            command: None,
             target: None,
             connected: None,
             result,
             bytes_up: 0,
             bytes_down: 0,
+            datagrams: None,
+            rule: None,
             duration: Duration::ZERO,
         }
     }

@@ -324,6 +324,11 @@ impl Session {
                     (metric::AUTH_FAILED, m.auth_failed),
                     (metric::CONNECT_FAILED, m.connect_failed),
                     (metric::UPTIME, m.uptime_secs),
+                    (metric::UDP_ASSOCIATIONS, m.udp_associations),
+                    (metric::UDP_DATAGRAMS, m.udp_datagrams),
+                    (metric::UDP_DROPPED, m.udp_dropped),
+                    (metric::DENIED, m.denied),
+                    (metric::BINDS, m.binds),
                     (metric::REFUSED, m.refused),
                     (metric::AUTH_PENALISED, m.auth_penalised),
                     (metric::PENALTIES, m.penalties),
@@ -331,6 +336,7 @@ impl Session {
                     (metric::EVICTED, m.evicted),
                     (metric::MGMT_ABORTED, m.mgmt_aborted),
                     (metric::LOG_SUPPRESSED, m.log_suppressed),
+                    (metric::SESSION_LIMIT, m.session_limit),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);
                 wire::emit_metrics(&values, &mut out);

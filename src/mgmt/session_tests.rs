@@ -61,6 +61,12 @@ fn backend() -> Fake {
             log_suppressed: 13,
             evicted: 14,
             mgmt_aborted: 15,
+            udp_associations: 16,
+            udp_datagrams: 17,
+            udp_dropped: 18,
+            binds: 19,
+            denied: 20,
+            session_limit: 21,
         },
     }
 }
@@ -242,7 +248,7 @@ fn counters_and_metrics() {
     assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
     let m = &out[3].1;
     assert_eq!(out[3].0, 6);
-    assert_eq!(m[..4], [1, 0, 4, 15]);
+    assert_eq!(m[..4], [1, 0, 4, 21]);
     let values: Vec<(u8, u64)> = m[4..]
         .chunks(9)
         .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
@@ -258,13 +264,19 @@ fn counters_and_metrics() {
             (6, 5),
             (7, 6),
             (8, 77),
+            (9, 16),
+            (10, 17),
+            (11, 18),
+            (12, 20),
+            (13, 19),
             (0x80, 9),
             (0x81, 10),
             (0x82, 11),
             (0x83, 12),
             (0x84, 14),
             (0x85, 15),
-            (0x86, 13)
+            (0x86, 13),
+            (0x87, 21)
         ]
     );
 }

@@ -451,6 +451,17 @@ pub mod metric {
     pub const CONNECT_FAILED: u8 = 0x07;
     /// X'08' seconds since the server started.
     pub const UPTIME: u8 = 0x08;
+    /// X'09' UDP associations since start.
+    pub const UDP_ASSOCIATIONS: u8 = 0x09;
+    /// X'0A' UDP datagrams relayed, both directions.
+    pub const UDP_DATAGRAMS: u8 = 0x0A;
+    /// X'0B' UDP datagrams dropped (fragmented, from an unexpected source,
+    /// denied, or over a limit).
+    pub const UDP_DROPPED: u8 = 0x0B;
+    /// X'0C' requests denied by the access rules.
+    pub const DENIED: u8 = 0x0C;
+    /// X'0D' BIND requests accepted since start.
+    pub const BINDS: u8 = 0x0D;
     /// X'80' (private range): clients closed at once because the server's
     /// connection limit (--max-connections) was reached.
     pub const REFUSED: u8 = 0x80;
@@ -473,6 +484,10 @@ pub mod metric {
     /// X'86' (private): access-log lines of failed handshakes left out and
     /// summarised.
     pub const LOG_SUPPRESSED: u8 = 0x86;
+    /// X'87' (private): clients closed at accept past
+    /// --max-sessions-per-client, and requests refused (X'02') past
+    /// --max-sessions-per-user.
+    pub const SESSION_LIMIT: u8 = 0x87;
 }
 
 /// USER_METRICS IDs (section 3), per user. A client ignores IDs it does not

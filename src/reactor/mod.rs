@@ -11,8 +11,10 @@
 //! ([`crate::blocking`]).
 
 pub mod arrivals;
+pub mod limits;
 pub mod pipe;
 pub mod pool;
+pub mod rate;
 pub mod timer;
 mod worker;
 
@@ -32,6 +34,17 @@ pub enum Inbound {
         /// The session's id (the key may have been reused since).
         id: u64,
         /// The addresses in the order to try, or why there are none.
+        result: io::Result<Vec<SocketAddr>>,
+    },
+    /// A name a UDP association's client sent to was resolved.
+    UdpResolved {
+        /// The session's slab key.
+        key: usize,
+        /// The session's id.
+        id: u64,
+        /// The name.
+        host: String,
+        /// Its addresses, or why there are none.
         result: io::Result<Vec<SocketAddr>>,
     },
     /// A slow RFC 1929 check finished.
@@ -67,6 +80,17 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// The most client connections open at once in the whole server.
     pub max_connections: Option<usize>,
+    /// How long a BIND waits for its inbound connection.
+    pub bind_timeout: Duration,
+    /// The most UDP associations open at once in the whole server.
+    pub max_udp_associations: usize,
+    /// The address UDP ASSOCIATE replies announce (`None`: the address the
+    /// control connection reached).
+    pub udp_public_addr: Option<std::net::IpAddr>,
+    /// The most sessions (requests served at once) one user may have.
+    pub max_sessions_per_user: Option<u32>,
+    /// The most client connections one client address may have open.
+    pub max_sessions_per_client: Option<u32>,
 }
 
 impl Default for WorkerConfig {
@@ -81,6 +105,11 @@ impl Default for WorkerConfig {
             access_log: true,
             grace: Duration::from_secs(10),
             max_connections: None,
+            bind_timeout: Duration::from_secs(120),
+            max_udp_associations: 4096,
+            udp_public_addr: None,
+            max_sessions_per_user: None,
+            max_sessions_per_client: None,
         }
     }
 }

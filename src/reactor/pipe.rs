@@ -112,20 +112,22 @@ impl Pipe {
         src: &mut TcpStream,
         ready: &mut Ready,
         pool: &mut BufferPool,
+        max: usize,
     ) -> io::Result<usize> {
         // `pump` reads only once everything buffered has been written.
         debug_assert_eq!(self.start, self.end);
         self.start = 0;
         self.end = 0;
         let buf = self.buf.get_or_insert_with(|| pool.take());
+        let room = buf.len().min(max.max(1));
         loop {
-            match src.read(&mut buf[..]) {
+            match src.read(&mut buf[..room]) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(0);
                 }
                 Ok(n) => {
-                    ready.after_read(n, buf.len());
+                    ready.after_read(n, room);
                     self.end = n as u32;
                     return Ok(n);
                 }
@@ -170,7 +172,8 @@ impl Pipe {
     }
 
     /// Moves bytes from `src` to `dst` until a socket blocks, the source ends,
-    /// or `budget` bytes were read. Adds payload written to `*counted`.
+    /// or `budget` bytes were read (never more: a rate limit's grant). Adds
+    /// payload written to `*counted`, and bytes read to `*read`.
     ///
     /// On end of stream, once everything is delivered, says `Ended`; the
     /// caller decides whether to pass the half-close on.
@@ -184,6 +187,7 @@ impl Pipe {
         pool: &mut BufferPool,
         budget: usize,
         counted: &mut u64,
+        read: &mut usize,
     ) -> io::Result<Pump> {
         let mut read_total = 0usize;
         let result = loop {
@@ -202,7 +206,7 @@ impl Pipe {
             if read_total >= budget {
                 break Pump::Budget;
             }
-            match self.fill(src, src_ready, pool) {
+            match self.fill(src, src_ready, pool, budget - read_total) {
                 Ok(n) => read_total += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     src_ready.read = false;
@@ -212,6 +216,7 @@ impl Pipe {
             }
         };
         self.release(pool);
+        *read = read_total;
         Ok(result)
     }
 

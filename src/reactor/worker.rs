@@ -9,6 +9,9 @@
 //! sockets, buffers and readiness flags.
 
 mod accept;
+mod acct;
+mod drive;
+mod extra;
 mod sockets;
 
 use std::io;
@@ -25,17 +28,21 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use super::arrivals::Arrivals;
+use super::limits::SessionLimits;
 use super::pipe::Ready;
 use super::pool::BufferPool;
+use super::rate::Rates;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::blocking::Pool;
-use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
+use crate::metrics::{AccessRecord, AccessResult, Counters, Report, WorkerGauges};
+use crate::rules;
 use crate::socks5::connection::{self, Connection, Outcome, Reading};
 use crate::socks5::wire::Reply;
 use crate::users::penalty::Penalties;
 use crate::users::{self, Directory};
-use sockets::{Sockets, evictable, step};
+use drive::step;
+use sockets::{Sockets, evictable};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`.
@@ -65,6 +72,8 @@ const SPARE_ATTEMPT_LISTS: usize = 64;
 pub struct Shared {
     /// The user table.
     pub users: Arc<Directory>,
+    /// The access rules in force.
+    pub rules: Arc<rules::Shared>,
     /// Deltas and access records go here.
     pub reports: Sender<Report>,
     /// Name resolution.
@@ -75,8 +84,15 @@ pub struct Shared {
     pub config: WorkerConfig,
     /// Client connections open in the whole server (for --max-connections).
     pub open: Arc<AtomicUsize>,
+    /// UDP associations open in the whole server (for
+    /// --max-udp-associations).
+    pub udp_open: Arc<AtomicUsize>,
     /// Failed SOCKS authentications per source, and the penalties they earn.
     pub penalties: Arc<Penalties>,
+    /// Sessions per user and per client address.
+    pub limits: Arc<SessionLimits>,
+    /// The buckets of rate-limited tunnels.
+    pub rates: Arc<Rates>,
 }
 
 /// A running worker thread.
@@ -103,6 +119,10 @@ impl WorkerHandle {
 /// A worker, built on the spawning thread and run on its own.
 #[derive(Debug)]
 pub struct Worker {
+    /// Its number, from 0 (for per-worker gauges).
+    index: usize,
+    /// The gauges last sent to the aggregator.
+    reported_gauges: WorkerGauges,
     poll: Poll,
     listeners: Vec<TcpListener>,
     sessions: Slab<Sockets>,
@@ -136,6 +156,7 @@ struct Ctx {
     counters: Counters,
     timers: Timers,
     users: users::Reader,
+    rules: rules::Reader,
     penalties: Arc<Penalties>,
     reports: Sender<Report>,
     blocking: Pool,
@@ -152,6 +173,17 @@ struct Ctx {
     /// few bytes of an incomplete message, never a relay buffer, so that a
     /// crowd of clients sending their handshakes slowly holds little memory.
     scratch: Box<[u8]>,
+    /// UDP associations open in the whole server.
+    udp_open: Arc<AtomicUsize>,
+    /// Sessions per user and per client address.
+    limits: Arc<SessionLimits>,
+    /// The buckets of rate-limited tunnels.
+    rates: Arc<Rates>,
+    /// Per-user counts since the last report.
+    accounts: acct::Accounts,
+    /// Where datagrams are received (empty until the worker's first UDP
+    /// association; one for all of them).
+    datagrams: Box<[u8]>,
 }
 
 enum Next {
@@ -174,7 +206,7 @@ fn would_block(e: &io::Error) -> bool {
 
 impl Worker {
     /// Builds a worker around `listeners` (non-blocking, already listening).
-    pub fn new(listeners: Vec<StdListener>, shared: Shared) -> io::Result<Self> {
+    pub fn new(index: usize, listeners: Vec<StdListener>, shared: Shared) -> io::Result<Self> {
         assert!(
             listeners.len() <= MAX_LISTENERS,
             "at most {MAX_LISTENERS} listen addresses"
@@ -202,8 +234,11 @@ impl Worker {
             // More unparsed input than a relay buffer holds is not a
             // handshake; early data must fit the buffer it goes to.
             max_unparsed: cfg.buffer_size,
+            bind_timeout: cfg.bind_timeout,
         });
         Ok(Worker {
+            index,
+            reported_gauges: WorkerGauges::default(),
             poll,
             listeners: mio_listeners,
             sessions: Slab::new(),
@@ -224,6 +259,7 @@ impl Worker {
                 counters: Counters::default(),
                 timers: Timers::default(),
                 users: shared.users.reader(),
+                rules: shared.rules.reader(),
                 penalties: shared.penalties,
                 reports: shared.reports,
                 blocking: shared.pool,
@@ -234,6 +270,11 @@ impl Worker {
                 again: Vec::new(),
                 spare_attempts: Vec::new(),
                 scratch: vec![0u8; HANDSHAKE_READ].into_boxed_slice(),
+                udp_open: shared.udp_open,
+                limits: shared.limits,
+                rates: shared.rates,
+                accounts: acct::Accounts::default(),
+                datagrams: Box::default(),
             },
         })
     }
@@ -349,10 +390,22 @@ impl Worker {
     /// context switch too many per event on a small machine.
     fn flush_counters(&mut self) {
         self.last_flush = self.ctx.now;
+        // The aggregator only goes away after every worker has ended.
         if !self.ctx.counters.is_zero() {
             let delta = mem::take(&mut self.ctx.counters);
-            // The aggregator only goes away after every worker has ended.
-            let _ = self.ctx.reports.send(Report::Delta(delta));
+            let _ = self.ctx.reports.send(Report::Delta(Box::new(delta)));
+        }
+        let users = self.ctx.accounts.drain();
+        if !users.is_empty() {
+            let _ = self.ctx.reports.send(Report::Users(users));
+        }
+        let gauges = WorkerGauges {
+            sessions: self.sessions.len() as u64,
+            buffers_in_use: self.ctx.pool.in_use() as u64,
+        };
+        if gauges != self.reported_gauges {
+            self.reported_gauges = gauges;
+            let _ = self.ctx.reports.send(Report::Worker(self.index, gauges));
         }
     }
 
@@ -362,13 +415,29 @@ impl Worker {
             let (key, id) = match self.inbox.try_recv() {
                 Ok(Inbound::Resolved { key, id, result }) => {
                     if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
-                        s.conn.handle_resolved(now, result);
+                        s.conn
+                            .handle_resolved(now, result, &self.ctx.gate(s.peer.ip()));
+                    }
+                    (key, id)
+                }
+                Ok(Inbound::UdpResolved {
+                    key,
+                    id,
+                    host,
+                    result,
+                }) => {
+                    if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id)
+                        && let Some(extra) = s.extra.as_deref_mut()
+                    {
+                        extra.resolved(&mut self.ctx, &host, result);
+                        s.conn.handle_relayed(now);
                     }
                     (key, id)
                 }
                 Ok(Inbound::Verified { key, id, user }) => {
                     if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
-                        s.conn.handle_verified(now, user);
+                        s.conn
+                            .handle_verified(now, user, &self.ctx.gate(s.peer.ip()));
                     }
                     (key, id)
                 }
@@ -480,6 +549,21 @@ impl Worker {
         if self.ctx.cfg.max_connections.is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
+        if let Some(c) = &self.ctx.limits.per_client {
+            c.give_back(&s.peer.ip().to_canonical());
+        }
+        if s.user_slot != acct::NO_USER {
+            self.ctx.accounts.close(s.user_slot);
+        }
+        if s.conn.holds_user_session()
+            && let (Some(c), Some(user)) = (&self.ctx.limits.per_user, s.conn.user())
+        {
+            c.give_back(user);
+        }
+        let extra = s.extra.take();
+        if let Some(extra::Extra::Udp(_)) = extra.as_deref() {
+            self.ctx.udp_open.fetch_sub(1, Ordering::AcqRel);
+        }
         if let Some(start) = s.logged_start {
             let outcome = s.conn.outcome();
             let result = match outcome {
@@ -487,9 +571,14 @@ impl Worker {
                 None => AccessResult::Incomplete,
                 Some(Outcome::Succeeded) => AccessResult::Reply(Reply::Succeeded),
                 Some(Outcome::Rejected(reply)) => AccessResult::Reply(reply),
+                Some(Outcome::Denied(_)) => AccessResult::Reply(Reply::NotAllowed),
                 Some(Outcome::AuthFailed) => AccessResult::AuthFailed,
                 Some(Outcome::BadVersion) => AccessResult::BadVersion,
                 Some(Outcome::NoAcceptableMethod) => AccessResult::NoAcceptableMethod,
+            };
+            let (bytes_up, bytes_down) = match extra.as_deref() {
+                Some(extra::Extra::Udp(r)) => r.bytes(),
+                _ => (s.up.delivered(), s.down.delivered()),
             };
             let rec = AccessRecord {
                 start,
@@ -497,11 +586,19 @@ impl Worker {
                 // Named once the handshake has an outcome: a name whose
                 // check never answered is nobody's.
                 user: outcome.and(s.conn.user().cloned()),
+                command: s.conn.command(),
                 target: s.conn.take_target(),
                 connected: s.conn.connected(),
                 result,
-                bytes_up: s.up.delivered(),
-                bytes_down: s.down.delivered(),
+                bytes_up,
+                bytes_down,
+                datagrams: extra.as_deref().and_then(extra::Extra::datagrams),
+                rule: match outcome {
+                    Some(Outcome::Denied(origin)) => {
+                        Some(self.ctx.rules.current().describe(origin).to_string().into())
+                    }
+                    _ => None,
+                },
                 duration: self.ctx.now.saturating_duration_since(s.conn.started()),
             };
             let _ = self.ctx.reports.send(Report::Access(Box::new(rec)));

@@ -51,6 +51,25 @@ pub fn connection_waits(listener: &impl AsFd) -> io::Result<bool> {
             .is_some_and(|r| r.contains(PollFlags::POLLIN)))
 }
 
+/// The addresses of this host's interfaces (getifaddrs(3)): what a
+/// listener on an unspecified address is reachable at.
+pub fn host_addrs() -> io::Result<Vec<std::net::IpAddr>> {
+    let mut out = Vec::new();
+    for ifa in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
+        let Some(addr) = ifa.address else {
+            continue;
+        };
+        if let Some(v4) = addr.as_sockaddr_in() {
+            out.push(std::net::IpAddr::V4(v4.ip()));
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            out.push(std::net::IpAddr::V6(v6.ip()));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,8 +101,12 @@ impl fmt::Debug for ChangeRequest {
     }
 }
 
+/// Something else a reload reads besides the users file (the access
+/// rules): it puts what it read in force and says Ok, or changes nothing
+/// and says Err, having logged why.
+pub type ReloadHook = Box<dyn Fn() -> Result<(), ()> + Send>;
+
 /// The writer's state.
-#[derive(Debug)]
 pub struct Store {
     dir: Arc<Directory>,
     path: Option<PathBuf>,
@@ -115,6 +119,18 @@ pub struct Store {
     /// different at the next change, someone else (`socks5d user`) changed
     /// it, and it is read again first.
     seen: std::cell::Cell<Option<file::Stamp>>,
+    /// Also read on every reload.
+    also: Option<ReloadHook>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("max_users", &self.max_users)
+            .field("also", &self.also.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -127,7 +143,16 @@ impl Store {
             cost: file::Cost::DEFAULT,
             save_delay: SaveDelay::from_env(),
             seen: std::cell::Cell::new(None),
+            also: None,
         }
+    }
+
+    /// Reads `hook` too on every reload (SIGHUP, RELOAD), after the users
+    /// file has been read and before it is put in force: when the hook
+    /// fails, the users stay as they were too.
+    pub fn with_reload(mut self, hook: ReloadHook) -> Self {
+        self.also = Some(hook);
+        self
     }
 
     /// Uses `cost` for new password hashes (tests use a cheap one).
@@ -254,14 +279,25 @@ impl Store {
     /// changes nothing.
     fn reload(&self) -> Result<(), UserError> {
         let Some(path) = &self.path else {
-            log::warn!("users: nothing to reload: socks5d runs without a users file");
-            return Err(UserError::Unreadable);
+            return match &self.also {
+                Some(hook) => hook().map_err(|()| UserError::Unreadable),
+                None => {
+                    log::warn!("users: nothing to reload: socks5d runs without a users file");
+                    Err(UserError::Unreadable)
+                }
+            };
         };
         let before = file::stamp(path).ok().flatten();
         let records = file::load(path).map_err(|e| {
             log::error!("users file {}: {e}; users unchanged", path.display());
             UserError::Unreadable
         })?;
+        if let Some(hook) = &self.also {
+            hook().map_err(|()| {
+                log::error!("users file {}: not reloaded either", path.display());
+                UserError::Unreadable
+            })?;
+        }
         self.seen.set(before);
         let n = records.len();
         let admins = self.dir.update(|t| -> Result<usize, UserError> {
@@ -366,7 +402,7 @@ pub fn edit_file(path: &Path, change: &UserChange, cost: file::Cost) -> Result<U
 
 /// A pause in every save of the users' writer, after the temporary file is
 /// written and fsynced and before it is renamed over the users file, so that
-/// a test can SIGKILL socks5d exactly there (tests/sctp/cases_faults.rs):
+/// a test can SIGKILL socks5d exactly there (tests/mgmt/faults.rs):
 /// `SOCKS5D_TEST_SAVE_DELAY_MS=N`, read once when the writer is made. Each
 /// pause is announced on standard error with the temporary file's path.
 ///

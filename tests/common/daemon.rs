@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,12 @@ use nix::unistd::Pid;
 
 /// The binary under test, built by cargo for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_socks5d");
+
+/// A rules file that allows every target: the tests relay to loopback,
+/// which socks5d's safe default denies. Every daemon started here gets it
+/// unless its arguments name rules of their own, or it is started with
+/// [`Daemon::start_with_default_rules`].
+pub const ALLOW_ALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/allow.rules");
 
 /// How long start-up may take (a debug build on a loaded machine).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,6 +69,28 @@ fn capture<R: Read + Send + 'static>(pipe: R) -> (Capture, JoinHandle<()>) {
     (cap, reader)
 }
 
+/// Waits, at most `within`, for the `nth` line (from 1) of `cap` that
+/// contains `needle`; `None` if it did not come in time or the pipe ended
+/// first.
+fn wait_for_line(cap: &Capture, needle: &str, nth: usize, within: Duration) -> Option<String> {
+    let deadline = Instant::now() + within;
+    let (lock, cond) = &**cap;
+    let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(l) = c.text.lines().filter(|l| l.contains(needle)).nth(nth - 1) {
+            return Some(l.to_owned());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if c.eof || left.is_zero() {
+            return None;
+        }
+        c = cond
+            .wait_timeout(c, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
 fn snapshot(cap: &Capture) -> String {
     cap.0.lock().unwrap_or_else(|e| e.into_inner()).text.clone()
 }
@@ -100,11 +128,29 @@ impl Daemon {
         Daemon::spawn(args, env, START_TIMEOUT)
     }
 
+    /// Like `start`, with socks5d's own default rules (no `--rules`).
+    pub fn start_with_default_rules(args: &[&str]) -> Daemon {
+        Daemon::launch(args, &[], START_TIMEOUT, false)
+    }
+
     /// Like `start_with_env`, allowing start-up `start_timeout` (the SCTP
     /// suite's single UML CPU is slower).
     pub fn spawn(args: &[&str], env: &[(&str, &str)], start_timeout: Duration) -> Daemon {
+        Daemon::launch(args, env, start_timeout, true)
+    }
+
+    fn launch(
+        args: &[&str],
+        env: &[(&str, &str)],
+        start_timeout: Duration,
+        allow_all: bool,
+    ) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
+        cmd.args(args);
+        if allow_all && !args.iter().any(|a| a.starts_with("--rules")) {
+            cmd.args(["--rules", ALLOW_ALL]);
+        }
+        cmd
             // The readiness line is logged at info: an inherited RUST_LOG=warn
             // would hide it.
             .env("RUST_LOG", "info")
@@ -235,22 +281,20 @@ impl Daemon {
     /// come in time or socks5d's standard error ended first. The reader
     /// thread signals each line it appends.
     pub fn wait_for_line(&self, needle: &str, nth: usize, within: Duration) -> Option<String> {
-        let deadline = Instant::now() + within;
-        let (lock, cond) = &*self.stderr;
-        let mut c = lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(l) = c.text.lines().filter(|l| l.contains(needle)).nth(nth - 1) {
-                return Some(l.to_owned());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if c.eof || left.is_zero() {
-                return None;
-            }
-            c = cond
-                .wait_timeout(c, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        wait_for_line(&self.stderr, needle, nth, within)
+    }
+
+    /// The first access-log line (standard output) holding `needle`,
+    /// waiting for it as the lines come in; fails the test after `within`.
+    pub fn access_line(&self, needle: &str, within: Duration) -> String {
+        wait_for_line(&self.stdout, needle, 1, within).unwrap_or_else(|| {
+            panic!(
+                "socks5d did not log {needle:?} to the access log within {within:?}; \
+                 stdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
     }
 
     /// SIGKILL, and reaped: returns once the process is gone.
@@ -390,4 +434,50 @@ pub fn temp_path(tag: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     std::env::temp_dir().join(format!("socks5d-test-{}-{tag}-{n}", std::process::id()))
+}
+
+/// Sends `probe` from `sock`, connected to `relay` (a UDP relay's port),
+/// until the kernel reports the ICMP port unreachable that a closed port
+/// answers with (ECONNREFUSED on the connected socket); answers from a relay
+/// still open are read and ignored. Fails the test after `timeout`.
+pub fn wait_until_udp_refused(
+    sock: &UdpSocket,
+    relay: SocketAddr,
+    probe: &[u8],
+    timeout: Duration,
+) {
+    sock.connect(relay)
+        .unwrap_or_else(|e| panic!("connect UDP to {relay}: {e}"));
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("UDP read timeout");
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 2048];
+    loop {
+        let refused = match sock.send(probe) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => true,
+            Err(e) => panic!("send to {relay}: {e}"),
+            // One read: the answer of an open relay, the refusal, or a
+            // timeout (a relay that drops the probe).
+            Ok(_) => match sock.recv(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => true,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    false
+                }
+                Err(e) => panic!("receive from {relay}: {e}"),
+                Ok(_) => false,
+            },
+        };
+        if refused {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the UDP port {relay} still took datagrams {timeout:?} later"
+        );
+    }
 }

@@ -1,10 +1,11 @@
-//! The tests' TCP targets: a listener on its own thread that stops when
-//! dropped, and one banner-then-echo service.
+//! The tests' targets: a TCP listener on its own thread that stops when
+//! dropped, one banner-then-echo service, and a UDP echo that keeps what it
+//! received.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -109,4 +110,78 @@ pub fn serve_echo(mut conn: TcpStream, banner: &[u8]) {
         }
     }
     let _ = conn.shutdown(Shutdown::Write);
+}
+
+/// Datagrams as a UDP target received them: sender and data, in order.
+type Received = Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
+
+/// A UDP target that sends each datagram back to its sender and keeps what
+/// it received, and from where. Stops when dropped.
+#[derive(Debug)]
+pub struct UdpEcho {
+    /// The bound address.
+    pub addr: SocketAddr,
+    received: Received,
+    stop: Arc<AtomicBool>,
+}
+
+impl UdpEcho {
+    /// Binds `bind` (port 0 for an ephemeral port) and starts echoing.
+    pub fn start(bind: SocketAddr) -> UdpEcho {
+        let sock = UdpSocket::bind(bind).unwrap_or_else(|e| panic!("bind UDP {bind}: {e}"));
+        let addr = sock.local_addr().expect("local address");
+        let received = Received::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, stopped) = (Arc::clone(&received), Arc::clone(&stop));
+        thread::Builder::new()
+            .name(format!("udp-echo-{addr}"))
+            .spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stopped.load(Ordering::Acquire) {
+                    // An ICMP error from an earlier answer is no reason to stop.
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    log.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((from, buf[..n].to_vec()));
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            })
+            .expect("spawn the UDP echo");
+        UdpEcho {
+            addr,
+            received,
+            stop,
+        }
+    }
+
+    /// Every datagram received so far, and its sender, in order.
+    pub fn received(&self) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The data of every datagram received so far, in order.
+    pub fn payloads(&self) -> Vec<Vec<u8>> {
+        self.received().into_iter().map(|(_, d)| d).collect()
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Unblock recv_from(); the thread sees the flag and ends.
+        let local: SocketAddr = match self.addr {
+            SocketAddr::V4(_) => "127.0.0.1:0",
+            SocketAddr::V6(_) => "[::1]:0",
+        }
+        .parse()
+        .expect("a valid literal");
+        if let Ok(s) = UdpSocket::bind(local) {
+            let _ = s.send_to(b"", self.addr);
+        }
+    }
 }

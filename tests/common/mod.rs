@@ -1,9 +1,12 @@
 //! The tests' one support library, shared by the test crates of `tests/`,
-//! the SCTP suite (`tests/sctp/`) and the soak's traffic: the real binary
-//! launched and waited for (`daemon`), one raw SOCKS5 client (`socks`), one
-//! banner-and-echo target (`echo`), short-lived children with a deadline
-//! (`child`), the environment scrubbed from every
-//! client the tests run (`env`), and /proc measurements (`proc`).
+//! the management suite (`tests/mgmt/`, run by `tests/sctp/` and
+//! `tests/mgmt_unix.rs`) and the soak's traffic: the real binary
+//! launched and waited for (`daemon`), one raw SOCKS5 client (`socks`), the
+//! targets: TCP banner-and-echo and UDP echo (`echo`), METRICS over the
+//! management Unix socket (`mgmt`), short-lived children with a deadline
+//! (`child`), the environment scrubbed from every client the tests run
+//! (`env`), /proc measurements (`proc`), and a pseudo-terminal for a
+//! child that draws on one (`pty`).
 
 // Each crate that includes this module uses a different part of it (the
 // re-exports included).
@@ -13,12 +16,16 @@ pub mod child;
 pub mod daemon;
 pub mod echo;
 pub mod env;
+pub mod mgmt;
 pub mod proc;
+pub mod pty;
 pub mod socks;
 
 pub use child::*;
 pub use daemon::*;
 pub use echo::*;
 pub use env::*;
+pub use mgmt::*;
 pub use proc::*;
+pub use pty::*;
 pub use socks::*;

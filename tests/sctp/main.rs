@@ -1,5 +1,8 @@
-//! The SCTP integration suite: the real socks5d and socks5dctl, the real
-//! kernel SCTP, third-party clients (curl, ncat, socat).
+//! The management suite over SCTP: the real socks5d and socks5dctl, the
+//! real kernel SCTP, third-party clients (curl, ncat, socat). Its cases
+//! (tests/mgmt/) are those of the suite's list marked to run over both
+//! transports or over SCTP only; tests/mgmt_unix.rs runs the others, and
+//! the shared ones again, over the Unix socket.
 //!
 //! One test target with its own harness (`harness = false`), so that on a
 //! kernel without SCTP the whole suite re-runs itself once inside User-Mode
@@ -12,17 +15,10 @@
 //! (a substring of case names), `--exact`, `--skip`, `--list`; other libtest
 //! flags are accepted and ignored.
 
-mod cases_admin;
-mod cases_clients;
-mod cases_ctl;
-mod cases_effects;
-mod cases_faults;
-mod cases_login;
-mod cases_protocol;
-mod cases_unauth;
 #[path = "../common/mod.rs"]
 mod common;
-mod support;
+#[path = "../mgmt/mod.rs"]
+mod mgmt;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -32,107 +28,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use mgmt::support::Transport;
 use socks5d::sys::sctp::{SctpSocket, unsupported_hint};
 
 /// Set in the environment of the copy that runs inside UML.
 const IN_UML: &str = "SOCKS5D_IN_UML";
-
-/// Every case, in the order they run.
-const CASES: &[(&str, fn())] = &[
-    (
-        "protocol::login_success_and_counters",
-        cases_protocol::login_success_and_counters,
-    ),
-    (
-        "protocol::list_users_paging",
-        cases_protocol::list_users_paging,
-    ),
-    (
-        "protocol::user_changes_and_their_statuses",
-        cases_protocol::user_changes_and_their_statuses,
-    ),
-    (
-        "protocol::server_error_when_the_users_file_cannot_be_written",
-        cases_protocol::server_error_on_full_disk,
-    ),
-    (
-        "protocol::limit_reached_with_max_users",
-        cases_protocol::limit_reached_with_max_users,
-    ),
-    (
-        "protocol::bad_version_and_unknown_commands",
-        cases_protocol::bad_version_and_unknown_commands,
-    ),
-    (
-        "protocol::malformed_requests_keep_the_session",
-        cases_protocol::malformed_requests_keep_the_session,
-    ),
-    (
-        "login::failures_close_the_association",
-        cases_login::login_failures_close_the_association,
-    ),
-    (
-        "login::wrong_admin_passwords_hold_memory_fixed",
-        cases_login::wrong_admin_passwords_hold_memory_fixed,
-    ),
-    (
-        "admin::fifty_concurrent_sessions",
-        cases_admin::fifty_concurrent_sessions,
-    ),
-    (
-        "admin::stuck_reader_does_not_delay_others",
-        cases_admin::stuck_reader_does_not_delay_others,
-    ),
-    (
-        "admin::ipv4_and_ipv6_addresses",
-        cases_admin::ipv4_and_ipv6_addresses,
-    ),
-    (
-        "effects::user_changes_reach_socks_within_100ms",
-        cases_effects::user_changes_reach_socks,
-    ),
-    (
-        "effects::metrics_equal_the_socks_traffic",
-        cases_effects::metrics_equal_the_socks_traffic,
-    ),
-    (
-        "effects::users_file_survives_a_restart",
-        cases_effects::users_file_survives_a_restart,
-    ),
-    (
-        "clients::socks5dctl_end_to_end",
-        cases_clients::socks5dctl_end_to_end,
-    ),
-    ("clients::ncat_and_socat", cases_clients::ncat_and_socat),
-    (
-        "ctl::several_addresses_make_one_association",
-        cases_ctl::several_addresses_make_one_association,
-    ),
-    (
-        "ctl::reload_and_user_metrics",
-        cases_ctl::reload_and_user_metrics,
-    ),
-    (
-        "faults::sigkill_during_user_changes",
-        cases_faults::sigkill_during_user_changes,
-    ),
-    (
-        "faults::session_cap_refuses_the_fourth_log_in",
-        cases_faults::session_cap_refuses_the_fourth_log_in,
-    ),
-    (
-        "faults::login_throttle_is_per_source_address",
-        cases_faults::login_throttle_is_per_source_address,
-    ),
-    (
-        "unauth::held_associations_do_not_keep_an_administrator_out",
-        cases_unauth::held_associations_do_not_keep_an_administrator_out,
-    ),
-    (
-        "unauth::login_grace_aborts_a_silent_association",
-        cases_unauth::login_grace_aborts_a_silent_association,
-    ),
-];
 
 const PACKAGES: &str =
     "install them with: apt-get install -y user-mode-linux kmod iproute2 (and ncat socat curl)";
@@ -295,9 +195,10 @@ static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
 fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let args = parse_args(&raw);
+    let cases: Vec<&mgmt::Case> = mgmt::cases_over(Transport::Sctp).collect();
     if args.list {
-        for (name, _) in CASES.iter().filter(|(n, _)| args.selects(n)) {
-            println!("{name}: test");
+        for case in cases.iter().filter(|c| args.selects(c.name)) {
+            println!("{}: test", case.name);
         }
         return ExitCode::SUCCESS;
     }
@@ -341,16 +242,29 @@ fn main() -> ExitCode {
         }
     }));
 
-    let selected: Vec<&(&str, fn())> = CASES.iter().filter(|(n, _)| args.selects(n)).collect();
-    let filtered = CASES.len() - selected.len();
+    let selected: Vec<&mgmt::Case> = cases
+        .iter()
+        .copied()
+        .filter(|c| args.selects(c.name))
+        .collect();
+    let filtered = cases.len() - selected.len();
+    let shared = cases.iter().filter(|c| c.over == mgmt::Over::Both).count();
+    let unix_only = mgmt::cases_over(Transport::Unix).count() - shared;
+    println!(
+        "\n{} cases over SCTP: {shared} shared with the Unix socket, {} about SCTP itself \
+         ({unix_only} more run over the Unix socket only, in tests/mgmt_unix.rs)",
+        cases.len(),
+        cases.len() - shared
+    );
     println!("\nrunning {} tests", selected.len());
     let mut failures: Vec<(&str, String)> = Vec::new();
-    for (name, case) in &selected {
+    for case in &selected {
+        let name = case.name;
         print!("test {name} ... ");
         let _ = std::io::stdout().flush();
         let t = Instant::now();
         *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        match panic::catch_unwind(AssertUnwindSafe(case)) {
+        match panic::catch_unwind(AssertUnwindSafe(|| (case.run)(&Transport::Sctp))) {
             Ok(()) => println!("ok ({:.2}s)", t.elapsed().as_secs_f64()),
             Err(_) => {
                 println!("FAILED ({:.2}s)", t.elapsed().as_secs_f64());

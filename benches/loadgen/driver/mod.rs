@@ -105,6 +105,33 @@ pub fn cases(mode: Mode) -> Vec<Case> {
         )
     };
     let latency = ["--rounds", rounds, "--warmup", warmup, "--size", "64"];
+    // UDP: seconds measured after a warm-up (half a second per run keeps
+    // a fourth round of `make bench` within its budget); 64 datagrams in
+    // flight per association (one for the latency case), lost after 200 ms.
+    let (udp_secs, udp_warmup) = match mode {
+        Mode::Full => ("0.5", "0.2"),
+        Mode::Quick => ("0.2", "0.1"),
+    };
+    let udp = |id, assocs, size, window| {
+        Case::new(
+            id,
+            "udp",
+            &[
+                "--assocs",
+                assocs,
+                "--size",
+                size,
+                "--window",
+                window,
+                "--secs",
+                udp_secs,
+                "--warmup",
+                udp_warmup,
+                "--loss-ms",
+                "200",
+            ],
+        )
+    };
     vec![
         tp("t1-up", "1", "up"),
         tp("t1-down", "1", "down"),
@@ -126,7 +153,28 @@ pub fn cases(mode: Mode) -> Vec<Case> {
             "churn",
             &["--threads", "8", "--cycles", cycles, "--warmup", warm],
         ),
+        udp("udp1-64", "1", "64", "64"),
+        udp("udp1-1400", "1", "1400", "64"),
+        udp("udp8-64", "8", "64", "64"),
+        udp("udp8-1400", "8", "1400", "64"),
+        udp("udp-latency", "1", "64", "1"),
     ]
+}
+
+/// Keeps the cases named in `list` (comma-separated case ids or scenario
+/// names: `udp` is every UDP case); an unknown name is an error.
+pub fn select(cases: Vec<Case>, list: &str) -> Result<Vec<Case>, String> {
+    let names: Vec<&str> = list.split(',').filter(|n| !n.is_empty()).collect();
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !cases.iter().any(|c| c.id == **n || c.scenario == **n))
+    {
+        return Err(format!("--cases: no case or scenario '{bad}'"));
+    }
+    Ok(cases
+        .into_iter()
+        .filter(|c| names.iter().any(|n| c.id == *n || c.scenario == *n))
+        .collect())
 }
 
 /// Whether `kind` runs `case` in the first round only, and why.
@@ -143,8 +191,20 @@ fn first_round_only(mode: Mode, case: &Case, kind: Kind) -> Option<&'static str>
     )
 }
 
+/// Whether `case` means nothing for `kind`, and why: microsocks has no
+/// UDP ASSOCIATE.
+pub fn not_applicable(case: &Case, kind: Kind) -> Option<&'static str> {
+    (case.scenario == "udp" && kind == Kind::Microsocks).then_some(
+        "the UDP cases are not applicable to microsocks, which has no UDP ASSOCIATE (n/a in the \
+         table)",
+    )
+}
+
 /// Whether `kind` never runs `case`, and why.
 fn peer_skips(case: &Case, kind: Kind) -> Option<&'static str> {
+    if let Some(why) = not_applicable(case, kind) {
+        return Some(why);
+    }
     (case.id == "churn" && kind != Kind::Socks5d).then_some(
         "churn runs for socks5d only: it checks that socks5d's own memory does not grow over \
          its handshake cycles, a goal with no peer to compare",
@@ -154,6 +214,21 @@ fn peer_skips(case: &Case, kind: Kind) -> Option<&'static str> {
 /// Whether `kind` runs `case` in `round`.
 fn runs(mode: Mode, case: &Case, kind: Kind, round: u32) -> bool {
     peer_skips(case, kind).is_none() && (round == 1 || first_round_only(mode, case, kind).is_none())
+}
+
+/// The make command that runs the same comparison again.
+fn reproduce(mode: Mode, peers: &str, only: Option<&str>) -> String {
+    let mut c = match mode {
+        Mode::Full => "make bench".to_owned(),
+        Mode::Quick => "make bench-quick".to_owned(),
+    };
+    if peers != DEFAULT_PEERS {
+        c.push_str(&format!(" BENCH_PEERS={peers}"));
+    }
+    if let Some(list) = only {
+        c.push_str(&format!(" BENCH_FLAGS='--cases {list}'"));
+    }
+    c
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread, before any other
@@ -403,6 +478,7 @@ pub fn main(mut a: Args) -> Result<bool, String> {
     let peer_list = a.get("--peers", DEFAULT_PEERS.to_owned())?;
     let out = PathBuf::from(a.get("--out", format!("bench-results/{}", mode.name()))?);
     let socks5d = PathBuf::from(a.get("--socks5d", "target/release/socks5d".to_owned())?);
+    let only = a.value("--cases")?;
     let strict = a.flag("--strict");
     a.finish()?;
     if rounds == 0 {
@@ -425,8 +501,11 @@ pub fn main(mut a: Args) -> Result<bool, String> {
             None => {}
         }
     }
-    let mut all_cases = cases(mode);
-    if tools.taskset.is_none() {
+    let mut all_cases = match &only {
+        Some(list) => select(cases(mode), list)?,
+        None => cases(mode),
+    };
+    if tools.taskset.is_none() && all_cases.iter().any(|c| c.pinned) {
         all_cases.retain(|c| !c.pinned);
         left_out.push("latency-pinned: taskset not found".into());
     }
@@ -470,12 +549,7 @@ pub fn main(mut a: Args) -> Result<bool, String> {
         ("mode".to_owned(), mode.name().to_owned()),
         (
             "command".to_owned(),
-            if mode == Mode::Full {
-                "make bench"
-            } else {
-                "make bench-quick"
-            }
-            .to_owned(),
+            reproduce(mode, &peer_list, only.as_deref()),
         ),
         ("rounds".to_owned(), rounds.to_string()),
         ("out".to_owned(), out.display().to_string()),
@@ -501,6 +575,16 @@ pub fn main(mut a: Args) -> Result<bool, String> {
         }
     }
     meta.extend(notes.iter().map(|w| ("note".to_owned(), (*w).to_owned())));
+    for c in &all_cases {
+        for &k in &peers {
+            if not_applicable(c, k).is_some() {
+                meta.push((
+                    "not applicable".to_owned(),
+                    format!("{} {}", c.id, k.name()),
+                ));
+            }
+        }
+    }
     for (k, v) in &meta {
         writeln!(raw, "# {k}: {v}").map_err(|e| e.to_string())?;
     }
@@ -654,9 +738,14 @@ mod tests {
                 assert!(!runs(mode, churn, kind, 2), "{kind:?}");
                 assert_eq!(peer_skips(churn, kind).is_none(), want);
             }
-            // Every other case runs for every peer.
+            // Every other case runs for every peer, but for UDP's and
+            // microsocks.
             for c in all.iter().filter(|c| c.id != "churn") {
-                assert!(Kind::ALL.iter().all(|&k| runs(mode, c, k, 1)), "{}", c.id);
+                for k in Kind::ALL {
+                    let udp_without = c.scenario == "udp" && k == Kind::Microsocks;
+                    assert_eq!(runs(mode, c, k, 1), !udp_without, "{} {k:?}", c.id);
+                    assert_eq!(not_applicable(c, k).is_some(), udp_without);
+                }
             }
         }
         let idle = cases(Mode::Full)
@@ -666,6 +755,54 @@ mod tests {
         assert!(!runs(Mode::Full, &idle, Kind::Dante, 2));
         assert!(runs(Mode::Quick, &idle, Kind::Dante, 2));
         assert!(runs(Mode::Full, &idle, Kind::DanteNoAuth, 2));
+    }
+
+    #[test]
+    fn the_command_to_reproduce_names_what_differs() {
+        assert_eq!(reproduce(Mode::Full, DEFAULT_PEERS, None), "make bench");
+        assert_eq!(
+            reproduce(Mode::Quick, "direct,dante", Some("udp")),
+            "make bench-quick BENCH_PEERS=direct,dante BENCH_FLAGS='--cases udp'"
+        );
+    }
+
+    #[test]
+    fn cases_are_selected_by_id_or_scenario() {
+        let ids = |list: &str| -> Vec<&'static str> {
+            select(cases(Mode::Quick), list)
+                .unwrap()
+                .iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        assert_eq!(
+            ids("udp"),
+            [
+                "udp1-64",
+                "udp1-1400",
+                "udp8-64",
+                "udp8-1400",
+                "udp-latency"
+            ]
+        );
+        assert_eq!(ids("udp8-64,t1-up"), ["t1-up", "udp8-64"]);
+        assert_eq!(ids("latency"), ["latency", "latency-pinned"]);
+        assert!(select(cases(Mode::Quick), "udp,nonesuch").is_err());
+    }
+
+    #[test]
+    fn udp_cases_keep_a_window_and_the_latency_one_a_single_datagram() {
+        for mode in [Mode::Full, Mode::Quick] {
+            for c in cases(mode).iter().filter(|c| c.scenario == "udp") {
+                let arg = |name: &str| {
+                    let i = c.args.iter().position(|a| a == name).unwrap();
+                    c.args[i + 1].clone()
+                };
+                let want = if c.id == "udp-latency" { "1" } else { "64" };
+                assert_eq!(arg("--window"), want, "{}", c.id);
+                assert_eq!(arg("--loss-ms"), "200");
+            }
+        }
     }
 
     #[test]
@@ -683,6 +820,16 @@ mod tests {
         )));
         assert!(!has_number(&l(
             "loadgen case=idle peer=socks5d ok=1 relay_fail=0"
+        )));
+        assert!(has_number(&l(
+            "loadgen case=udp8-1400 peer=socks5d ok=1 dgrams_s=1000"
+        )));
+        // A refused association (REP X'07') gives no rate, and fails.
+        assert!(!has_number(&l(
+            "loadgen case=udp1-64 peer=socks5d ok=0 errors=1 err_reply=1"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=udp-latency peer=socks5d ok=1"
         )));
     }
 }

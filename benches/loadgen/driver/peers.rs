@@ -239,7 +239,8 @@ impl Drop for SystemUser {
     }
 }
 
-/// Dante's configuration: loopback in and out, CONNECT to loopback only.
+/// Dante's configuration: loopback in and out, CONNECT and UDP ASSOCIATE
+/// (with the replies, `udpreply`) to and from loopback only.
 pub fn dante_config(port: u16, auth: bool, log: &Path) -> String {
     let mut c = String::new();
     let _ = writeln!(
@@ -256,7 +257,7 @@ pub fn dante_config(port: u16, auth: bool, log: &Path) -> String {
     let _ = writeln!(c, "client pass {{\n  from: 127.0.0.0/8 to: 0.0.0.0/0\n}}");
     let _ = writeln!(
         c,
-        "socks pass {{\n  from: 127.0.0.0/8 to: 127.0.0.0/8\n  command: connect\n}}"
+        "socks pass {{\n  from: 127.0.0.0/8 to: 127.0.0.0/8\n  command: connect udpassociate udpreply\n}}"
     );
     c
 }
@@ -338,6 +339,11 @@ pub fn start(
             argv.push("-u".into());
             argv.push(format!("{}:{}", creds.user, creds.pass));
             argv.extend(["--access-log", "off"].map(String::from));
+            // The targets are on loopback, which socks5d's default rules deny.
+            let rules = tmp.join("socks5d-allow.rules");
+            std::fs::write(&rules, "allow\n").map_err(|e| format!("{}: {e}", rules.display()))?;
+            argv.push("--rules".into());
+            argv.push(rules.display().to_string());
             if pinned {
                 argv.extend(["--workers", "1"].map(String::from));
             }
@@ -434,7 +440,7 @@ mod tests {
         assert!(c.contains("internal: 127.0.0.1 port = 1234\n"));
         assert!(c.contains("external: 127.0.0.1\n"));
         assert!(c.contains("socksmethod: username\n"));
-        assert!(c.contains("to: 127.0.0.0/8\n  command: connect"));
+        assert!(c.contains("to: 127.0.0.0/8\n  command: connect udpassociate udpreply\n"));
         assert!(dante_config(1, false, Path::new("/x")).contains("socksmethod: none\n"));
     }
 

@@ -1,4 +1,4 @@
-//! The five scenarios, one per run of the generator.
+//! The six scenarios, one per run of the generator.
 //!
 //! Every run starts its own targets, measures, and returns one [`Line`]
 //! that says how it went (`ok=1`, or `ok=0` with the errors counted by
@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod idle;
 pub mod latency;
 pub mod throughput;
+pub mod udp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

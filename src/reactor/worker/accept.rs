@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::Interest;
 use mio::net::TcpStream;
 
+use super::acct;
 use super::{
     Connection, LISTENER_BASE, MAX_SESSION_TOKEN, Ready, SLOT_BITS, Sockets, Worker, evictable,
     token, would_block,
@@ -167,6 +168,16 @@ impl Worker {
                 return;
             }
         }
+        // --max-sessions-per-client: likewise, per client address.
+        if let Some(c) = &self.ctx.limits.per_client
+            && !c.take(&addr.ip().to_canonical())
+        {
+            if limited {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.ctx.counters.session_limit += 1;
+            return;
+        }
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         let registered = key < (MAX_SESSION_TOKEN >> SLOT_BITS)
@@ -185,6 +196,9 @@ impl Worker {
             // The client is dropped (closed): give its slot back.
             if limited {
                 self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+            if let Some(c) = &self.ctx.limits.per_client {
+                c.give_back(&addr.ip().to_canonical());
             }
             return;
         }
@@ -214,6 +228,9 @@ impl Worker {
             armed: None,
             // The wall clock is read only for the access log.
             logged_start: self.ctx.cfg.access_log.then(SystemTime::now),
+            extra: None,
+            limit: None,
+            user_slot: acct::NO_USER,
         });
         let sessions = &self.sessions;
         self.arrivals

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Outcome, State};
+use super::{Connection, Context, Outcome, State};
 use crate::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, Request, Status, WireError,
 };
@@ -25,20 +25,22 @@ impl Connection {
     }
 
     /// Consumes as many whole messages from `input` as the state allows;
-    /// returns the bytes used. `auth` is needed before the request only.
+    /// returns the bytes used. `log_in`: the greeting and the log in may be
+    /// among them (not after a slow check: only the request is left then).
     pub(super) fn parse(
         &mut self,
         now: Instant,
         input: &[u8],
-        auth: Option<&dyn Authenticator>,
+        ctx: &dyn Context,
+        log_in: bool,
     ) -> usize {
         let mut used = 0;
         loop {
             let rest = &input[used..];
-            let step = match (&self.state, auth) {
-                (State::Greeting, Some(auth)) => self.on_greeting(now, rest, auth),
-                (State::Auth, Some(auth)) => self.on_auth(now, rest, auth),
-                (State::Request, _) => self.on_request(now, rest),
+            let step = match (&self.state, log_in) {
+                (State::Greeting, true) => self.on_greeting(now, rest, ctx),
+                (State::Auth, true) => self.on_auth(now, rest, ctx),
+                (State::Request, _) => self.on_request(now, rest, ctx),
                 _ => return used,
             };
             match step {
@@ -126,7 +128,7 @@ impl Connection {
         self.refuse(now, Outcome::AuthFailed);
     }
 
-    fn on_request(&mut self, now: Instant, buf: &[u8]) -> Option<usize> {
+    fn on_request(&mut self, now: Instant, buf: &[u8], ctx: &dyn Context) -> Option<usize> {
         let (req, n) = match Request::parse(buf) {
             Ok(Status::Partial) => return None,
             Ok(Status::Complete(r, n)) => (r, n),
@@ -143,11 +145,19 @@ impl Connection {
                 return Some(0);
             }
         };
+        self.command = Some(req.command);
+        if matches!(req.command, Command::Unknown(_)) {
+            self.fail(now, Reply::CommandNotSupported);
+            return Some(n);
+        }
+        if !self.admit_user(now, ctx) {
+            self.target = Some(req.target);
+            return Some(n);
+        }
         match req.command {
-            Command::Connect => self.request(now, req.target),
-            Command::Bind | Command::UdpAssociate | Command::Unknown(_) => {
-                self.fail(now, Reply::CommandNotSupported);
-            }
+            Command::Connect | Command::Bind => self.request(now, req.target, ctx),
+            Command::UdpAssociate => self.associate(req.target),
+            Command::Unknown(_) => self.fail(now, Reply::CommandNotSupported),
         }
         Some(n)
     }

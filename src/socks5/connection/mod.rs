@@ -30,11 +30,35 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::rules::{self, Cmd, NameRequest, NameVerdict, Origin, Rate, Rules, Verdict};
 use crate::socks5::reply_for_error;
-use crate::socks5::wire::{self, Reply, TargetAddr};
+use crate::socks5::wire::{self, Command, Reply, TargetAddr};
 use crate::users::{Authenticator, Credentials};
 use attempts::{Candidate, Schedule};
 pub use attempts::{MAX_ATTEMPTS, interleave};
+
+/// What the machine consults besides its own state: the users (to log
+/// clients in) and the access rules (to judge their requests).
+pub trait Context: Authenticator {
+    /// The access rules in force.
+    fn rules(&self) -> &Rules;
+    /// Whether `user` is an administrator (`user @admins` in the rules).
+    fn is_admin(&self, user: &str) -> bool;
+    /// The client's address, as the rules see it (kept by the driver, not
+    /// in every connection).
+    fn client(&self) -> IpAddr;
+    /// Takes one of `user`'s sessions (`--max-sessions-per-user`); false
+    /// when the user has as many as allowed. The driver gives it back when
+    /// the connection closes ([`Connection::holds_user_session`]).
+    fn take_user_session(&self, user: &Arc<str>) -> bool {
+        let _ = user;
+        true
+    }
+}
+
+/// Why a request of a user with as many sessions as allowed is refused
+/// (X'02', like a rule's denial; the access log says `rule=default:...`).
+pub const USER_LIMIT: Origin = Origin::Default("max-sessions-per-user");
 
 /// Timeouts and limits every connection of a worker shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +80,8 @@ pub struct Config {
     /// incomplete message, what came while a password was checked, early
     /// data for the target. More is not a handshake.
     pub max_unparsed: usize,
+    /// How long a BIND waits for its inbound connection.
+    pub bind_timeout: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +94,7 @@ impl Default for Config {
             linger: Duration::from_secs(2),
             grace: Duration::from_secs(10),
             max_unparsed: 32 * 1024,
+            bind_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -78,6 +105,9 @@ impl Default for Config {
 pub struct AttemptId(u8);
 
 impl AttemptId {
+    /// BIND's inbound connection, which takes the place of attempt 0.
+    pub const INBOUND: AttemptId = AttemptId(0);
+
     /// 0 for the first address tried, 1 for the second, and so on.
     pub fn index(self) -> usize {
         self.0 as usize
@@ -119,8 +149,23 @@ pub enum Action {
     /// Close attempt `id`'s socket at once (it timed out, another attempt
     /// won, or the request ended).
     Cancel(AttemptId),
+    /// UDP ASSOCIATE: open the association's relay socket (the request's
+    /// DST, [`Connection::target`], says where the client will send from),
+    /// then call `handle_associated`.
+    Associate,
+    /// BIND: listen on an ephemeral port of the local address that reaches
+    /// `peer` (the unspecified address: the client's own local address),
+    /// then call `handle_listening`; inbound connections go to
+    /// `handle_incoming`.
+    Listen {
+        /// DST.ADDR and DST.PORT of the request, resolved.
+        peer: SocketAddr,
+    },
+    /// BIND: close the listening socket.
+    StopListening,
     /// Attempt `via` is the target now: relay between it and the client,
-    /// `early_data` (what the client sent behind its request) first.
+    /// `early_data` (what the client sent behind its request) first. For
+    /// BIND, `via` is the inbound connection that was accepted.
     Relay {
         /// The attempt that connected.
         via: AttemptId,
@@ -149,6 +194,8 @@ pub enum Outcome {
     /// The request was refused, or no target address could be connected,
     /// with this reply (never `Succeeded`).
     Rejected(Reply),
+    /// The access rules denied the request (reply X'02'): this rule.
+    Denied(Origin),
 }
 
 /// What the driver does with what the client sends.
@@ -237,7 +284,24 @@ enum State {
         relay: Option<AttemptId>,
         up: End,
         down: End,
+        /// The driver stopped reading for the tunnel's rate limit until the
+        /// deadline.
+        throttled: bool,
     },
+    /// UDP ASSOCIATE: the driver is opening the relay socket (`ask` until
+    /// it has been told).
+    Associating { ask: bool },
+    /// UDP ASSOCIATE: the success reply is queued and datagrams are relayed
+    /// by the driver; the control connection's bytes are read and dropped.
+    Associated { last_active: Instant },
+    /// BIND: the driver is opening the listening socket for `peer` (`ask`
+    /// until it has been told).
+    Listening { peer: SocketAddr, ask: bool },
+    /// BIND: the first reply is queued; waiting until the deadline (the
+    /// bind timeout) for a connection from `expect` (any peer when it is
+    /// unspecified). `reject`: the inbound connection the driver holds is
+    /// not it, and is to be closed.
+    Binding { expect: IpAddr, reject: bool },
     /// A refusal is queued; then the client gets `linger` to go away.
     Lingering { shut: End },
     /// Nothing more happens.
@@ -262,8 +326,22 @@ pub struct Connection {
     /// attempt's socket is settled with the driver (empty: no allocation).
     candidates: Box<[Candidate]>,
     user: Option<Arc<str>>,
+    /// CMD of the request, once it came.
+    command: Option<Command>,
+    /// The rule that allowed the request, when the rules decided on the
+    /// name before it was resolved (its addresses are not judged again).
+    allowed_by_name: bool,
+    /// The rule that decided the request, and whether it asked for a log line.
+    rule: Option<(Origin, bool)>,
+    /// One of the user's sessions is taken (see `Context::take_user_session`).
+    user_session: bool,
+    /// The rate limits of the rule that allowed the request (boxed: most
+    /// tunnels have none).
+    rate: Option<Box<Rate>>,
     target: Option<TargetAddr>,
     connected: Option<SocketAddr>,
+    /// A BIND's listening socket is open with the driver.
+    listening: bool,
     outcome: Option<Outcome>,
     /// The outcome is decided and the driver has not been told.
     report: bool,
@@ -273,6 +351,10 @@ impl Connection {
     /// A connection accepted at `now`, waiting for its greeting.
     pub fn new(now: Instant, config: Arc<Config>) -> Self {
         Connection {
+            allowed_by_name: false,
+            rule: None,
+            user_session: false,
+            rate: None,
             state: State::Greeting,
             deadline: now + config.handshake_timeout,
             config,
@@ -282,8 +364,10 @@ impl Connection {
             unparsed: Vec::new(),
             candidates: Box::default(),
             user: None,
+            command: None,
             target: None,
             connected: None,
+            listening: false,
             outcome: None,
             report: false,
         }
@@ -301,7 +385,30 @@ impl Connection {
         self.user.as_ref()
     }
 
-    /// The target as the client asked for it.
+    /// CMD of the request, once it came.
+    pub fn command(&self) -> Option<Command> {
+        self.command
+    }
+
+    /// The rate limits of the rule that allowed the request, if it set any.
+    pub fn rate(&self) -> Option<&Rate> {
+        self.rate.as_deref()
+    }
+
+    /// Whether one of the user's sessions is taken, to give back when the
+    /// connection closes.
+    pub fn holds_user_session(&self) -> bool {
+        self.user_session
+    }
+
+    /// The rule that allowed or denied the request, once the rules judged
+    /// it, and whether it says `log`.
+    pub fn rule(&self) -> Option<(Origin, bool)> {
+        self.rule
+    }
+
+    /// The target as the client asked for it (for UDP ASSOCIATE, where the
+    /// client said it would send from; for BIND, the peer it expects).
     pub fn target(&self) -> Option<&TargetAddr> {
         self.target.as_ref()
     }
@@ -311,7 +418,8 @@ impl Connection {
         self.target.take()
     }
 
-    /// The address of the target that was connected.
+    /// The address of the target that was connected (for BIND, the peer
+    /// that connected).
     pub fn connected(&self) -> Option<SocketAddr> {
         self.connected
     }
@@ -333,10 +441,20 @@ impl Connection {
     #[inline]
     pub fn reading(&self) -> Reading {
         match self.state {
-            State::Greeting | State::Auth | State::Verifying { .. } | State::Request => {
-                Reading::Handshake
-            }
-            State::Resolving { .. } | State::Connecting(_) | State::Closed => Reading::Paused,
+            // A BIND's client bytes before the second reply are kept as early
+            // data; an association's control bytes are dropped (its end is
+            // the association's).
+            State::Greeting
+            | State::Auth
+            | State::Verifying { .. }
+            | State::Request
+            | State::Binding { .. }
+            | State::Associated { .. } => Reading::Handshake,
+            State::Resolving { .. }
+            | State::Connecting(_)
+            | State::Associating { .. }
+            | State::Listening { .. }
+            | State::Closed => Reading::Paused,
             State::Established { .. } => Reading::Relay,
             State::Lingering { .. } => Reading::Discard,
         }
@@ -375,8 +493,24 @@ impl Connection {
                 self.candidates = Box::default();
             }
         }
+        if self.listening && !matches!(self.state, State::Binding { .. }) {
+            self.listening = false;
+            return Some(Action::StopListening);
+        }
         match &mut self.state {
             State::Verifying { ask } => ask.take().map(|c| Action::Verify(*c)),
+            State::Associating { ask } if *ask => {
+                *ask = false;
+                Some(Action::Associate)
+            }
+            State::Listening { peer, ask } if *ask => {
+                *ask = false;
+                Some(Action::Listen { peer: *peer })
+            }
+            State::Binding { reject, .. } if *reject => {
+                *reject = false;
+                Some(Action::Cancel(AttemptId::INBOUND))
+            }
             State::Resolving { ask } if *ask => {
                 *ask = false;
                 match &self.target {
@@ -420,12 +554,27 @@ impl Connection {
             | State::Verifying { .. }
             | State::Request
             | State::Resolving { .. }
+            | State::Associating { .. }
+            | State::Listening { .. }
+            | State::Binding { .. }
             | State::Lingering { .. } => Some(self.deadline),
             State::Connecting(schedule) => Some(match schedule.poll_timeout(&self.candidates) {
                 Some(t) => t.min(self.deadline),
                 None => self.deadline,
             }),
-            State::Established { last_active, .. } => {
+            State::Established {
+                last_active,
+                throttled,
+                ..
+            } => {
+                let idle = self.config.idle_timeout.map(|idle| *last_active + idle);
+                match (idle, *throttled) {
+                    (Some(i), true) => Some(i.min(self.deadline)),
+                    (None, true) => Some(self.deadline),
+                    (i, false) => i,
+                }
+            }
+            State::Associated { last_active } => {
                 self.config.idle_timeout.map(|idle| *last_active + idle)
             }
             State::Closed => return None,
@@ -441,20 +590,21 @@ impl Connection {
     /// Bytes the client sent. During the handshake whole messages are used
     /// and an incomplete one is kept for later; bytes behind the request are
     /// early data for the target. In other states nothing is read.
-    pub fn handle_input(&mut self, now: Instant, data: &[u8], auth: &dyn Authenticator) {
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], ctx: &dyn Context) {
         match self.state {
             State::Greeting | State::Auth | State::Request => {}
-            // Kept until the check answers; nothing is parsed meanwhile.
-            State::Verifying { .. } => return self.keep(data),
+            // Kept until the check answers (or, for BIND, as early data for
+            // the peer); nothing is parsed meanwhile.
+            State::Verifying { .. } | State::Binding { .. } => return self.keep(data),
             _ => return,
         }
         if self.unparsed.is_empty() {
-            let used = self.parse(now, data, Some(auth));
+            let used = self.parse(now, data, ctx, true);
             self.keep(&data[used..]);
         } else {
             let mut buf = std::mem::take(&mut self.unparsed);
             buf.extend_from_slice(data);
-            let used = self.parse(now, &buf, Some(auth));
+            let used = self.parse(now, &buf, ctx, true);
             buf.drain(..used);
             self.unparsed = buf;
             self.keep(&[]);
@@ -463,7 +613,7 @@ impl Connection {
 
     /// The answer to [`Action::Verify`]: the user's name, or `None` when
     /// the credentials are wrong (or could not be checked).
-    pub fn handle_verified(&mut self, now: Instant, user: Option<Arc<str>>) {
+    pub fn handle_verified(&mut self, now: Instant, user: Option<Arc<str>>, ctx: &dyn Context) {
         if !matches!(self.state, State::Verifying { .. }) {
             return;
         }
@@ -474,7 +624,7 @@ impl Connection {
                 self.state = State::Request;
                 // What the client sent while it waited.
                 let buf = std::mem::take(&mut self.unparsed);
-                let used = self.parse(now, &buf, None);
+                let used = self.parse(now, &buf, ctx, false);
                 self.unparsed = buf;
                 self.unparsed.drain(..used);
                 self.keep(&[]);
@@ -483,12 +633,30 @@ impl Connection {
         }
     }
 
-    /// The answer to [`Action::Resolve`]: addresses in the resolver's order.
-    pub fn handle_resolved(&mut self, now: Instant, result: io::Result<Vec<SocketAddr>>) {
+    /// The answer to [`Action::Resolve`]: addresses in the resolver's
+    /// order. Each is judged by the rules; a denied one is not tried.
+    pub fn handle_resolved(
+        &mut self,
+        now: Instant,
+        result: io::Result<Vec<SocketAddr>>,
+        ctx: &dyn Context,
+    ) {
         if !matches!(self.state, State::Resolving { .. }) {
             return;
         }
+        let result = match result {
+            Ok(addrs) if !self.allowed_by_name && !addrs.is_empty() => {
+                match self.judge_addresses(ctx, addrs) {
+                    Ok(allowed) => Ok(allowed),
+                    Err(origin) => return self.deny(now, origin),
+                }
+            }
+            other => other,
+        };
         match result {
+            Ok(addrs) if self.command == Some(Command::Bind) && !addrs.is_empty() => {
+                self.listen(now, addrs[0]);
+            }
             Ok(addrs) if !addrs.is_empty() => self.connect(now, &addrs),
             Ok(_) => self.fail(now, Reply::HostUnreachable),
             Err(e) => self.fail(now, reply_for_error(&e)),
@@ -518,6 +686,7 @@ impl Connection {
             relay: Some(id),
             up: End::Open,
             down: End::Open,
+            throttled: false,
         };
     }
 
@@ -532,12 +701,87 @@ impl Connection {
         }
     }
 
-    /// Bytes moved through the tunnel (either way).
+    /// Bytes moved through the tunnel, or a datagram through the
+    /// association (either way).
     #[inline]
     pub fn handle_relayed(&mut self, now: Instant) {
-        if let State::Established { last_active, .. } = &mut self.state {
+        if let State::Established { last_active, .. } | State::Associated { last_active } =
+            &mut self.state
+        {
             *last_active = now;
         }
+    }
+
+    /// The driver stopped reading for the tunnel's rate limit: wake it at
+    /// `until` (through `poll_timeout`) to read again.
+    pub fn handle_throttled(&mut self, now: Instant, until: Instant) {
+        let _ = now;
+        if let State::Established { throttled, .. } = &mut self.state {
+            if !*throttled || until < self.deadline {
+                self.deadline = until;
+            }
+            *throttled = true;
+        }
+    }
+
+    /// The answer to [`Action::Associate`]: the relay's address to announce
+    /// to the client, or the reply that refuses the request.
+    pub fn handle_associated(&mut self, now: Instant, result: Result<SocketAddr, Reply>) {
+        if !matches!(self.state, State::Associating { .. }) {
+            return;
+        }
+        match result {
+            Ok(bound) => {
+                self.out.push_reply(Reply::Succeeded, bound);
+                self.decide(Outcome::Succeeded);
+                self.state = State::Associated { last_active: now };
+            }
+            Err(reply) => self.fail(now, reply),
+        }
+    }
+
+    /// The answer to [`Action::Listen`]: the address listened on (the
+    /// first reply), or why there is none.
+    pub fn handle_listening(&mut self, now: Instant, result: io::Result<SocketAddr>) {
+        let State::Listening { peer, ask: false } = self.state else {
+            return;
+        };
+        match result {
+            Ok(bound) => {
+                self.listening = true;
+                self.out.push_reply(Reply::Succeeded, bound);
+                self.deadline = now + self.config.bind_timeout;
+                self.state = State::Binding {
+                    expect: peer.ip(),
+                    reject: false,
+                };
+            }
+            Err(e) => self.fail(now, reply_for_error(&e)),
+        }
+    }
+
+    /// BIND: the driver accepted a connection from `peer` and holds it as
+    /// attempt 0. It becomes the tunnel's other end if it comes from the
+    /// expected address (the second reply is queued); otherwise it is
+    /// cancelled and the wait goes on.
+    pub fn handle_incoming(&mut self, now: Instant, peer: SocketAddr) {
+        let State::Binding { expect, reject, .. } = &mut self.state else {
+            return;
+        };
+        if !expect.is_unspecified() && expect.to_canonical() != peer.ip().to_canonical() {
+            *reject = true;
+            return;
+        }
+        self.out.push_reply(Reply::Succeeded, peer);
+        self.connected = Some(peer);
+        self.decide(Outcome::Succeeded);
+        self.state = State::Established {
+            last_active: now,
+            relay: Some(AttemptId::INBOUND),
+            up: End::Open,
+            down: End::Open,
+            throttled: false,
+        };
     }
 
     /// `Up`: the client's stream ended and everything it sent was used
@@ -551,6 +795,8 @@ impl Connection {
                 | State::Auth
                 | State::Verifying { .. }
                 | State::Request
+                | State::Binding { .. }
+                | State::Associated { .. }
                 | State::Lingering { .. },
                 Direction::Up,
             ) => self.close(),
@@ -610,8 +856,18 @@ impl Connection {
                 self.close();
             }
             // The client is owed an answer: the target did not come in time.
-            State::Resolving { .. } | State::Connecting(_) if now >= self.deadline => {
+            State::Resolving { .. }
+            | State::Connecting(_)
+            | State::Associating { .. }
+            | State::Listening { .. }
+                if now >= self.deadline =>
+            {
                 self.fail(now, Reply::HostUnreachable);
+            }
+            // RFC 1928 section 6 has no "timed out" reply; TTL expired is
+            // the nearest (Dante answers a BIND timeout the same way).
+            State::Binding { .. } if now >= self.deadline => {
+                self.fail(now, Reply::TtlExpired);
             }
             State::Connecting(_) => {
                 if let State::Connecting(schedule) = &mut self.state
@@ -621,9 +877,22 @@ impl Connection {
                     self.fail(now, reply);
                 }
             }
-            State::Established { last_active, .. } => {
+            State::Established { .. } | State::Associated { .. } => {
+                if let State::Established { throttled, .. } = &mut self.state
+                    && *throttled
+                    && now >= self.deadline
+                {
+                    // The driver reads again (it steps after a timeout).
+                    *throttled = false;
+                }
+                let last_active = match &self.state {
+                    State::Established { last_active, .. } | State::Associated { last_active } => {
+                        *last_active
+                    }
+                    _ => return,
+                };
                 if let Some(idle) = self.config.idle_timeout
-                    && now >= *last_active + idle
+                    && now >= last_active + idle
                 {
                     self.close();
                 }
@@ -635,7 +904,9 @@ impl Connection {
 
     // ------------------------------------------------------------- request
 
-    fn request(&mut self, now: Instant, target: TargetAddr) {
+    /// CONNECT and BIND: `target` is where to connect to, or whom to
+    /// expect, judged by the rules; a name is resolved first.
+    fn request(&mut self, now: Instant, target: TargetAddr, ctx: &dyn Context) {
         let addr = match &target {
             TargetAddr::Ip(addr) => Some(*addr),
             TargetAddr::Domain(name, port) => match std::str::from_utf8(name) {
@@ -656,11 +927,148 @@ impl Connection {
                 }
             },
         };
+        let verdict = match (&addr, &target) {
+            (Some(addr), _) => Some(self.judge(ctx, None, *addr)),
+            (None, TargetAddr::Domain(name, port)) => {
+                // Only UTF-8 names come here (checked above).
+                let name = std::str::from_utf8(name).unwrap_or_default();
+                let user = self.user.as_deref();
+                let req = NameRequest {
+                    client: ctx.client().to_canonical(),
+                    user,
+                    admin: user.is_some_and(|u| ctx.is_admin(u)),
+                    cmd: self.rules_cmd(),
+                    name,
+                    port: *port,
+                };
+                match ctx.rules().judge_name(&req) {
+                    NameVerdict::Decided(v) => {
+                        self.allowed_by_name = v.is_allow();
+                        Some(v)
+                    }
+                    NameVerdict::NeedsAddress => None,
+                }
+            }
+            (None, TargetAddr::Ip(_)) => None,
+        };
         self.target = Some(target);
+        if let Some(v) = verdict {
+            self.rule = Some((v.origin(), v.log()));
+            if !v.is_allow() {
+                return self.deny(now, v.origin());
+            }
+            self.keep_rate(v);
+        }
         match addr {
+            Some(addr) if self.command == Some(Command::Bind) => self.listen(now, addr),
             Some(addr) => self.connect(now, &[addr]),
             None => self.state = State::Resolving { ask: true },
         }
+    }
+
+    /// Takes one of the user's sessions for the request; past the user's
+    /// limit, refuses it (X'02') and returns false.
+    pub(super) fn admit_user(&mut self, now: Instant, ctx: &dyn Context) -> bool {
+        if let Some(user) = &self.user {
+            if !ctx.take_user_session(user) {
+                self.rule = Some((USER_LIMIT, false));
+                self.deny(now, USER_LIMIT);
+                return false;
+            }
+            self.user_session = true;
+        }
+        true
+    }
+
+    /// The command as the rules name it.
+    fn rules_cmd(&self) -> Cmd {
+        match self.command {
+            Some(Command::Bind) => Cmd::Bind,
+            Some(Command::UdpAssociate) => Cmd::Udp,
+            _ => Cmd::Connect,
+        }
+    }
+
+    /// The rules' verdict on a request to `addr`, the address of `name`
+    /// when it is one of a name's.
+    fn judge(&self, ctx: &dyn Context, name: Option<&str>, addr: SocketAddr) -> Verdict {
+        let user = self.user.as_deref();
+        ctx.rules().judge(&rules::Request {
+            client: ctx.client().to_canonical(),
+            user,
+            admin: user.is_some_and(|u| ctx.is_admin(u)),
+            cmd: self.rules_cmd(),
+            name,
+            addr: addr.ip(),
+            port: addr.port(),
+        })
+    }
+
+    /// Keeps the addresses of the requested name the rules allow, in order;
+    /// none: the rule that denied the first.
+    fn judge_addresses(
+        &mut self,
+        ctx: &dyn Context,
+        mut addrs: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, Origin> {
+        let name = match &self.target {
+            Some(TargetAddr::Domain(name, _)) => std::str::from_utf8(name).ok(),
+            _ => None,
+        };
+        let mut first_denial = None;
+        let mut first_allow = None;
+        let mut first_verdict = None;
+        addrs.retain(|a| {
+            let v = self.judge(ctx, name, *a);
+            if v.is_allow() {
+                first_allow.get_or_insert((v.origin(), v.log()));
+                first_verdict.get_or_insert(v);
+                true
+            } else {
+                first_denial.get_or_insert((v.origin(), v.log()));
+                false
+            }
+        });
+        if let Some(v) = first_verdict {
+            self.keep_rate(v);
+        }
+        match first_allow {
+            Some(rule) => {
+                self.rule = Some(rule);
+                Ok(addrs)
+            }
+            None => {
+                let (origin, log) = first_denial.unwrap_or((Origin::Default("no-rule"), false));
+                self.rule = Some((origin, log));
+                Err(origin)
+            }
+        }
+    }
+
+    /// Keeps an allowing rule's rate limits, if it sets any.
+    fn keep_rate(&mut self, v: Verdict) {
+        let rate = v.rate();
+        if !rate.is_unlimited() {
+            self.rate = Some(Box::new(rate));
+        }
+    }
+
+    /// Refuses the request as the rules said: X'02'.
+    fn deny(&mut self, now: Instant, origin: Origin) {
+        self.out.push_reply(Reply::NotAllowed, wire::UNSPECIFIED);
+        self.refuse(now, Outcome::Denied(origin));
+    }
+
+    /// UDP ASSOCIATE: `requested` says where the client will send from; a
+    /// name there is not resolved (the client's own address is used).
+    fn associate(&mut self, requested: TargetAddr) {
+        self.target = Some(requested);
+        self.state = State::Associating { ask: true };
+    }
+
+    fn listen(&mut self, now: Instant, peer: SocketAddr) {
+        let _ = now;
+        self.state = State::Listening { peer, ask: true };
     }
 
     fn connect(&mut self, now: Instant, addrs: &[SocketAddr]) {

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
 
 use super::super::*;
+use super::{allow_all, client_ip};
 // The byte fixtures both test modules use live with the wire tests.
 use crate::socks5::wire::tests::{
     AUTH_ALICE, AUTH_EMPTY, GREETING_BOTH, GREETING_NO_AUTH, GREETING_NONE, REQUEST_DOMAIN,
@@ -25,8 +26,6 @@ const AUTH_MALLORY: &[u8] = b"\x01\x07mallory\x06secret";
 /// AUTH_ALICE with the SOCKS VER X'05' where X'01' belongs.
 const AUTH_VER_5: &[u8] = b"\x05\x05alice\x06secret";
 
-const REQUEST_BIND: &[u8] = &[0x05, 0x02, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
-const REQUEST_UDP: &[u8] = &[0x05, 0x03, 0x00, 0x01, 0, 0, 0, 0, 0x00, 0x00];
 const REQUEST_CMD_09: &[u8] = &[0x05, 0x09, 0x00, 0x01, 192, 0, 2, 10, 0x00, 0x50];
 /// ATYP X'05' is unassigned: known bad once the fourth byte is in.
 const REQUEST_ATYP_05: &[u8] = &[0x05, 0x01, 0x00, 0x05, 192, 0, 2, 10, 0x00, 0x50];
@@ -84,6 +83,20 @@ impl TestUsers {
             users,
             calls: Cell::new(0),
         }
+    }
+}
+
+impl Context for TestUsers {
+    fn rules(&self) -> &Rules {
+        allow_all()
+    }
+
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
     }
 }
 
@@ -162,7 +175,7 @@ struct Fed {
 
 /// Feeds `input` cut at `cuts` (ascending) as a socket reader does, one
 /// chunk per read. Stops at the first event other than `Partial`.
-fn feed(conn: &mut Connection, auth: &dyn Authenticator, input: &[u8], cuts: &[usize]) -> Fed {
+fn feed(conn: &mut Connection, auth: &dyn Context, input: &[u8], cuts: &[usize]) -> Fed {
     let now = conn.started();
     let mut sent = Vec::new();
     let mut fed = 0;
@@ -301,7 +314,7 @@ impl Script {
 
     /// Runs the script in one buffer, one byte at a time, and at every split
     /// into two and three chunks. Returns how many runs there were.
-    fn check(&self, auth: &dyn Authenticator) -> usize {
+    fn check(&self, auth: &dyn Context) -> usize {
         let len = self.input.len();
         let mut cut_sets: Vec<Vec<usize>> = vec![Vec::new(), (1..len).collect()];
         cut_sets.extend((0..=len).map(|k| vec![k]));
@@ -559,7 +572,7 @@ fn user_table_good_and_bad_password() {
             "{:?}",
             fed.event
         );
-        conn.handle_verified(conn.started(), None);
+        conn.handle_verified(conn.started(), None, &TestUsers::none());
         assert_eq!(next_event(&mut conn), Event::Close(Outcome::AuthFailed));
         assert_eq!(conn.poll_transmit().unwrap().as_bytes(), AUTH_FAILURE);
     }
@@ -601,28 +614,18 @@ fn rejected(request: &[u8], code: u8, reply: Reply) -> Script {
 }
 
 #[test]
-fn bind_is_not_supported() {
-    rejected(REQUEST_BIND, 0x07, Reply::CommandNotSupported).check(&TestUsers::none());
-}
-
-#[test]
-fn udp_associate_is_not_supported() {
-    rejected(REQUEST_UDP, 0x07, Reply::CommandNotSupported).check(&TestUsers::none());
-}
-
-#[test]
 fn unknown_command_is_not_supported() {
     rejected(REQUEST_CMD_09, 0x07, Reply::CommandNotSupported).check(&TestUsers::none());
 }
 
 #[test]
-fn bind_after_authentication_is_not_supported() {
+fn unknown_command_after_authentication_is_not_supported() {
     Script::new()
         .msg(GREETING_USERPASS, SELECT_USERPASS)
         .msg(AUTH_ALICE, AUTH_OK)
         .close(
-            REQUEST_BIND,
-            REQUEST_BIND.len(),
+            REQUEST_CMD_09,
+            REQUEST_CMD_09.len(),
             true,
             &failure(0x07),
             Outcome::Rejected(Reply::CommandNotSupported),
@@ -708,7 +711,7 @@ fn connecting() -> Connection {
     conn.handle_input(now, &input, &TestUsers::none());
     assert_eq!(next_event(&mut conn), Event::Connect(target_domain()));
     assert_eq!(conn.poll_transmit().unwrap().as_bytes(), SELECT_NO_AUTH);
-    conn.handle_resolved(now, Ok(vec![peer()]));
+    conn.handle_resolved(now, Ok(vec![peer()]), &TestUsers::none());
     assert_eq!(
         conn.poll_action(),
         Some(Action::Connect {
@@ -833,7 +836,7 @@ fn failed_without_draining_keeps_earlier_replies_first() {
     conn.handle_input(now, &input, &auth);
     assert_eq!(next_event(&mut conn), Event::Connect(target_domain()));
     let no_name = io::Error::new(io::ErrorKind::NotFound, "no such name");
-    conn.handle_resolved(now, Err(no_name));
+    conn.handle_resolved(now, Err(no_name), &TestUsers::none());
     assert_eq!(
         next_event(&mut conn),
         Event::Close(Outcome::Rejected(Reply::HostUnreachable))
@@ -847,6 +850,36 @@ fn failed_without_draining_keeps_earlier_replies_first() {
 
 /// Answers every log in with "ask the slow check".
 struct Deferring;
+
+/// The real user table, with rules that allow everything.
+impl Context for UserTable {
+    fn rules(&self) -> &Rules {
+        allow_all()
+    }
+
+    fn is_admin(&self, user: &str) -> bool {
+        self.find(user.as_bytes())
+            .is_some_and(|u| u.role == Role::Admin)
+    }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
+    }
+}
+
+impl Context for Deferring {
+    fn rules(&self) -> &Rules {
+        allow_all()
+    }
+
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
+    }
+}
 
 impl Authenticator for Deferring {
     fn requires_auth(&self) -> bool {
@@ -884,7 +917,7 @@ fn anonymous_until_a_user_name_or_a_request_comes() {
     assert!(conn.unparsed.is_empty(), "the log in is used");
     assert!(matches!(event, Event::Verify(_)), "{event:?}");
     assert!(!conn.is_anonymous(), "its credentials are being checked");
-    conn.handle_verified(now, Some("alice".into()));
+    conn.handle_verified(now, Some("alice".into()), &Deferring);
     assert_eq!(next_event(&mut conn), Event::Partial);
     assert!(!conn.is_anonymous(), "logged in");
 
