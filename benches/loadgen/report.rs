@@ -1051,9 +1051,9 @@ time over 8 MiB/s (8 × 1024² bytes per second) times the time is achieved ÷ l
 starts with a full bucket, socks5d's burst of a quarter of a second of the rate, which counts. \
 Then the bench's own user, whom no rate rule names, downloads through one tunnel on that \
 socks5d and on a second socks5d with the one-line `allow`, started beside it, by turns of a \
-quarter of a second (A B, B A, ...), 1 s on each (0.4 s in turns of 0.2 s in the quick run): \
-the ratio of the two, taken within each run, is what a rate rule costs the tunnels it does not \
-limit.
+eighth of a second (A B, B A, ...), 1 s on each (0.4 s in turns of 0.2 s in the quick run): \
+the median over the pairs of turns of the bytes with the rule over the bytes without is what a \
+rate rule costs the tunnels it does not limit (the table gives the median of the runs' medians).
 ";
 
 /// Reads `dir/raw.txt`, writes `dir/report.md` and the charts; returns the

@@ -152,10 +152,9 @@ pub fn cases(mode: Mode) -> Vec<Case> {
     };
     // Rates: the limited user's tunnels download for 5 s (the goal is
     // judged over 5 s; 1 s in the quick run); an unlimited user's, 1 s on
-    // each socks5d in turns of a quarter of a second (0.4 s in turns of
-    // 0.2 s).
+    // each socks5d in turns of 1/8 s (0.4 s in turns of 0.2 s).
     let (rate_secs, free_secs, pairs) = match mode {
-        Mode::Full => ("5", "1", "4"),
+        Mode::Full => ("5", "1", "8"),
         Mode::Quick => ("1", "0.4", "2"),
     };
     let limited_case = |id, tunnels, secs| Case {

@@ -12,7 +12,8 @@
 //! downloads through one tunnel alternate between the proxy and the
 //! baseline (A B, B A, A B, ...: a machine that speeds up or slows down
 //! during the run favours neither), each getting `--secs` in all, and the
-//! line has both rates and their ratio (`vs_baseline`). That is how a user
+//! line has both rates and their ratio (`vs_baseline`: the median of the
+//! pairs' ratios, with their least and greatest). That is how a user
 //! no rule limits is measured on a proxy with a rate rule against one
 //! without.
 
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use super::{Common, Errors, Meter, failed};
 use crate::client::{Route, is_timeout};
 use crate::line::Line;
+use crate::stats::Summary;
 use crate::targets::{Bulk, CHUNK, DOWNLOAD, header};
 
 /// The knobs of a rate run.
@@ -172,10 +174,10 @@ pub fn run(c: &Common, p: &Params) -> Line {
             let got = alternate([&c.route, &baseline], bulk.addr(), tunnels, c.timeout, p);
             meter.finish(&mut line);
             match got {
-                Ok((ours, theirs)) => {
+                Ok(t) => {
                     Errors::default().put(&mut line);
-                    put_figures(&mut line, &ours, p);
-                    put_baseline(&mut line, ours.iter().sum(), theirs, p.secs);
+                    put_figures(&mut line, &t.ours, p);
+                    put_baseline(&mut line, &t, p.secs);
                 }
                 Err(e) => e.put(&mut line),
             }
@@ -184,39 +186,58 @@ pub fn run(c: &Common, p: &Params) -> Line {
     line
 }
 
+/// What downloads by turns moved.
+#[derive(Debug, Default)]
+struct Turns {
+    /// The bytes each of the proxy's tunnels got, over all its turns.
+    ours: Vec<u64>,
+    /// The bytes the baseline's tunnels got, over all its turns.
+    theirs: u64,
+    /// Each pair's bytes through the proxy over its bytes through the
+    /// baseline, when the baseline moved any.
+    ratios: Vec<f64>,
+}
+
 /// Downloads through the proxy and the baseline (`routes`, in that
-/// order) by turns; the bytes the proxy's tunnels got over all turns, and
-/// the baseline's in all.
+/// order) by turns, a pair of turns at a time.
 fn alternate(
     routes: [&Route; 2],
     target: SocketAddr,
     tunnels: usize,
     timeout: Duration,
     p: &Params,
-) -> Result<(Vec<u64>, u64), Errors> {
+) -> Result<Turns, Errors> {
     let pairs = p.pairs.max(1);
     let turn = Duration::from_secs_f64(p.secs / f64::from(pairs));
-    let mut ours = vec![0u64; tunnels];
-    let mut theirs = 0u64;
+    let mut t = Turns {
+        ours: vec![0; tunnels],
+        ..Turns::default()
+    };
     for i in 0..pairs {
         let order = if i % 2 == 0 {
             [true, false]
         } else {
             [false, true]
         };
+        let (mut a, mut b) = (0u64, 0u64);
         for ours_now in order {
             let route = if ours_now { routes[0] } else { routes[1] };
             let got = download(route, target, tunnels, turn, timeout)?;
             if ours_now {
-                for (sum, n) in ours.iter_mut().zip(got) {
+                for (sum, n) in t.ours.iter_mut().zip(&got) {
                     *sum += n;
                 }
+                a = got.iter().sum();
             } else {
-                theirs += got.iter().sum::<u64>();
+                b = got.iter().sum();
             }
         }
+        t.theirs += b;
+        if b > 0 {
+            t.ratios.push(a as f64 / b as f64);
+        }
     }
-    Ok((ours, theirs))
+    Ok(t)
 }
 
 /// The figures of a run in which every tunnel lasted the window: bytes per
@@ -238,12 +259,16 @@ fn put_figures(line: &mut Line, per_tunnel: &[u64], p: &Params) {
     }
 }
 
-/// The baseline's rate over the same time, and the proxy's against it.
-fn put_baseline(line: &mut Line, ours: u64, theirs: u64, secs: f64) {
+/// The baseline's rate over the same time, and the proxy's against it:
+/// the median of the pairs' ratios (a burst of other work on the machine
+/// that slows one turn moves the median by one pair at most).
+fn put_baseline(line: &mut Line, t: &Turns, secs: f64) {
     let gib = |b: u64| b as f64 / secs.max(1e-9) / f64::from(1u32 << 30);
-    line.num("baseline_gib_s", gib(theirs), 3);
-    if theirs > 0 {
-        line.num("vs_baseline", ours as f64 / theirs as f64, 3);
+    line.num("baseline_gib_s", gib(t.theirs), 3);
+    if let Some(s) = Summary::of(&t.ratios) {
+        line.num("vs_baseline", s.median, 3)
+            .num("vs_baseline_min", s.min, 3)
+            .num("vs_baseline_max", s.max, 3);
     }
 }
 
@@ -317,9 +342,17 @@ mod tests {
         assert_eq!(l.get("tunnel_min_mib_s"), Some("2.000"));
         assert_eq!(l.get("tunnel_max_mib_s"), Some("2.200"));
         let mut l = Line::new();
-        put_baseline(&mut l, 3 << 30, 4 << 30, 2.0);
+        let t = Turns {
+            ours: vec![3 << 30],
+            theirs: 4 << 30,
+            ratios: vec![0.5, 0.9, 1.0],
+        };
+        put_baseline(&mut l, &t, 2.0);
         assert_eq!(l.get("baseline_gib_s"), Some("2.000"));
-        assert_eq!(l.get("vs_baseline"), Some("0.750"));
+        // The median pair, not the whole (0.75).
+        assert_eq!(l.get("vs_baseline"), Some("0.900"));
+        assert_eq!(l.get("vs_baseline_min"), Some("0.500"));
+        assert_eq!(l.get("vs_baseline_max"), Some("1.000"));
     }
 
     #[test]
@@ -345,7 +378,7 @@ mod tests {
             ..params(2, 0.3, None)
         };
         let t = Instant::now();
-        let (ours, theirs) = alternate(
+        let turns = alternate(
             [&Route::Direct, &Route::Direct],
             bulk.addr(),
             2,
@@ -355,10 +388,14 @@ mod tests {
         .unwrap();
         // Six turns of 0.1 s, and the tunnels' opening.
         assert!(t.elapsed() >= Duration::from_millis(600));
-        assert_eq!(ours.len(), 2);
-        assert!(ours.iter().all(|n| *n > 0), "{ours:?}");
-        let sum: u64 = ours.iter().sum();
-        assert!(theirs > sum / 10 && theirs < sum * 10, "{sum} {theirs}");
+        assert_eq!(turns.ours.len(), 2);
+        assert!(turns.ours.iter().all(|n| *n > 0), "{turns:?}");
+        let sum: u64 = turns.ours.iter().sum();
+        assert!(
+            turns.theirs > sum / 10 && turns.theirs < sum * 10,
+            "{turns:?}"
+        );
+        assert_eq!(turns.ratios.len(), 3);
     }
 
     /// A baseline that does not answer fails the run: no ratio without it.
