@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::Interest;
 use mio::net::TcpStream;
 
+use super::acct;
 use super::{
     Connection, LISTENER_BASE, MAX_SESSION_TOKEN, Ready, SLOT_BITS, Sockets, Worker, evictable,
     token, would_block,
@@ -209,7 +210,7 @@ impl Worker {
         self.ctx.counters.accepted += 1;
         entry.insert(Sockets {
             id,
-            conn: Connection::new(now, Arc::clone(&self.ctx.machine), addr.ip()),
+            conn: Connection::new(now, Arc::clone(&self.ctx.machine)),
             client: stream,
             // The greeting usually arrives with the connection: read at once
             // instead of waiting for the first edge.
@@ -229,6 +230,7 @@ impl Worker {
             logged_start: self.ctx.cfg.access_log.then(SystemTime::now),
             extra: None,
             limit: None,
+            user_slot: acct::NO_USER,
         });
         let sessions = &self.sessions;
         self.arrivals

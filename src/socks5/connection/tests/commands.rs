@@ -232,3 +232,172 @@ fn association_refused_by_the_driver_answers_its_reply() {
         Outcome::Rejected(Reply::GeneralFailure),
     );
 }
+
+// ------------------------------------------------------------ the rules
+
+/// No users, these rules, and a per-user limit that is always reached.
+struct Judged {
+    rules: Rules,
+    full: bool,
+}
+
+impl Authenticator for Judged {
+    fn requires_auth(&self) -> bool {
+        false
+    }
+
+    fn verify(&self, _: &[u8], _: &[u8]) -> Option<Arc<str>> {
+        None
+    }
+
+    fn check(&self, _: &[u8], _: &[u8]) -> crate::users::Verdict {
+        crate::users::Verdict::Reject
+    }
+}
+
+impl Context for Judged {
+    fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    fn is_admin(&self, _: &str) -> bool {
+        false
+    }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
+    }
+
+    fn take_user_session(&self, _: &Arc<str>) -> bool {
+        !self.full
+    }
+}
+
+fn judged(text: &str) -> Judged {
+    Judged {
+        rules: Rules::parse("t.rules", text).unwrap(),
+        full: false,
+    }
+}
+
+fn new_conn() -> Connection {
+    Connection::new(Instant::now(), Arc::new(Config::default()))
+}
+
+/// Everything queued for the client, and every action, after `f`.
+fn outputs(conn: &mut Connection) -> (Vec<u8>, Vec<Action>) {
+    let mut sent = Vec::new();
+    while let Some(t) = conn.poll_transmit() {
+        sent.extend_from_slice(t.as_bytes());
+    }
+    let mut actions = Vec::new();
+    while let Some(a) = conn.poll_action() {
+        let close = a == Action::Close;
+        actions.push(a);
+        if close {
+            break;
+        }
+    }
+    (sent, actions)
+}
+
+#[test]
+fn a_denied_address_gets_02_and_names_its_rule() {
+    let ctx = judged("deny to 192.0.2.0/24 port 80\nallow\n");
+    let mut conn = new_conn();
+    conn.handle_input(
+        conn.started(),
+        &[GREETING_NO_AUTH, &request(0x01, v4(10, 80))].concat(),
+        &ctx,
+    );
+    let (sent, actions) = outputs(&mut conn);
+    assert_eq!(sent, [SELECT_NO_AUTH, &failure(0x02)].concat());
+    let denied = Outcome::Denied(rules::Origin::File { line: 1 });
+    assert!(actions.contains(&Action::Decided(denied)), "{actions:?}");
+    assert!(!actions.iter().any(|a| matches!(a, Action::Connect { .. })));
+    // Another port is let through, by the last rule.
+    let mut conn = new_conn();
+    conn.handle_input(
+        conn.started(),
+        &[GREETING_NO_AUTH, &request(0x01, v4(10, 443))].concat(),
+        &ctx,
+    );
+    let (_, actions) = outputs(&mut conn);
+    assert_eq!(actions, [connect(0, v4(10, 443))]);
+    assert_eq!(conn.rule(), Some((rules::Origin::File { line: 2 }, false)));
+}
+
+#[test]
+fn a_names_addresses_are_judged_and_a_denied_one_is_not_tried() {
+    let ctx = judged("deny to 192.0.2.0/24\nallow\n");
+    let mut conn = new_conn();
+    let now = conn.started();
+    conn.handle_input(
+        now,
+        &[GREETING_NO_AUTH, &request_for_name(b"mixed.example", 443)].concat(),
+        &ctx,
+    );
+    let (_, actions) = outputs(&mut conn);
+    assert!(
+        matches!(actions[..], [Action::Resolve { .. }]),
+        "{actions:?}"
+    );
+    conn.handle_resolved(now, Ok(vec![v4(1, 443), v6(1, 443), v4(2, 443)]), &ctx);
+    let (_, actions) = outputs(&mut conn);
+    // Only the IPv6 address is tried: the others are in the denied block.
+    assert_eq!(actions, [connect(0, v6(1, 443))]);
+
+    // Every address denied: X'02', the first denial's rule.
+    let mut conn = new_conn();
+    conn.handle_input(
+        now,
+        &[GREETING_NO_AUTH, &request_for_name(b"sneaky.example", 80)].concat(),
+        &ctx,
+    );
+    outputs(&mut conn);
+    conn.handle_resolved(now, Ok(vec![v4(9, 80)]), &ctx);
+    let (sent, actions) = outputs(&mut conn);
+    assert_eq!(sent, failure(0x02));
+    let denied = Outcome::Denied(rules::Origin::File { line: 1 });
+    assert!(actions.contains(&Action::Decided(denied)), "{actions:?}");
+}
+
+#[test]
+fn a_name_rule_decides_before_resolving() {
+    let ctx = judged("deny to .blocked.example\nallow\n");
+    let mut conn = new_conn();
+    conn.handle_input(
+        conn.started(),
+        &[
+            GREETING_NO_AUTH,
+            &request_for_name(b"www.Blocked.Example.", 80),
+        ]
+        .concat(),
+        &ctx,
+    );
+    let (sent, actions) = outputs(&mut conn);
+    assert_eq!(sent, [SELECT_NO_AUTH, &failure(0x02)].concat());
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Resolve { .. })),
+        "a denied name is not resolved: {actions:?}"
+    );
+}
+
+#[test]
+fn a_user_past_its_session_limit_gets_02() {
+    let mut ctx = judged("allow\n");
+    ctx.full = true;
+    let mut s = Sim::new(Users::Alice);
+    s.input(&[GREETING_USERPASS, AUTH_ALICE].concat());
+    s.take_sent();
+    // Log in with the Sim's users, then the request judged by `ctx`.
+    s.conn.handle_input(s.now, &request(0x01, v4(10, 80)), &ctx);
+    s.pump();
+    assert_eq!(s.take_sent(), failure(0x02));
+    let actions = s.take_actions();
+    assert!(
+        actions.contains(&Action::Decided(Outcome::Denied(USER_LIMIT))),
+        "{actions:?}"
+    );
+    assert!(!s.conn.holds_user_session(), "nothing taken to give back");
+}
