@@ -63,7 +63,7 @@ Scenarios (defaults in brackets):
   udp         --assocs N [1] --size BYTES [1400] --window N [64] --secs T [1]
               --warmup S [0.2] --loss-ms MS [200]
   rate        --tunnels N [1] --secs T [5] --limit BYTES_PER_S [none]
-              --baseline IP:PORT [none] --pairs N [4]
+              --baseline IP:PORT [none] --baseline-pid PID --pairs N [4]
 Every scenario:
   --proxy IP:PORT   a loopback SOCKS5 proxy (none: straight to the target)
   --auth USER:PASS  log in with RFC 1929 (none: method X'00')
@@ -158,6 +158,11 @@ fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
                     ),
                 },
                 baseline: scenarios::loopback_arg(&mut a, "--baseline")?,
+                baseline_pid: a
+                    .value("--baseline-pid")?
+                    .map(|v| v.parse())
+                    .transpose()
+                    .map_err(|e: std::num::ParseIntError| format!("--baseline-pid: {e}"))?,
                 pairs: a.get("--pairs", 4)?,
             };
             a.finish()?;

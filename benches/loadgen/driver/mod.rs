@@ -520,7 +520,10 @@ fn run_once(ctx: &Ctx, case: &Case, kind: Kind, round: u32) -> Result<Line, Stri
             .arg("--pid")
             .arg(r.pid().to_string());
         if let Some(b) = &baseline {
-            cmd.arg("--baseline").arg(format!("127.0.0.1:{}", b.port));
+            cmd.arg("--baseline")
+                .arg(format!("127.0.0.1:{}", b.port))
+                .arg("--baseline-pid")
+                .arg(b.pid().to_string());
         }
         if kind.authenticates() {
             let user = if case.limited {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use super::{Common, Errors, Meter, failed};
 use crate::client::{Route, is_timeout};
 use crate::line::Line;
+use crate::procfs;
 use crate::stats::Summary;
 use crate::targets::{Bulk, CHUNK, DOWNLOAD, header};
 
@@ -41,6 +42,8 @@ pub struct Params {
     pub limit: Option<u64>,
     /// A second proxy to alternate with, logged in to the same way.
     pub baseline: Option<SocketAddr>,
+    /// The baseline's pid, to read its CPU time.
+    pub baseline_pid: Option<u32>,
     /// Alternations with a baseline: each proxy gets `secs / pairs` at a
     /// time, this many times.
     pub pairs: u32,
@@ -164,8 +167,10 @@ pub fn run(c: &Common, p: &Params) -> Line {
         }
         Some(base) => {
             // The proxy's CPU over a run that is half the baseline's would
-            // say nothing: the generator's alone is measured.
+            // say nothing: the generator's alone is metered, and each
+            // proxy's CPU is set against the bytes it moved.
             let meter = Meter::start(None);
+            let cpu = CpuPair::start([c.proxy_pid, p.baseline_pid]);
             let auth = match &c.route {
                 Route::Socks { auth, .. } => auth.clone(),
                 Route::Direct => crate::client::Auth::None,
@@ -173,17 +178,51 @@ pub fn run(c: &Common, p: &Params) -> Line {
             let baseline = Route::Socks { proxy: base, auth };
             let got = alternate([&c.route, &baseline], bulk.addr(), tunnels, c.timeout, p);
             meter.finish(&mut line);
+            let cpu_s = cpu.finish();
             match got {
                 Ok(t) => {
                     Errors::default().put(&mut line);
                     put_figures(&mut line, &t.ours, p);
                     put_baseline(&mut line, &t, p.secs);
+                    put_cpu(&mut line, [t.ours.iter().sum(), t.theirs], cpu_s);
                 }
                 Err(e) => e.put(&mut line),
             }
         }
     }
     line
+}
+
+/// The CPU time of the proxy and of the baseline over a run by turns: each
+/// is idle while the other has its turn, so its time over the whole run is
+/// the time its own turns took (read once each way: a tick of error, not
+/// one per turn).
+#[derive(Debug)]
+struct CpuPair {
+    pids: [Option<u32>; 2],
+    before: [u64; 2],
+}
+
+impl CpuPair {
+    fn start(pids: [Option<u32>; 2]) -> CpuPair {
+        let read = |pid: Option<u32>| pid.map_or(0, |p| procfs::tree_cpu_ticks(p).all);
+        CpuPair {
+            pids,
+            before: [read(pids[0]), read(pids[1])],
+        }
+    }
+
+    /// CPU-seconds each used since the start, where its pid is known.
+    fn finish(&self) -> [Option<f64>; 2] {
+        let mut out = [None; 2];
+        for (i, pid) in self.pids.iter().enumerate() {
+            if let Some(p) = pid {
+                let now = procfs::tree_cpu_ticks(*p).all;
+                out[i] = Some(now.saturating_sub(self.before[i]) as f64 / procfs::TICKS_PER_SEC);
+            }
+        }
+        out
+    }
 }
 
 /// What downloads by turns moved.
@@ -272,6 +311,29 @@ fn put_baseline(line: &mut Line, t: &Turns, secs: f64) {
     }
 }
 
+/// Each proxy's CPU per MiB it moved, and the proxy's against the
+/// baseline's: the figure a busy machine disturbs least, since a proxy
+/// held up by other work moves fewer bytes but spends about the same CPU
+/// on each.
+fn put_cpu(line: &mut Line, bytes: [u64; 2], cpu_s: [Option<f64>; 2]) {
+    let per_mib = |i: usize| {
+        let mib = bytes[i] as f64 / f64::from(1u32 << 20);
+        cpu_s[i].filter(|_| mib > 0.0).map(|s| s * 1e6 / mib)
+    };
+    let (ours, theirs) = (per_mib(0), per_mib(1));
+    if let Some(o) = ours {
+        line.num("proxy_us_per_mib", o, 1);
+    }
+    if let Some(t) = theirs {
+        line.num("baseline_us_per_mib", t, 1);
+    }
+    if let (Some(o), Some(t)) = (ours, theirs)
+        && t > 0.0
+    {
+        line.num("cpu_vs_baseline", o / t, 3);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +356,7 @@ mod tests {
             secs,
             limit,
             baseline: None,
+            baseline_pid: None,
             pairs: 1,
         }
     }
@@ -353,6 +416,32 @@ mod tests {
         assert_eq!(l.get("vs_baseline"), Some("0.900"));
         assert_eq!(l.get("vs_baseline_min"), Some("0.500"));
         assert_eq!(l.get("vs_baseline_max"), Some("1.000"));
+    }
+
+    #[test]
+    fn cpu_per_mib_of_each_and_their_ratio() {
+        let mut l = Line::new();
+        // 1 s for 2 GiB against 0.5 s for 1.25 GiB.
+        put_cpu(&mut l, [2 << 30, 5 << 28], [Some(1.0), Some(0.5)]);
+        assert_eq!(l.get("proxy_us_per_mib"), Some("488.3"));
+        assert_eq!(l.get("baseline_us_per_mib"), Some("390.6"));
+        assert_eq!(l.get("cpu_vs_baseline"), Some("1.250"));
+        // Without the baseline's pid, no ratio.
+        let mut l = Line::new();
+        put_cpu(&mut l, [2 << 30, 5 << 28], [Some(1.0), None]);
+        assert!(l.get("proxy_us_per_mib").is_some());
+        assert_eq!(l.get("cpu_vs_baseline"), None);
+        // Our own process stands in for both: its time is read.
+        let me = Some(std::process::id());
+        let cpu = CpuPair::start([me, me]);
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let [a, b] = cpu.finish();
+        assert!(a.unwrap() > 0.0 && b.unwrap() > 0.0, "{a:?} {b:?}");
     }
 
     #[test]
