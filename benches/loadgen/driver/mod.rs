@@ -972,5 +972,19 @@ mod tests {
         assert!(!has_number(&l(
             "loadgen case=udp-latency peer=socks5d ok=1"
         )));
+        // The rate cases: the limited user's share of its limit, and the
+        // unlimited user's ratio to the baseline.
+        assert!(has_number(&l(
+            "loadgen case=rate4 peer=socks5d ok=1 of_limit=1.05"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=rate1 peer=socks5d ok=1 mib_s=8.4"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=rate-unlimited peer=socks5d ok=1 gib_s=1.5"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=rate-unlimited peer=socks5d ok=0 errors=1 err_connect=1"
+        )));
     }
 }
