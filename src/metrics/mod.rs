@@ -13,6 +13,7 @@
 //! count at once instead of one channel hop later.
 
 mod access;
+pub mod exposition;
 pub mod quiet;
 
 pub use access::{AccessRecord, Datagrams, Result as AccessResult, civil_from_days, write_rfc3339};
