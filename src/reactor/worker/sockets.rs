@@ -50,6 +50,8 @@ pub(super) struct Sockets {
     pub(super) extra: Option<Box<Extra>>,
     /// The rate limits of the rule that allowed the tunnel, if any.
     pub(super) limit: Option<Box<Limiter>>,
+    /// The user's slot in the worker's accounts (`acct::NO_USER`: none).
+    pub(super) user_slot: u32,
 }
 
 #[derive(Debug)]
@@ -57,11 +59,13 @@ pub(super) struct Attempt {
     pub(super) id: AttemptId,
     pub(super) socket: TcpStream,
     pub(super) ready: Ready,
+    /// When it started (for the connect-time histogram).
+    pub(super) started: Instant,
 }
 
 impl Attempt {
     /// BIND's inbound connection, accepted: connected and maybe readable.
-    pub(super) fn inbound(socket: TcpStream) -> Attempt {
+    pub(super) fn inbound(socket: TcpStream, now: Instant) -> Attempt {
         Attempt {
             id: AttemptId::INBOUND,
             socket,
@@ -70,6 +74,7 @@ impl Attempt {
                 write: true,
                 hup: false,
             },
+            started: now,
         }
     }
 }
