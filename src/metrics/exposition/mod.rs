@@ -16,7 +16,6 @@
 //! - [`serve`]: the mio loop with its connection limit and timeouts.
 
 pub mod http;
-mod pending;
 pub mod process;
 pub mod render;
 pub mod serve;
@@ -50,21 +49,11 @@ impl Sources {
     pub fn gather(&self) -> Scrape {
         Scrape {
             totals: self.totals.snapshot(),
-            users: Vec::new(),
+            users: self.totals.users(),
             table: self.users.snapshot(),
-            handshake: pending::HistogramSnapshot {
-                bounds: &[],
-                counts: vec![0],
-                sum_seconds: 0.0,
-                count: 0,
-            },
-            connect: pending::HistogramSnapshot {
-                bounds: &[],
-                counts: vec![0],
-                sum_seconds: 0.0,
-                count: 0,
-            },
-            workers: Vec::new(),
+            handshake: self.totals.handshake_seconds(),
+            connect: self.totals.connect_seconds(),
+            workers: self.totals.workers(),
             process: process::read()
                 .inspect_err(|e| log::debug!("metrics endpoint: /proc/self: {e}"))
                 .ok(),

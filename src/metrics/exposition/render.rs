@@ -6,10 +6,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::pending::{HistogramSnapshot, UserCounters, WorkerGauges};
 use super::process;
 use super::text::{Kind, Text};
-use crate::metrics::Snapshot;
+use crate::metrics::{HistogramSnapshot, Snapshot, UserCounters, WorkerGauges};
 use crate::users::UserTable;
 
 /// The label value of the series that sums the users without their own.
