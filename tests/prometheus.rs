@@ -5,7 +5,8 @@
 //! Prometheus server scraping socks5d on loopback sees the exact count, and
 //! the HTTP edge cases (unknown path, other methods, oversized and slow
 //! requests, many keep-alive clients, the connection limit) leave the
-//! endpoint up and SOCKS clients as fast as before.
+//! endpoint up and SOCKS clients as fast as before, and an address taken
+//! stops the start.
 
 mod common;
 
@@ -726,4 +727,20 @@ fn socks_clients_are_not_slowed_by_the_endpoints_clients() {
     );
     // The endpoint is still up.
     assert_eq!(scrape(m).status, 200);
+}
+
+#[test]
+fn an_address_taken_stops_the_start_with_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = common::run_brief(&["-l", "127.0.0.1", "-p", "0", "--metrics-listen", &addr]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "socks5d: metrics endpoint: cannot listen on {addr}: Address already in use (os error 98)"
+        ),
+        "{out:?}"
+    );
 }
