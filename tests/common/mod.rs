@@ -5,8 +5,9 @@
 //! targets: TCP banner-and-echo and UDP echo (`echo`), METRICS over the
 //! management Unix socket (`mgmt`), short-lived children with a deadline
 //! (`child`), the environment scrubbed from every client the tests run
-//! (`env`), /proc measurements (`proc`), and the Prometheus endpoint's
-//! HTTP, samples and `promtool` (`http`).
+//! (`env`), /proc measurements (`proc`), a pseudo-terminal for a child
+//! that draws on one (`pty`), and the Prometheus endpoint's HTTP, samples
+//! and `promtool` (`http`).
 
 // Each crate that includes this module uses a different part of it (the
 // re-exports included).
@@ -19,6 +20,7 @@ pub mod env;
 pub mod http;
 pub mod mgmt;
 pub mod proc;
+pub mod pty;
 pub mod socks;
 
 pub use child::*;
@@ -28,4 +30,5 @@ pub use env::*;
 pub use http::*;
 pub use mgmt::*;
 pub use proc::*;
+pub use pty::*;
 pub use socks::*;
