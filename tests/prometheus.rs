@@ -5,12 +5,13 @@
 //! Prometheus server scraping socks5d on loopback sees the exact count, and
 //! the HTTP edge cases (unknown path, other methods, oversized and slow
 //! requests, many keep-alive clients, the connection limit) leave the
-//! endpoint up and SOCKS clients as fast as before, and an address taken
-//! stops the start.
+//! endpoint up and SOCKS clients as fast as before, an address taken
+//! stops the start, and contrib/'s scrape configuration and Grafana
+//! dashboard fit the endpoint.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -742,5 +743,58 @@ fn an_address_taken_stops_the_start_with_one_line() {
             "socks5d: metrics endpoint: cannot listen on {addr}: Address already in use (os error 98)"
         ),
         "{out:?}"
+    );
+}
+
+/// The family names a scrape's `# TYPE` lines announce, and a histogram's
+/// series (`_bucket`, `_sum` and `_count`).
+fn announced(exposition: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for l in exposition.lines() {
+        let Some(rest) = l.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').expect("# TYPE NAME KIND");
+        names.insert(name.to_owned());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// contrib/'s monitoring files fit the endpoint: promtool takes the scrape
+/// configuration, and every socks5d_ and process_ name the Grafana
+/// dashboard queries is one a scrape announces.
+#[test]
+fn contribs_monitoring_files_fit_the_endpoint() {
+    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(contrib.join("prometheus.yml"))
+        .output()
+        .expect("run promtool");
+    assert!(out.status.success(), "promtool check config: {out:?}");
+
+    let d = Daemon::start_as("alice", "alice-pw", &["--metrics-listen", "127.0.0.1:0"]);
+    let names = announced(&scrape(metrics_addr(&d)).text());
+    let dashboard = fs::read_to_string(contrib.join("grafana-dashboard.json")).unwrap();
+    let mut queried = BTreeSet::new();
+    for prefix in ["socks5d_", "process_"] {
+        for (at, _) in dashboard.match_indices(prefix) {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            queried.insert(name);
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    let unknown: Vec<_> = queried.difference(&names).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries {unknown:?}, which socks5d does not export"
     );
 }
