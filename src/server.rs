@@ -539,6 +539,7 @@ impl Server {
                 let sources = Sources {
                     totals: Arc::clone(aggregator.totals()),
                     users: Arc::clone(&users),
+                    workers: n,
                 };
                 Some(
                     exposition::Service::start(l, sources, m.max_users, m.limits)

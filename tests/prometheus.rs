@@ -140,6 +140,12 @@ fn a_scrape_holds_exactly_the_traffic_made_and_promtool_finds_nothing_to_say() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let d = Daemon::start_as("alice", "alice-pw", &args);
     let m = metrics_addr(&d);
+    // Every worker has its series from the start, before it reports.
+    let first = samples(&scrape(m).text());
+    for w in ["0", "1"] {
+        let series = format!("socks5d_worker_sessions{{worker=\"{w}\"}}");
+        assert_eq!(first.get(&series), Some(&0.0), "{series}");
+    }
     let echo = echo_server(BANNER);
     let alice = Auth::User("alice", "alice-pw");
 

@@ -32,7 +32,7 @@ use mio::Waker;
 pub use render::{OTHER, Scrape, UserRows, UserSeries};
 pub use serve::Limits;
 
-use super::Totals;
+use super::{Totals, WorkerGauges};
 use crate::users::Directory;
 
 /// Everything a scrape reads.
@@ -42,6 +42,8 @@ pub struct Sources {
     pub totals: Arc<Totals>,
     /// The user table (its users without counters show zeros).
     pub users: Arc<Directory>,
+    /// How many workers run: one that has not reported yet shows zeros.
+    pub workers: usize,
 }
 
 impl Sources {
@@ -53,7 +55,13 @@ impl Sources {
             table: self.users.snapshot(),
             handshake: self.totals.handshake_seconds(),
             connect: self.totals.connect_seconds(),
-            workers: self.totals.workers(),
+            workers: {
+                let mut w = self.totals.workers();
+                if w.len() < self.workers {
+                    w.resize(self.workers, WorkerGauges::default());
+                }
+                w
+            },
             process: process::read()
                 .inspect_err(|e| log::debug!("metrics endpoint: /proc/self: {e}"))
                 .ok(),
