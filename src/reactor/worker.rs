@@ -181,6 +181,8 @@ struct Ctx {
     rates: Arc<Rates>,
     /// Per-user counts since the last report.
     accounts: acct::Accounts,
+    /// A xorshift generator's state, for the rate limits' jitter.
+    rng: u64,
     /// Where datagrams are received (empty until the worker's first UDP
     /// association; one for all of them).
     datagrams: Box<[u8]>,
@@ -274,6 +276,7 @@ impl Worker {
                 limits: shared.limits,
                 rates: shared.rates,
                 accounts: acct::Accounts::default(),
+                rng: 0x9E37_79B9_7F4A_7C15 ^ index as u64,
                 datagrams: Box::default(),
             },
         })
@@ -609,6 +612,17 @@ impl Worker {
 }
 
 impl Ctx {
+    /// A number from 0 to 1, different each time (xorshift64; no need for
+    /// more than spreading wake-ups).
+    fn jitter(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// Keeps an attempt list for reuse (its sockets are closed here).
     fn recycle(&mut self, mut list: Vec<sockets::Attempt>) {
         if list.capacity() > 0 && self.spare_attempts.len() < SPARE_ATTEMPT_LISTS {

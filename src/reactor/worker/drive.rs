@@ -370,9 +370,13 @@ fn relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
             (&mut up, up_grant, Direction::Up),
             (&mut down, down_grant, Direction::Down),
         ] {
-            if *pump == Pump::Budget && granted < RELAY_BUDGET {
+            // Out of its grant: with tokens left (the grant was only
+            // capped) it takes another turn after the others; without, it
+            // sleeps until they refill, woken in a random order among the
+            // user's tunnels so that they share the rate.
+            if *pump == Pump::Budget && granted < RELAY_BUDGET && !l.ready(dir, now) {
                 *pump = Pump::Blocked;
-                let at = now + l.wait(dir, now);
+                let at = now + l.wait(dir, now, ctx.jitter());
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
         }
