@@ -130,6 +130,9 @@ fn main() -> ExitCode {
     if let Some(path) = server.mgmt_unix() {
         log::info!("management (Unix) listening on {}", path.display());
     }
+    if let Some(a) = server.metrics_addr() {
+        log::info!("metrics (HTTP) listening on {a} (GET /metrics)");
+    }
     for a in server.local_addrs() {
         log::info!("SOCKS5 listening on {a}");
     }
