@@ -63,7 +63,9 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               timeouts in a row, plus one, that make such a path
                               inactive; its traffic moves to the peer's other
                               addresses (default: 2)
-      --mgmt-rto-min S        least SCTP retransmission timeout (default: 0.2)
+      --mgmt-rto-min S        least SCTP retransmission timeout; keep it above the
+                              peers' delayed acknowledgement, 0.2 on Linux
+                              (default: 0.3)
       --mgmt-rto-max S        greatest SCTP retransmission timeout: a request on
                               a failed path goes on the next path after at most
                               this long (default: 1)
@@ -1048,7 +1050,7 @@ mod tests {
             PathParams {
                 heartbeat: Duration::from_secs(1),
                 path_max_retrans: 2,
-                rto_min: Duration::from_millis(200),
+                rto_min: Duration::from_millis(300),
                 rto_max: Duration::from_secs(1),
             }
         );

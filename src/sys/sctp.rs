@@ -183,7 +183,7 @@ impl PathParams {
     pub const LAN: PathParams = PathParams {
         heartbeat: Duration::from_secs(1),
         path_max_retrans: 2,
-        rto_min: Duration::from_millis(200),
+        rto_min: Duration::from_millis(300),
         rto_max: Duration::from_secs(1),
     };
 
