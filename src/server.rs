@@ -22,7 +22,7 @@ use crate::reactor::limits::SessionLimits;
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::rules::{self, Rules};
 use crate::sys;
-use crate::sys::sctp::SctpSocket;
+use crate::sys::sctp::{PathParams, SctpSocket};
 use crate::sys::seqpacket::{self, BindError, Listener};
 use crate::users::file::{self, Cost};
 use crate::users::penalty::{Penalties, PenaltyConfig};
@@ -132,6 +132,9 @@ pub struct MgmtConfig {
     pub max_failures: u32,
     /// The Unix-domain socket to serve the protocol on too, if any.
     pub unix: Option<UnixSocket>,
+    /// Heartbeats and retransmission timeouts of the SCTP associations
+    /// (how soon a session leaves a dead path, and finds a dead peer).
+    pub paths: PathParams,
 }
 
 /// The management protocol's Unix-domain SOCK_SEQPACKET socket.
@@ -168,6 +171,7 @@ impl MgmtConfig {
             max_sessions: 64,
             max_failures: 10,
             unix: None,
+            paths: PathParams::LAN,
         }
     }
 }
@@ -360,7 +364,7 @@ fn mgmt_sockets(
         }
         None => None,
     };
-    match SctpSocket::listen_many(&m.addrs, m.port) {
+    match SctpSocket::listen_many(&m.addrs, m.port, &m.paths) {
         Ok(s) => Ok((Some(s), unix)),
         Err(e) if !m.required => {
             let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");

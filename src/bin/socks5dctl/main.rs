@@ -14,7 +14,7 @@ use socks5d::mgmt::wire::{
     self, Login, LoginStatus, MAX_RESPONSE, Request, Response, Status, UserMetrics, metric,
     user_metric,
 };
-use socks5d::sys::sctp::{self, SctpSocket};
+use socks5d::sys::sctp::{self, PathParams, SctpSocket};
 use socks5d::sys::seqpacket::Conn;
 use socks5d::users::{Role, valid_name, valid_password};
 
@@ -384,12 +384,17 @@ impl Client {
     fn connect(target: &Target) -> Result<Client, Failure> {
         let timeout = Some(Duration::from_secs(10));
         match target {
-            Target::Sctp(addrs) => SctpSocket::connect_many(addrs, timeout)
-                .map(Client::Sctp)
-                .map_err(|e| {
-                    let names: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
-                    Failure::Transport(sctp_failure(&names.join(", "), &e))
-                }),
+            // socks5d's own path settings: a request whose path fails
+            // mid-command goes on another of the server's addresses within
+            // a second, not after Linux's RTO of 1 to 60 s.
+            Target::Sctp(addrs) => {
+                SctpSocket::connect_many_with(addrs, timeout, Some(&PathParams::LAN))
+                    .map(Client::Sctp)
+                    .map_err(|e| {
+                        let names: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                        Failure::Transport(sctp_failure(&names.join(", "), &e))
+                    })
+            }
             Target::Unix(path) => Conn::connect(path, timeout).map(Client::Unix).map_err(|e| {
                 Failure::Transport(format!("cannot connect to {}: {e}", path.display()))
             }),

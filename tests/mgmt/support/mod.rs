@@ -8,6 +8,7 @@
 
 mod daemon;
 mod mgmt;
+mod netns;
 mod process;
 mod socks;
 mod transport;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use daemon::*;
 pub use mgmt::*;
+pub use netns::*;
 pub use process::*;
 pub use socks::*;
 pub use transport::*;
