@@ -1,0 +1,115 @@
+//! How log lines write their values, one escaping for all of them: the
+//! access log, the audit trail and the diagnostics on standard error.
+//!
+//! A diagnostic line is a fixed message, then a colon and its variable
+//! parts as `key=value` fields (README.md, "Log lines"):
+//!
+//! ```text
+//! socks5 listening: addr=127.0.0.1:1080
+//! users file reloaded: path=/var/lib/socks5d/users users=3
+//! rules not reloaded: error="rules.conf:7: 'port 70000' is not a port"
+//! ```
+//!
+//! A value is one token ([`Token`], [`write_log_safe`]) or, when it is
+//! free text such as an error message, quoted ([`Quoted`]); either way it
+//! cannot end its field early nor fake a line.
+
+use std::fmt::{self, Write as _};
+
+/// Writes `s` so that it stays one token of a log line and cannot fake one:
+/// anything but printable ASCII (whitespace, control and invisible format
+/// characters such as bidi overrides included) is written as `\u{..}`, and
+/// a backslash as `\\`.
+pub fn write_log_safe(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    escape(f, s, false)
+}
+
+/// [`write_log_safe`]'s escaping; in a quoted value a space stays a space
+/// and a double quote, which would end the value, is written as `\u{22}`.
+fn escape(f: &mut fmt::Formatter<'_>, s: &str, quoted: bool) -> fmt::Result {
+    for c in s.chars() {
+        if c == '\\' {
+            f.write_str("\\\\")?;
+        } else if quoted && c == ' ' {
+            f.write_char(' ')?;
+        } else if c.is_ascii_graphic() && !(quoted && c == '"') {
+            f.write_char(c)?;
+        } else {
+            write!(f, "{}", c.escape_unicode())?;
+        }
+    }
+    Ok(())
+}
+
+/// A string shown with [`write_log_safe`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogSafe<'a>(pub &'a str);
+
+impl fmt::Display for LogSafe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_log_safe(f, self.0)
+    }
+}
+
+/// Anything displayable, shown as one token with [`write_log_safe`]: names,
+/// paths, addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Token<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Token<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_log_safe(f, &self.0.to_string())
+    }
+}
+
+/// Anything displayable, shown as a quoted value: free text such as an
+/// error message, spaces kept, escaped otherwise as [`write_log_safe`] does
+/// (a double quote as `\u{22}`).
+#[derive(Debug, Clone, Copy)]
+pub struct Quoted<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Quoted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        escape(f, &self.0.to_string(), true)?;
+        f.write_char('"')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_escape_what_write_log_safe_escapes() {
+        assert_eq!(
+            Token("/var/lib/socks5d/users").to_string(),
+            "/var/lib/socks5d/users"
+        );
+        assert_eq!(Token("a b\"c\\").to_string(), "a\\u{20}b\"c\\\\");
+        assert_eq!(LogSafe("a b").to_string(), Token("a b").to_string());
+    }
+
+    #[test]
+    fn quoted_values_keep_spaces_and_escape_quotes_and_lines() {
+        assert_eq!(
+            Quoted("rules.conf:7: 'port 70000' is not a port").to_string(),
+            "\"rules.conf:7: 'port 70000' is not a port\""
+        );
+        assert_eq!(
+            Quoted("say \"hi\"\nevil=1 \\").to_string(),
+            "\"say \\u{22}hi\\u{22}\\u{a}evil=1 \\\\\""
+        );
+        assert_eq!(Quoted("\t\u{202e}").to_string(), "\"\\u{9}\\u{202e}\"");
+        assert_eq!(Quoted("").to_string(), "\"\"");
+    }
+
+    #[test]
+    fn a_quoted_value_is_printable_ascii_with_no_quote_inside() {
+        let all: String = (0..=0x3100u32).filter_map(char::from_u32).collect();
+        let shown = Quoted(&all).to_string();
+        let inner = &shown[1..shown.len() - 1];
+        assert!(inner.chars().all(|c| c == ' ' || c.is_ascii_graphic()));
+        assert!(!inner.contains('"'), "{inner}");
+    }
+}
