@@ -790,7 +790,11 @@ fn run_as_nobody_drops_root_and_still_serves() {
         !groups.iter().any(|g| g == "0"),
         "supplementary groups {groups:?}"
     );
-    assert!(d.stderr().contains("running as nobody"), "{}", d.stderr());
+    assert!(
+        d.stderr().contains("privileges dropped: run_as=nobody"),
+        "{}",
+        d.stderr()
+    );
     let mut t = tunnel(d.addr, target);
     exchange(&mut t, b"as nobody", b"as nobody");
     assert!(close_tunnel(t).is_empty());
@@ -858,11 +862,12 @@ fn run_as_without_root_fails_clearly() {
     assert_eq!(out.status.code(), Some(1), "exit status; stderr:\n{err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("socks5d: --run-as nobody:") && last.contains("needs root"),
+        last.starts_with("socks5d: cannot drop privileges: run_as=nobody error=\"")
+            && last.contains("needs root"),
         "the last line must say why: {last:?}; stderr:\n{err}"
     );
     assert!(
-        !err.contains("SOCKS5 listening on"),
+        !err.contains("socks5 listening:"),
         "it announced SOCKS service it cannot give:\n{err}"
     );
 }
