@@ -13,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::blocking::{HostMap, Pool};
+use crate::logfmt::{Quoted, Token};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::audit::{self, Audit};
 use crate::mgmt::endpoint;
@@ -264,7 +265,7 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
                 )));
             }
             file::create_new(path).map_err(|e| err(e.to_string()))?;
-            log::info!("users file {} created", path.display());
+            log::info!("users file created: path={}", Token(path.display()));
             Vec::new()
         }
         Err(e) => return Err(err(e.to_string())),
@@ -276,8 +277,8 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
     for (name, u) in cfg.users.entries() {
         if u.secret.stored().is_none() {
             log::warn!(
-                "user {}: no stored hash; it is not written to the users file",
-                u.name
+                "user not written to the users file: user={} reason=no-stored-hash",
+                Token(&u.name)
             );
         }
         table.insert(name, u.role, u.secret.clone());
@@ -295,14 +296,14 @@ fn mgmt_sockets(
 ) -> Result<(Option<SctpSocket>, Option<Listener>), StartError> {
     if let Some(ip) = m.addrs.iter().find(|ip| !ip.is_loopback()) {
         log::warn!(
-            "management listens on {ip}, not only loopback: log ins and passwords cross \
-             the network unencrypted; keep it on a trusted network"
+            "management listens beyond loopback: addr={ip} hint=\"log ins and passwords \
+             cross the network unencrypted; keep it on a trusted network\""
         );
     }
     if users.snapshot().count(Role::Admin) == 0 {
         log::warn!(
-            "no administrator: the management endpoint stays closed; add one with \
-             --admin USER:PASS or with role 'admin' in the users file"
+            "management endpoint closed: admins=0 hint=\"add one with --admin \
+             USER:PASS or with role 'admin' in the users file\""
         );
         return Ok((None, None));
     }
@@ -315,9 +316,9 @@ fn mgmt_sockets(
             let l = Listener::bind(&u.path, access).map_err(StartError::ManagementUnix)?;
             if u.mode & 0o007 != 0 {
                 log::warn!(
-                    "management socket {} is open to every local user (mode {:04o}); \
-                     they still have to log in",
-                    u.path.display(),
+                    "management socket open to every local user: path={} mode={:04o} \
+                     hint=\"they still have to log in\"",
+                    Token(u.path.display()),
                     u.mode
                 );
             }
@@ -331,16 +332,18 @@ fn mgmt_sockets(
             let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
             match &m.unix {
                 Some(u) => log::error!(
-                    "management endpoint not served over SCTP: SCTP socket on port {}: \
-                     {e}: {hint}; it is served on the Unix socket {}, and SOCKS service \
-                     goes on",
+                    "management endpoint not served over sctp: port={} error={} hint={} \
+                     unix={} socks=serving",
                     m.port,
-                    u.path.display()
+                    Quoted(&e),
+                    Quoted(hint),
+                    Token(u.path.display())
                 ),
                 None => log::error!(
-                    "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
-                     SOCKS service goes on",
-                    m.port
+                    "management endpoint not served: port={} error={} hint={} socks=serving",
+                    m.port,
+                    Quoted(&e),
+                    Quoted(hint)
                 ),
             }
             Ok((None, unix))
@@ -362,7 +365,10 @@ impl Server {
         let (mut table, write_back) = initial_users(&cfg)?;
         table.set_refusal_cost(cfg.hash_cost);
         if cfg.users_file.is_none() {
-            log::info!("no users file: user changes will not survive a restart (see --users-file)");
+            log::info!(
+                "no users file: hint=\"user changes will not survive a restart (see \
+                 --users-file)\""
+            );
         }
         let cpus = sys::cpu::allowed_cpus().unwrap_or_default();
         let n = cfg.workers.unwrap_or(cpus.len()).max(1);
@@ -426,20 +432,23 @@ impl Server {
                     own.extend(m.addrs.iter().map(|&a| SocketAddr::new(a, port)));
                 }
                 let host = sys::net::host_addrs().unwrap_or_else(|e| {
-                    log::warn!("rules: cannot list this host's addresses: {e}");
+                    log::warn!(
+                        "host addresses not listed for the default rules: error={}",
+                        Quoted(e)
+                    );
                     Vec::new()
                 });
                 Rules::default_for(&own, &host)
             }
         };
-        log::info!(
-            "rules: {} ({} rule(s))",
-            cfg.rules_file.as_ref().map_or_else(
-                || "the safe default".to_owned(),
-                |p| p.display().to_string()
+        match &cfg.rules_file {
+            Some(p) => log::info!(
+                "rules loaded: path={} rules={}",
+                Token(p.display()),
+                rules.len()
             ),
-            rules.len()
-        );
+            None => log::info!("default rules loaded: rules={}", rules.len()),
+        }
         let rules = rules::Shared::new(rules);
         let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
         let mut store = Store::new(Arc::clone(&users), cfg.users_file.clone())
@@ -451,11 +460,11 @@ impl Server {
             // users' writer: a bad file changes nothing, and the answer says so.
             store = store.with_reload(Box::new(move || {
                 let rules = load_rules(&path).map_err(|e| {
-                    log::error!("rules: {e}; rules unchanged");
+                    log::error!("rules not reloaded: error={}", Quoted(e));
                 })?;
                 let n = rules.len();
                 shared.replace(rules);
-                log::info!("rules file {} reloaded: {n} rule(s)", path.display());
+                log::info!("rules reloaded: path={} rules={n}", Token(path.display()));
                 Ok(())
             }));
         }
@@ -546,9 +555,13 @@ impl Server {
             match open_access_log(p) {
                 Ok(w) => {
                     let _ = self.reports.send(Report::Reopen(w));
-                    log::info!("access log {} reopened", p.display());
+                    log::info!("access log reopened: path={}", Token(p.display()));
                 }
-                Err(e) => log::error!("access log {}: {e}; still writing the old one", p.display()),
+                Err(e) => log::error!(
+                    "access log not reopened: path={} error={}",
+                    Token(p.display()),
+                    Quoted(e)
+                ),
             }
         }
         if self.users_file.is_none() && self.rules_file.is_none() {
@@ -569,7 +582,7 @@ impl Server {
         let ok = match self.changes.send(req).map(|()| rx.recv()) {
             Ok(Ok(result)) => result.is_ok(),
             _ => {
-                log::error!("users writer is gone; users unchanged");
+                log::error!("users not reloaded: reason=writer-gone");
                 false
             }
         };

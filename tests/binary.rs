@@ -359,7 +359,8 @@ fn without_a_management_socket_socks_goes_on() {
         .collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(
-        lines[0].contains("not served") && lines[0].contains("SOCKS service goes on"),
+        lines[0].contains("management endpoint not served: port=")
+            && lines[0].ends_with(" socks=serving"),
         "{err}"
     );
     // The reason names the error (with its errno) so that it can be acted on.

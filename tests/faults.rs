@@ -670,7 +670,7 @@ fn sighup_reopens_the_access_log() {
 
     fs::rename(&path, &rotated).expect("rename the access log");
     d.signal(Signal::SIGHUP);
-    wait_stderr(&d, "reopened", 1, Duration::from_secs(5));
+    wait_stderr(&d, "access log reopened: path=", 1, Duration::from_secs(5));
     let after = one_logged_tunnel(&d, target);
     support::wait_log_line(&path, Duration::from_secs(5), |l| l.contains(&field(after)));
 
