@@ -10,7 +10,7 @@
 //! rules not reloaded: error="rules.conf:7: 'port 70000' is not a port"
 //! ```
 //!
-//! A value is one token ([`Token`], [`write_log_safe`]) or, when it is
+//! A value is one token ([`LogSafe`], [`write_log_safe`]) or, when it is
 //! free text such as an error message, quoted ([`Quoted`]); either way it
 //! cannot end its field early nor fake a line.
 
@@ -41,24 +41,14 @@ fn escape(f: &mut fmt::Formatter<'_>, s: &str, quoted: bool) -> fmt::Result {
     Ok(())
 }
 
-/// A string shown with [`write_log_safe`].
-#[derive(Debug, Clone, Copy)]
-pub struct LogSafe<'a>(pub &'a str);
-
-impl fmt::Display for LogSafe<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_log_safe(f, self.0)
-    }
-}
-
 /// Anything displayable, shown as one token with [`write_log_safe`]: names,
 /// paths, addresses.
 #[derive(Debug, Clone, Copy)]
-pub struct Token<T>(pub T);
+pub struct LogSafe<T>(pub T);
 
-impl<T: fmt::Display> fmt::Display for Token<T> {
+impl<T: fmt::Display> fmt::Display for LogSafe<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_log_safe(f, &self.0.to_string())
+        write!(Escaper { f, quoted: false }, "{}", self.0)
     }
 }
 
@@ -71,8 +61,20 @@ pub struct Quoted<T>(pub T);
 impl<T: fmt::Display> fmt::Display for Quoted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char('"')?;
-        escape(f, &self.0.to_string(), true)?;
+        write!(Escaper { f, quoted: true }, "{}", self.0)?;
         f.write_char('"')
+    }
+}
+
+/// Escapes what is written through it on its way to `f`.
+struct Escaper<'a, 'b> {
+    f: &'a mut fmt::Formatter<'b>,
+    quoted: bool,
+}
+
+impl fmt::Write for Escaper<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape(self.f, s, self.quoted)
     }
 }
 
@@ -81,13 +83,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_escape_what_write_log_safe_escapes() {
+    fn log_safe_values_are_what_write_log_safe_writes() {
         assert_eq!(
-            Token("/var/lib/socks5d/users").to_string(),
+            LogSafe("/var/lib/socks5d/users").to_string(),
             "/var/lib/socks5d/users"
         );
-        assert_eq!(Token("a b\"c\\").to_string(), "a\\u{20}b\"c\\\\");
-        assert_eq!(LogSafe("a b").to_string(), Token("a b").to_string());
+        assert_eq!(LogSafe("a b\"c\\").to_string(), "a\\u{20}b\"c\\\\");
+        let path = std::path::Path::new("/tmp/a b");
+        assert_eq!(LogSafe(path.display()).to_string(), "/tmp/a\\u{20}b");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use socks5d::cli::{self, Command};
 use socks5d::config_file::{self, Entry};
-use socks5d::logfmt::{Quoted, Token};
+use socks5d::logfmt::{LogSafe, Quoted};
 use socks5d::server::Server;
 use socks5d::sys;
 use socks5d::sys::notify::{State, notify};
@@ -119,12 +119,12 @@ fn main() -> ExitCode {
         if let Err(e) = sys::privs::drop_to(user) {
             eprintln!(
                 "socks5d: cannot drop privileges: run_as={} error={}",
-                Token(user),
+                LogSafe(user),
                 Quoted(e)
             );
             return ExitCode::FAILURE;
         }
-        log::info!("privileges dropped: run_as={}", Token(user));
+        log::info!("privileges dropped: run_as={}", LogSafe(user));
     }
     let users = server.users().snapshot().len();
     if users == 0 {
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
     if let Some(path) = server.mgmt_unix() {
         log::info!(
             "management listening: transport=unix path={}",
-            Token(path.display())
+            LogSafe(path.display())
         );
     }
     for a in server.local_addrs() {
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
                             if !names.is_empty() {
                                 log::warn!(
                                     "config changes wait for a restart: path={} settings={}",
-                                    Token(path.display()),
+                                    LogSafe(path.display()),
                                     names.join(",")
                                 );
                             }
@@ -211,7 +211,7 @@ fn warn_if_readable(path: &Path, entries: &[Entry]) {
     {
         log::warn!(
             "config file with passwords readable by others: path={} mode={:o} hint={}",
-            Token(path.display()),
+            LogSafe(path.display()),
             meta.permissions().mode() & 0o777,
             Quoted(format_args!("chmod 600 {}", path.display()))
         );
@@ -305,13 +305,13 @@ fn user_command(args: &[String]) -> ExitCode {
                 eprintln!(
                     "socks5d: users file changed: {change} path={} hint=\"a running socks5d \
                      reads it at its next change, on SIGHUP or on RELOAD\"",
-                    Token(cmd.users_file.display())
+                    LogSafe(cmd.users_file.display())
                 );
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let path = Token(cmd.users_file.display());
+            let path = LogSafe(cmd.users_file.display());
             match cmd.action {
                 cli::UserAction::List => eprintln!(
                     "socks5d: users file not read: path={path} error={}",

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::blocking::{HostMap, Pool};
-use crate::logfmt::{Quoted, Token};
+use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::audit::{self, Audit};
 use crate::mgmt::endpoint;
@@ -265,7 +265,7 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
                 )));
             }
             file::create_new(path).map_err(|e| err(e.to_string()))?;
-            log::info!("users file created: path={}", Token(path.display()));
+            log::info!("users file created: path={}", LogSafe(path.display()));
             Vec::new()
         }
         Err(e) => return Err(err(e.to_string())),
@@ -278,7 +278,7 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
         if u.secret.stored().is_none() {
             log::warn!(
                 "user not written to the users file: user={} reason=no-stored-hash",
-                Token(&u.name)
+                LogSafe(&u.name)
             );
         }
         table.insert(name, u.role, u.secret.clone());
@@ -318,7 +318,7 @@ fn mgmt_sockets(
                 log::warn!(
                     "management socket open to every local user: path={} mode={:04o} \
                      hint=\"they still have to log in\"",
-                    Token(u.path.display()),
+                    LogSafe(u.path.display()),
                     u.mode
                 );
             }
@@ -337,7 +337,7 @@ fn mgmt_sockets(
                     m.port,
                     Quoted(&e),
                     Quoted(hint),
-                    Token(u.path.display())
+                    LogSafe(u.path.display())
                 ),
                 None => log::error!(
                     "management endpoint not served: port={} error={} hint={} socks=serving",
@@ -444,7 +444,7 @@ impl Server {
         match &cfg.rules_file {
             Some(p) => log::info!(
                 "rules loaded: path={} rules={}",
-                Token(p.display()),
+                LogSafe(p.display()),
                 rules.len()
             ),
             None => log::info!("default rules loaded: rules={}", rules.len()),
@@ -464,7 +464,7 @@ impl Server {
                 })?;
                 let n = rules.len();
                 shared.replace(rules);
-                log::info!("rules reloaded: path={} rules={n}", Token(path.display()));
+                log::info!("rules reloaded: path={} rules={n}", LogSafe(path.display()));
                 Ok(())
             }));
         }
@@ -555,11 +555,11 @@ impl Server {
             match open_access_log(p) {
                 Ok(w) => {
                     let _ = self.reports.send(Report::Reopen(w));
-                    log::info!("access log reopened: path={}", Token(p.display()));
+                    log::info!("access log reopened: path={}", LogSafe(p.display()));
                 }
                 Err(e) => log::error!(
                     "access log not reopened: path={} error={}",
-                    Token(p.display()),
+                    LogSafe(p.display()),
                     Quoted(e)
                 ),
             }
