@@ -126,7 +126,7 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
         c.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
         pending.push(c);
     }
-    wait_stderr(&d, "accepting pauses", 1, Duration::from_secs(5));
+    wait_stderr(&d, " accepting=paused ", 1, Duration::from_secs(5));
 
     // (b) While out of descriptors, with clients queued, socks5d idles.
     let cpu0 = cpu_time(pid);
@@ -351,7 +351,7 @@ fn out_of_descriptors_new_clients_beat_stale_handshakes() {
     }
     wait_stderr(
         &d,
-        &format!("{EVICT_AT_ONCE} handshakes without a user closed to make room"),
+        &format!(" closed_for_room={EVICT_AT_ONCE} "),
         1,
         Duration::from_secs(5),
     );

@@ -177,7 +177,7 @@ fn a_rules_file_lets_loopback_through_and_judges_users_and_bind() {
     let f = access_fields(&d.access_line("user=bob ", SETTLE));
     assert_eq!(f["rule"], format!("{}:4", rules.display()));
     // `log` on that rule: the decision is in the log too.
-    d.stderr_line("rules: decision=deny", SETTLE);
+    d.stderr_line("rule decided: decision=deny ", SETTLE);
     // BIND is judged like CONNECT, with its own `cmd`.
     match try_request(d.addr, bob, CMD_BIND, echo) {
         Err(SocksError::RequestFailed(0x02)) => {}
