@@ -383,7 +383,11 @@ pub fn session_cap_refuses_the_fourth_log_in(t: &Transport) {
     let warned = poll_until(
         Instant::now() + Duration::from_secs(5),
         Duration::from_millis(5),
-        || d.warnings().contains("sessions already open").then_some(()),
+        || {
+            d.warnings()
+                .contains(" reason=sessions-full ")
+                .then_some(())
+        },
     );
     assert!(
         warned.is_some(),
@@ -458,7 +462,7 @@ pub fn login_throttle_is_per_source(t: &Transport) {
         || {
             d.warnings()
                 .contains(&format!(
-                    "3 refusals from {source}: its log ins are refused unchecked"
+                    "management log ins refused unchecked: source={source} failures=3 "
                 ))
                 .then_some(())
         },

@@ -415,7 +415,7 @@ pub fn a_peer_that_does_not_read_is_aborted_at_the_queue_limit(t: &Transport) {
     );
     // 256 KiB of 184-byte answers is 1424; the kernel holds some more.
     assert!(sent > 1424, "aborted after only {sent} requests");
-    wait_stderr(&d, "does not read; aborting");
+    wait_stderr(&d, " reason=does-not-read");
     assert_eq!(ok(d.socket(), &["historic"]), "historic connections: 0\n");
 }
 
@@ -467,7 +467,7 @@ pub fn failed_log_ins_are_counted_per_local_user(t: &Transport) {
     }
     wait_stderr(
         &d,
-        &format!("3 refusals from uid {UID_A}: its log ins are refused unchecked"),
+        &format!("management log ins refused unchecked: source=uid:{UID_A} failures=3 "),
     );
     let right_from_a = As {
         password: ADMIN_PW,
