@@ -406,6 +406,12 @@ impl Server {
         )?);
         let (aggregator, reports) = Aggregator::start(log).map_err(StartError::Setup)?;
         let users = Directory::new(table);
+        // The counters of a deleted user go once its sessions have closed.
+        let reader = std::sync::Mutex::new(users.reader());
+        aggregator.totals().set_user_filter(Box::new(move |name| {
+            let mut r = reader.lock().unwrap_or_else(|e| e.into_inner());
+            r.table().find(name.as_bytes()).is_some()
+        }));
         let pool = Pool::start(
             cfg.pool_threads,
             cfg.check_threads,
@@ -520,7 +526,7 @@ impl Server {
             } else {
                 None
             };
-            let w = Worker::new(listeners, shared.clone()).map_err(StartError::Setup)?;
+            let w = Worker::new(i, listeners, shared.clone()).map_err(StartError::Setup)?;
             workers.push(
                 w.spawn(format!("worker-{i}"), cpu)
                     .map_err(StartError::Setup)?,

@@ -14,8 +14,12 @@
 
 mod access;
 pub mod quiet;
+mod users;
 
 pub use access::{AccessRecord, Datagrams, Result as AccessResult, civil_from_days, write_rfc3339};
+pub use users::{
+    BOUNDS, Histogram, HistogramSnapshot, UserCounters, UserDelta, UserFilter, WorkerGauges,
+};
 
 use std::io::Write;
 use std::sync::Arc;
@@ -65,6 +69,10 @@ pub struct Counters {
     /// Clients closed at accept (--max-sessions-per-client) or requests
     /// refused (--max-sessions-per-user) for a session limit.
     pub session_limit: u64,
+    /// Accept to reply, for answered requests.
+    pub handshake: Histogram,
+    /// Request to target connected.
+    pub connect: Histogram,
 }
 
 impl Counters {
@@ -76,8 +84,12 @@ impl Counters {
 
 /// What workers send to the aggregator.
 pub enum Report {
-    /// Counts to add to the totals.
-    Delta(Counters),
+    /// Counts to add to the totals (boxed: histograms make them large).
+    Delta(Box<Counters>),
+    /// Per-user counts to add.
+    Users(Vec<(Arc<str>, UserDelta)>),
+    /// A worker's gauges now (its number, them).
+    Worker(usize, WorkerGauges),
     /// A closed connection, for the access log.
     Access(Box<AccessRecord>),
     /// Write the access log here from now on (log rotation).
@@ -88,6 +100,8 @@ impl std::fmt::Debug for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Report::Delta(d) => f.debug_tuple("Delta").field(d).finish(),
+            Report::Users(u) => f.debug_tuple("Users").field(&u.len()).finish(),
+            Report::Worker(i, g) => f.debug_tuple("Worker").field(i).field(g).finish(),
             Report::Access(r) => f.debug_tuple("Access").field(r).finish(),
             Report::Reopen(_) => f.write_str("Reopen"),
         }
@@ -119,6 +133,8 @@ pub struct Totals {
     denied: AtomicU64,
     session_limit: AtomicU64,
     mgmt_aborted: AtomicU64,
+    /// Per user, histograms, per worker.
+    extra: users::Extra,
 }
 
 /// A copy of the totals at one moment.
@@ -198,6 +214,7 @@ impl Totals {
             binds: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             session_limit: AtomicU64::new(0),
+            extra: users::Extra::default(),
             mgmt_aborted: AtomicU64::new(0),
         }
     }
@@ -227,6 +244,37 @@ impl Totals {
         self.denied.fetch_add(d.denied, Ordering::Relaxed);
         self.session_limit
             .fetch_add(d.session_limit, Ordering::Relaxed);
+        self.extra.add_histograms(&d.handshake, &d.connect);
+    }
+
+    /// Every user with counters, sorted by name.
+    pub fn users(&self) -> Vec<(Arc<str>, UserCounters)> {
+        self.extra.users()
+    }
+
+    /// One user's counters, if it has any yet.
+    pub fn user(&self, name: &str) -> Option<UserCounters> {
+        self.extra.user(name)
+    }
+
+    /// Accept to reply, for every answered request.
+    pub fn handshake_seconds(&self) -> HistogramSnapshot {
+        self.extra.handshake_seconds()
+    }
+
+    /// Request to target connected.
+    pub fn connect_seconds(&self) -> HistogramSnapshot {
+        self.extra.connect_seconds()
+    }
+
+    /// Every worker's gauges, by worker number.
+    pub fn workers(&self) -> Vec<WorkerGauges> {
+        self.extra.workers()
+    }
+
+    /// Tells which names are users, so that deleted users' counters go.
+    pub fn set_user_filter(&self, f: UserFilter) {
+        self.extra.set_user_filter(f);
     }
 
     /// Counts `n` management associations aborted before they logged in.
@@ -337,6 +385,8 @@ impl AccessLog {
 fn apply(report: Report, totals: &Totals, log: &mut AccessLog, quiet: &mut quiet::Quiet) {
     match report {
         Report::Delta(d) => totals.add(&d),
+        Report::Users(u) => totals.extra.add_users(&u),
+        Report::Worker(i, g) => totals.extra.set_worker(i, g),
         Report::Reopen(w) => {
             log.write_out();
             log.out = Some(w);
@@ -409,7 +459,7 @@ mod tests {
         let (agg, tx) = Aggregator::start(None).unwrap();
         let totals = Arc::clone(agg.totals());
         for _ in 0..10 {
-            tx.send(Report::Delta(Counters {
+            tx.send(Report::Delta(Box::new(Counters {
                 accepted: 2,
                 closed: 1,
                 bytes_up: 5,
@@ -427,7 +477,8 @@ mod tests {
                 binds: 12,
                 denied: 13,
                 session_limit: 14,
-            }))
+                ..Counters::default()
+            })))
             .unwrap();
         }
         drop(tx);

@@ -192,11 +192,22 @@ impl Backend for Shared {
         self.users.snapshot()
     }
 
-    /// The SOCKS workers keep no per-user counters yet, so every
-    /// USER_METRICS entry carries its name and no value (N = 0), which the
-    /// protocol allows: a client reads the IDs that are there.
-    fn user_metrics(&self, _user: &[u8]) -> Vec<(u8, u64)> {
-        Vec::new()
+    /// The user's counters as the workers last reported them (within
+    /// their flush period); a user with none yet has zeros.
+    fn user_metrics(&self, user: &[u8]) -> Vec<(u8, u64)> {
+        use super::wire::user_metric as id;
+        let c = std::str::from_utf8(user)
+            .ok()
+            .and_then(|name| self.totals.user(name))
+            .unwrap_or_default();
+        vec![
+            (id::SESSIONS, c.sessions),
+            (id::OPEN, c.open),
+            (id::BYTES_UP, c.bytes_up),
+            (id::BYTES_DOWN, c.bytes_down),
+            (id::AUTH_FAILED, c.auth_failed),
+            (id::DENIED, c.denied),
+        ]
     }
 }
 

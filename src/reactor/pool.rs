@@ -7,6 +7,8 @@ pub struct BufferPool {
     free: Vec<Box<[u8]>>,
     size: usize,
     keep: usize,
+    /// Buffers taken and not given back.
+    lent: usize,
 }
 
 impl BufferPool {
@@ -16,11 +18,13 @@ impl BufferPool {
             free: Vec::new(),
             size,
             keep,
+            lent: 0,
         }
     }
 
     /// A buffer, reused when one is free.
     pub fn take(&mut self) -> Box<[u8]> {
+        self.lent += 1;
         self.free
             .pop()
             .unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice())
@@ -28,6 +32,7 @@ impl BufferPool {
 
     /// Returns a buffer; past `keep` free buffers it is freed.
     pub fn give(&mut self, buf: Box<[u8]>) {
+        self.lent = self.lent.saturating_sub(1);
         if self.free.len() < self.keep {
             self.free.push(buf);
         }
@@ -36,6 +41,11 @@ impl BufferPool {
     /// Free buffers held.
     pub fn free(&self) -> usize {
         self.free.len()
+    }
+
+    /// Buffers lent out now (relay buffers in use).
+    pub fn in_use(&self) -> usize {
+        self.lent
     }
 }
 
@@ -54,5 +64,6 @@ mod tests {
         assert_eq!(p.free(), 1);
         let _ = p.take();
         assert_eq!(p.free(), 0);
+        assert_eq!(p.in_use(), 1);
     }
 }

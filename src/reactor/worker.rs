@@ -9,6 +9,7 @@
 //! sockets, buffers and readiness flags.
 
 mod accept;
+mod acct;
 mod drive;
 mod extra;
 mod sockets;
@@ -35,7 +36,7 @@ use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::blocking::Pool;
 use crate::logfmt::{LogSafe, Quoted};
-use crate::metrics::{AccessRecord, AccessResult, Counters, Report};
+use crate::metrics::{AccessRecord, AccessResult, Counters, Report, WorkerGauges};
 use crate::rules;
 use crate::socks5::connection::{self, Connection, Outcome, Reading};
 use crate::socks5::wire::Reply;
@@ -119,6 +120,10 @@ impl WorkerHandle {
 /// A worker, built on the spawning thread and run on its own.
 #[derive(Debug)]
 pub struct Worker {
+    /// Its number, from 0 (for per-worker gauges).
+    index: usize,
+    /// The gauges last sent to the aggregator.
+    reported_gauges: WorkerGauges,
     poll: Poll,
     listeners: Vec<TcpListener>,
     sessions: Slab<Sockets>,
@@ -175,6 +180,8 @@ struct Ctx {
     limits: Arc<SessionLimits>,
     /// The buckets of rate-limited tunnels.
     rates: Arc<Rates>,
+    /// Per-user counts since the last report.
+    accounts: acct::Accounts,
     /// Where datagrams are received (empty until the worker's first UDP
     /// association; one for all of them).
     datagrams: Box<[u8]>,
@@ -200,7 +207,7 @@ fn would_block(e: &io::Error) -> bool {
 
 impl Worker {
     /// Builds a worker around `listeners` (non-blocking, already listening).
-    pub fn new(listeners: Vec<StdListener>, shared: Shared) -> io::Result<Self> {
+    pub fn new(index: usize, listeners: Vec<StdListener>, shared: Shared) -> io::Result<Self> {
         assert!(
             listeners.len() <= MAX_LISTENERS,
             "at most {MAX_LISTENERS} listen addresses"
@@ -231,6 +238,8 @@ impl Worker {
             bind_timeout: cfg.bind_timeout,
         });
         Ok(Worker {
+            index,
+            reported_gauges: WorkerGauges::default(),
             poll,
             listeners: mio_listeners,
             sessions: Slab::new(),
@@ -265,6 +274,7 @@ impl Worker {
                 udp_open: shared.udp_open,
                 limits: shared.limits,
                 rates: shared.rates,
+                accounts: acct::Accounts::default(),
                 datagrams: Box::default(),
             },
         })
@@ -389,10 +399,22 @@ impl Worker {
     /// context switch too many per event on a small machine.
     fn flush_counters(&mut self) {
         self.last_flush = self.ctx.now;
+        // The aggregator only goes away after every worker has ended.
         if !self.ctx.counters.is_zero() {
             let delta = mem::take(&mut self.ctx.counters);
-            // The aggregator only goes away after every worker has ended.
-            let _ = self.ctx.reports.send(Report::Delta(delta));
+            let _ = self.ctx.reports.send(Report::Delta(Box::new(delta)));
+        }
+        let users = self.ctx.accounts.drain();
+        if !users.is_empty() {
+            let _ = self.ctx.reports.send(Report::Users(users));
+        }
+        let gauges = WorkerGauges {
+            sessions: self.sessions.len() as u64,
+            buffers_in_use: self.ctx.pool.in_use() as u64,
+        };
+        if gauges != self.reported_gauges {
+            self.reported_gauges = gauges;
+            let _ = self.ctx.reports.send(Report::Worker(self.index, gauges));
         }
     }
 
@@ -543,6 +565,9 @@ impl Worker {
         }
         if let Some(c) = &self.ctx.limits.per_client {
             c.give_back(&s.peer.ip().to_canonical());
+        }
+        if s.user_slot != acct::NO_USER {
+            self.ctx.accounts.close(s.user_slot);
         }
         if s.conn.holds_user_session()
             && let (Some(c), Some(user)) = (&self.ctx.limits.per_user, s.conn.user())

@@ -107,7 +107,10 @@ pub fn reload_and_user_metrics(t: &Transport) {
     let c = run(&["--json", "user-metrics"]);
     assert_eq!(
         (c.code, c.stdout.as_str()),
-        (0, "[{\"name\": \"bob\"}, {\"name\": \"root\"}]\n"),
+        (
+            0,
+            "[{\"name\": \"bob\", \"sessions_opened\": 0, \"sessions_open\": 0, \"bytes_client_to_target\": 0, \"bytes_target_to_client\": 0, \"auth_failures\": 0, \"requests_denied\": 0}, {\"name\": \"root\", \"sessions_opened\": 0, \"sessions_open\": 0, \"bytes_client_to_target\": 0, \"bytes_target_to_client\": 0, \"auth_failures\": 0, \"requests_denied\": 0}]\n"
+        ),
         "{c:?}"
     );
 

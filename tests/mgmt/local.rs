@@ -252,15 +252,14 @@ pub fn every_command_with_socks5dctl(t: &Transport) {
         ok(&socket, &["--json", "users"]),
         "[{\"name\": \"alice\", \"role\": \"user\"}, {\"name\": \"root\", \"role\": \"admin\"}]\n"
     );
-    // The SOCKS workers keep no per-user counters yet: every entry comes
-    // with none.
+    // No SOCKS traffic yet: every user's counters are zero.
     assert_eq!(
         ok(&socket, &["user-metrics"]),
-        "alice: no counters kept\nroot: no counters kept\n"
+        "alice: sessions opened 0, sessions open 0, bytes client to target 0, bytes target to client 0, auth failures 0, requests denied 0\nroot: sessions opened 0, sessions open 0, bytes client to target 0, bytes target to client 0, auth failures 0, requests denied 0\n"
     );
     assert_eq!(
         ok(&socket, &["--json", "user-metrics"]),
-        "[{\"name\": \"alice\"}, {\"name\": \"root\"}]\n"
+        "[{\"name\": \"alice\", \"sessions_opened\": 0, \"sessions_open\": 0, \"bytes_client_to_target\": 0, \"bytes_target_to_client\": 0, \"auth_failures\": 0, \"requests_denied\": 0}, {\"name\": \"root\", \"sessions_opened\": 0, \"sessions_open\": 0, \"bytes_client_to_target\": 0, \"bytes_target_to_client\": 0, \"auth_failures\": 0, \"requests_denied\": 0}]\n"
     );
     let c = ctl_as(&socket, add, &["passwd", "alice"]);
     assert_eq!(c.code, 0, "{c:?}");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::Interest;
 use mio::net::TcpStream;
 
+use super::acct;
 use super::{
     Connection, LISTENER_BASE, MAX_SESSION_TOKEN, Ready, SLOT_BITS, Sockets, Worker, evictable,
     token, would_block,
@@ -237,6 +238,7 @@ impl Worker {
             logged_start: self.ctx.cfg.access_log.then(SystemTime::now),
             extra: None,
             limit: None,
+            user_slot: acct::NO_USER,
         });
         let sessions = &self.sessions;
         self.arrivals

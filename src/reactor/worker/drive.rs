@@ -17,7 +17,7 @@ use crate::logfmt::{LogSafe, Quoted};
 use crate::reactor::Inbound;
 use crate::reactor::pipe::{Pump, Ready};
 use crate::rules::Origin;
-use crate::socks5::connection::{Action, AttemptId, Context, Direction, Outcome, Reading};
+use crate::socks5::connection::{self, Action, AttemptId, Context, Direction, Outcome, Reading};
 use crate::socks5::wire::{TargetAddr, UNSPECIFIED};
 
 // ------------------------------------------------------------ one connection
@@ -68,6 +68,7 @@ pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Ne
         match action {
             Action::Decided(outcome) => {
                 ctx.count(outcome, s.peer.ip());
+                account(s, ctx, outcome);
                 if let Some((origin, true)) = s.conn.rule() {
                     log_decision(s, ctx, origin, outcome);
                 }
@@ -111,6 +112,7 @@ pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Ne
                         id,
                         socket,
                         ready: Ready::default(),
+                        started: ctx.now,
                     });
                 }
                 Err(e) => {
@@ -186,6 +188,32 @@ pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Ne
             Action::Shutdown(Direction::Down) => shut_write(&s.client)?,
             Action::Close => return Ok(Next::Close),
         }
+    }
+}
+
+/// Per-user counts and the handshake's time, once its outcome is known.
+fn account(s: &mut Sockets, ctx: &mut Ctx, outcome: Outcome) {
+    match outcome {
+        Outcome::Succeeded | Outcome::Rejected(_) | Outcome::Denied(_) => {
+            let took = ctx.now.saturating_duration_since(s.conn.started());
+            ctx.counters.handshake.record(took);
+        }
+        Outcome::AuthFailed | Outcome::BadVersion | Outcome::NoAcceptableMethod => {}
+    }
+    let Some(user) = s.conn.user() else {
+        return;
+    };
+    match outcome {
+        Outcome::Succeeded => s.user_slot = ctx.accounts.open(user),
+        // Counted only for names that are users: names a client makes up
+        // would otherwise grow the table without bound.
+        Outcome::AuthFailed if ctx.users.table().find(user.as_bytes()).is_some() => {
+            ctx.accounts.count(user, |d| d.auth_failed += 1);
+        }
+        Outcome::Denied(origin) if origin != connection::USER_LIMIT => {
+            ctx.accounts.count(user, |d| d.denied += 1);
+        }
+        _ => {}
     }
 }
 
@@ -278,6 +306,9 @@ fn check_attempts(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next
             Ok(None) => match a.socket.peer_addr() {
                 Ok(peer) => {
                     let local = a.socket.local_addr()?;
+                    ctx.counters
+                        .connect
+                        .record(ctx.now.saturating_duration_since(a.started));
                     s.conn.handle_connected(ctx.now, a.id, local, peer);
                     return apply(s, key, ctx);
                 }
@@ -320,7 +351,8 @@ fn relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     // did not read is given back at once.
     let limit = s.limit.as_deref();
     let grant = |dir| limit.map_or(RELAY_BUDGET, |l| l.grant(dir, now, RELAY_BUDGET));
-    let before = s.up.delivered() + s.down.delivered();
+    let (up_before, down_before) = (s.up.delivered(), s.down.delivered());
+    let before = up_before + down_before;
     let mut read = 0;
     let up_grant = grant(Direction::Up);
     let mut up = s.up.pump(
@@ -368,6 +400,11 @@ fn relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     }
     if s.up.delivered() + s.down.delivered() != before {
         s.conn.handle_relayed(ctx.now);
+        ctx.accounts.bytes(
+            s.user_slot,
+            s.up.delivered() - up_before,
+            s.down.delivered() - down_before,
+        );
     }
     if up == Pump::Ended || down == Pump::Ended {
         if up == Pump::Ended {
@@ -454,8 +491,11 @@ fn service(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
         None => Ok(Next::Open),
         Some(Extra::Bind { .. }) => accept_inbound(s, key, ctx),
         Some(extra @ Extra::Udp(_)) => {
+            let (up, down) = extra.bytes();
             if extra.relay_datagrams(key, s.id, ctx) {
                 s.conn.handle_relayed(ctx.now);
+                let (up2, down2) = extra.bytes();
+                ctx.accounts.bytes(s.user_slot, up2 - up, down2 - down);
             }
             Ok(Next::Open)
         }
@@ -492,7 +532,7 @@ fn accept_inbound(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next
             token(key, 1 + AttemptId::INBOUND.index()),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        s.attempts.push(Attempt::inbound(socket));
+        s.attempts.push(Attempt::inbound(socket, ctx.now));
         s.conn.handle_incoming(ctx.now, peer);
         if let Next::Close = apply(s, key, ctx)? {
             return Ok(Next::Close);

@@ -78,6 +78,14 @@ impl Extra {
         }
     }
 
+    /// A UDP association's payload bytes so far, up and down.
+    pub(super) fn bytes(&self) -> (u64, u64) {
+        match self {
+            Extra::Udp(r) => r.bytes(),
+            Extra::Bind { .. } => (0, 0),
+        }
+    }
+
     /// A UDP association's datagram totals, for the access log.
     pub(super) fn datagrams(&self) -> Option<Datagrams> {
         match self {
