@@ -729,7 +729,7 @@ fn sighup_reloads_the_users_file() {
     file::save(&users, &[alice, record("bob", "bob-pw", Role::Proxy)])
         .expect("rewrite the users file");
     d.signal(Signal::SIGHUP);
-    wait_stderr(&d, "reloaded", 1, Duration::from_secs(5));
+    wait_stderr(&d, "users file reloaded: path=", 1, Duration::from_secs(5));
     let end = Instant::now() + Duration::from_secs(5);
     while auth_status(d.addr, "bob", "bob-pw") != 0 {
         assert!(

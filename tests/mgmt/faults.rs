@@ -155,13 +155,13 @@ fn leftovers(dir: &Path) -> usize {
 /// What socks5d's test hook (`SOCKS5D_TEST_SAVE_DELAY_MS`, debug builds)
 /// announces when a save pauses: the temporary file is written and fsynced
 /// and not yet renamed.
-const PAUSED: &str = "users: test hook: ";
+const PAUSED: &str = "users save paused before rename: tmp=";
 
 /// The temporary file named by a [`PAUSED`] line.
 fn paused_temp(line: &str) -> PathBuf {
     let rest = &line[line.find(PAUSED).expect("a hook line") + PAUSED.len()..];
     let (path, _) = rest
-        .split_once(" written and synced")
+        .split_once(" pause_ms=")
         .unwrap_or_else(|| panic!("unexpected hook line {line:?}"));
     PathBuf::from(path)
 }

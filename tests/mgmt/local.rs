@@ -320,7 +320,7 @@ pub fn reload_reads_the_users_file_and_a_bad_one_changes_nothing(t: &Transport) 
     let c = ctl_as(&socket, ROOT, &["reload"]);
     assert_eq!(c.code, 17, "a bad users file: {c:?}");
     assert!(c.stderr.contains("could not be read"), "{c:?}");
-    wait_stderr(&d, "users unchanged");
+    wait_stderr(&d, "users file not reloaded: path=");
     assert_eq!(ok(&socket, &["users"]), "admin  root\nuser   zed\n");
 }
 
@@ -530,7 +530,7 @@ pub fn the_audit_trail_records_who_did_what(t: &Transport) {
         assert_ne!(ctl_as(&socket, wrong, &["historic"]).code, 0);
     }
     d.signal(Signal::SIGHUP);
-    wait_stderr(&d, "reloaded");
+    wait_stderr(&d, "users file reloaded: path=");
     assert!(d.terminate().success());
 
     let all = fs::read_to_string(&log).expect("read the audit log");
