@@ -164,7 +164,9 @@ pub fn a_stale_socket_is_replaced_and_a_clean_stop_removes_it(t: &Transport) {
     // `first` keeps the folder until the end.
     let mut second = Daemon::start_on(&socket, &[]);
     assert!(
-        second.stderr().contains("a stale socket"),
+        second
+            .stderr()
+            .contains(&format!("stale socket replaced: path={}", text(&socket))),
         "{}",
         second.stderr()
     );
