@@ -15,13 +15,14 @@ TEST_LOG   := target/test.log
 # python3 runs the independent client of tests/mgmt_unix_client.py.
 # UDP ASSOCIATE and BIND with third-party clients (tests/udp_bind_clients.rs):
 # PySocks and pyftpdlib under Debian's /usr/bin/python3, Dante's socksify
-# around drill and curl.
+# around drill and curl. PyYAML reads contrib/prometheus.yml (tests/monitoring.rs).
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
               ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd python3:python3 \
               /usr/bin/python3:python3 /usr/lib/python3/dist-packages/socks.py:python3-socks \
               /usr/lib/python3/dist-packages/pyftpdlib:python3-pyftpdlib \
-              socksify:dante-client drill:ldnsutils
+              socksify:dante-client drill:ldnsutils \
+              /usr/lib/python3/dist-packages/yaml:python3-yaml
 
 .PHONY: all build build-small run test lint clean cargo deps c-tests install
 

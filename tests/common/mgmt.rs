@@ -14,12 +14,20 @@ use socks5d::sys::seqpacket::Conn;
 use super::daemon::temp_path;
 use super::socks::IO_TIMEOUT;
 
+/// METRICS ID X'01': SOCKS connections accepted since start.
+pub const M_HISTORIC: u8 = 0x01;
+/// METRICS ID X'02': SOCKS connections open now.
+pub const M_CONCURRENT: u8 = 0x02;
 /// METRICS ID X'03': bytes transferred (X'04' plus X'05').
 pub const M_BYTES: u8 = 0x03;
 /// METRICS ID X'04': payload bytes from clients to targets.
 pub const M_BYTES_UP: u8 = 0x04;
 /// METRICS ID X'05': payload bytes from targets to clients.
 pub const M_BYTES_DOWN: u8 = 0x05;
+/// METRICS ID X'06': failed SOCKS authentications.
+pub const M_AUTH_FAILED: u8 = 0x06;
+/// METRICS ID X'07': failed CONNECT requests.
+pub const M_CONNECT_FAILED: u8 = 0x07;
 /// METRICS ID X'09': UDP associations.
 pub const M_UDP_ASSOCIATIONS: u8 = 0x09;
 /// METRICS ID X'0A': UDP datagrams relayed, both ways.

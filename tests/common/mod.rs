@@ -5,7 +5,8 @@
 //! targets: TCP banner-and-echo and UDP echo (`echo`), METRICS over the
 //! management Unix socket (`mgmt`), short-lived children with a deadline
 //! (`child`), the environment scrubbed from every client the tests run
-//! (`env`), and /proc measurements (`proc`).
+//! (`env`), /proc measurements (`proc`), and a pseudo-terminal for a
+//! child that draws on one (`pty`).
 
 // Each crate that includes this module uses a different part of it (the
 // re-exports included).
@@ -17,6 +18,7 @@ pub mod echo;
 pub mod env;
 pub mod mgmt;
 pub mod proc;
+pub mod pty;
 pub mod socks;
 
 pub use child::*;
@@ -25,4 +27,5 @@ pub use echo::*;
 pub use env::*;
 pub use mgmt::*;
 pub use proc::*;
+pub use pty::*;
 pub use socks::*;

@@ -218,7 +218,7 @@ impl Worker {
         self.ctx.counters.accepted += 1;
         entry.insert(Sockets {
             id,
-            conn: Connection::new(now, Arc::clone(&self.ctx.machine), addr.ip()),
+            conn: Connection::new(now, Arc::clone(&self.ctx.machine)),
             client: stream,
             // The greeting usually arrives with the connection: read at once
             // instead of waiting for the first edge.

@@ -44,6 +44,9 @@ pub trait Context: Authenticator {
     fn rules(&self) -> &Rules;
     /// Whether `user` is an administrator (`user @admins` in the rules).
     fn is_admin(&self, user: &str) -> bool;
+    /// The client's address, as the rules see it (kept by the driver, not
+    /// in every connection).
+    fn client(&self) -> IpAddr;
     /// Takes one of `user`'s sessions (`--max-sessions-per-user`); false
     /// when the user has as many as allowed. The driver gives it back when
     /// the connection closes ([`Connection::holds_user_session`]).
@@ -325,8 +328,6 @@ pub struct Connection {
     user: Option<Arc<str>>,
     /// CMD of the request, once it came.
     command: Option<Command>,
-    /// The client's address, as the rules see it.
-    client: IpAddr,
     /// The rule that allowed the request, when the rules decided on the
     /// name before it was resolved (its addresses are not judged again).
     allowed_by_name: bool,
@@ -347,11 +348,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection from `client` accepted at `now`, waiting for its
-    /// greeting.
-    pub fn new(now: Instant, config: Arc<Config>, client: IpAddr) -> Self {
+    /// A connection accepted at `now`, waiting for its greeting.
+    pub fn new(now: Instant, config: Arc<Config>) -> Self {
         Connection {
-            client: client.to_canonical(),
             allowed_by_name: false,
             rule: None,
             user_session: false,
@@ -935,7 +934,7 @@ impl Connection {
                 let name = std::str::from_utf8(name).unwrap_or_default();
                 let user = self.user.as_deref();
                 let req = NameRequest {
-                    client: self.client,
+                    client: ctx.client().to_canonical(),
                     user,
                     admin: user.is_some_and(|u| ctx.is_admin(u)),
                     cmd: self.rules_cmd(),
@@ -995,7 +994,7 @@ impl Connection {
     fn judge(&self, ctx: &dyn Context, name: Option<&str>, addr: SocketAddr) -> Verdict {
         let user = self.user.as_deref();
         ctx.rules().judge(&rules::Request {
-            client: self.client,
+            client: ctx.client().to_canonical(),
             user,
             admin: user.is_some_and(|u| ctx.is_admin(u)),
             cmd: self.rules_cmd(),

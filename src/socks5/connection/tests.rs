@@ -53,6 +53,10 @@ impl Context for Users {
     fn is_admin(&self, _user: &str) -> bool {
         false
     }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
+    }
 }
 
 impl Authenticator for Users {
@@ -135,7 +139,7 @@ impl Sim {
     fn with(users: Users, config: Config) -> Sim {
         let t0 = Instant::now();
         Sim {
-            conn: Connection::new(t0, Arc::new(config), client_ip()),
+            conn: Connection::new(t0, Arc::new(config)),
             t0,
             now: t0,
             users,

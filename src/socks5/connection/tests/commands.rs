@@ -264,6 +264,10 @@ impl Context for Judged {
         false
     }
 
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
+    }
+
     fn take_user_session(&self, _: &Arc<str>) -> bool {
         !self.full
     }
@@ -277,7 +281,7 @@ fn judged(text: &str) -> Judged {
 }
 
 fn new_conn() -> Connection {
-    Connection::new(Instant::now(), Arc::new(Config::default()), client_ip())
+    Connection::new(Instant::now(), Arc::new(Config::default()))
 }
 
 /// Everything queued for the client, and every action, after `f`.

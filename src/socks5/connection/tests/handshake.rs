@@ -94,6 +94,10 @@ impl Context for TestUsers {
     fn is_admin(&self, _user: &str) -> bool {
         false
     }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
+    }
 }
 
 impl Authenticator for TestUsers {
@@ -153,7 +157,7 @@ fn next_event(conn: &mut Connection) -> Event {
 }
 
 fn new_connection() -> Connection {
-    Connection::new(Instant::now(), Arc::new(Config::default()), client_ip())
+    Connection::new(Instant::now(), Arc::new(Config::default()))
 }
 
 /// What feeding a handshake produced.
@@ -857,6 +861,10 @@ impl Context for UserTable {
         self.find(user.as_bytes())
             .is_some_and(|u| u.role == Role::Admin)
     }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
+    }
 }
 
 impl Context for Deferring {
@@ -866,6 +874,10 @@ impl Context for Deferring {
 
     fn is_admin(&self, _user: &str) -> bool {
         false
+    }
+
+    fn client(&self) -> std::net::IpAddr {
+        client_ip()
     }
 }
 

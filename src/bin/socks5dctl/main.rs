@@ -1,6 +1,8 @@
 //! socks5dctl: the command-line client of the socks5d management protocol
 //! (docs/management-protocol.md), over SCTP or over socks5d's Unix-domain
-//! socket.
+//! socket; `top` (top.rs) is its live view.
+
+mod top;
 
 use std::io::{self, BufRead};
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +35,12 @@ Commands:
   del-user NAME           delete a user
   passwd NAME             change a user's password
   reload                  make the server read its users file again (as SIGHUP)
+  top [--interval S] [--once] [--users N]
+                          a live view, redrawn every S seconds (default 1, from
+                          0.1 to 60): connections, throughput, failures per
+                          second, and the N busiest users (default 10); q or
+                          Ctrl-C quits; --once prints one frame (two samples
+                          S seconds apart) as plain text
 
 Options:
   -L, --mgmt-listen ADDR  management address (default: 127.0.0.1); give it more
@@ -59,6 +67,7 @@ Exit status:
   2   bad command line
   3   cannot reach the server (no SCTP, no such socket, refused, timed out)
   4   the server broke the protocol
+  5   top: the terminal failed
   21  log in refused: wrong user or password, or not an administrator
   22  log in: version not supported        23  log in: server error
   24  log in: malformed message
@@ -92,6 +101,8 @@ struct Args {
     json: bool,
     command: String,
     rest: Vec<String>,
+    /// The options of `top`.
+    top: top::Options,
 }
 
 /// Why socks5dctl failed. Its message is a log line of socks5d's format
@@ -103,6 +114,8 @@ enum Failure {
     Transport(String),
     /// What in the server's answer broke the protocol.
     Protocol(String),
+    /// What went wrong with the terminal of `top`.
+    Terminal(String),
     Login(LoginStatus),
     Request(Status),
 }
@@ -113,6 +126,7 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Transport(_) => 3,
             Failure::Protocol(_) => 4,
+            Failure::Terminal(_) => 5,
             Failure::Login(s) => 20 + u8::from(*s).min(9),
             Failure::Request(s) => 10 + u8::from(*s).min(9),
         }
@@ -126,6 +140,7 @@ impl Failure {
             ),
             Failure::Transport(m) => m.clone(),
             Failure::Protocol(m) => format!("protocol error: error={}", Quoted(m)),
+            Failure::Terminal(m) => format!("terminal error: error={}", Quoted(m)),
             Failure::Login(s) => format!(
                 "log in failed: status=x{:02x} reason={}",
                 u8::from(*s),
@@ -185,7 +200,10 @@ fn parse_args(
         json: false,
         command: String::new(),
         rest: Vec::new(),
+        top: top::Options::default(),
     };
+    // Options of `top`, as given, to refuse them with any other command.
+    let mut top_options: Vec<String> = Vec::new();
     let mut addrs: Vec<IpAddr> = Vec::new();
     let mut port: Option<u16> = None;
     let mut unix: Option<PathBuf> = None;
@@ -237,6 +255,21 @@ fn parse_args(
             "--password-stdin" if inline.is_none() => args.password_stdin = true,
             "--json" if inline.is_none() => args.json = true,
             "--admin" if inline.is_none() && !args.command.is_empty() => args.rest.push(a),
+            "--interval" => {
+                let v = value(&opt)?;
+                args.top.interval =
+                    top::parse_interval(&v).map_err(|m| usage(format!("{opt}: {m}")))?;
+                top_options.push(opt);
+            }
+            "--users" => {
+                let v = value(&opt)?;
+                args.top.users = top::parse_users(&v).map_err(|m| usage(format!("{opt}: {m}")))?;
+                top_options.push(opt);
+            }
+            "--once" if inline.is_none() => {
+                args.top.once = true;
+                top_options.push(opt);
+            }
             s if s.starts_with('-') && s.len() > 1 => {
                 return Err(usage(format!("unknown option '{}'", a.escape_default())));
             }
@@ -265,6 +298,14 @@ fn parse_args(
     };
     if args.command.is_empty() {
         return Err(usage("no command".into()));
+    }
+    if args.command != "top"
+        && let Some(o) = top_options.first()
+    {
+        return Err(usage(format!("{o} goes with top only")));
+    }
+    if args.command == "top" && args.json {
+        return Err(usage("top has no --json output".into()));
     }
     Ok(Parsed::Run(args))
 }
@@ -497,6 +538,7 @@ fn run(args: Args) -> Result<(), Failure> {
     let takes_name = matches!(args.command.as_str(), "add-user" | "del-user" | "passwd");
     match args.command.as_str() {
         "metrics" | "historic" | "concurrent" | "bytes" | "users" | "user-metrics" | "reload"
+        | "top"
             if args.rest.is_empty() => {}
         _ if takes_name => {
             name_arg()?;
@@ -504,7 +546,8 @@ fn run(args: Args) -> Result<(), Failure> {
                 return Err(Failure::Usage("--admin goes with add-user only".into()));
             }
         }
-        "metrics" | "historic" | "concurrent" | "bytes" | "users" | "user-metrics" | "reload" => {
+        "metrics" | "historic" | "concurrent" | "bytes" | "users" | "user-metrics" | "reload"
+        | "top" => {
             return Err(Failure::Usage(format!(
                 "{}: takes no argument",
                 args.command
@@ -518,6 +561,9 @@ fn run(args: Args) -> Result<(), Failure> {
         }
     }
 
+    if args.command == "top" {
+        top::check_terminal(&args.top)?;
+    }
     if takes_name && !valid_name(name_arg()?.as_bytes()) {
         return Err(Failure::Usage(
             "invalid user name: 1 to 255 bytes, no ':' and no control characters".into(),
@@ -652,6 +698,7 @@ fn run(args: Args) -> Result<(), Failure> {
             print!("{}", user_metrics_text(&all, args.json));
             Ok(())
         }
+        "top" => top::run(&client, &args.top),
         _ => unreachable!("checked above"),
     }
 }
@@ -839,6 +886,43 @@ mod tests {
             &[],
         ] {
             assert!(parse(argv, &[]).is_err(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn the_options_of_top() {
+        let a = parse(&["top"], &[]).unwrap();
+        assert_eq!(a.top, top::Options::default());
+        let a = parse(
+            &["top", "--interval", "2.5", "--once", "--users=3"],
+            &[("SOCKS5DCTL_UNIX", "/s")],
+        )
+        .unwrap();
+        assert_eq!(a.command, "top");
+        assert!(a.rest.is_empty());
+        assert_eq!(
+            a.top,
+            top::Options {
+                interval: Duration::from_millis(2500),
+                once: true,
+                users: 3
+            }
+        );
+        // Before the command as well as after it.
+        assert!(parse(&["--once", "top"], &[]).unwrap().top.once);
+        for (argv, says) in [
+            (&["metrics", "--once"][..], "--once goes with top only"),
+            (
+                &["users", "--interval", "2"],
+                "--interval goes with top only",
+            ),
+            (&["top", "--interval", "0"], "--interval: '0' is not"),
+            (&["top", "--users", "-1"], "--users: '-1' is not"),
+            (&["top", "--once=1"], "unknown option"),
+            (&["top", "--json", "--once"], "top has no --json"),
+        ] {
+            let e = parse(argv, &[]).unwrap_err();
+            assert!(e.contains(says), "{argv:?}: {e}");
         }
     }
 
