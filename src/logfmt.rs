@@ -11,28 +11,31 @@
 //! ```
 //!
 //! A value is one token ([`LogSafe`], [`write_log_safe`]) or, when it is
-//! free text such as an error message, quoted ([`Quoted`]); either way it
-//! cannot end its field early nor fake a line.
+//! free text such as an error message, quoted ([`Quoted`]). Both are
+//! printable ASCII with anything else written as `\u{..}`: a quoted value
+//! starts with a double quote and ends at the next one (none is inside), any
+//! other value ends at the next space, so neither can end its field early
+//! nor fake a line.
 
 use std::fmt::{self, Write as _};
 
 /// Writes `s` so that it stays one token of a log line and cannot fake one:
 /// anything but printable ASCII (whitespace, control and invisible format
 /// characters such as bidi overrides included) is written as `\u{..}`, and
-/// a backslash as `\\`.
+/// so is a double quote, which would start a quoted value; a backslash is
+/// written as `\\`.
 pub fn write_log_safe(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     escape(f, s, false)
 }
 
-/// [`write_log_safe`]'s escaping; in a quoted value a space stays a space
-/// and a double quote, which would end the value, is written as `\u{22}`.
+/// [`write_log_safe`]'s escaping; in a quoted value a space stays a space.
 fn escape(f: &mut fmt::Formatter<'_>, s: &str, quoted: bool) -> fmt::Result {
     for c in s.chars() {
         if c == '\\' {
             f.write_str("\\\\")?;
         } else if quoted && c == ' ' {
             f.write_char(' ')?;
-        } else if c.is_ascii_graphic() && !(quoted && c == '"') {
+        } else if c.is_ascii_graphic() && c != '"' {
             f.write_char(c)?;
         } else {
             write!(f, "{}", c.escape_unicode())?;
@@ -53,8 +56,8 @@ impl<T: fmt::Display> fmt::Display for LogSafe<T> {
 }
 
 /// Anything displayable, shown as a quoted value: free text such as an
-/// error message, spaces kept, escaped otherwise as [`write_log_safe`] does
-/// (a double quote as `\u{22}`).
+/// error message, in double quotes, spaces kept, escaped otherwise as
+/// [`write_log_safe`] does (so a double quote inside is `\u{22}`).
 #[derive(Debug, Clone, Copy)]
 pub struct Quoted<T>(pub T);
 
@@ -88,7 +91,7 @@ mod tests {
             LogSafe("/var/lib/socks5d/users").to_string(),
             "/var/lib/socks5d/users"
         );
-        assert_eq!(LogSafe("a b\"c\\").to_string(), "a\\u{20}b\"c\\\\");
+        assert_eq!(LogSafe("a b\"c\\").to_string(), "a\\u{20}b\\u{22}c\\\\");
         let path = std::path::Path::new("/tmp/a b");
         assert_eq!(LogSafe(path.display()).to_string(), "/tmp/a\\u{20}b");
     }
