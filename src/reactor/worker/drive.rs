@@ -324,12 +324,11 @@ fn check_attempts(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next
         };
         let failed = s.attempts.swap_remove(i);
         log::debug!(
-            "connect attempt failed: conn={} addr={} error={}",
+            "connect attempt failed: conn={} target={} error={}",
             s.id,
-            failed
-                .socket
-                .peer_addr()
-                .map_or_else(|_| "-".to_owned(), |a| a.to_string()),
+            s.conn
+                .target()
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
             Quoted(&err)
         );
         s.conn.handle_connect_failed(ctx.now, failed.id, &err);
