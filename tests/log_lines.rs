@@ -52,8 +52,9 @@ fn message_word(w: &str) -> bool {
 /// `[a-z][a-z0-9-]*` separated by single spaces, a field is
 /// `key=value`, a key is `[a-z][a-z0-9_]*`, and a value is either quoted
 /// (`"` then printable ASCII but `"`, spaces included, then `"`) or a token
-/// (printable ASCII but space and `"`, at least one character). Returns
-/// what is wrong.
+/// (printable ASCII but space and `"`, at least one character): the
+/// regular expression of README.md, "Log lines". Values must not look like
+/// debug text either ([`looks_like_debug`]). Returns what is wrong.
 fn check_line(body: &str) -> Result<(), String> {
     let (message, fields) = match body.split_once(": ") {
         Some((m, f)) => (m, Some(f)),
