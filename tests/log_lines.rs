@@ -3,8 +3,8 @@
 //! words, then a colon and `key=value` fields, each value one token or
 //! quoted; never Rust debug text, never a password.
 //!
-//! socks5d runs with every level on (its own lines down to trace, its
-//! crates' down to debug) through start-up, tunnels, a refused log in, a
+//! socks5d runs with every level on (RUST_LOG=trace: its crates' lines
+//! too) through start-up, tunnels, a refused log in, a
 //! connection refused by its target, a rule with `log`, a UDP datagram
 //! dropped, management log ins good and bad, a reload that works and one
 //! that does not, and a stop; socks5dctl and `socks5d user` fail in their
@@ -291,7 +291,7 @@ fn every_line_of_a_run_has_the_format() {
     ]);
     args.extend(mgmt.args());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut d = Daemon::start_with_env(&argv, &[("RUST_LOG", "debug,socks5d=trace")]);
+    let mut d = Daemon::start_with_env(&argv, &[("RUST_LOG", "trace")]);
 
     // A tunnel, a refused log in, a target that refuses, a rule that logs.
     let target = echo_server(b"hi");
