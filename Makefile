@@ -16,13 +16,16 @@ TEST_LOG   := target/test.log
 # UDP ASSOCIATE and BIND with third-party clients (tests/udp_bind_clients.rs):
 # PySocks and pyftpdlib under Debian's /usr/bin/python3, Dante's socksify
 # around drill and curl. PyYAML reads contrib/prometheus.yml (tests/monitoring.rs).
+# The metrics endpoint (tests/prometheus.rs): Debian's prometheus package, for
+# promtool and a real server scraping socks5d.
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
               ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd python3:python3 \
               /usr/bin/python3:python3 /usr/lib/python3/dist-packages/socks.py:python3-socks \
               /usr/lib/python3/dist-packages/pyftpdlib:python3-pyftpdlib \
               socksify:dante-client drill:ldnsutils \
-              /usr/lib/python3/dist-packages/yaml:python3-yaml
+              /usr/lib/python3/dist-packages/yaml:python3-yaml \
+              promtool:prometheus prometheus:prometheus
 
 .PHONY: all build build-small run test lint clean cargo deps c-tests install
 

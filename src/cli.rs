@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config_file::{self, Entry, Origin};
 use crate::mgmt::audit;
-use crate::server::{AccessLog, Config, MgmtConfig, UnixSocket};
+use crate::server::{AccessLog, Config, MetricsConfig, MgmtConfig, UnixSocket};
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
 /// The usage text printed by `-h`.
@@ -34,6 +34,12 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --mgmt-unix-mode OCTAL  permissions of that socket (default: 0600, owner only)
       --mgmt-unix-group GROUP group of that socket, a name or a number (default:
                               socks5d's own)
+      --metrics-listen ADDR:PORT
+                              serve Prometheus metrics (GET /metrics, plain HTTP)
+                              on ADDR:PORT ([v6]:PORT, a host name's first
+                              address, or a bare PORT on 127.0.0.1) (default: off)
+      --metrics-max-users N   the most users with metrics series of their own; the
+                              rest are summed into user=\"other\" (default: 100)
   -u, --user USER:PASS        a proxy user; repeatable. The password is everything
                               after the first ':'
       --admin USER:PASS       an administrator (may also use the proxy); repeatable
@@ -210,6 +216,33 @@ fn parse_listen(opt: &str, v: &str) -> Result<Vec<IpAddr>, UsageError> {
         return err(format!("{opt}: '{v}' has no address"));
     }
     Ok(ips)
+}
+
+/// The metrics endpoint's address: `IP:PORT`, `[IPv6]:PORT`, `NAME:PORT`
+/// (the name resolved once, now; its first address) or a bare `PORT` on
+/// 127.0.0.1.
+fn parse_metrics_listen(opt: &str, v: &str) -> Result<SocketAddr, UsageError> {
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(SocketAddr::new(
+            Ipv4Addr::LOCALHOST.into(),
+            parse_port(opt, v)?,
+        ));
+    }
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return err(format!("{opt}: '{}' is not ADDR:PORT", v.escape_default()));
+    };
+    let port = parse_port(opt, port)?;
+    if host.contains(':') || host.starts_with('[') {
+        return err(format!(
+            "{opt}: '{}' is not ADDR:PORT (an IPv6 address goes in brackets: [::1]:9464)",
+            v.escape_default()
+        ));
+    }
+    let ip = parse_listen(opt, host)?[0];
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// The longest path a Unix socket address holds (sun_path, less its NUL).
@@ -498,6 +531,8 @@ fn takes_value(opt: &str) -> bool {
             | "--mgmt-unix"
             | "--mgmt-unix-mode"
             | "--mgmt-unix-group"
+            | "--metrics-listen"
+            | "--metrics-max-users"
             | "-u"
             | "--user"
             | "--admin"
@@ -605,6 +640,8 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     let mut mgmt_unix: Option<PathBuf> = None;
     let mut mgmt_unix_mode: Option<u32> = None;
     let mut mgmt_unix_group: Option<u32> = None;
+    let mut metrics_listen: Option<SocketAddr> = None;
+    let mut metrics_max_users: Option<usize> = None;
 
     let mut it = args.into_iter();
     while let Some((arg, origin)) = it.next() {
@@ -647,6 +684,13 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                 "--mgmt-unix" => mgmt_unix = Some(parse_socket_path(&opt, v)?),
                 "--mgmt-unix-mode" => mgmt_unix_mode = Some(parse_mode(&opt, v)?),
                 "--mgmt-unix-group" => mgmt_unix_group = Some(parse_group(&opt, v)?),
+                "--metrics-listen" => metrics_listen = Some(parse_metrics_listen(&opt, v)?),
+                "--metrics-max-users" => {
+                    metrics_max_users = match v.parse::<usize>() {
+                        Ok(n) if n <= 1_000_000 => Some(n),
+                        _ => return err(format!("{opt}: '{v}' is not a number from 0 to 1000000")),
+                    };
+                }
                 "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
                 "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
                 "--user-env" | "--admin-env" => {
@@ -904,6 +948,14 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
         None if mgmt_unix_group.is_some() => return err("--mgmt-unix-group: needs --mgmt-unix"),
         None => None,
     };
+    cfg.metrics = match (metrics_listen, metrics_max_users) {
+        (Some(addr), max) => Some(MetricsConfig {
+            max_users: max.unwrap_or(MetricsConfig::DEFAULT_MAX_USERS),
+            ..MetricsConfig::new(addr)
+        }),
+        (None, Some(_)) => return err("--metrics-max-users: needs --metrics-listen"),
+        (None, None) => None,
+    };
     cfg.mgmt = Some(MgmtConfig {
         required,
         max_unauthenticated,
@@ -1125,6 +1177,43 @@ mod tests {
         ] {
             let e = run(&[&["-l", "127.0.0.1"], bad].concat()).unwrap_err();
             assert!(e.0.starts_with("--mgmt-unix"), "{bad:?}: {e}");
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_endpoint_options() {
+        let o = run(&["-l", "127.0.0.1"]).unwrap();
+        assert_eq!(o.config.metrics, None);
+        let metrics = |extra: &[&str]| {
+            run(&[&["-l", "127.0.0.1"], extra].concat())
+                .map(|o| o.config.metrics.expect("the endpoint is on"))
+        };
+        let m = metrics(&["--metrics-listen", "127.0.0.1:9464"]).unwrap();
+        assert_eq!(m.addr, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(m.max_users, 100);
+        let m = metrics(&["--metrics-listen=[::1]:0", "--metrics-max-users", "0"]).unwrap();
+        assert_eq!(m.addr, "[::1]:0".parse().unwrap());
+        assert_eq!(m.max_users, 0);
+        // A bare port is on loopback.
+        let m = metrics(&["--metrics-listen", "9464"]).unwrap();
+        assert_eq!(m.addr, "127.0.0.1:9464".parse().unwrap());
+        let m = metrics(&["--metrics-listen", "localhost:9464"]).unwrap();
+        assert!(m.addr.ip().is_loopback() && m.addr.port() == 9464, "{m:?}");
+        for bad in [
+            &["--metrics-listen", "127.0.0.1"][..],
+            &["--metrics-listen", "::1:9464"],
+            &["--metrics-listen", "[::1]"],
+            &["--metrics-listen", "127.0.0.1:70000"],
+            &["--metrics-listen", "bad host!:1"],
+            &["--metrics-listen", ""],
+            &["--metrics-listen", "99999"],
+            &["--metrics-listen", "1", "--metrics-max-users", "x"],
+            &["--metrics-listen", "1", "--metrics-max-users", "-1"],
+            &["--metrics-max-users", "5"],
+        ] {
+            let e = metrics(bad).unwrap_err();
+            assert!(e.0.starts_with("--metrics-"), "{bad:?}: {e}");
             assert!(!e.0.contains('\n'), "{bad:?}: {e}");
         }
     }

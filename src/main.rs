@@ -142,6 +142,9 @@ fn main() -> ExitCode {
             LogSafe(path.display())
         );
     }
+    if let Some(a) = server.metrics_addr() {
+        log::info!("metrics (HTTP) listening on {a} (GET /metrics)");
+    }
     for a in server.local_addrs() {
         log::info!("socks5 listening: addr={a}");
     }

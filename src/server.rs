@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::blocking::{HostMap, Pool};
 use crate::logfmt::{LogSafe, Quoted};
+use crate::metrics::exposition::{self, Limits, Sources};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::audit::{self, Audit};
 use crate::mgmt::endpoint;
@@ -80,6 +81,34 @@ pub struct Config {
     pub max_users: usize,
     /// The access rules file (`None`: the safe default).
     pub rules_file: Option<PathBuf>,
+    /// The Prometheus endpoint, if it is to be served.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// Where and how the Prometheus endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Its address (port 0: an ephemeral one).
+    pub addr: SocketAddr,
+    /// The most users with series of their own; the rest are summed into
+    /// `user="other"`.
+    pub max_users: usize,
+    /// Its connection limit and timeouts.
+    pub limits: Limits,
+}
+
+impl MetricsConfig {
+    /// `--metrics-max-users` when not given.
+    pub const DEFAULT_MAX_USERS: usize = 100;
+
+    /// The defaults on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        MetricsConfig {
+            addr,
+            max_users: MetricsConfig::DEFAULT_MAX_USERS,
+            limits: Limits::default(),
+        }
+    }
 }
 
 /// Where and how the management endpoint listens.
@@ -164,6 +193,7 @@ impl Default for Config {
             hash_cost: Cost::DEFAULT,
             max_users: crate::users::store::MAX_USERS,
             rules_file: None,
+            metrics: None,
         }
     }
 }
@@ -188,6 +218,8 @@ pub enum StartError {
     /// The rules file could not be read or has an error (its text names
     /// the file and line).
     Rules(String),
+    /// The metrics endpoint's address could not be bound.
+    Metrics(SocketAddr, io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -204,6 +236,7 @@ impl fmt::Display for StartError {
             },
             StartError::ManagementUnix(e) => write!(f, "management socket {e}"),
             StartError::Rules(e) => write!(f, "rules: {e}"),
+            StartError::Metrics(a, e) => write!(f, "metrics endpoint: cannot listen on {a}: {e}"),
         }
     }
 }
@@ -221,6 +254,8 @@ pub struct Server {
     mgmt_port: Option<u16>,
     mgmt_unix: Option<PathBuf>,
     mgmt: Option<Service>,
+    /// The Prometheus endpoint.
+    metrics_http: Option<exposition::Service>,
     writer: Option<thread::JoinHandle<()>>,
     /// The users' writer, for SIGHUP's reload.
     changes: crossbeam_channel::Sender<ChangeRequest>,
@@ -352,6 +387,18 @@ fn mgmt_sockets(
     }
 }
 
+/// Binds the Prometheus endpoint's address, warning when it is not loopback.
+fn metrics_listener(m: &MetricsConfig) -> Result<TcpListener, StartError> {
+    if !m.addr.ip().is_loopback() {
+        log::warn!(
+            "metrics endpoint listens on {}, not only loopback: anyone who reaches it reads \
+             the counters and the user names, over plain HTTP; keep it on a trusted network",
+            m.addr.ip()
+        );
+    }
+    TcpListener::bind(m.addr).map_err(|e| StartError::Metrics(m.addr, e))
+}
+
 /// Reads and compiles a rules file; the error names the file and line.
 fn load_rules(path: &std::path::Path) -> Result<Rules, String> {
     let name = path.display().to_string();
@@ -421,6 +468,7 @@ impl Server {
         .map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
 
+        let metrics_sock = cfg.metrics.as_ref().map(metrics_listener).transpose()?;
         let (mgmt_sock, mgmt_listener) = match &cfg.mgmt {
             Some(m) => mgmt_sockets(m, &users)?,
             None => (None, None),
@@ -495,6 +543,20 @@ impl Server {
                 Some(Service::start(sock, listener, shared).map_err(StartError::Setup)?)
             }
         };
+        let metrics_http = match (metrics_sock, &cfg.metrics) {
+            (Some(l), Some(m)) => {
+                let sources = Sources {
+                    totals: Arc::clone(aggregator.totals()),
+                    users: Arc::clone(&users),
+                    workers: n,
+                };
+                Some(
+                    exposition::Service::start(l, sources, m.max_users, m.limits)
+                        .map_err(StartError::Setup)?,
+                )
+            }
+            _ => None,
+        };
         let shared = Shared {
             users: Arc::clone(&users),
             rules,
@@ -541,6 +603,7 @@ impl Server {
             mgmt_port,
             mgmt_unix,
             mgmt,
+            metrics_http,
             writer: Some(writer),
             changes: changes_tx,
             reports,
@@ -605,6 +668,14 @@ impl Server {
         self.mgmt_unix.as_deref()
     }
 
+    /// The Prometheus endpoint's address (an ephemeral port filled in),
+    /// when it is served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_http
+            .as_ref()
+            .map(exposition::Service::local_addr)
+    }
+
     /// The SOCKS addresses actually bound (ephemeral ports filled in).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local
@@ -635,6 +706,9 @@ impl Server {
     pub fn shutdown(self) -> Snapshot {
         self.stop.store(true, Ordering::Release);
         if let Some(m) = self.mgmt {
+            m.stop();
+        }
+        if let Some(m) = self.metrics_http {
             m.stop();
         }
         // The aggregator ends when the workers' senders and this one are gone.

@@ -13,6 +13,7 @@
 //! count at once instead of one channel hop later.
 
 mod access;
+pub mod exposition;
 pub mod quiet;
 mod users;
 
