@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         );
     }
     if let Some(a) = server.metrics_addr() {
-        log::info!("metrics (HTTP) listening on {a} (GET /metrics)");
+        log::info!("metrics listening: addr={a} path=/metrics");
     }
     for a in server.local_addrs() {
         log::info!("socks5 listening: addr={a}");

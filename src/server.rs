@@ -391,8 +391,9 @@ fn mgmt_sockets(
 fn metrics_listener(m: &MetricsConfig) -> Result<TcpListener, StartError> {
     if !m.addr.ip().is_loopback() {
         log::warn!(
-            "metrics endpoint listens on {}, not only loopback: anyone who reaches it reads \
-             the counters and the user names, over plain HTTP; keep it on a trusted network",
+            "metrics endpoint listens beyond loopback: addr={} hint=\"anyone who reaches it \
+             reads the counters and the user names, over plain HTTP; keep it on a trusted \
+             network\"",
             m.addr.ip()
         );
     }

@@ -290,6 +290,7 @@ fn every_line_of_a_run_has_the_format() {
         rules.to_str().expect("UTF-8").to_owned(),
     ]);
     args.extend(mgmt.args());
+    args.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut d = Daemon::start_with_env(&argv, &[("RUST_LOG", "trace")]);
 
@@ -348,6 +349,7 @@ fn every_line_of_a_run_has_the_format() {
         "] command-line passwords hidden: ",
         "] management listening: transport=unix path=",
         "] socks5 listening: addr=127.0.0.1:",
+        "] metrics listening: addr=127.0.0.1:",
         "] audit: event=login result=refused user=root ",
         "] users file reloaded: path=",
         "] stopping: signal=SIGTERM grace_s=1",
