@@ -13,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::blocking::{HostMap, Pool};
+use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::exposition::{self, Limits, Sources};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::audit::{self, Audit};
@@ -303,7 +304,7 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
                 )));
             }
             file::create_new(path).map_err(|e| err(e.to_string()))?;
-            log::info!("users file {} created", path.display());
+            log::info!("users file created: path={}", LogSafe(path.display()));
             Vec::new()
         }
         Err(e) => return Err(err(e.to_string())),
@@ -315,8 +316,8 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
     for (name, u) in cfg.users.entries() {
         if u.secret.stored().is_none() {
             log::warn!(
-                "user {}: no stored hash; it is not written to the users file",
-                u.name
+                "user not written to the users file: user={} reason=no-stored-hash",
+                LogSafe(&u.name)
             );
         }
         table.insert(name, u.role, u.secret.clone());
@@ -334,14 +335,14 @@ fn mgmt_sockets(
 ) -> Result<(Option<SctpSocket>, Option<Listener>), StartError> {
     if let Some(ip) = m.addrs.iter().find(|ip| !ip.is_loopback()) {
         log::warn!(
-            "management listens on {ip}, not only loopback: log ins and passwords cross \
-             the network unencrypted; keep it on a trusted network"
+            "management listens beyond loopback: addr={ip} hint=\"log ins and passwords \
+             cross the network unencrypted; keep it on a trusted network\""
         );
     }
     if users.snapshot().count(Role::Admin) == 0 {
         log::warn!(
-            "no administrator: the management endpoint stays closed; add one with \
-             --admin USER:PASS or with role 'admin' in the users file"
+            "management endpoint closed: admins=0 hint=\"add one with --admin \
+             USER:PASS or with role 'admin' in the users file\""
         );
         return Ok((None, None));
     }
@@ -354,9 +355,9 @@ fn mgmt_sockets(
             let l = Listener::bind(&u.path, access).map_err(StartError::ManagementUnix)?;
             if u.mode & 0o007 != 0 {
                 log::warn!(
-                    "management socket {} is open to every local user (mode {:04o}); \
-                     they still have to log in",
-                    u.path.display(),
+                    "management socket open to every local user: path={} mode={:04o} \
+                     hint=\"they still have to log in\"",
+                    LogSafe(u.path.display()),
                     u.mode
                 );
             }
@@ -370,16 +371,18 @@ fn mgmt_sockets(
             let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
             match &m.unix {
                 Some(u) => log::error!(
-                    "management endpoint not served over SCTP: SCTP socket on port {}: \
-                     {e}: {hint}; it is served on the Unix socket {}, and SOCKS service \
-                     goes on",
+                    "management endpoint not served over sctp: port={} error={} hint={} \
+                     unix={} socks=serving",
                     m.port,
-                    u.path.display()
+                    Quoted(&e),
+                    Quoted(hint),
+                    LogSafe(u.path.display())
                 ),
                 None => log::error!(
-                    "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
-                     SOCKS service goes on",
-                    m.port
+                    "management endpoint not served: port={} error={} hint={} socks=serving",
+                    m.port,
+                    Quoted(&e),
+                    Quoted(hint)
                 ),
             }
             Ok((None, unix))
@@ -392,8 +395,9 @@ fn mgmt_sockets(
 fn metrics_listener(m: &MetricsConfig) -> Result<TcpListener, StartError> {
     if !m.addr.ip().is_loopback() {
         log::warn!(
-            "metrics endpoint listens on {}, not only loopback: anyone who reaches it reads \
-             the counters and the user names, over plain HTTP; keep it on a trusted network",
+            "metrics endpoint listens beyond loopback: addr={} hint=\"anyone who reaches it \
+             reads the counters and the user names, over plain HTTP; keep it on a trusted \
+             network\"",
             m.addr.ip()
         );
     }
@@ -413,7 +417,10 @@ impl Server {
         let (mut table, write_back) = initial_users(&cfg)?;
         table.set_refusal_cost(cfg.hash_cost);
         if cfg.users_file.is_none() {
-            log::info!("no users file: user changes will not survive a restart (see --users-file)");
+            log::info!(
+                "no users file: hint=\"user changes will not survive a restart (see \
+                 --users-file)\""
+            );
         }
         let cpus = sys::cpu::allowed_cpus().unwrap_or_default();
         let n = cfg.workers.unwrap_or(cpus.len()).max(1);
@@ -484,20 +491,23 @@ impl Server {
                     own.extend(m.addrs.iter().map(|&a| SocketAddr::new(a, port)));
                 }
                 let host = sys::net::host_addrs().unwrap_or_else(|e| {
-                    log::warn!("rules: cannot list this host's addresses: {e}");
+                    log::warn!(
+                        "host addresses not listed for the default rules: error={}",
+                        Quoted(e)
+                    );
                     Vec::new()
                 });
                 Rules::default_for(&own, &host)
             }
         };
-        log::info!(
-            "rules: {} ({} rule(s))",
-            cfg.rules_file.as_ref().map_or_else(
-                || "the safe default".to_owned(),
-                |p| p.display().to_string()
+        match &cfg.rules_file {
+            Some(p) => log::info!(
+                "rules loaded: path={} rules={}",
+                LogSafe(p.display()),
+                rules.len()
             ),
-            rules.len()
-        );
+            None => log::info!("default rules loaded: rules={}", rules.len()),
+        }
         let rules = rules::Shared::new(rules);
         let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
         let mut store = Store::new(Arc::clone(&users), cfg.users_file.clone())
@@ -509,11 +519,11 @@ impl Server {
             // users' writer: a bad file changes nothing, and the answer says so.
             store = store.with_reload(Box::new(move || {
                 let rules = load_rules(&path).map_err(|e| {
-                    log::error!("rules: {e}; rules unchanged");
+                    log::error!("rules not reloaded: error={}", Quoted(e));
                 })?;
                 let n = rules.len();
                 shared.replace(rules);
-                log::info!("rules file {} reloaded: {n} rule(s)", path.display());
+                log::info!("rules reloaded: path={} rules={n}", LogSafe(path.display()));
                 Ok(())
             }));
         }
@@ -619,9 +629,13 @@ impl Server {
             match open_access_log(p) {
                 Ok(w) => {
                     let _ = self.reports.send(Report::Reopen(w));
-                    log::info!("access log {} reopened", p.display());
+                    log::info!("access log reopened: path={}", LogSafe(p.display()));
                 }
-                Err(e) => log::error!("access log {}: {e}; still writing the old one", p.display()),
+                Err(e) => log::error!(
+                    "access log not reopened: path={} error={}",
+                    LogSafe(p.display()),
+                    Quoted(e)
+                ),
             }
         }
         if self.users_file.is_none() && self.rules_file.is_none() {
@@ -642,7 +656,7 @@ impl Server {
         let ok = match self.changes.send(req).map(|()| rx.recv()) {
             Ok(Ok(result)) => result.is_ok(),
             _ => {
-                log::error!("users writer is gone; users unchanged");
+                log::error!("users not reloaded: reason=writer-gone");
                 false
             }
         };

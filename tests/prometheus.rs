@@ -746,7 +746,8 @@ fn an_address_taken_stops_the_start_with_one_line() {
     assert_eq!(
         last,
         format!(
-            "socks5d: metrics endpoint: cannot listen on {addr}: Address already in use (os error 98)"
+            "socks5d: not started: error=\"metrics endpoint: cannot listen on {addr}: Address \
+             already in use (os error 98)\""
         ),
         "{out:?}"
     );

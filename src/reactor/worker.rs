@@ -35,6 +35,7 @@ use super::rate::Rates;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::blocking::Pool;
+use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report, WorkerGauges};
 use crate::rules;
 use crate::socks5::connection::{self, Connection, Outcome, Reading};
@@ -289,11 +290,19 @@ impl Worker {
             if let Some(cpu) = cpu
                 && let Err(e) = crate::sys::cpu::pin_current_thread(cpu)
             {
-                log::warn!("{name}: cannot pin to CPU {cpu}: {e}");
+                log::warn!(
+                    "worker not pinned: worker={} cpu={cpu} error={}",
+                    LogSafe(&name),
+                    Quoted(e)
+                );
             }
             let mut w = self;
             if let Err(e) = w.run() {
-                log::error!("{name}: event loop failed: {e}");
+                log::error!(
+                    "worker event loop failed: worker={} error={}",
+                    LogSafe(&name),
+                    Quoted(e)
+                );
             }
         })?;
         Ok(WorkerHandle { waker, thread })
@@ -507,7 +516,12 @@ impl Worker {
             Ok(Next::Close) => self.close(key, false),
             Err(e) => {
                 if let Some(s) = self.sessions.get(key) {
-                    log::debug!("connection {} from {}: {e}", s.id, s.peer);
+                    log::debug!(
+                        "connection failed: conn={} client={} error={}",
+                        s.id,
+                        s.peer,
+                        Quoted(e)
+                    );
                 }
                 self.close(key, false);
             }

@@ -13,9 +13,9 @@ use super::daemon::Daemon;
 use super::socks::IO_TIMEOUT;
 
 /// The phrase socks5d logs with the endpoint's address.
-const METRICS_READY: &str = "metrics (HTTP) listening on ";
+const METRICS_READY: &str = "metrics listening: addr=";
 
-/// The endpoint's address from socks5d's "metrics (HTTP) listening on"
+/// The endpoint's address from socks5d's "metrics listening: addr=ADDR"
 /// line, logged before it listens for SOCKS.
 pub fn metrics_addr(d: &Daemon) -> SocketAddr {
     let line = d.stderr_line(METRICS_READY, Duration::from_secs(5));

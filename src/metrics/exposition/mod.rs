@@ -63,7 +63,12 @@ impl Sources {
                 w
             },
             process: process::read()
-                .inspect_err(|e| log::debug!("metrics endpoint: /proc/self: {e}"))
+                .inspect_err(|e| {
+                    log::debug!(
+                        "process figures not read: path=/proc/self error={}",
+                        crate::logfmt::Quoted(e)
+                    );
+                })
                 .ok(),
         }
     }
@@ -100,7 +105,10 @@ impl Service {
             .name("metrics-http".into())
             .spawn(move || {
                 if let Err(e) = serve::run(poll, listener, scrape, limits, &stop2) {
-                    log::error!("metrics endpoint: event loop failed: {e}");
+                    log::error!(
+                        "metrics endpoint event loop failed: error={}",
+                        crate::logfmt::Quoted(e)
+                    );
                 }
             })?;
         Ok(Service {

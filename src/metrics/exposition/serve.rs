@@ -159,7 +159,10 @@ impl Endpoint {
                 Err(e) => {
                     // Out of descriptors or the like: the backlog waits,
                     // and the next turn tries again.
-                    log::warn!("metrics endpoint: accept: {e}");
+                    log::warn!(
+                        "metrics endpoint accept failed: error={}",
+                        crate::logfmt::Quoted(e)
+                    );
                     return;
                 }
             };
@@ -176,7 +179,10 @@ impl Endpoint {
                 token,
                 Interest::READABLE | Interest::WRITABLE,
             ) {
-                log::warn!("metrics endpoint: register a connection: {e}");
+                log::warn!(
+                    "metrics connection not registered: error={}",
+                    crate::logfmt::Quoted(e)
+                );
                 continue;
             }
             entry.insert(Conn {

@@ -27,6 +27,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
 use super::{Endpoint, Io, Link, SCTP_TOKEN, SEND_BUFFER};
+use crate::logfmt::Quoted;
 use crate::sys::sctp::{AssocId, Notification, SctpSocket, addr_state, assoc_state};
 
 /// Pieces of messages or notifications one turn reads from the socket.
@@ -35,7 +36,7 @@ const BUDGET: usize = 256;
 /// Registers the listening socket and asks for its large send buffer.
 pub(super) fn register(sock: &SctpSocket, registry: &Registry) -> io::Result<()> {
     if let Err(e) = sock.set_send_buffer(SEND_BUFFER) {
-        log::warn!("management socket: cannot set its send buffer: {e}");
+        log::warn!("management socket send buffer not set: error={}", Quoted(e));
     }
     registry.register(
         &mut SourceFd(&sock.as_raw_fd()),
@@ -57,7 +58,10 @@ impl Endpoint {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("management socket: recv: {e}");
+                    log::warn!(
+                        "management receive failed: transport=sctp error={}",
+                        Quoted(e)
+                    );
                     return false;
                 }
             };
@@ -109,7 +113,7 @@ impl Endpoint {
                 self.on_path_change(Link::Sctp(assoc), peer, state);
             }
             Some(Notification::SenderDry { assoc }) => {
-                log::debug!("management association {assoc}: sender dry");
+                log::debug!("management sender dry: link={}", Link::Sctp(assoc));
                 if let Some(a) = self.links.get_mut(&Link::Sctp(assoc))
                     && let Io::Sctp { in_kernel, .. } = &mut a.io
                 {

@@ -37,4 +37,4 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child process (curl, socks5dctl, ncat) may run.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-const MGMT_READY: &str = "management (SCTP) listening on ";
+const MGMT_READY: &str = "management listening: transport=sctp addrs=";
