@@ -104,7 +104,7 @@ impl TwoPaths {
         });
         assert_eq!(
             daemon.mgmt_addrs,
-            format!("{}, {}", SERVER[0], SERVER[1]),
+            format!("{},{}", SERVER[0], SERVER[1]),
             "socks5d's management addresses"
         );
         TwoPaths {
