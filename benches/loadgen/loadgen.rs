@@ -84,7 +84,7 @@ compare:
 
 scale (in a User-Mode Linux guest it boots; report in --out):
   --steps LIST [10000,25000,50000,100000]  --out DIR [bench-results/scale]
-  --mem SIZE [6G] (the guest's)  --uml-timeout S [3600]  --thash-entries N [524288]
+  --mem SIZE [4G] (the guest's)  --uml-timeout S [3600]  --thash-entries N [524288]
   --sources N [4]  --targets N [8]  --openers N [8]  --active N [4]
   --echo-rounds N [2000]  --echo-warmup N [200]  --hs-threads K [8]
   --hs-rounds N [5]  --hs-secs T [1]  --hs-warmup S [0.3]  --settle S [1]

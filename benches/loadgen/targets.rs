@@ -213,36 +213,11 @@ fn echo_loop(mut poll: Poll, listeners: &[MioListener], shared: &Shared) -> io::
         for ev in events.iter() {
             match ev.token() {
                 WAKER => {}
-                Token(t) if t > LISTENER_BASE - MAX_LISTENERS => loop {
-                    let Some(listener) = listeners.get(LISTENER_BASE - t) else {
-                        break;
-                    };
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            let entry = conns.vacant_entry();
-                            let mut conn = Conn {
-                                stream,
-                                pending: Vec::new(),
-                                eof: false,
-                                echoed: false,
-                            };
-                            // Edge-triggered, both directions from the
-                            // start: no re-registration ever.
-                            poll.registry().register(
-                                &mut conn.stream,
-                                Token(entry.key()),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )?;
-                            entry.insert(conn);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        // Out of file descriptors, or an aborted connection:
-                        // the client sees it and counts it; keep serving.
-                        Err(_) => break,
+                Token(t) if t > LISTENER_BASE - MAX_LISTENERS => {
+                    if let Some(listener) = listeners.get(LISTENER_BASE - t) {
+                        accept_all(&poll, listener, &mut conns)?;
                     }
-                },
+                }
                 Token(key) => {
                     let keep = match conns.get_mut(key) {
                         Some(c) => drive(c, &mut buf, shared.one_shot),
@@ -257,6 +232,37 @@ fn echo_loop(mut poll: Poll, listeners: &[MioListener], shared: &Shared) -> io::
         }
     }
     Ok(())
+}
+
+/// Accepts every connection waiting on `listener` and registers it.
+fn accept_all(poll: &Poll, listener: &MioListener, conns: &mut Slab<Conn>) -> io::Result<()> {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let entry = conns.vacant_entry();
+                let mut conn = Conn {
+                    stream,
+                    pending: Vec::new(),
+                    eof: false,
+                    echoed: false,
+                };
+                // Edge-triggered, both directions from the start: no
+                // re-registration ever.
+                poll.registry().register(
+                    &mut conn.stream,
+                    Token(entry.key()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                entry.insert(conn);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Out of file descriptors, or an aborted connection: the client
+            // sees it and counts it; keep serving.
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 /// Echoes until the socket would block; false when the connection is done

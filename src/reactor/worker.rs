@@ -628,6 +628,16 @@ fn release_if_empty<T>(slab: &mut Slab<T>) -> bool {
     }
 }
 
+impl Ctx {
+    /// Keeps an attempt list for reuse (its sockets are closed here).
+    fn recycle(&mut self, mut list: Vec<sockets::Attempt>) {
+        if list.capacity() > 0 && self.spare_attempts.len() < SPARE_ATTEMPT_LISTS {
+            list.clear();
+            self.spare_attempts.push(list);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,15 +662,5 @@ mod tests {
         slab.remove(k);
         assert!(!release_if_empty(&mut slab));
         assert!(slab.capacity() > 0);
-    }
-}
-
-impl Ctx {
-    /// Keeps an attempt list for reuse (its sockets are closed here).
-    fn recycle(&mut self, mut list: Vec<sockets::Attempt>) {
-        if list.capacity() > 0 && self.spare_attempts.len() < SPARE_ATTEMPT_LISTS {
-            list.clear();
-            self.spare_attempts.push(list);
-        }
     }
 }

@@ -195,7 +195,7 @@ pub fn main(mut a: Args) -> Result<bool, String> {
         a.finish()?;
         return guest::run(&plan, &out, socks5d, host_cpu).map(|()| true);
     }
-    let mem = a.get("--mem", "6G".to_owned())?;
+    let mem = a.get("--mem", "4G".to_owned())?;
     let limit = a.get("--uml-timeout", 3600u64)?;
     let thash = a.get("--thash-entries", 524_288u64)?;
     a.finish()?;
@@ -291,6 +291,9 @@ fn host(
     let status = Command::new(&uml)
         .args(["-m", mem, "-t", &limit.to_string()])
         .args(["-k", &format!("thash_entries={thash}")])
+        // Every slab cache under its own name (the kernel merges caches of
+        // one object size otherwise): where the guest's memory goes.
+        .args(["-k", "slab_nomerge"])
         .arg(&exe)
         .arg("scale")
         .arg("--guest")

@@ -552,7 +552,8 @@ const HOW: &str = "\
 guest (`scripts/uml-run.sh`) and runs there: `fs.nr_open`, `fs.file-max` and the open-file \
 limit raised for the largest step, the ephemeral port range 10000–65535, accept queues of \
 65,535, and the TCP established hash sized on the guest's command line (`thash_entries`) as a \
-server with that many connections would have it. socks5d (release build, one worker: the guest \
+server with that many connections would have it (and `slab_nomerge`, so that each slab \
+cache shows under its own name). socks5d (release build, one worker: the guest \
 has one CPU) logs clients in with RFC 1929 and is given `--rules` allowing loopback targets.
 - **Tunnels**: each is a client connection through socks5d (greeting, log-in, CONNECT by IPv4 \
 address) to an echo target on one of 8 ports (socks5d connects from 127.0.0.1, and each \
