@@ -89,7 +89,8 @@ scale (in a User-Mode Linux guest it boots; report in --out):
   --echo-rounds N [2000]  --echo-warmup N [200]  --hs-threads K [8]
   --hs-rounds N [5]  --hs-secs T [1]  --hs-warmup S [0.3]  --settle S [1]
   --sample N [1000]
-  --timeout S [30]  --socks5d PATH [target/release/socks5d]";
+  --timeout S [30]  --socks5d PATH [target/release/socks5d]
+  --report          only the report again, from OUT/raw.txt";
 
 fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
     let common = Common::from_args(&mut a, name)?;

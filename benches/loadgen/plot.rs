@@ -161,6 +161,9 @@ fn panel(s: &mut String, p: &Panel, y0: f64, x: &dyn Fn(f64) -> f64, x_max: f64,
         bottom + 30.0,
         esc(x_label)
     );
+    // Where value labels went: a label that would overlap one goes under
+    // its point instead, or is left out (its value is in the report).
+    let mut labels: Vec<(f64, f64)> = Vec::new();
     for (i, series) in p.series.iter().enumerate() {
         let pts: Vec<(f64, f64)> = series.points.iter().copied().filter(finite).collect();
         if pts.len() > 1 {
@@ -192,11 +195,22 @@ fn panel(s: &mut String, p: &Panel, y0: f64, x: &dyn Fn(f64) -> f64, x_max: f64,
                 y(*py),
                 series.color
             );
+            let free = |ly: f64| {
+                labels
+                    .iter()
+                    .all(|(ox, oy)| (ox - x(*px)).abs() >= 32.0 || (oy - ly).abs() >= 11.0)
+            };
+            let Some(ly) = [y(*py) - 7.0, y(*py) + 15.0]
+                .into_iter()
+                .find(|ly| free(*ly))
+            else {
+                continue;
+            };
+            labels.push((x(*px), ly));
             let _ = writeln!(
                 s,
-                r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{}" text-anchor="middle">{}</text>"#,
+                r#"<text x="{:.1}" y="{ly:.1}" font-size="10" fill="{}" text-anchor="middle">{}</text>"#,
                 x(*px),
-                y(*py) - 7.0,
                 series.color,
                 fmt_value(*py)
             );
@@ -265,6 +279,33 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn labels_that_would_overlap_move_under_or_go() {
+        let close = |name: &str, y: f64| Series {
+            name: name.into(),
+            color: "#000000",
+            points: vec![(0.0, y), (100.0, y)],
+            apart: vec![],
+            dashed: false,
+        };
+        let f = Figure {
+            title: String::new(),
+            note: String::new(),
+            x_label: String::new(),
+            panels: vec![Panel {
+                title: String::new(),
+                unit: String::new(),
+                series: vec![close("a", 50.0), close("b", 50.5), close("c", 49.5)],
+            }],
+        };
+        let svg = render(&f);
+        // Two labels a point: above (a) and under (b); c's are left out.
+        assert_eq!(svg.matches(">50.0<").count(), 2, "{svg}");
+        assert_eq!(svg.matches(">50.5<").count(), 2);
+        assert_eq!(svg.matches(">49.5<").count(), 0);
+        assert_eq!(svg.matches("<circle").count(), 6);
     }
 
     #[test]

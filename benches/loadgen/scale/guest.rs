@@ -474,22 +474,40 @@ fn summarise(line: &mut Line, prefix: &str, rounds: &[Line], errors: &mut Errors
 /// New clients' handshakes, measured now in `rounds` rounds, alternating
 /// between the socks5d that holds the tunnels and its twin that holds
 /// none (who goes first alternates too): medians go to `line` as `hs_*`
-/// and `twin_hs_*`, errors into `errors`.
-fn handshakes(
+/// and `twin_hs_*`, errors into `errors`. Returns every round's own line,
+/// labelled `case=LABEL round=N`, for the raw lines.
+fn handshakes(c: &Ctx<'_>, label: &str, line: &mut Line, errors: &mut Errors) -> Vec<Line> {
+    let p = c.plan;
+    handshake_rounds(
+        c,
+        label,
+        (p.hs_rounds, p.hs_secs, p.hs_warmup),
+        line,
+        errors,
+    )
+}
+
+/// [`handshakes`] with `(rounds, seconds, warm-up seconds)` of its own.
+fn handshake_rounds(
     c: &Ctx<'_>,
+    label: &str,
+    (rounds, secs, warmup): (usize, f64, f64),
     line: &mut Line,
     errors: &mut Errors,
-    rounds: usize,
-    secs: f64,
-    warmup: f64,
-) {
+) -> Vec<Line> {
     let (mut ours, mut twins) = (Vec::new(), Vec::new());
     for r in 0..rounds {
         for twin_now in [r % 2 == 1, r % 2 == 0] {
-            match (&c.twin, twin_now) {
-                (Some(t), true) => twins.push(handshake_round(c, t, secs, warmup)),
-                (None, true) => {}
-                (_, false) => ours.push(handshake_round(c, &c.common, secs, warmup)),
+            let mut l = match (&c.twin, twin_now) {
+                (Some(t), true) => handshake_round(c, t, secs, warmup),
+                (None, true) => continue,
+                (_, false) => handshake_round(c, &c.common, secs, warmup),
+            };
+            l.put("case", label).put("round", r + 1);
+            if twin_now {
+                twins.push(l);
+            } else {
+                ours.push(l);
             }
         }
     }
@@ -497,6 +515,8 @@ fn handshakes(
     if c.twin.is_some() {
         summarise(line, "twin_hs_", &twins, errors);
     }
+    ours.extend(twins);
+    ours
 }
 
 /// The echo figures of the active tunnels go to `line` as `echo_*`.
@@ -611,7 +631,7 @@ fn measure(
     }
     drop(warm);
     let mut scratch = Line::new();
-    handshakes(&c, &mut scratch, &mut warm_errors, 1, 1.0, 0.2);
+    handshake_rounds(&c, "warmup", (1, 1.0, 0.2), &mut scratch, &mut warm_errors);
     // TCP sockets in the guest with no tunnel open: the listeners.
     let sockets_without = kernel_memory().tcp_inuse;
 
@@ -632,17 +652,13 @@ fn measure(
         .put("phase", "base")
         .put("tunnels", active.len());
     put_memory(&mut line, &base, &base, 0);
-    handshakes(
-        &c,
-        &mut line,
-        &mut errors,
-        plan.hs_rounds,
-        plan.hs_secs,
-        plan.hs_warmup,
-    );
+    let rounds = handshakes(&c, "base", &mut line, &mut errors);
     echoes(&c, &mut active, &mut line, &mut errors);
     errors.put(&mut line);
     write_line(raw, &line)?;
+    for l in &rounds {
+        write_line(raw, l)?;
+    }
     writeln!(raw, "# slab at base: {}", slab_caches()).map_err(|e| e.to_string())?;
     progress(&line);
 
@@ -679,14 +695,7 @@ fn measure(
         if last {
             writeln!(raw, "# slab at {tunnels}: {}", slab_caches()).map_err(|e| e.to_string())?;
         }
-        handshakes(
-            &c,
-            &mut line,
-            &mut errors,
-            plan.hs_rounds,
-            plan.hs_secs,
-            plan.hs_warmup,
-        );
+        let rounds = handshakes(&c, &tunnels.to_string(), &mut line, &mut errors);
         echoes(&c, &mut active, &mut line, &mut errors);
         let want_checked = if last { idle.len() } else { plan.sample };
         let (checked, failed) = relay_check(&mut idle, want_checked, plan.openers);
@@ -699,6 +708,9 @@ fn measure(
         }
         errors.put(&mut line);
         write_line(raw, &line)?;
+        for l in &rounds {
+            write_line(raw, l)?;
+        }
         progress(&line);
         if tunnels < want {
             println!("scale: stopping: {tunnels} of {want} tunnels open");
@@ -737,14 +749,7 @@ fn measure(
     let after = c.snapshot();
     put_memory(&mut line, &base, &after, 0);
     writeln!(raw, "# slab after closing: {}", slab_caches()).map_err(|e| e.to_string())?;
-    handshakes(
-        &c,
-        &mut line,
-        &mut errors,
-        plan.hs_rounds,
-        plan.hs_secs,
-        plan.hs_warmup,
-    );
+    let rounds = handshakes(&c, "closed", &mut line, &mut errors);
     // Memory once more, after those handshakes: what a server that goes on
     // serving keeps.
     let again = procfs::tree_memory(pid);
@@ -752,6 +757,9 @@ fn measure(
         .put("pss_kib_after_hs", again.pss_kib);
     errors.put(&mut line);
     write_line(raw, &line)?;
+    for l in &rounds {
+        write_line(raw, l)?;
+    }
     progress(&line);
     Ok(())
 }

@@ -187,6 +187,7 @@ pub fn parse_steps(list: &str) -> Result<Vec<usize>, String> {
 /// with `--guest`, the measurement itself.
 pub fn main(mut a: Args) -> Result<bool, String> {
     let in_guest = a.flag("--guest");
+    let report_only = a.flag("--report");
     let host_cpu = a.value("--host-cpu")?.map(PathBuf::from);
     let out = PathBuf::from(a.get("--out", "bench-results/scale".to_owned())?);
     let socks5d = PathBuf::from(a.get("--socks5d", "target/release/socks5d".to_owned())?);
@@ -194,6 +195,10 @@ pub fn main(mut a: Args) -> Result<bool, String> {
     if in_guest {
         a.finish()?;
         return guest::run(&plan, &out, socks5d, host_cpu).map(|()| true);
+    }
+    if report_only {
+        a.finish()?;
+        return finish(&out, true);
     }
     let mem = a.get("--mem", "4G".to_owned())?;
     let limit = a.get("--uml-timeout", 3600u64)?;
@@ -328,6 +333,7 @@ fn host(
         ("host elapsed".into(), format!("{elapsed:.0} s")),
         ("host end".into(), unix_now().to_string()),
         ("uml memory".into(), mem.to_owned()),
+        ("host commit".into(), commit()),
         ("uml thash_entries".into(), thash.to_string()),
     ];
     let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
@@ -344,6 +350,12 @@ fn host(
         writeln!(f, "# {k}: {v}").map_err(|e| e.to_string())?;
     }
     drop(f);
+    finish(out, guest_ok)
+}
+
+/// Writes the report from `out/raw.txt` and prints its checks, then the
+/// closing line; true if the guest ran and every check passed.
+fn finish(out: &Path, guest_ok: bool) -> Result<bool, String> {
     let checks = report::write(out)?;
     for c in &checks {
         println!(
@@ -356,6 +368,29 @@ fn host(
     println!("scale: report: {}", out.join("report.md").display());
     println!("scale: {} passed, {failed} failed", checks.len() - failed);
     Ok(guest_ok && failed == 0)
+}
+
+/// The commit the work tree is at, with `+` when it has changes.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(c)
+            if git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            format!("{c}+")
+        }
+        Some(c) => c,
+        None => "unknown".into(),
+    }
 }
 
 #[cfg(test)]

@@ -270,6 +270,18 @@ fn ms(v: f64) -> String {
     fmt_value(v / 1000.0)
 }
 
+/// The median of `key` with the range of the rounds: `641 (384–745)`.
+fn spread(l: &Line, key: &str) -> String {
+    let range = l
+        .number(&format!("{key}_min"))
+        .zip(l.number(&format!("{key}_max")));
+    match (l.number(key), range) {
+        (Some(m), Some((lo, hi))) => format!("{} ({}–{})", count(m), count(lo), count(hi)),
+        (Some(m), None) => count(m),
+        _ => "—".into(),
+    }
+}
+
 /// The rows of the tables: a name and a line per phase.
 fn rows(d: &Data) -> Vec<(String, &Line)> {
     let p = phases(d);
@@ -312,7 +324,8 @@ pub fn memory_table(d: &Data) -> String {
 /// tunnels' echo at each step, as Markdown.
 pub fn traffic_table(d: &Data) -> String {
     let mut s = String::from(
-        "| open tunnels | handshakes/s | p50 (ms) | p99 (ms) | twin with none: handshakes/s | \
+        "| open tunnels | handshakes/s, median (rounds' range) | p50 (ms) | p99 (ms) | \
+         twin with none: handshakes/s | \
          twin p99 (ms) | host CPU the guest had | host CPU per handshake (µs) | \
          echo 64 B p50 (µs) | echo 64 B p99 (µs) |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -321,10 +334,10 @@ pub fn traffic_table(d: &Data) -> String {
         let _ = writeln!(
             s,
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(l, "hs_cycles_s", count),
+            spread(l, "hs_cycles_s"),
             cell(l, "hs_p50_us", ms),
             cell(l, "hs_p99_us", ms),
-            cell(l, "twin_hs_cycles_s", count),
+            spread(l, "twin_hs_cycles_s"),
             cell(l, "twin_hs_p99_us", ms),
             cell(l, "hs_uml_cpu", |v| format!("{v:.2}")),
             cell(l, "hs_host_us_cycle", count),
@@ -410,12 +423,17 @@ fn slab_table(d: &Data) -> String {
     s
 }
 
-/// The highest 1-minute load average of the host's samples.
-fn host_load_peak(d: &Data) -> Option<f64> {
-    d.meta_value("host load samples")?
+/// The lowest, mean and highest 1-minute load average of the host's
+/// samples during the run.
+pub fn host_load(d: &Data) -> Option<(f64, f64, f64)> {
+    let v: Vec<f64> = d
+        .meta_value("host load samples")?
         .split(';')
         .filter_map(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .reduce(f64::max)
+        .collect();
+    let lo = v.iter().copied().reduce(f64::min)?;
+    let hi = v.iter().copied().reduce(f64::max)?;
+    Some((lo, v.iter().sum::<f64>() / v.len() as f64, hi))
 }
 
 /// The chart: socks5d's memory, the handshake rate and its latency,
@@ -496,8 +514,9 @@ pub fn markdown(d: &Data, raw: &str) -> String {
     let _ = writeln!(
         s,
         "Measured {} inside User-Mode Linux ({}, {} CPU, {} memory, TCP established hash of {} \
-         entries) on a host of {} CPUs ({}, {}, {}). Host load average (1, 5, 15 min): {} at the \
-         start, {} at the end, 1-minute peak {} during the run ({} in all). Steps: {}.\n",
+         entries) on a host of {} CPUs ({}, {}, {}), socks5d at commit {}. Host load average (1, \
+         5, 15 min): {} at the start, {} at the end; the 1-minute figure {} during the run ({} in \
+         all). Steps: {}.\n",
         m("date"),
         m("guest kernel"),
         m("guest cpus"),
@@ -507,9 +526,12 @@ pub fn markdown(d: &Data, raw: &str) -> String {
         m("host cpu"),
         m("host kernel"),
         m("host memory"),
+        m("host commit"),
         m("host load at start"),
         m("host load at end"),
-        host_load_peak(d).map_or("?".into(), |v| format!("{v:.2}")),
+        host_load(d).map_or("?".into(), |(lo, mean, hi)| format!(
+            "between {lo:.2} and {hi:.2}, {mean:.2} on average"
+        )),
         m("host elapsed"),
         m("steps"),
     );
@@ -630,7 +652,7 @@ loadgen scenario=scale phase=closed tunnels=0 close_secs=9 all_closed=1 anon_kib
         assert_eq!(g[2].met, Some(true), "{:?}", g[2]);
         // 7100 / 6800 = 1.04: met.
         assert_eq!(g[3].met, Some(true), "{:?}", g[3]);
-        assert_eq!(host_load_peak(&d), Some(3.5));
+        assert_eq!(host_load(&d), Some((1.0, 2.25, 3.5)));
     }
 
     #[test]
@@ -683,7 +705,10 @@ loadgen scenario=scale phase=closed tunnels=0 close_secs=9 all_closed=1 anon_kib
         // TCP grew by 940,000 KiB over 99,996 tunnels: 9,626 bytes each.
         assert!(md.contains("| `TCP` | 2,000 | 942,000 | 9,626 |"), "{md}");
         assert!(!md.contains("`tiny`"));
-        assert!(md.contains("1-minute peak 3.50"));
+        assert!(
+            md.contains("between 1.00 and 3.50, 2.25 on average"),
+            "{md}"
+        );
         let svg = render(&figure(&d));
         // 3 points of anonymous memory and of PSS, 3 of rate, 6 of latency,
         // and an open marker each after closing.
