@@ -228,6 +228,29 @@ fn join(v: &[usize]) -> String {
     v.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// socks5d's mappings holding at least 1 MiB of anonymous memory, as
+/// `SIZE/ANON` words in KiB (its heap arenas and the large allocations
+/// malloc maps apart: the session slab is one of them).
+fn big_mappings(pid: u32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut size = 0u64;
+    for l in text.lines() {
+        let kib = || {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if l.starts_with("Size:") {
+            size = kib();
+        } else if l.starts_with("Anonymous:") && kib() >= 1024 {
+            out.push(format!("{size}/{}", kib()));
+        }
+    }
+    out.join(" ")
+}
+
 /// The loopback source address of idle tunnel `i`: 127.0.1.1 and up.
 fn source(i: usize, sources: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 1, 1 + (i % sources) as u8)
@@ -695,6 +718,12 @@ fn measure(
         if last {
             writeln!(raw, "# slab at {tunnels}: {}", slab_caches()).map_err(|e| e.to_string())?;
         }
+        writeln!(
+            raw,
+            "# socks5d mappings at {tunnels} (size/anonymous KiB): {}",
+            big_mappings(pid)
+        )
+        .map_err(|e| e.to_string())?;
         let rounds = handshakes(&c, &tunnels.to_string(), &mut line, &mut errors);
         echoes(&c, &mut active, &mut line, &mut errors);
         let want_checked = if last { idle.len() } else { plan.sample };
