@@ -16,13 +16,16 @@ TEST_LOG   := target/test.log
 # UDP ASSOCIATE and BIND with third-party clients (tests/udp_bind_clients.rs):
 # PySocks and pyftpdlib under Debian's /usr/bin/python3, Dante's socksify
 # around drill and curl. PyYAML reads contrib/prometheus.yml (tests/monitoring.rs).
+# The metrics endpoint (tests/prometheus.rs): Debian's prometheus package, for
+# promtool and a real server scraping socks5d.
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
               ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd python3:python3 \
               /usr/bin/python3:python3 /usr/lib/python3/dist-packages/socks.py:python3-socks \
               /usr/lib/python3/dist-packages/pyftpdlib:python3-pyftpdlib \
               socksify:dante-client drill:ldnsutils \
-              /usr/lib/python3/dist-packages/yaml:python3-yaml
+              /usr/lib/python3/dist-packages/yaml:python3-yaml \
+              promtool:prometheus prometheus:prometheus
 
 .PHONY: all build build-small run test lint clean cargo deps c-tests install
 
@@ -131,7 +134,13 @@ clean:
 # BENCH_PEERS picks the peers; BENCH_FLAGS adds options of `loadgen compare`
 # (e.g. BENCH_FLAGS='--rounds 5', or '--cases udp' for the UDP cases alone;
 # see target/release/examples/loadgen --help).
-BENCH_PEERS ?= direct,socks5d,microsocks,dante,dante-noauth
+# socks5d-rules1000 is socks5d judging every request against 1,000 access
+# rules, in the handshake case only (about 4 s a round: the full run keeps
+# its rounds within the budget); the cost of judging alone:
+#   make bench BENCH_PEERS=socks5d,socks5d-rules1000 BENCH_FLAGS='--cases handshake'
+# The rate cases (socks5d only: a user's rate limit, and its cost to a user
+# without one) alone: make bench BENCH_PEERS=socks5d BENCH_FLAGS='--cases rate'
+BENCH_PEERS ?= direct,socks5d,socks5d-rules1000,microsocks,dante,dante-noauth
 BENCH_FLAGS ?=
 LOADGEN     := target/release/examples/loadgen
 
@@ -155,7 +164,7 @@ bench-quick: bench-build bench-peers
 	$(LOADGEN) compare --mode quick --peers $(BENCH_PEERS) $(BENCH_FLAGS)
 
 # The smoke test run by `make test`: every scenario against socks5d alone
-# must report its number (no timing is judged).
+# must report its number, the rate cases' included (no timing is judged).
 bench-smoke:
 	@$(MAKE) --no-print-directory bench-quick BENCH_PEERS=socks5d \
 	    BENCH_FLAGS='--strict --out bench-results/smoke'

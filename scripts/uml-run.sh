@@ -88,8 +88,8 @@ esac
 mount -t tmpfs tmpfs /dev/shm 2>/dev/null
 mount -t devpts devpts /dev/pts 2>/dev/null
 ip link set lo up
-if ! modprobe -d "$work/modroot" -a sctp hmac; then
-    echo "uml-run: cannot load the sctp module" >&2
+if ! modprobe -d "$work/modroot" -a sctp hmac veth sch_netem; then
+    echo "uml-run: cannot load the kernel modules sctp, hmac, veth and sch_netem" >&2
     echo 125 > "$work/status"
     halt -f
 fi

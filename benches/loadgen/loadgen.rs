@@ -11,8 +11,8 @@
 //!                    UDP ASSOCIATE and the UDP request header
 //!   targets.rs       echo server (mio), sink/source and UDP echo (threads)
 //!   mmsg.rs          batches of datagrams: sendmmsg, recvmmsg
-//!   scenarios/       throughput, handshake, latency, idle, churn, udp: one
-//!                    line each
+//!   scenarios/       throughput, handshake, latency, idle, churn, udp, rate:
+//!                    one line each
 //!   procfs.rs        a proxy's process tree, RSS/PSS and CPU time
 //!   ports.rs         listening ports below the ephemeral range
 //!   line.rs          the result line;  stats.rs: percentiles, medians
@@ -51,7 +51,7 @@ mod targets;
 use std::process::ExitCode;
 
 use args::Args;
-use scenarios::{Common, churn, handshake, idle, latency, throughput, udp};
+use scenarios::{Common, churn, handshake, idle, latency, rate, throughput, udp};
 
 const USAGE: &str = "\
 Usage: loadgen SCENARIO [OPTION]...     one measured run, one result line
@@ -67,6 +67,8 @@ Scenarios (defaults in brackets):
   churn       --cycles N [1000000] --warmup N [200000] --threads K [8] (with --pid)
   udp         --assocs N [1] --size BYTES [1400] --window N [64] --secs T [1]
               --warmup S [0.2] --loss-ms MS [200]
+  rate        --tunnels N [1] --secs T [5] --limit BYTES_PER_S [none]
+              --baseline IP:PORT [none] --baseline-pid PID --pairs N [4]
 Every scenario:
   --proxy IP:PORT   a loopback SOCKS5 proxy (none: straight to the target)
   --auth USER:PASS  log in with RFC 1929 (none: method X'00')
@@ -77,7 +79,8 @@ Every scenario:
 compare:
   --mode full|quick [full]  --rounds N [5 full, 1 quick]
   --budget S        start no round that would end past S seconds [720 full, 90 quick]
-  --peers LIST [direct,socks5d,microsocks,dante,dante-noauth]
+  --peers LIST [direct,socks5d,socks5d-rules1000,microsocks,dante,dante-noauth]
+                    (socks5d-rules1000: socks5d judging 1,000 rules, handshake only)
   --cases LIST      only these cases, by case or scenario name (udp, t1-up, ...)
   --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]
   --strict          fail unless every run of every peer gave its number
@@ -158,6 +161,31 @@ fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
             p.check()?;
             udp::run(&common, &p)
         }
+        "rate" => {
+            let p = rate::Params {
+                tunnels: a.get("--tunnels", 1)?,
+                secs: a.get("--secs", 5.0)?,
+                limit: match a.value("--limit")? {
+                    None => None,
+                    Some(v) => Some(
+                        args::parse_size(&v)
+                            .ok_or_else(|| format!("--limit: '{v}' is not a size"))?,
+                    ),
+                },
+                baseline: scenarios::loopback_arg(&mut a, "--baseline")?,
+                baseline_pid: a
+                    .value("--baseline-pid")?
+                    .map(|v| v.parse())
+                    .transpose()
+                    .map_err(|e: std::num::ParseIntError| format!("--baseline-pid: {e}"))?,
+                pairs: a.get("--pairs", 4)?,
+            };
+            a.finish()?;
+            if !(p.secs > 0.0 && p.secs.is_finite()) {
+                return Err("--secs: more than 0".into());
+            }
+            rate::run(&common, &p)
+        }
         _ => unreachable!("only scenario names come here"),
     };
     println!("{line}");
@@ -172,7 +200,9 @@ fn main() -> ExitCode {
     };
     let a = Args::new(argv);
     let result = match cmd.as_str() {
-        "throughput" | "handshake" | "latency" | "idle" | "churn" | "udp" => run_scenario(&cmd, a),
+        "throughput" | "handshake" | "latency" | "idle" | "churn" | "udp" | "rate" => {
+            run_scenario(&cmd, a)
+        }
         "compare" => driver::main(a),
         "scale" => scale::main(a),
         "report" => report::main(a),

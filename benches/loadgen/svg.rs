@@ -46,6 +46,7 @@ pub struct Chart {
 pub fn color(peer: &str) -> &'static str {
     match peer {
         "socks5d" => "#e8590c",
+        "socks5d-rules1000" => "#f59f00",
         "direct" => "#868e96",
         "microsocks" => "#1c7ed6",
         "dante" => "#2f9e44",

@@ -408,6 +408,10 @@ fn serve_bulk(mut s: TcpStream) -> io::Result<()> {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => left -= n as u64,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // The client stopped reading and closed: the rate
+                    // scenario's downloads end so, by the clock. (A download
+                    // cut short otherwise is an error on the client's side.)
+                    Err(e) if client_gone(&e) => return Ok(()),
                     Err(e) => return Err(e),
                 }
             }
@@ -418,6 +422,14 @@ fn serve_bulk(mut s: TcpStream) -> io::Result<()> {
             format!("unknown operation {op:#04x}"),
         )),
     }
+}
+
+/// Whether a write failed because the other end closed.
+fn client_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// How long a UDP echo thread waits for a datagram before it looks whether

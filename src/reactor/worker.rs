@@ -35,6 +35,7 @@ use super::rate::Rates;
 use super::timer::Timers;
 use super::{Inbound, WorkerConfig};
 use crate::blocking::Pool;
+use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report, WorkerGauges};
 use crate::rules;
 use crate::socks5::connection::{self, Connection, Outcome, Reading};
@@ -184,6 +185,8 @@ struct Ctx {
     rates: Arc<Rates>,
     /// Per-user counts since the last report.
     accounts: acct::Accounts,
+    /// A xorshift generator's state, for the rate limits' jitter.
+    rng: u64,
     /// Where datagrams are received (empty until the worker's first UDP
     /// association; one for all of them).
     datagrams: Box<[u8]>,
@@ -277,6 +280,7 @@ impl Worker {
                 limits: shared.limits,
                 rates: shared.rates,
                 accounts: acct::Accounts::default(),
+                rng: 0x9E37_79B9_7F4A_7C15 ^ index as u64,
                 datagrams: Box::default(),
             },
         })
@@ -289,11 +293,19 @@ impl Worker {
             if let Some(cpu) = cpu
                 && let Err(e) = crate::sys::cpu::pin_current_thread(cpu)
             {
-                log::warn!("{name}: cannot pin to CPU {cpu}: {e}");
+                log::warn!(
+                    "worker not pinned: worker={} cpu={cpu} error={}",
+                    LogSafe(&name),
+                    Quoted(e)
+                );
             }
             let mut w = self;
             if let Err(e) = w.run() {
-                log::error!("{name}: event loop failed: {e}");
+                log::error!(
+                    "worker event loop failed: worker={} error={}",
+                    LogSafe(&name),
+                    Quoted(e)
+                );
             }
         })?;
         Ok(WorkerHandle { waker, thread })
@@ -507,7 +519,12 @@ impl Worker {
             Ok(Next::Close) => self.close(key, false),
             Err(e) => {
                 if let Some(s) = self.sessions.get(key) {
-                    log::debug!("connection {} from {}: {e}", s.id, s.peer);
+                    log::debug!(
+                        "connection failed: conn={} client={} error={}",
+                        s.id,
+                        s.peer,
+                        Quoted(e)
+                    );
                 }
                 self.close(key, false);
             }
@@ -629,6 +646,17 @@ fn release_if_empty<T>(slab: &mut Slab<T>) -> bool {
 }
 
 impl Ctx {
+    /// A number from 0 to 1, different each time (xorshift64; no need for
+    /// more than spreading wake-ups).
+    fn jitter(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// Keeps an attempt list for reuse (its sockets are closed here).
     fn recycle(&mut self, mut list: Vec<sockets::Attempt>) {
         if list.capacity() > 0 && self.spare_attempts.len() < SPARE_ATTEMPT_LISTS {
