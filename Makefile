@@ -229,8 +229,8 @@ soak: cargo
 # target; at each step socks5d's memory per tunnel, new clients' handshake
 # rate and p50/p99, the 64-byte echo of a few active tunnels and the time
 # to open it; then every tunnel closed and the memory read again. Report
-# and chart in bench-results/scale/ (benches/loadgen/scale/; about 20
-# minutes on a busy two-CPU machine). SCALE_FLAGS adds options of `loadgen
+# and chart in bench-results/scale/ (benches/loadgen/scale/; about 10
+# minutes on a busy two-CPU machine, the build included). SCALE_FLAGS adds options of `loadgen
 # scale` (e.g. SCALE_FLAGS='--steps 10000,50000 --mem 3G').
 # bench-scale-smoke, run by `make test`: the same with 500, 1,000 and
 # 2,000 tunnels, which must all open, relay and close; no figure judged.

@@ -36,6 +36,7 @@ use nix::sys::resource::{Resource, setrlimit};
 use super::Plan;
 use crate::client::{Auth, Route};
 use crate::driver::peers::{self, Creds, Kind, Tools};
+use crate::driver::rules::RulesFile;
 use crate::driver::utc_now;
 use crate::line::Line;
 use crate::procfs::{self, Memory};
@@ -93,8 +94,24 @@ pub fn run(
     let tmp = std::env::temp_dir().join(format!("loadgen-scale-{}", std::process::id()));
     fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let log = File::create(out.join("socks5d.log")).map_err(|e| format!("socks5d.log: {e}"))?;
-    let proxy = peers::start(Kind::Socks5d, &tools, &creds, false, &tmp, &log)?;
-    let twin = peers::start(Kind::Socks5d, &tools, &creds, false, &tmp, &log)?;
+    let proxy = peers::start(
+        Kind::Socks5d,
+        &tools,
+        &creds,
+        RulesFile::Allow,
+        false,
+        &tmp,
+        &log,
+    )?;
+    let twin = peers::start(
+        Kind::Socks5d,
+        &tools,
+        &creds,
+        RulesFile::Allow,
+        false,
+        &tmp,
+        &log,
+    )?;
     let result = measure(plan, &mut raw, &creds, &proxy, &twin, host_cpu);
     proxy.stop();
     twin.stop();
