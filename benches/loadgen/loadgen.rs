@@ -18,6 +18,8 @@
 //!   line.rs          the result line;  stats.rs: percentiles, medians
 //!   driver/          `compare`: the peers, the rounds, the raw lines
 //!   report.rs        the Markdown report;  svg.rs: its bar charts
+//!   scale/           `scale`: 100,000 tunnels in User-Mode Linux, its
+//!                    report;  plot.rs: its line chart
 //! ```
 //!
 //! It only ever connects to loopback addresses, and every loop in it is
@@ -36,9 +38,11 @@ mod client;
 mod driver;
 mod line;
 mod mmsg;
+mod plot;
 mod ports;
 mod procfs;
 mod report;
+mod scale;
 mod scenarios;
 mod stats;
 mod svg;
@@ -52,7 +56,8 @@ use scenarios::{Common, churn, handshake, idle, latency, rate, throughput, udp};
 const USAGE: &str = "\
 Usage: loadgen SCENARIO [OPTION]...     one measured run, one result line
        loadgen compare [OPTION]...      the whole comparison (make bench)
-       loadgen report RAW OUTDIR        the report again from raw lines
+       loadgen report --dir DIR         the report again from DIR/raw.txt
+       loadgen scale [OPTION]...        100,000 tunnels in UML (make bench-scale)
 
 Scenarios (defaults in brackets):
   throughput  --tunnels N [1] --bytes SIZE [2G, in all] --dir up|down [up]
@@ -78,7 +83,17 @@ compare:
                     (socks5d-rules1000: socks5d judging 1,000 rules, handshake only)
   --cases LIST      only these cases, by case or scenario name (udp, t1-up, ...)
   --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]
-  --strict          fail unless every run of every peer gave its number";
+  --strict          fail unless every run of every peer gave its number
+
+scale (in a User-Mode Linux guest it boots; report in --out):
+  --steps LIST [10000,25000,50000,100000]  --out DIR [bench-results/scale]
+  --mem SIZE [4G] (the guest's)  --uml-timeout S [3600]  --thash-entries N [524288]
+  --sources N [4]  --targets N [8]  --openers N [8]  --active N [4]
+  --echo-rounds N [2000]  --echo-warmup N [200]  --hs-threads K [8]
+  --hs-rounds N [5]  --hs-secs T [1]  --hs-warmup S [0.3]  --settle S [1]
+  --sample N [1000]
+  --timeout S [30]  --socks5d PATH [target/release/socks5d]
+  --report          only the report again, from OUT/raw.txt";
 
 fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
     let common = Common::from_args(&mut a, name)?;
@@ -189,6 +204,7 @@ fn main() -> ExitCode {
             run_scenario(&cmd, a)
         }
         "compare" => driver::main(a),
+        "scale" => scale::main(a),
         "report" => report::main(a),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

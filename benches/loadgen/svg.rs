@@ -152,7 +152,8 @@ impl Scale {
     }
 }
 
-fn esc(s: &str) -> String {
+/// `s` with the characters XML reserves escaped.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -67,6 +67,9 @@ const HANDSHAKE_READ: usize = 16 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// Empty attempt lists a worker keeps for reuse.
 const SPARE_ATTEMPT_LISTS: usize = 64;
+/// A session slab that grew past this many entries is given back whole
+/// once its last session closes.
+const RELEASE_SESSIONS_ABOVE: usize = 1024;
 
 /// What a worker shares with the rest of the server.
 #[derive(Debug, Clone)]
@@ -622,6 +625,23 @@ impl Worker {
         }
         // Closing a descriptor removes it from the epoll set: no deregister
         // calls needed on this hot path. Dropping `s` closes every socket.
+        release_if_empty(&mut self.sessions);
+    }
+}
+
+/// Gives back the memory of an empty slab that grew past
+/// [`RELEASE_SESSIONS_ABOVE`] entries; true if it did. A slab keeps the
+/// entries of its busiest moment (528 bytes each in a release build, 50 MiB
+/// after 100,000 tunnels) for as long as it lives, and its keys are the
+/// sockets' poll tokens, so it cannot be compacted under open sessions:
+/// empty is the moment it can shrink. Amortised O(1): dropping N entries
+/// follows more than N insertions.
+fn release_if_empty<T>(slab: &mut Slab<T>) -> bool {
+    if slab.is_empty() && slab.capacity() > RELEASE_SESSIONS_ABOVE {
+        *slab = Slab::new();
+        true
+    } else {
+        false
     }
 }
 
@@ -643,5 +663,32 @@ impl Ctx {
             list.clear();
             self.spare_attempts.push(list);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_slab_is_given_back_when_its_last_session_closes() {
+        let mut slab: Slab<[u8; 560]> = Slab::new();
+        let keys: Vec<usize> = (0..2 * RELEASE_SESSIONS_ABOVE)
+            .map(|_| slab.insert([0; 560]))
+            .collect();
+        let (last, rest) = keys.split_last().unwrap();
+        for &k in rest {
+            slab.remove(k);
+            assert!(!release_if_empty(&mut slab));
+        }
+        assert!(slab.capacity() >= 2 * RELEASE_SESSIONS_ABOVE);
+        slab.remove(*last);
+        assert!(release_if_empty(&mut slab));
+        assert_eq!(slab.capacity(), 0);
+        // A small one is kept for the next sessions.
+        let k = slab.insert([0; 560]);
+        slab.remove(k);
+        assert!(!release_if_empty(&mut slab));
+        assert!(slab.capacity() > 0);
     }
 }

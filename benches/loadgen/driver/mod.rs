@@ -352,7 +352,7 @@ fn package_version(package: &str) -> Option<String> {
 }
 
 /// `# key: value` lines describing the machine and the programs.
-fn machine_meta(tools: &Tools) -> Vec<(String, String)> {
+pub fn machine_meta(tools: &Tools) -> Vec<(String, String)> {
     let mut m = Vec::new();
     let lscpu = peers::find_program("lscpu")
         .and_then(|p| command_output(&p, &[]))
@@ -401,7 +401,7 @@ fn machine_meta(tools: &Tools) -> Vec<(String, String)> {
 
 /// The 1, 5 and 15-minute load averages: how busy the machine was with
 /// other work.
-fn load_average() -> String {
+pub fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
