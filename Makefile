@@ -187,7 +187,7 @@ bench-smoke:
 # fuzz/target/corpus/<t>, and copy DIR back.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := socks5_greeting socks5_auth socks5_request socks5_handshake \
-                mgmt_login mgmt_request mgmt_response mgmt_session \
+                socks5_udp mgmt_login mgmt_request mgmt_response mgmt_session \
                 rules_parse
 FUZZ         := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 

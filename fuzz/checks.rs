@@ -10,10 +10,11 @@
 //! The parser targets check, beyond "never panics", the httparse contract
 //! (`Partial` on every strict prefix of a message, `Complete` exactly when its
 //! last byte arrives, and more bytes never change a final answer) and that
-//! `emit` writes back the bytes `parse` read. The two session targets read
-//! their input as a script; its layout is documented on `socks5_handshake`
-//! and `mgmt_session`. `rules_parse` reads its input as a rules file and
-//! checks the compiled rules against the rule-by-rule walk.
+//! `emit` writes back the bytes `parse` read. The session targets and the UDP
+//! association read their input as a script; its layout is documented on
+//! `socks5_handshake`, `socks5_udp` and `mgmt_session`. `rules_parse` reads its
+//! input as a rules file and checks the compiled rules against the
+//! rule-by-rule walk.
 
 // Each fuzz target uses one of these functions; the test uses them all.
 #![allow(dead_code)]
@@ -23,7 +24,7 @@ use std::fmt::Debug;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socks5d::metrics::Snapshot;
 use socks5d::mgmt::session::{
@@ -38,6 +39,7 @@ use socks5d::socks5::connection::{
     Action as SocksAction, Config, Connection, Context, Outcome, Reading,
 };
 use socks5d::socks5::reply_for_error;
+use socks5d::socks5::udp::{self, Association, Dest, Drop as UdpDrop, Header, Limits, Route};
 use socks5d::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, ReplyMessage, Request, Status, TargetAddr,
     WireError,
@@ -56,6 +58,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("socks5_auth", socks5_auth),
     ("socks5_request", socks5_request),
     ("socks5_handshake", socks5_handshake),
+    ("socks5_udp", socks5_udp),
     ("mgmt_login", mgmt_login),
     ("mgmt_request", mgmt_request),
     ("mgmt_response", mgmt_response),
@@ -570,6 +573,460 @@ pub fn socks5_handshake(data: &[u8]) {
         whole,
         "one byte at a time"
     );
+}
+
+// ------------------------------------------------------- SOCKS5 UDP relay
+
+/// The control connection's peer of the `socks5_udp` association.
+const UDP_CONTROL_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+/// The address a `socks5_udp` client may have asked to send from.
+const UDP_REQUESTED_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+
+/// `addr` as the association compares and sends: an IPv4-mapped address as
+/// IPv4, no flow label or scope.
+fn udp_canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// `ip` as an IPv4-mapped IPv6 address.
+fn udp_mapped(ip: Ipv4Addr) -> IpAddr {
+    ip.to_ipv6_mapped().into()
+}
+
+/// One of a few IP addresses: the association's client, mapped or not,
+/// others, and targets of either family.
+fn udp_ip(b: u8) -> IpAddr {
+    match b % 8 {
+        0 => UDP_CONTROL_IP.into(),
+        1 => udp_mapped(UDP_CONTROL_IP),
+        2 => UDP_REQUESTED_IP.into(),
+        3 => udp_mapped(UDP_REQUESTED_IP),
+        4 => Ipv4Addr::new(198, 51, 100, 8).into(),
+        5 => Ipv4Addr::new(192, 0, 2, 1).into(),
+        6 => udp_mapped(Ipv4Addr::new(192, 0, 2, 1)),
+        _ => Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(),
+    }
+}
+
+/// Names the structured datagrams go to: ones to resolve, IP literals, and
+/// names that are never asked for.
+const UDP_NAMES: [&[u8]; 8] = [
+    b"a.example",
+    b"b.example",
+    b"c.example",
+    b"192.0.2.9",
+    b"[2001:db8::9]",
+    b"::ffff:192.0.2.9",
+    b"",
+    b"\xff.example",
+];
+
+/// The header of `datagram`, checked against the httparse contract, and its
+/// emit against the bytes it came from (RSV is written as X'0000').
+fn udp_header(datagram: &[u8]) -> Result<Status<Header<'_>>, WireError> {
+    let parsed = incremental(datagram, Header::parse);
+    match parsed {
+        Ok(Status::Partial) => {}
+        Ok(Status::Complete(h, n)) => {
+            assert_eq!(n, h.buffer_len());
+            assert!(n <= udp::MAX_HEADER_LEN);
+            assert_eq!(h.frag, datagram[2]);
+            let mut out = [0u8; udp::MAX_HEADER_LEN];
+            assert_eq!(h.emit(&mut out), n);
+            assert_eq!((&out[..2], &out[2..n]), (&[0u8, 0][..], &datagram[2..n]));
+            assert_eq!(Header::parse(&out[..n]), Ok(Status::Complete(h, n)));
+            check_target(&TargetAddr::from(h.dest), &datagram[3..n]);
+            if let Dest::Ip(addr) = h.dest {
+                udp_reply_header(addr);
+            }
+        }
+        Err(e) => assert_eq!(e, WireError::AddressType(datagram[3])),
+    }
+    parsed
+}
+
+/// The header a reply from `from` gets reads back as `from`, canonical,
+/// written right before where the reply's DATA starts.
+fn udp_reply_header(from: SocketAddr) {
+    let mut buf = [0xEEu8; udp::MAX_IP_HEADER_LEN + 2];
+    let end = udp::MAX_IP_HEADER_LEN;
+    let len = udp::emit_header_before(from, &mut buf, end);
+    assert!(len <= end);
+    assert!(buf[..end - len].iter().all(|&b| b == 0xEE), "wrote before");
+    assert!(buf[end..].iter().all(|&b| b == 0xEE), "wrote after");
+    let want = Header {
+        frag: 0,
+        dest: Dest::Ip(udp_canonical(from)),
+    };
+    assert_eq!(
+        Header::parse(&buf[end - len..]),
+        Ok(Status::Complete(want, len))
+    );
+}
+
+/// What an association should do, written plainly: a reference for
+/// `udp::Association` that keeps everything in vectors and scans them.
+struct UdpModel {
+    limits: Limits,
+    client_ip: IpAddr,
+    client_port: Option<u16>,
+    client: Option<SocketAddr>,
+    resolving: Vec<String>,
+    /// (name, port, DATA), in arrival order.
+    waiting: Vec<(String, u16, Vec<u8>)>,
+    ready: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// (name, first address, stale from), oldest first.
+    answers: Vec<(String, IpAddr, Option<Instant>)>,
+    /// Peers sent to, the most recent last.
+    peers: Vec<SocketAddr>,
+    unresolved: u64,
+}
+
+impl UdpModel {
+    fn held_bytes(&self) -> usize {
+        let waiting = self.waiting.iter().map(|w| w.2.len());
+        waiting.chain(self.ready.iter().map(|r| r.1.len())).sum()
+    }
+
+    fn accepts_client(&mut self, from: SocketAddr) -> bool {
+        let ok = from.ip().to_canonical() == self.client_ip
+            && self.client_port.is_none_or(|p| p == from.port());
+        if ok && self.client.is_none() {
+            self.client = Some(from);
+            self.client_port = Some(from.port());
+        }
+        ok
+    }
+
+    fn touch(&mut self, peer: SocketAddr) {
+        self.peers.retain(|p| *p != peer);
+        self.peers.push(peer);
+        while self.peers.len() > self.limits.max_peers {
+            self.peers.remove(0);
+        }
+    }
+
+    fn send(&mut self, to: SocketAddr, data: usize) -> Route {
+        self.touch(to);
+        Route::Send { to, data }
+    }
+
+    fn on_client_datagram(&mut self, now: Instant, datagram: &[u8]) -> Route {
+        let Ok(Status::Complete(h, n)) = Header::parse(datagram) else {
+            return Route::Drop(UdpDrop::Malformed);
+        };
+        if h.frag != 0 {
+            return Route::Drop(UdpDrop::Fragmented);
+        }
+        let (name, port) = match h.dest {
+            Dest::Ip(a) => return self.send(udp_canonical(a), n),
+            Dest::Domain(name, port) => (name, port),
+        };
+        let Some(host) = std::str::from_utf8(name).ok().filter(|h| !h.is_empty()) else {
+            return Route::Drop(UdpDrop::Malformed);
+        };
+        if let Some(ip) = wire::ip_literal(host) {
+            return self.send(udp_canonical(SocketAddr::new(ip, port)), n);
+        }
+        if let Some(i) = self.answers.iter().position(|a| a.0 == host) {
+            let (_, ip, stale) = self.answers[i];
+            if stale.is_none_or(|t| now < t) {
+                return self.send(SocketAddr::new(ip, port), n);
+            }
+            self.answers.remove(i);
+        }
+        let data = &datagram[n..];
+        if self.waiting.len() + self.ready.len() >= self.limits.max_waiting
+            || self.held_bytes() + data.len() > self.limits.max_waiting_bytes
+        {
+            return Route::Drop(UdpDrop::WaitFull);
+        }
+        self.waiting.push((host.into(), port, data.to_vec()));
+        if self.resolving.iter().any(|r| r == host) {
+            return Route::Held;
+        }
+        self.resolving.push(host.into());
+        Route::Resolve {
+            host: host.into(),
+            port,
+        }
+    }
+
+    fn handle_resolved(&mut self, now: Instant, host: &str, ip: Option<IpAddr>) {
+        let Some(i) = self.resolving.iter().position(|r| r == host) else {
+            return;
+        };
+        self.resolving.remove(i);
+        if let Some(ip) = ip {
+            self.answers.retain(|a| a.0 != host);
+            if self.limits.max_names > 0 {
+                if self.answers.len() == self.limits.max_names {
+                    self.answers.remove(0);
+                }
+                let stale = now.checked_add(self.limits.name_ttl);
+                self.answers.push((host.into(), ip, stale));
+            }
+        }
+        let (mine, others) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition::<Vec<_>, _>(|w| w.0 == host);
+        self.waiting = others;
+        for (_, port, data) in mine {
+            match ip {
+                Some(ip) => self.ready.push_back((SocketAddr::new(ip, port), data)),
+                None => self.unresolved += 1,
+            }
+        }
+    }
+
+    fn poll_ready(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        let (to, data) = self.ready.pop_front()?;
+        self.touch(to);
+        Some((to, data))
+    }
+}
+
+/// Checks a `Route` the association gave `datagram` on its own terms,
+/// beyond agreeing with the model: a Send's DATA offset is where the header
+/// ends, inside the datagram, its destination is canonical with the
+/// header's port (and the header's address, if an IP), and replies from it
+/// are let in; a Resolve names what the header names, never an IP literal.
+fn udp_check_route(datagram: &[u8], route: &Route, association: &Association, limits: &Limits) {
+    match route {
+        Route::Send { to, data } => {
+            assert!(*data <= datagram.len());
+            let Ok(Status::Complete(h, n)) = Header::parse(datagram) else {
+                panic!("sent a datagram with no header")
+            };
+            assert_eq!((h.frag, n), (0, *data));
+            assert_eq!(*to, udp_canonical(*to), "a destination not canonical");
+            assert_eq!(to.port(), h.dest.port());
+            if let Dest::Ip(addr) = h.dest {
+                assert_eq!(*to, udp_canonical(addr));
+            }
+            assert_eq!(association.accepts_reply(*to), limits.max_peers > 0);
+        }
+        Route::Resolve { host, port } => {
+            let Ok(Status::Complete(h, _)) = Header::parse(datagram) else {
+                panic!("resolving a datagram with no header")
+            };
+            assert_eq!(h.dest, Dest::Domain(host.as_bytes(), *port));
+            assert!(wire::ip_literal(host).is_none(), "resolving {host:?}");
+        }
+        Route::Held | Route::Drop(_) => {}
+    }
+}
+
+/// Splits LEN and that many bytes (X'FF': the rest) off `rest`.
+fn udp_chunk<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let all: &'a [u8] = rest;
+    let (chunk, tail) = match all.split_first() {
+        None => (all, all),
+        Some((0xFF, tail)) => (tail, &tail[tail.len()..]),
+        Some((&len, tail)) => tail.split_at(usize::from(len).min(tail.len())),
+    };
+    *rest = tail;
+    chunk
+}
+
+/// Splits one byte off `rest` (0 once it is empty).
+fn udp_byte(rest: &mut &[u8]) -> u8 {
+    match rest.split_first() {
+        Some((&b, tail)) => {
+            *rest = tail;
+            b
+        }
+        None => 0,
+    }
+}
+
+/// A datagram with a made header: DST % 16 picks a name of `UDP_NAMES`
+/// (below 8) or an IP (`udp_ip`); DST bit 4 sets FRAG to X'01'.
+fn udp_made(dst: u8, port: u8, data: &[u8]) -> Vec<u8> {
+    let dest = match dst % 16 {
+        d @ 0..8 => Dest::Domain(UDP_NAMES[usize::from(d)], u16::from(port)),
+        d => Dest::Ip(SocketAddr::new(udp_ip(d), u16::from(port))),
+    };
+    let header = Header {
+        frag: (dst >> 4) & 1,
+        dest,
+    };
+    let mut out = vec![0u8; header.buffer_len() + data.len()];
+    let n = header.emit(&mut out);
+    out[n..].copy_from_slice(data);
+    out
+}
+
+/// The resolver's answer ANS: an error, no address, an IPv4 address, or an
+/// IPv4-mapped and an IPv6 address (bits 5-6), each 192.0.2.(ANS & 31) or
+/// 2001:db8::(ANS & 31), with port 53.
+fn udp_answer(ans: u8) -> io::Result<Vec<SocketAddr>> {
+    let v4 = Ipv4Addr::new(192, 0, 2, ans & 31);
+    let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(ans & 31));
+    match (ans >> 5) & 3 {
+        0 => Err(io::Error::from(io::ErrorKind::NotFound)),
+        1 => Ok(Vec::new()),
+        2 => Ok(vec![SocketAddr::new(v4.into(), 53)]),
+        _ => Ok(vec![
+            SocketAddr::new(udp_mapped(v4), 53),
+            SocketAddr::new(v6.into(), 53),
+        ]),
+    }
+}
+
+/// `Header::parse` on the whole input, and one UDP association driven by a
+/// script against `UdpModel`.
+///
+/// Input: `REQ LIM PEERS STEPS...`. REQ bits 0-1: the UDP ASSOCIATE's
+/// DST.ADDR: unspecified, `UDP_REQUESTED_IP`, a name, or the control peer's
+/// own IP; bit 2: that IP IPv4-mapped (the unspecified one IPv6); bit 3:
+/// DST.PORT 5000 rather than 0; bit 4: the control peer (198.51.100.7) seen
+/// IPv4-mapped. LIM: max_waiting (bits 0-2), max_waiting_bytes (bits 3-4:
+/// 0, 16, 100 or 64 KiB), max_names (bits 5-7). PEERS: max_peers (bits 0-2),
+/// name_ttl in seconds (bits 3-7). Each step is OP % 8 and its bytes:
+/// - 0 `SRC LEN BYTES`: a datagram of LEN bytes (X'FF': the rest) from SRC;
+/// - 1 `SRC DST PORT LEN BYTES`: a datagram with a made header (`udp_made`)
+///   and LEN bytes of DATA, from SRC;
+/// - 2 `ANS`: the resolver answers (`udp_answer`) the (ANS % n)-th name being
+///   resolved, or with ANS bit 7 one of `[abcd].example`, asked or not;
+/// - 3 `SECS`: the clock moves on SECS seconds;
+/// - 4 `IP PORT`: a reply from `udp_ip(IP)`:PORT;
+/// - 5: the driver polls one ready datagram; 6: it takes the unresolved
+///   count; 7: it polls every ready datagram.
+///
+/// SRC is `udp_ip(SRC)` with port 5000, 5001 or 4000 ((SRC >> 3) % 3).
+///
+/// Checks: nothing panics; every header parses by the httparse contract and
+/// emits back as read; every answer of the association is the model's, and
+/// its Sends and Resolves are right on their own (`udp_check_route`); the
+/// datagrams held stay within the limits.
+pub fn socks5_udp(data: &[u8]) {
+    let _ = udp_header(data);
+    let Some(([req, lim, peers], mut rest)) = data.split_first_chunk::<3>() else {
+        return;
+    };
+    let mapped = req & 4 != 0;
+    let ip = |v4: Ipv4Addr| if mapped { udp_mapped(v4) } else { v4.into() };
+    let port = if req & 8 != 0 { 5000 } else { 0 };
+    let requested = match req & 3 {
+        0 if mapped => TargetAddr::Ip(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)),
+        0 => TargetAddr::Ip(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)),
+        1 => TargetAddr::Ip(SocketAddr::new(ip(UDP_REQUESTED_IP), port)),
+        2 => TargetAddr::Domain((*b"client.example").into(), port),
+        _ => TargetAddr::Ip(SocketAddr::new(ip(UDP_CONTROL_IP), port)),
+    };
+    let control: IpAddr = if req & 16 != 0 {
+        udp_mapped(UDP_CONTROL_IP)
+    } else {
+        UDP_CONTROL_IP.into()
+    };
+    let limits = Limits {
+        max_waiting: usize::from(lim & 7),
+        max_waiting_bytes: [0, 16, 100, 64 * 1024][usize::from((lim >> 3) & 3)],
+        max_names: usize::from(lim >> 5),
+        name_ttl: Duration::from_secs(u64::from(peers >> 3)),
+        max_peers: usize::from(peers & 7),
+    };
+    let mut association = Association::new(&requested, control, limits);
+    let mut model = UdpModel {
+        limits,
+        client_ip: match &requested {
+            TargetAddr::Ip(a) if !a.ip().to_canonical().is_unspecified() => a.ip().to_canonical(),
+            _ => control.to_canonical(),
+        },
+        client_port: Some(port).filter(|&p| p != 0),
+        client: None,
+        resolving: Vec::new(),
+        waiting: Vec::new(),
+        ready: VecDeque::new(),
+        answers: Vec::new(),
+        peers: Vec::new(),
+        unresolved: 0,
+    };
+    let mut now = Instant::now();
+    while let Some((&op, tail)) = rest.split_first() {
+        rest = tail;
+        match op % 8 {
+            0 | 1 => {
+                let src = udp_byte(&mut rest);
+                let from =
+                    SocketAddr::new(udp_ip(src), [5000, 5001, 4000][usize::from(src >> 3) % 3]);
+                let datagram = if op % 8 == 0 {
+                    udp_chunk(&mut rest).to_vec()
+                } else {
+                    let (dst, port) = (udp_byte(&mut rest), udp_byte(&mut rest));
+                    udp_made(dst, port, udp_chunk(&mut rest))
+                };
+                let _ = udp_header(&datagram);
+                let accepted = association.accepts_client(from);
+                assert_eq!(accepted, model.accepts_client(from), "from {from}");
+                if accepted {
+                    let route = association.on_client_datagram(now, &datagram);
+                    udp_check_route(&datagram, &route, &association, &limits);
+                    assert_eq!(
+                        route,
+                        model.on_client_datagram(now, &datagram),
+                        "{datagram:02x?}"
+                    );
+                }
+            }
+            2 => {
+                let ans = udp_byte(&mut rest);
+                let host = if ans & 0x80 != 0 {
+                    ["a.example", "b.example", "c.example", "d.example"][usize::from(ans & 3)]
+                        .to_string()
+                } else if model.resolving.is_empty() {
+                    continue;
+                } else {
+                    model.resolving[usize::from(ans) % model.resolving.len()].clone()
+                };
+                let result = udp_answer(ans);
+                let ip = match &result {
+                    Ok(addrs) => addrs.first().map(|a| a.ip().to_canonical()),
+                    Err(_) => None,
+                };
+                association.handle_resolved(now, &host, result);
+                model.handle_resolved(now, &host, ip);
+            }
+            3 => now += Duration::from_secs(u64::from(udp_byte(&mut rest))),
+            4 => {
+                let from =
+                    SocketAddr::new(udp_ip(udp_byte(&mut rest)), u16::from(udp_byte(&mut rest)));
+                assert_eq!(
+                    association.accepts_reply(from),
+                    model.peers.contains(&udp_canonical(from)),
+                    "a reply from {from}"
+                );
+            }
+            5 => assert_eq!(association.poll_ready(), model.poll_ready()),
+            6 => assert_eq!(association.take_unresolved(), model.unresolved),
+            _ => loop {
+                let next = association.poll_ready();
+                assert_eq!(next, model.poll_ready());
+                if next.is_none() {
+                    break;
+                }
+            },
+        }
+        if op % 8 == 6 {
+            model.unresolved = 0;
+        }
+        assert_eq!(association.client(), model.client);
+        assert_eq!(association.held(), model.waiting.len() + model.ready.len());
+        assert!(association.held() <= limits.max_waiting);
+        assert!(model.held_bytes() <= limits.max_waiting_bytes);
+        for peer in &model.peers {
+            assert!(association.accepts_reply(*peer), "forgot {peer}");
+        }
+    }
+    loop {
+        let next = association.poll_ready();
+        assert_eq!(next, model.poll_ready());
+        if next.is_none() {
+            break;
+        }
+    }
+    assert_eq!(association.take_unresolved(), model.unresolved);
 }
 
 // ------------------------------------------------------- management wire

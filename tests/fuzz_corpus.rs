@@ -78,6 +78,7 @@ corpus_tests!(
     socks5_auth,
     socks5_request,
     socks5_handshake,
+    socks5_udp,
     mgmt_login,
     mgmt_request,
     mgmt_response,
