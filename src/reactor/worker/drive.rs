@@ -380,8 +380,6 @@ fn relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     )?;
     if let Some(l) = limit {
         l.give_back(Direction::Down, down_grant - read);
-        // Out of tokens with bytes waiting: sleep until the buckets refill
-        // (a timer, not the run-again list).
         let mut wake: Option<std::time::Instant> = None;
         for (pump, granted, dir) in [
             (&mut up, up_grant, Direction::Up),
