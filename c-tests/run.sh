@@ -63,7 +63,7 @@ stop_server() {
 trap 'stop_server; rm -rf "$work"' EXIT
 
 # start_server NAME: starts socks5d, sets server_pid and port; bounded wait
-# (10 s) for the line "management (SCTP) listening on ... port N".
+# (10 s) for the line "management listening: transport=sctp addrs=... port=N".
 start_server() {
     local log=$work/$1.server.log i
     port=
@@ -71,15 +71,15 @@ start_server() {
         --access-log off >/dev/null 2>"$log" &
     server_pid=$!
     for ((i = 0; i < 200; i++)); do
-        port=$(sed -n 's/.*management (SCTP) listening on .* port \([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+        port=$(sed -n 's/.*management listening: transport=sctp .* port=\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
         [[ -n $port ]] && return 0
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.05
     done
     if kill -0 "$server_pid" 2>/dev/null; then
-        fail "$1: socks5d did not report 'management (SCTP) listening' within 10 s; its log:"
+        fail "$1: socks5d did not report 'management listening: transport=sctp' within 10 s; its log:"
     else
-        fail "$1: socks5d exited before reporting 'management (SCTP) listening'; its log:"
+        fail "$1: socks5d exited before reporting 'management listening: transport=sctp'; its log:"
     fi
     sed 's/^/      /' "$log"
     stop_server

@@ -61,7 +61,7 @@ start_packaged() {
     pids+=($!)
     port=
     for _ in $(seq 300); do
-        port=$(sed -n 's/.*SOCKS5 listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+        port=$(sed -n 's/.*socks5 listening: addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
         [[ -n $port ]] && break
         sleep 0.1
     done

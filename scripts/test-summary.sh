@@ -2,8 +2,8 @@
 # test-summary.sh LOG: the closing account of `make test`, read from its log.
 #
 # LOG holds the output of `cargo test --all-targets --no-fail-fast`, then of
-# `make c-tests`, then of `make bench-smoke`, then of `make deb-test`. Each part must have ended with
-# its closing line:
+# `make c-tests`, then of `make bench-smoke`, then of `make bench-scale-smoke`,
+# then of `make deb-test`. Each part must have ended with its closing line:
 #   - every cargo target, announced by "Running PATH (BINARY)", its own
 #     "test result: ..." line (a target killed by a signal or crashed has none;
 #     cargo names the cause in "process didn't exit successfully: ... (...)");
@@ -11,6 +11,7 @@
 #   - the C tests: "c-tests: N passed, N failed";
 #   - the benchmark smoke: "bench: N runs in S s, M failed", with M = 0 and
 #     every run of its "[i/N]" progress done;
+#   - the scale benchmark's smoke (in UML): "scale: N passed, N failed";
 #   - the Debian package test (make deb-test): "deb: N passed, N failed".
 # Whatever is missing, or a target that cargo reports as failed although its
 # result line shows no failure, is named on a "MISSING:" or "FAILED:" line and
@@ -18,8 +19,9 @@
 #
 # Prints one line per group (socks5d's cargo targets, its SCTP suite, its C
 # tests, the tools' targets under benches/ and examples/, the benchmark smoke
-# runs), then exactly "summary: N passed, N failed" over all of them. Exits 1
-# when anything failed or is missing, or when nothing passed.
+# runs, the scale smoke's checks), then exactly "summary: N passed, N failed"
+# over all of them. Exits 1 when anything failed or is missing, or when
+# nothing passed.
 set -euo pipefail
 [[ $# -eq 1 && -r $1 ]] || { echo "usage: $0 LOG (a readable file)" >&2; exit 2; }
 
@@ -104,6 +106,13 @@ function close_target(   why) {
     bench_failed = substr($0, RSTART + 2, RLENGTH - 9) + 0
     next
 }
+/^scale: [0-9]+ passed, [0-9]+ failed$/ {
+    close_target()
+    s_seen = 1
+    passed["scale"] = $2
+    failed["scale"] = $4
+    next
+}
 /^deb: [0-9]+ passed, [0-9]+ failed$/ {
     close_target()
     d_seen = 1
@@ -147,6 +156,12 @@ END {
         }
     }
 
+    if (!s_seen) {
+        problem("MISSING", "the scale smoke: no \"scale: N passed, N failed\" line" note)
+        failed["scale"]++
+    } else if (failed["scale"] > 0)
+        problem("FAILED", "the scale smoke: " failed["scale"] " failed (its \"FAIL scale:\" lines say which)")
+
     if (!d_seen) {
         problem("MISSING", "the Debian package test: no \"deb: N passed, N failed\" line" note)
         failed["deb"]++
@@ -161,9 +176,10 @@ END {
     printf "socks5d, C tests:        %d passed, %d failed\n", passed["c"], failed["c"]
     printf "tools (loadgen, soak):   %d passed, %d failed (%d targets)\n", passed["tools"], failed["tools"], targets["tools"]
     printf "benchmark smoke runs:    %d passed, %d failed\n", passed["bench"], failed["bench"]
+    printf "scale smoke (in UML):    %d passed, %d failed\n", passed["scale"], failed["scale"]
     printf "Debian package:          %d passed, %d failed\n", passed["deb"], failed["deb"]
-    p = passed["cargo"] + passed["sctp"] + passed["c"] + passed["tools"] + passed["bench"] + passed["deb"]
-    f = failed["cargo"] + failed["sctp"] + failed["c"] + failed["tools"] + failed["bench"] + failed["deb"]
+    p = passed["cargo"] + passed["sctp"] + passed["c"] + passed["tools"] + passed["bench"] + passed["scale"] + passed["deb"]
+    f = failed["cargo"] + failed["sctp"] + failed["c"] + failed["tools"] + failed["bench"] + failed["scale"] + failed["deb"]
     printf "summary: %d passed, %d failed\n", p, f
     exit (f == 0 && p > 0 && np == 0) ? 0 : 1
 }' "$1"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# uml-run.sh [-t SECONDS] [-m MEM] COMMAND [ARG]...
+# uml-run.sh [-t SECONDS] [-m MEM] [-k PARAM]... COMMAND [ARG]...
 #
 # Runs COMMAND inside a User-Mode Linux kernel that has SCTP, with the host's
 # whole file system as its root (so host-built binaries run unchanged), in the
 # current directory and with the current environment, and exits with
 # COMMAND's exit status. Recipe and measured facts: docs/sctp.md.
+# -m is the guest's memory (768M), -t the limit on the whole run (1200 s),
+# -k adds a parameter to the guest kernel's command line (thash_entries=N).
 #
 # The host's /tmp is hidden inside (a fresh tmpfs is mounted there); use
 # /var/tmp or the work tree for files both sides must see. A work tree that
@@ -13,15 +15,18 @@ set -euo pipefail
 
 timeout_s=1200
 mem=768M
-while getopts "t:m:" o; do
+kparams=()
+usage="usage: $0 [-t SECONDS] [-m MEM] [-k PARAM]... COMMAND [ARG]..."
+while getopts "t:m:k:" o; do
     case $o in
         t) timeout_s=$OPTARG ;;
         m) mem=$OPTARG ;;
-        *) echo "usage: $0 [-t SECONDS] [-m MEM] COMMAND [ARG]..." >&2; exit 2 ;;
+        k) kparams+=("$OPTARG") ;;
+        *) echo "$usage" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[[ $# -gt 0 ]] || { echo "usage: $0 [-t SECONDS] [-m MEM] COMMAND [ARG]..." >&2; exit 2; }
+[[ $# -gt 0 ]] || { echo "$usage" >&2; exit 2; }
 
 uml=$(command -v linux.uml || true)
 if [[ -z $uml ]]; then
@@ -83,8 +88,8 @@ esac
 mount -t tmpfs tmpfs /dev/shm 2>/dev/null
 mount -t devpts devpts /dev/pts 2>/dev/null
 ip link set lo up
-if ! modprobe -d "$work/modroot" -a sctp hmac; then
-    echo "uml-run: cannot load the sctp module" >&2
+if ! modprobe -d "$work/modroot" -a sctp hmac veth sch_netem; then
+    echo "uml-run: cannot load the kernel modules sctp, hmac, veth and sch_netem" >&2
     echo 125 > "$work/status"
     halt -f
 fi
@@ -98,7 +103,8 @@ chmod +x "$work/init"
 
 set +e
 LD_PRELOAD=$shim timeout --kill-after=10 "$timeout_s" "$uml" mem="$mem" root=/dev/root rootfstype=hostfs \
-    rootflags=/ rw init="$work/init" con=null con0=null,fd:1 quiet loglevel=0 </dev/null
+    rootflags=/ rw init="$work/init" con=null con0=null,fd:1 quiet loglevel=0 \
+    ${kparams[@]+"${kparams[@]}"} </dev/null
 uml_status=$?
 set -e
 if [[ ! -s $work/status ]]; then

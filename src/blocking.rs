@@ -303,7 +303,11 @@ pub fn lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
         Ok(it) => it.collect(),
         Err(e) => {
-            log::debug!("resolving {host:?}: {e}");
+            log::debug!(
+                "name not resolved: host={} error={}",
+                crate::logfmt::LogSafe(host),
+                crate::logfmt::Quoted(&e)
+            );
             return Err(io::Error::new(io::ErrorKind::NotFound, e.to_string()));
         }
     };

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::config_file::{self, Entry, Origin};
 use crate::mgmt::audit;
-use crate::server::{AccessLog, Config, MgmtConfig, UnixSocket};
+use crate::server::{AccessLog, Config, MetricsConfig, MgmtConfig, UnixSocket};
+use crate::sys::sctp::PathParams;
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
 /// The usage text printed by `-h`.
@@ -34,6 +35,12 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --mgmt-unix-mode OCTAL  permissions of that socket (default: 0600, owner only)
       --mgmt-unix-group GROUP group of that socket, a name or a number (default:
                               socks5d's own)
+      --metrics-listen ADDR:PORT
+                              serve Prometheus metrics (GET /metrics, plain HTTP)
+                              on ADDR:PORT ([v6]:PORT, a host name's first
+                              address, or a bare PORT on 127.0.0.1) (default: off)
+      --metrics-max-users N   the most users with metrics series of their own; the
+                              rest are summed into user=\"other\" (default: 100)
   -u, --user USER:PASS        a proxy user; repeatable. The password is everything
                               after the first ':'
       --admin USER:PASS       an administrator (may also use the proxy); repeatable
@@ -50,6 +57,18 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               once; past it the oldest is aborted (default: 32)
       --mgmt-login-grace S    seconds a management association may take to log in
                               before it is aborted (default: 10)
+      --mgmt-heartbeat S      SCTP heartbeat interval of each idle path of a
+                              management association (default: 1)
+      --mgmt-path-max-retrans N
+                              timeouts in a row, plus one, that make such a path
+                              inactive; its traffic moves to the peer's other
+                              addresses (default: 2)
+      --mgmt-rto-min S        least SCTP retransmission timeout; keep it above the
+                              peers' delayed acknowledgement, 0.2 on Linux
+                              (default: 0.3)
+      --mgmt-rto-max S        greatest SCTP retransmission timeout: a request on
+                              a failed path goes on the next path after at most
+                              this long (default: 1)
       --max-login-failures N  refused management log ins from one source (an
                               address, or a local user over --mgmt-unix) within a
                               minute that start a penalty (default: 10)
@@ -212,6 +231,33 @@ fn parse_listen(opt: &str, v: &str) -> Result<Vec<IpAddr>, UsageError> {
     Ok(ips)
 }
 
+/// The metrics endpoint's address: `IP:PORT`, `[IPv6]:PORT`, `NAME:PORT`
+/// (the name resolved once, now; its first address) or a bare `PORT` on
+/// 127.0.0.1.
+fn parse_metrics_listen(opt: &str, v: &str) -> Result<SocketAddr, UsageError> {
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(SocketAddr::new(
+            Ipv4Addr::LOCALHOST.into(),
+            parse_port(opt, v)?,
+        ));
+    }
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return err(format!("{opt}: '{}' is not ADDR:PORT", v.escape_default()));
+    };
+    let port = parse_port(opt, port)?;
+    if host.contains(':') || host.starts_with('[') {
+        return err(format!(
+            "{opt}: '{}' is not ADDR:PORT (an IPv6 address goes in brackets: [::1]:9464)",
+            v.escape_default()
+        ));
+    }
+    let ip = parse_listen(opt, host)?[0];
+    Ok(SocketAddr::new(ip, port))
+}
+
 /// The longest path a Unix socket address holds (sun_path, less its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -264,6 +310,19 @@ fn parse_count(opt: &str, v: &str) -> Result<usize, UsageError> {
     match v.parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
         _ => err(format!("{opt}: '{v}' is not a number from 1 to 1024")),
+    }
+}
+
+/// An SCTP timer's seconds: fractions allowed, in whole milliseconds as
+/// the kernel takes them, from 0.01 s to an hour.
+fn parse_sctp_time(opt: &str, v: &str) -> Result<Duration, UsageError> {
+    match v.parse::<f64>() {
+        Ok(s) if (0.01..=3600.0).contains(&s) => {
+            Ok(Duration::from_millis((s * 1000.0).round() as u64))
+        }
+        _ => err(format!(
+            "{opt}: '{v}' is not a number of seconds from 0.01 to 3600"
+        )),
     }
 }
 
@@ -498,6 +557,8 @@ fn takes_value(opt: &str) -> bool {
             | "--mgmt-unix"
             | "--mgmt-unix-mode"
             | "--mgmt-unix-group"
+            | "--metrics-listen"
+            | "--metrics-max-users"
             | "-u"
             | "--user"
             | "--admin"
@@ -511,6 +572,10 @@ fn takes_value(opt: &str) -> bool {
             | "--run-as"
             | "--max-mgmt-unauthenticated"
             | "--mgmt-login-grace"
+            | "--mgmt-heartbeat"
+            | "--mgmt-path-max-retrans"
+            | "--mgmt-rto-min"
+            | "--mgmt-rto-max"
             | "--max-admin-sessions"
             | "--max-login-failures"
             | "--max-auth-failures"
@@ -600,11 +665,14 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     let mut run_as: Option<String> = None;
     let mut max_unauthenticated = 32usize;
     let mut login_grace = Duration::from_secs(10);
+    let mut paths = PathParams::LAN;
     let mut max_admin_sessions = 64usize;
     let mut max_login_failures = 10u32;
     let mut mgmt_unix: Option<PathBuf> = None;
     let mut mgmt_unix_mode: Option<u32> = None;
     let mut mgmt_unix_group: Option<u32> = None;
+    let mut metrics_listen: Option<SocketAddr> = None;
+    let mut metrics_max_users: Option<usize> = None;
 
     let mut it = args.into_iter();
     while let Some((arg, origin)) = it.next() {
@@ -647,6 +715,13 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                 "--mgmt-unix" => mgmt_unix = Some(parse_socket_path(&opt, v)?),
                 "--mgmt-unix-mode" => mgmt_unix_mode = Some(parse_mode(&opt, v)?),
                 "--mgmt-unix-group" => mgmt_unix_group = Some(parse_group(&opt, v)?),
+                "--metrics-listen" => metrics_listen = Some(parse_metrics_listen(&opt, v)?),
+                "--metrics-max-users" => {
+                    metrics_max_users = match v.parse::<usize>() {
+                        Ok(n) if n <= 1_000_000 => Some(n),
+                        _ => return err(format!("{opt}: '{v}' is not a number from 0 to 1000000")),
+                    };
+                }
                 "-u" | "--user" => parse_user(&mut users, &mut plain, &opt, v, Role::Proxy)?,
                 "--admin" => parse_user(&mut users, &mut plain, &opt, v, Role::Admin)?,
                 "--user-env" | "--admin-env" => {
@@ -670,6 +745,15 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                 "--max-mgmt-unauthenticated" => max_unauthenticated = parse_count(&opt, v)?,
                 "--mgmt-login-grace" => {
                     login_grace = parse_secs(&opt, v, false)?.unwrap_or_default();
+                }
+                "--mgmt-heartbeat" => paths.heartbeat = parse_sctp_time(&opt, v)?,
+                "--mgmt-rto-min" => paths.rto_min = parse_sctp_time(&opt, v)?,
+                "--mgmt-rto-max" => paths.rto_max = parse_sctp_time(&opt, v)?,
+                "--mgmt-path-max-retrans" => {
+                    paths.path_max_retrans = match v.parse::<u16>() {
+                        Ok(n) if (1..=100).contains(&n) => n,
+                        _ => return err(format!("{opt}: '{v}' is not a number from 1 to 100")),
+                    };
                 }
                 "--max-admin-sessions" => max_admin_sessions = parse_count(&opt, v)?,
                 "--max-login-failures" => {
@@ -851,6 +935,13 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
             cfg.penalty.base.as_secs_f64()
         ));
     }
+    if paths.rto_min > paths.rto_max {
+        return err(format!(
+            "--mgmt-rto-min ({} s) is longer than --mgmt-rto-max ({} s)",
+            paths.rto_min.as_secs_f64(),
+            paths.rto_max.as_secs_f64()
+        ));
+    }
     if socks_ips.is_empty() {
         socks_ips = vec![
             IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -904,6 +995,14 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
         None if mgmt_unix_group.is_some() => return err("--mgmt-unix-group: needs --mgmt-unix"),
         None => None,
     };
+    cfg.metrics = match (metrics_listen, metrics_max_users) {
+        (Some(addr), max) => Some(MetricsConfig {
+            max_users: max.unwrap_or(MetricsConfig::DEFAULT_MAX_USERS),
+            ..MetricsConfig::new(addr)
+        }),
+        (None, Some(_)) => return err("--metrics-max-users: needs --metrics-listen"),
+        (None, None) => None,
+    };
     cfg.mgmt = Some(MgmtConfig {
         required,
         max_unauthenticated,
@@ -911,6 +1010,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
         max_sessions: max_admin_sessions,
         max_failures: max_login_failures,
         unix,
+        paths,
         ..MgmtConfig::new(mgmt_addrs, mgmt_port)
     });
     Ok(Command::Run(Box::new(Options {
@@ -945,6 +1045,15 @@ mod tests {
         assert_eq!(m.max_sessions, 64);
         assert_eq!(m.max_unauthenticated, 32);
         assert_eq!(m.login_grace, Duration::from_secs(10));
+        assert_eq!(
+            m.paths,
+            PathParams {
+                heartbeat: Duration::from_secs(1),
+                path_max_retrans: 2,
+                rto_min: Duration::from_millis(300),
+                rto_max: Duration::from_secs(1),
+            }
+        );
         assert_eq!(o.config.worker.handshake_timeout, Duration::from_secs(10));
         assert_eq!(o.config.worker.idle_timeout, None);
         assert_eq!(
@@ -1082,6 +1191,62 @@ mod tests {
     }
 
     #[test]
+    fn management_path_settings() {
+        let o = run(&[
+            "-l",
+            "127.0.0.1",
+            "--mgmt-heartbeat",
+            "0.5",
+            "--mgmt-path-max-retrans=1",
+            "--mgmt-rto-min",
+            "0.05",
+            "--mgmt-rto-max=0.3",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.config.mgmt.unwrap().paths,
+            PathParams {
+                heartbeat: Duration::from_millis(500),
+                path_max_retrans: 1,
+                rto_min: Duration::from_millis(50),
+                rto_max: Duration::from_millis(300),
+            }
+        );
+        // One bound alone may cross the other's default.
+        let o = run(&[
+            "-l",
+            "::1",
+            "--mgmt-rto-max",
+            "0.1",
+            "--mgmt-rto-min",
+            "0.1",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.config.mgmt.unwrap().paths.rto_max,
+            Duration::from_millis(100)
+        );
+        for bad in [
+            &["--mgmt-heartbeat", "0"][..],
+            &["--mgmt-heartbeat", "0.001"],
+            &["--mgmt-heartbeat", "3601"],
+            &["--mgmt-heartbeat", "x"],
+            &["--mgmt-path-max-retrans", "0"],
+            &["--mgmt-path-max-retrans", "101"],
+            &["--mgmt-path-max-retrans", "1.5"],
+            &["--mgmt-rto-min", "-1"],
+            &["--mgmt-rto-max"],
+            &["--mgmt-rto-min", "2"],
+            &["--mgmt-rto-max", "0.1"],
+        ] {
+            let e = run(&[&["-l", "127.0.0.1"], bad].concat()).unwrap_err();
+            assert!(e.0.starts_with("--mgmt-"), "{bad:?}: {e}");
+            assert!(e.0.contains(bad[0]), "{bad:?}: {e}");
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn management_unix_socket() {
         let o = run(&["-l", "127.0.0.1"]).unwrap();
         assert_eq!(o.config.mgmt.unwrap().unix, None);
@@ -1125,6 +1290,43 @@ mod tests {
         ] {
             let e = run(&[&["-l", "127.0.0.1"], bad].concat()).unwrap_err();
             assert!(e.0.starts_with("--mgmt-unix"), "{bad:?}: {e}");
+            assert!(!e.0.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_endpoint_options() {
+        let o = run(&["-l", "127.0.0.1"]).unwrap();
+        assert_eq!(o.config.metrics, None);
+        let metrics = |extra: &[&str]| {
+            run(&[&["-l", "127.0.0.1"], extra].concat())
+                .map(|o| o.config.metrics.expect("the endpoint is on"))
+        };
+        let m = metrics(&["--metrics-listen", "127.0.0.1:9464"]).unwrap();
+        assert_eq!(m.addr, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(m.max_users, 100);
+        let m = metrics(&["--metrics-listen=[::1]:0", "--metrics-max-users", "0"]).unwrap();
+        assert_eq!(m.addr, "[::1]:0".parse().unwrap());
+        assert_eq!(m.max_users, 0);
+        // A bare port is on loopback.
+        let m = metrics(&["--metrics-listen", "9464"]).unwrap();
+        assert_eq!(m.addr, "127.0.0.1:9464".parse().unwrap());
+        let m = metrics(&["--metrics-listen", "localhost:9464"]).unwrap();
+        assert!(m.addr.ip().is_loopback() && m.addr.port() == 9464, "{m:?}");
+        for bad in [
+            &["--metrics-listen", "127.0.0.1"][..],
+            &["--metrics-listen", "::1:9464"],
+            &["--metrics-listen", "[::1]"],
+            &["--metrics-listen", "127.0.0.1:70000"],
+            &["--metrics-listen", "bad host!:1"],
+            &["--metrics-listen", ""],
+            &["--metrics-listen", "99999"],
+            &["--metrics-listen", "1", "--metrics-max-users", "x"],
+            &["--metrics-listen", "1", "--metrics-max-users", "-1"],
+            &["--metrics-max-users", "5"],
+        ] {
+            let e = metrics(bad).unwrap_err();
+            assert!(e.0.starts_with("--metrics-"), "{bad:?}: {e}");
             assert!(!e.0.contains('\n'), "{bad:?}: {e}");
         }
     }

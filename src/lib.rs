@@ -28,6 +28,7 @@
 //!   users | rules      user table, credentials, users file and its writer, penalties |
 //!                      access rules: parser and compiled matcher, no I/O
 //!   sys                the kernel below std and mio
+//!   logfmt             how log lines write their values, for all of the above
 //! ```
 //!
 //! `unsafe` code, where the kernel must be called below std and mio, lives in
@@ -39,6 +40,7 @@
 pub mod blocking;
 pub mod cli;
 pub mod config_file;
+pub mod logfmt;
 pub mod metrics;
 pub mod mgmt;
 pub mod reactor;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use socks5d::cli::{self, Command};
 use socks5d::config_file::{self, Entry};
+use socks5d::logfmt::{LogSafe, Quoted};
 use socks5d::server::Server;
 use socks5d::sys;
 use socks5d::sys::notify::{State, notify};
@@ -47,7 +48,10 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run(o)) => o,
         Err(e) => {
-            eprintln!("socks5d: {e} (see socks5d -h)");
+            eprintln!(
+                "socks5d: bad command line: error={} help=\"socks5d -h\"",
+                Quoted(e)
+            );
             return ExitCode::from(2);
         }
     };
@@ -77,21 +81,22 @@ fn main() -> ExitCode {
     if !passwords.is_empty() {
         match sys::argv::overwrite(&passwords) {
             Ok(()) => log::warn!(
-                "passwords given with -u or --admin were visible to other local users \
-                 (ps, /proc) until now and stay in the shell's history; they are hidden \
-                 from now on. A users file (--users-file) keeps them off the command line"
+                "command-line passwords hidden: options=-u,--admin hint=\"they were visible \
+                 to other local users (ps, /proc) until now and stay in the shell's history; \
+                 a users file (--users-file) keeps them off the command line\""
             ),
             Err(e) => log::warn!(
-                "passwords given with -u or --admin stay visible to other local users \
-                 (ps, /proc): cannot overwrite them ({e}); a users file (--users-file) \
-                 keeps them off the command line"
+                "command-line passwords not hidden: options=-u,--admin error={} hint=\"they \
+                 stay visible to other local users (ps, /proc); a users file (--users-file) \
+                 keeps them off the command line\"",
+                Quoted(e)
             ),
         }
     }
 
     // Signals go to one thread only: block them before any thread starts.
     if let Err(e) = sys::signal::block() {
-        eprintln!("socks5d: cannot block signals: {e}");
+        eprintln!("socks5d: cannot block signals: error={}", Quoted(e));
         return ExitCode::FAILURE;
     }
 
@@ -101,44 +106,54 @@ fn main() -> ExitCode {
             .iter()
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(",")
     });
     let server = match Server::start(opts.config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("socks5d: {e}");
+            eprintln!("socks5d: not started: error={}", Quoted(e));
             return ExitCode::FAILURE;
         }
     };
     if let Some(user) = &opts.run_as {
         if let Err(e) = sys::privs::drop_to(user) {
-            eprintln!("socks5d: --run-as {user}: {e}");
+            eprintln!(
+                "socks5d: cannot drop privileges: run_as={} error={}",
+                LogSafe(user),
+                Quoted(e)
+            );
             return ExitCode::FAILURE;
         }
-        log::info!("running as {user}");
+        log::info!("privileges dropped: run_as={}", LogSafe(user));
     }
     let users = server.users().snapshot().len();
     if users == 0 {
-        log::warn!("no users: clients connect without authentication (method X'00')");
+        log::warn!("clients connect without authentication: users=0 method=x00");
     } else {
-        log::info!("{users} user(s); clients must authenticate (RFC 1929)");
+        log::info!("clients must authenticate: users={users} method=x02");
     }
-    log::info!("{} workers", server.workers());
+    log::info!("workers started: workers={}", server.workers());
     if let (Some(port), Some(addrs)) = (server.mgmt_port(), mgmt_addrs) {
-        log::info!("management (SCTP) listening on {addrs} port {port}");
+        log::info!("management listening: transport=sctp addrs={addrs} port={port}");
     }
     if let Some(path) = server.mgmt_unix() {
-        log::info!("management (Unix) listening on {}", path.display());
+        log::info!(
+            "management listening: transport=unix path={}",
+            LogSafe(path.display())
+        );
+    }
+    if let Some(a) = server.metrics_addr() {
+        log::info!("metrics listening: addr={a} path=/metrics");
     }
     for a in server.local_addrs() {
-        log::info!("SOCKS5 listening on {a}");
+        log::info!("socks5 listening: addr={a}");
     }
     notify(State::Ready);
 
     loop {
         match sys::signal::wait() {
             Ok(Request::Reload) => {
-                log::info!("SIGHUP: reloading");
+                log::info!("reloading: signal=SIGHUP");
                 notify(State::Reloading);
                 server.reload();
                 if let Some((path, entries)) = &mut config {
@@ -148,32 +163,32 @@ fn main() -> ExitCode {
                             names.retain(|n| !given.contains(n));
                             if !names.is_empty() {
                                 log::warn!(
-                                    "{}: changed settings take effect at the next restart: {}",
-                                    path.display(),
-                                    names.join(", ")
+                                    "config changes wait for a restart: path={} settings={}",
+                                    LogSafe(path.display()),
+                                    names.join(",")
                                 );
                             }
                             *entries = now;
                         }
-                        Err(e) => log::error!("{e}; settings unchanged"),
+                        Err(e) => log::error!("config not reloaded: error={}", Quoted(e)),
                     }
                 }
                 notify(State::Ready);
             }
             Ok(Request::Stop(sig)) => {
-                log::info!("{sig}: no new connections; open tunnels have {grace:?} to finish");
+                log::info!("stopping: signal={sig} grace_s={}", grace.as_secs_f64());
                 notify(State::Stopping);
                 break;
             }
             Err(e) => {
-                log::error!("waiting for signals: {e}; stopping");
+                log::error!("stopping on a signal error: error={}", Quoted(e));
                 break;
             }
         }
     }
     let totals = server.shutdown();
     log::info!(
-        "stopped: {} connections served, {} bytes relayed",
+        "stopped: connections={} bytes={}",
         totals.historic,
         totals.bytes()
     );
@@ -198,9 +213,10 @@ fn warn_if_readable(path: &Path, entries: &[Entry]) {
         && meta.permissions().mode() & 0o077 != 0
     {
         log::warn!(
-            "{} holds passwords and others may read it (mode {:o}): chmod 600 {0}",
-            path.display(),
-            meta.permissions().mode() & 0o777
+            "config file with passwords readable by others: path={} mode={:o} hint={}",
+            LogSafe(path.display()),
+            meta.permissions().mode() & 0o777,
+            Quoted(format_args!("chmod 600 {}", path.display()))
         );
     }
 }
@@ -219,7 +235,10 @@ fn user_command(args: &[String]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("socks5d user: {e} (see socks5d user -h)");
+            eprintln!(
+                "socks5d: bad command line: error={} help=\"socks5d user -h\"",
+                Quoted(e)
+            );
             return ExitCode::from(2);
         }
     };
@@ -260,7 +279,7 @@ fn user_command(args: &[String]) -> ExitCode {
                 role: if *admin { Role::Admin } else { Role::Proxy },
             },
             Err(e) => {
-                eprintln!("socks5d user: {e}");
+                eprintln!("socks5d: no password: error={}", Quoted(e));
                 return ExitCode::FAILURE;
             }
         },
@@ -270,7 +289,7 @@ fn user_command(args: &[String]) -> ExitCode {
                 password: p,
             },
             Err(e) => {
-                eprintln!("socks5d user: {e}");
+                eprintln!("socks5d: no password: error={}", Quoted(e));
                 return ExitCode::FAILURE;
             }
         },
@@ -287,15 +306,25 @@ fn user_command(args: &[String]) -> ExitCode {
                 }
             } else {
                 eprintln!(
-                    "socks5d user: {change} done in {}; a running socks5d reads it at its next \
-                     change, on SIGHUP or on RELOAD",
-                    cmd.users_file.display()
+                    "socks5d: users file changed: {change} path={} hint=\"a running socks5d \
+                     reads it at its next change, on SIGHUP or on RELOAD\"",
+                    LogSafe(cmd.users_file.display())
                 );
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("socks5d user: {e}");
+            let path = LogSafe(cmd.users_file.display());
+            match cmd.action {
+                cli::UserAction::List => eprintln!(
+                    "socks5d: users file not read: path={path} error={}",
+                    Quoted(e)
+                ),
+                _ => eprintln!(
+                    "socks5d: users file not changed: {change} path={path} error={}",
+                    Quoted(e)
+                ),
+            }
             ExitCode::FAILURE
         }
     }

@@ -13,6 +13,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::blocking::{HostMap, Pool};
+use crate::logfmt::{LogSafe, Quoted};
+use crate::metrics::exposition::{self, Limits, Sources};
 use crate::metrics::{Aggregator, Report, Snapshot, Totals};
 use crate::mgmt::audit::{self, Audit};
 use crate::mgmt::endpoint;
@@ -21,7 +23,7 @@ use crate::reactor::limits::SessionLimits;
 use crate::reactor::{Shared, Worker, WorkerConfig, WorkerHandle};
 use crate::rules::{self, Rules};
 use crate::sys;
-use crate::sys::sctp::SctpSocket;
+use crate::sys::sctp::{PathParams, SctpSocket};
 use crate::sys::seqpacket::{self, BindError, Listener};
 use crate::users::file::{self, Cost};
 use crate::users::penalty::{Penalties, PenaltyConfig};
@@ -79,6 +81,34 @@ pub struct Config {
     pub max_users: usize,
     /// The access rules file (`None`: the safe default).
     pub rules_file: Option<PathBuf>,
+    /// The Prometheus endpoint, if it is to be served.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// Where and how the Prometheus endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Its address (port 0: an ephemeral one).
+    pub addr: SocketAddr,
+    /// The most users with series of their own; the rest are summed into
+    /// `user="other"`.
+    pub max_users: usize,
+    /// Its connection limit and timeouts.
+    pub limits: Limits,
+}
+
+impl MetricsConfig {
+    /// `--metrics-max-users` when not given.
+    pub const DEFAULT_MAX_USERS: usize = 100;
+
+    /// The defaults on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        MetricsConfig {
+            addr,
+            max_users: MetricsConfig::DEFAULT_MAX_USERS,
+            limits: Limits::default(),
+        }
+    }
 }
 
 /// Where and how the management endpoint listens.
@@ -103,6 +133,9 @@ pub struct MgmtConfig {
     pub max_failures: u32,
     /// The Unix-domain socket to serve the protocol on too, if any.
     pub unix: Option<UnixSocket>,
+    /// Heartbeats and retransmission timeouts of the SCTP associations
+    /// (how soon a session leaves a dead path, and finds a dead peer).
+    pub paths: PathParams,
 }
 
 /// The management protocol's Unix-domain SOCK_SEQPACKET socket.
@@ -139,6 +172,7 @@ impl MgmtConfig {
             max_sessions: 64,
             max_failures: 10,
             unix: None,
+            paths: PathParams::LAN,
         }
     }
 }
@@ -163,6 +197,7 @@ impl Default for Config {
             hash_cost: Cost::DEFAULT,
             max_users: crate::users::store::MAX_USERS,
             rules_file: None,
+            metrics: None,
         }
     }
 }
@@ -187,6 +222,8 @@ pub enum StartError {
     /// The rules file could not be read or has an error (its text names
     /// the file and line).
     Rules(String),
+    /// The metrics endpoint's address could not be bound.
+    Metrics(SocketAddr, io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -203,6 +240,7 @@ impl fmt::Display for StartError {
             },
             StartError::ManagementUnix(e) => write!(f, "management socket {e}"),
             StartError::Rules(e) => write!(f, "rules: {e}"),
+            StartError::Metrics(a, e) => write!(f, "metrics endpoint: cannot listen on {a}: {e}"),
         }
     }
 }
@@ -220,6 +258,8 @@ pub struct Server {
     mgmt_port: Option<u16>,
     mgmt_unix: Option<PathBuf>,
     mgmt: Option<Service>,
+    /// The Prometheus endpoint.
+    metrics_http: Option<exposition::Service>,
     writer: Option<thread::JoinHandle<()>>,
     /// The users' writer, for SIGHUP's reload.
     changes: crossbeam_channel::Sender<ChangeRequest>,
@@ -264,7 +304,7 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
                 )));
             }
             file::create_new(path).map_err(|e| err(e.to_string()))?;
-            log::info!("users file {} created", path.display());
+            log::info!("users file created: path={}", LogSafe(path.display()));
             Vec::new()
         }
         Err(e) => return Err(err(e.to_string())),
@@ -276,8 +316,8 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
     for (name, u) in cfg.users.entries() {
         if u.secret.stored().is_none() {
             log::warn!(
-                "user {}: no stored hash; it is not written to the users file",
-                u.name
+                "user not written to the users file: user={} reason=no-stored-hash",
+                LogSafe(&u.name)
             );
         }
         table.insert(name, u.role, u.secret.clone());
@@ -295,14 +335,14 @@ fn mgmt_sockets(
 ) -> Result<(Option<SctpSocket>, Option<Listener>), StartError> {
     if let Some(ip) = m.addrs.iter().find(|ip| !ip.is_loopback()) {
         log::warn!(
-            "management listens on {ip}, not only loopback: log ins and passwords cross \
-             the network unencrypted; keep it on a trusted network"
+            "management listens beyond loopback: addr={ip} hint=\"log ins and passwords \
+             cross the network unencrypted; keep it on a trusted network\""
         );
     }
     if users.snapshot().count(Role::Admin) == 0 {
         log::warn!(
-            "no administrator: the management endpoint stays closed; add one with \
-             --admin USER:PASS or with role 'admin' in the users file"
+            "management endpoint closed: admins=0 hint=\"add one with --admin \
+             USER:PASS or with role 'admin' in the users file\""
         );
         return Ok((None, None));
     }
@@ -315,9 +355,9 @@ fn mgmt_sockets(
             let l = Listener::bind(&u.path, access).map_err(StartError::ManagementUnix)?;
             if u.mode & 0o007 != 0 {
                 log::warn!(
-                    "management socket {} is open to every local user (mode {:04o}); \
-                     they still have to log in",
-                    u.path.display(),
+                    "management socket open to every local user: path={} mode={:04o} \
+                     hint=\"they still have to log in\"",
+                    LogSafe(u.path.display()),
                     u.mode
                 );
             }
@@ -325,28 +365,43 @@ fn mgmt_sockets(
         }
         None => None,
     };
-    match SctpSocket::listen_many(&m.addrs, m.port) {
+    match SctpSocket::listen_many(&m.addrs, m.port, &m.paths) {
         Ok(s) => Ok((Some(s), unix)),
         Err(e) if !m.required => {
             let hint = sys::sctp::unsupported_hint(&e).unwrap_or("check -L and -P");
             match &m.unix {
                 Some(u) => log::error!(
-                    "management endpoint not served over SCTP: SCTP socket on port {}: \
-                     {e}: {hint}; it is served on the Unix socket {}, and SOCKS service \
-                     goes on",
+                    "management endpoint not served over sctp: port={} error={} hint={} \
+                     unix={} socks=serving",
                     m.port,
-                    u.path.display()
+                    Quoted(&e),
+                    Quoted(hint),
+                    LogSafe(u.path.display())
                 ),
                 None => log::error!(
-                    "management endpoint not served: SCTP socket on port {}: {e}: {hint}; \
-                     SOCKS service goes on",
-                    m.port
+                    "management endpoint not served: port={} error={} hint={} socks=serving",
+                    m.port,
+                    Quoted(&e),
+                    Quoted(hint)
                 ),
             }
             Ok((None, unix))
         }
         Err(e) => Err(StartError::Management(e)),
     }
+}
+
+/// Binds the Prometheus endpoint's address, warning when it is not loopback.
+fn metrics_listener(m: &MetricsConfig) -> Result<TcpListener, StartError> {
+    if !m.addr.ip().is_loopback() {
+        log::warn!(
+            "metrics endpoint listens beyond loopback: addr={} hint=\"anyone who reaches it \
+             reads the counters and the user names, over plain HTTP; keep it on a trusted \
+             network\"",
+            m.addr.ip()
+        );
+    }
+    TcpListener::bind(m.addr).map_err(|e| StartError::Metrics(m.addr, e))
 }
 
 /// Reads and compiles a rules file; the error names the file and line.
@@ -362,7 +417,10 @@ impl Server {
         let (mut table, write_back) = initial_users(&cfg)?;
         table.set_refusal_cost(cfg.hash_cost);
         if cfg.users_file.is_none() {
-            log::info!("no users file: user changes will not survive a restart (see --users-file)");
+            log::info!(
+                "no users file: hint=\"user changes will not survive a restart (see \
+                 --users-file)\""
+            );
         }
         let cpus = sys::cpu::allowed_cpus().unwrap_or_default();
         let n = cfg.workers.unwrap_or(cpus.len()).max(1);
@@ -415,6 +473,7 @@ impl Server {
         .map_err(StartError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));
 
+        let metrics_sock = cfg.metrics.as_ref().map(metrics_listener).transpose()?;
         let (mgmt_sock, mgmt_listener) = match &cfg.mgmt {
             Some(m) => mgmt_sockets(m, &users)?,
             None => (None, None),
@@ -432,20 +491,23 @@ impl Server {
                     own.extend(m.addrs.iter().map(|&a| SocketAddr::new(a, port)));
                 }
                 let host = sys::net::host_addrs().unwrap_or_else(|e| {
-                    log::warn!("rules: cannot list this host's addresses: {e}");
+                    log::warn!(
+                        "host addresses not listed for the default rules: error={}",
+                        Quoted(e)
+                    );
                     Vec::new()
                 });
                 Rules::default_for(&own, &host)
             }
         };
-        log::info!(
-            "rules: {} ({} rule(s))",
-            cfg.rules_file.as_ref().map_or_else(
-                || "the safe default".to_owned(),
-                |p| p.display().to_string()
+        match &cfg.rules_file {
+            Some(p) => log::info!(
+                "rules loaded: path={} rules={}",
+                LogSafe(p.display()),
+                rules.len()
             ),
-            rules.len()
-        );
+            None => log::info!("default rules loaded: rules={}", rules.len()),
+        }
         let rules = rules::Shared::new(rules);
         let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
         let mut store = Store::new(Arc::clone(&users), cfg.users_file.clone())
@@ -457,11 +519,11 @@ impl Server {
             // users' writer: a bad file changes nothing, and the answer says so.
             store = store.with_reload(Box::new(move || {
                 let rules = load_rules(&path).map_err(|e| {
-                    log::error!("rules: {e}; rules unchanged");
+                    log::error!("rules not reloaded: error={}", Quoted(e));
                 })?;
                 let n = rules.len();
                 shared.replace(rules);
-                log::info!("rules file {} reloaded: {n} rule(s)", path.display());
+                log::info!("rules reloaded: path={} rules={n}", LogSafe(path.display()));
                 Ok(())
             }));
         }
@@ -485,6 +547,20 @@ impl Server {
                 };
                 Some(Service::start(sock, listener, shared).map_err(StartError::Setup)?)
             }
+        };
+        let metrics_http = match (metrics_sock, &cfg.metrics) {
+            (Some(l), Some(m)) => {
+                let sources = Sources {
+                    totals: Arc::clone(aggregator.totals()),
+                    users: Arc::clone(&users),
+                    workers: n,
+                };
+                Some(
+                    exposition::Service::start(l, sources, m.max_users, m.limits)
+                        .map_err(StartError::Setup)?,
+                )
+            }
+            _ => None,
         };
         let shared = Shared {
             users: Arc::clone(&users),
@@ -532,6 +608,7 @@ impl Server {
             mgmt_port,
             mgmt_unix,
             mgmt,
+            metrics_http,
             writer: Some(writer),
             changes: changes_tx,
             reports,
@@ -552,9 +629,13 @@ impl Server {
             match open_access_log(p) {
                 Ok(w) => {
                     let _ = self.reports.send(Report::Reopen(w));
-                    log::info!("access log {} reopened", p.display());
+                    log::info!("access log reopened: path={}", LogSafe(p.display()));
                 }
-                Err(e) => log::error!("access log {}: {e}; still writing the old one", p.display()),
+                Err(e) => log::error!(
+                    "access log not reopened: path={} error={}",
+                    LogSafe(p.display()),
+                    Quoted(e)
+                ),
             }
         }
         if self.users_file.is_none() && self.rules_file.is_none() {
@@ -575,7 +656,7 @@ impl Server {
         let ok = match self.changes.send(req).map(|()| rx.recv()) {
             Ok(Ok(result)) => result.is_ok(),
             _ => {
-                log::error!("users writer is gone; users unchanged");
+                log::error!("users not reloaded: reason=writer-gone");
                 false
             }
         };
@@ -590,6 +671,14 @@ impl Server {
     /// The management Unix socket's path, when it is served.
     pub fn mgmt_unix(&self) -> Option<&std::path::Path> {
         self.mgmt_unix.as_deref()
+    }
+
+    /// The Prometheus endpoint's address (an ephemeral port filled in),
+    /// when it is served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_http
+            .as_ref()
+            .map(exposition::Service::local_addr)
     }
 
     /// The SOCKS addresses actually bound (ephemeral ports filled in).
@@ -622,6 +711,9 @@ impl Server {
     pub fn shutdown(self) -> Snapshot {
         self.stop.store(true, Ordering::Release);
         if let Some(m) = self.mgmt {
+            m.stop();
+        }
+        if let Some(m) = self.metrics_http {
             m.stop();
         }
         // The aggregator ends when the workers' senders and this one are gone.

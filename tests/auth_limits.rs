@@ -224,25 +224,29 @@ fn an_unknown_name_is_refused_after_the_same_work_as_a_wrong_password() {
     let users = users_file("auth-timing", &[("alice", "alice-pw")]);
     let d = daemon(&users, &["--auth-penalty-exempt", "127.0.0.0/8"]);
     assert_eq!(log_in("127.0.0.2", d.addr, "alice", "alice-pw").0, 0x00);
-    let median = |user: &str| {
-        let mut t: Vec<Duration> = (0..10)
-            .map(|_| {
-                let (s, took) = log_in("127.0.0.2", d.addr, user, "not-the-password");
-                assert_eq!(s, 0x01);
-                took
-            })
-            .collect();
+    // The two kinds alternate, so that both see the same load on a busy
+    // machine (taken one batch after the other, a change of load between
+    // the batches once made them differ threefold).
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        for (user, into) in [("alice", &mut known), ("nobody-of-that-name", &mut unknown)] {
+            let (s, took) = log_in("127.0.0.2", d.addr, user, "not-the-password");
+            assert_eq!(s, 0x01);
+            into.push(took);
+        }
+    }
+    let median = |mut t: Vec<Duration>| {
         t.sort();
-        t[5]
+        t[t.len() / 2]
     };
-    let known = median("alice");
-    let unknown = median("nobody-of-that-name");
+    let (known, unknown) = (median(known), median(unknown));
     eprintln!("refusal medians: known name {known:?}, unknown name {unknown:?}");
     // Before every refusal went through Argon2id, an unknown name was
-    // refused in microseconds and a hash-only user in tens of milliseconds.
+    // refused in microseconds and a hash-only user in tens of milliseconds:
+    // a thousandfold, far outside this band.
     let ratio = unknown.as_secs_f64() / known.as_secs_f64();
     assert!(
-        (0.33..3.0).contains(&ratio),
+        (0.25..4.0).contains(&ratio),
         "unknown {unknown:?} vs known {known:?}"
     );
 }
@@ -298,11 +302,11 @@ fn repeated_failures_earn_a_per_source_penalty() {
     let log = d.stderr();
     let lines: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("refused unchecked"))
+        .filter(|l| l.contains("socks authentications refused unchecked: "))
         .collect();
     assert_eq!(lines.len(), 1, "one line per penalty:\n{log}");
     assert!(
-        lines[0].contains("5 failures from 127.0.0.4") && lines[0].contains("for 60 s"),
+        lines[0].ends_with(": source=127.0.0.4 failures=5 penalty_s=60"),
         "{}",
         lines[0]
     );

@@ -126,7 +126,7 @@ fn out_of_descriptors_pauses_accepting_and_recovers() {
         c.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
         pending.push(c);
     }
-    wait_stderr(&d, "accepting pauses", 1, Duration::from_secs(5));
+    wait_stderr(&d, " accepting=paused ", 1, Duration::from_secs(5));
 
     // (b) While out of descriptors, with clients queued, socks5d idles.
     let cpu0 = cpu_time(pid);
@@ -351,7 +351,7 @@ fn out_of_descriptors_new_clients_beat_stale_handshakes() {
     }
     wait_stderr(
         &d,
-        &format!("{EVICT_AT_ONCE} handshakes without a user closed to make room"),
+        &format!(" closed_for_room={EVICT_AT_ONCE} "),
         1,
         Duration::from_secs(5),
     );
@@ -670,7 +670,7 @@ fn sighup_reopens_the_access_log() {
 
     fs::rename(&path, &rotated).expect("rename the access log");
     d.signal(Signal::SIGHUP);
-    wait_stderr(&d, "reopened", 1, Duration::from_secs(5));
+    wait_stderr(&d, "access log reopened: path=", 1, Duration::from_secs(5));
     let after = one_logged_tunnel(&d, target);
     support::wait_log_line(&path, Duration::from_secs(5), |l| l.contains(&field(after)));
 
@@ -729,7 +729,7 @@ fn sighup_reloads_the_users_file() {
     file::save(&users, &[alice, record("bob", "bob-pw", Role::Proxy)])
         .expect("rewrite the users file");
     d.signal(Signal::SIGHUP);
-    wait_stderr(&d, "reloaded", 1, Duration::from_secs(5));
+    wait_stderr(&d, "users file reloaded: path=", 1, Duration::from_secs(5));
     let end = Instant::now() + Duration::from_secs(5);
     while auth_status(d.addr, "bob", "bob-pw") != 0 {
         assert!(
@@ -790,7 +790,11 @@ fn run_as_nobody_drops_root_and_still_serves() {
         !groups.iter().any(|g| g == "0"),
         "supplementary groups {groups:?}"
     );
-    assert!(d.stderr().contains("running as nobody"), "{}", d.stderr());
+    assert!(
+        d.stderr().contains("privileges dropped: run_as=nobody"),
+        "{}",
+        d.stderr()
+    );
     let mut t = tunnel(d.addr, target);
     exchange(&mut t, b"as nobody", b"as nobody");
     assert!(close_tunnel(t).is_empty());
@@ -858,11 +862,12 @@ fn run_as_without_root_fails_clearly() {
     assert_eq!(out.status.code(), Some(1), "exit status; stderr:\n{err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("socks5d: --run-as nobody:") && last.contains("needs root"),
+        last.starts_with("socks5d: cannot drop privileges: run_as=nobody error=\"")
+            && last.contains("needs root"),
         "the last line must say why: {last:?}; stderr:\n{err}"
     );
     assert!(
-        !err.contains("SOCKS5 listening on"),
+        !err.contains("socks5 listening:"),
         "it announced SOCKS service it cannot give:\n{err}"
     );
 }

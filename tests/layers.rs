@@ -12,6 +12,7 @@
 //!   users      rules     user table, credentials, users file, penalties;
 //!                        the access rules (parser and matcher, no I/O)
 //!   sys                  the kernel below std and mio
+//!   logfmt               how log lines write their values, for all of the above
 //! ```
 //!
 //! Each file under src/ is a module; a reference is any `crate::a::b` or
@@ -25,22 +26,25 @@ use std::path::Path;
 
 /// Each top-level module and the top-level modules it may use.
 const MAY_USE: &[(&str, &[&str])] = &[
-    ("sys", &[]),
+    ("logfmt", &[]),
+    ("sys", &["logfmt"]),
     ("config_file", &[]),
-    ("rules", &[]),
-    ("users", &["sys"]),
-    ("socks5", &["rules", "users", "sys"]),
-    ("metrics", &["socks5", "users", "sys"]),
-    ("blocking", &["users", "sys"]),
+    ("rules", &["logfmt"]),
+    ("users", &["sys", "logfmt"]),
+    ("socks5", &["rules", "users", "sys", "logfmt"]),
+    ("metrics", &["socks5", "users", "sys", "logfmt"]),
+    ("blocking", &["users", "sys", "logfmt"]),
     (
         "reactor",
-        &["blocking", "metrics", "socks5", "rules", "users", "sys"],
+        &[
+            "blocking", "metrics", "socks5", "rules", "users", "sys", "logfmt",
+        ],
     ),
-    ("mgmt", &["blocking", "metrics", "users", "sys"]),
+    ("mgmt", &["blocking", "metrics", "users", "sys", "logfmt"]),
     (
         "server",
         &[
-            "reactor", "mgmt", "blocking", "metrics", "socks5", "rules", "users", "sys",
+            "reactor", "mgmt", "blocking", "metrics", "socks5", "rules", "users", "sys", "logfmt",
         ],
     ),
     (
@@ -56,6 +60,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "rules",
             "users",
             "sys",
+            "logfmt",
         ],
     ),
 ];

@@ -177,7 +177,7 @@ fn a_rules_file_lets_loopback_through_and_judges_users_and_bind() {
     let f = access_fields(&d.access_line("user=bob ", SETTLE));
     assert_eq!(f["rule"], format!("{}:4", rules.display()));
     // `log` on that rule: the decision is in the log too.
-    d.stderr_line("rules: decision=deny", SETTLE);
+    d.stderr_line("rule decided: decision=deny ", SETTLE);
     // BIND is judged like CONNECT, with its own `cmd`.
     match try_request(d.addr, bob, CMD_BIND, echo) {
         Err(SocksError::RequestFailed(0x02)) => {}
@@ -217,15 +217,19 @@ fn sighup_and_reload_read_the_rules_again_and_a_broken_file_changes_nothing() {
     // SIGHUP with a good file: new requests see it at once.
     write_rules(&rules, "deny to 127.0.0.1\nallow\n");
     d.signal(Signal::SIGHUP);
-    d.wait_for_line("reloaded: 2 rule(s)", 1, SETTLE)
-        .expect("the reload logged");
+    d.wait_for_line(
+        &format!("rules reloaded: path={} rules=2", rules.display()),
+        1,
+        SETTLE,
+    )
+    .expect("the reload logged");
     assert_eq!(connect_reply(d.addr, alice, echo), 0x02);
 
     // SIGHUP with a broken one: the error names the file and line, and the
     // rules in force stay.
     write_rules(&rules, "allow\nallow to 300.0.0.1\n");
     d.signal(Signal::SIGHUP);
-    let line = d.stderr_line("rules unchanged", SETTLE);
+    let line = d.stderr_line("rules not reloaded: error=", SETTLE);
     assert!(
         line.contains(&format!("{}:2", rules.display())),
         "the error names the file and line: {line}"

@@ -2,8 +2,8 @@
 //! logs: it must add up every part, count the tools apart, and fail, naming
 //! what is missing, whenever a part has no closing line or anything failed.
 //!
-//! The logs are built from lines in the shapes cargo, libtest, c-tests/run.sh
-//! and `loadgen compare` print. A failure message quotes the script's output
+//! The logs are built from lines in the shapes cargo, libtest, c-tests/run.sh,
+//! `loadgen compare` and `loadgen scale` print. A failure message quotes the script's output
 //! indented, so that it cannot be read as a result line of this run's own log.
 
 use std::fs;
@@ -87,6 +87,12 @@ fn good_targets() -> Vec<String> {
 const C_TESTS: &str = "PASS: log in as root: reply is X'01' X'00'\n== ncat.sh: 4 passed, 0 failed\n\
                        c-tests: ran in 10.837 s\nc-tests: 7 passed, 0 failed\n";
 
+const SCALE: &str = "scale: step, 2000 tunnels: opened in 4.50 s (444/s); errors 0\n\
+                     PASS scale: baseline: socks5d's memory read\n\
+                     PASS scale: every tunnel closed in 1.27 s\n\
+                     scale: report: bench-results/scale-smoke/report.md\n\
+                     scale: 5 passed, 0 failed\n";
+
 const DEB: &str = "PASS deb: dpkg -i socks5d_0.1.0-1_amd64.deb\nPASS deb: files in place\n\
                    deb: 8 passed, 0 failed\n";
 
@@ -159,7 +165,7 @@ fn expect_failure(o: &Outcome, names: &[&str], summary: &str) {
 
 #[test]
 fn a_good_log_adds_up_and_counts_the_tools_apart() {
-    let log = cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + DEB;
+    let log = cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + SCALE + DEB;
     let o = summarise("good", &log);
     assert!(o.ok, "a good log failed:\n{}", shown(&o));
     for line in [
@@ -168,6 +174,7 @@ fn a_good_log_adds_up_and_counts_the_tools_apart() {
         "socks5d, C tests:        7 passed, 0 failed",
         "tools (loadgen, soak):   7 passed, 0 failed (2 targets)",
         "benchmark smoke runs:    9 passed, 0 failed",
+        "scale smoke (in UML):    5 passed, 0 failed",
         "Debian package:          8 passed, 0 failed",
     ] {
         assert!(
@@ -179,7 +186,7 @@ fn a_good_log_adds_up_and_counts_the_tools_apart() {
     assert!(!o.says("MISSING") && !o.says("FAILED"), "{}", shown(&o));
     assert_eq!(
         o.last_line(),
-        "summary: 46 passed, 0 failed",
+        "summary: 51 passed, 0 failed",
         "{}",
         shown(&o)
     );
@@ -192,14 +199,14 @@ fn a_target_killed_by_a_signal_is_named_and_counted() {
     targets.push("error: 1 target failed:\n    `--test faults`\n".into());
     let o = summarise(
         "killed",
-        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + SCALE + DEB),
     );
     expect_failure(
         &o,
         &[
             "MISSING: cargo target tests/faults.rs (socks5d): no \"test result\" line (signal: 9, SIGKILL: kill)",
         ],
-        "summary: 46 passed, 1 failed",
+        "summary: 51 passed, 1 failed",
     );
 }
 
@@ -212,14 +219,14 @@ fn a_tool_target_killed_last_is_named() {
     targets.push(killed_target("examples/soak/main.rs"));
     let o = summarise(
         "tool-killed",
-        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + SCALE + DEB),
     );
     expect_failure(
         &o,
         &[
             "MISSING: cargo target examples/soak/main.rs (a tool): no \"test result\" line (signal: 9",
         ],
-        "summary: 44 passed, 1 failed",
+        "summary: 49 passed, 1 failed",
     );
     assert!(
         o.says("tools (loadgen, soak):   5 passed, 1 failed (2 targets)"),
@@ -234,12 +241,12 @@ fn failed_tests_are_counted_and_their_target_named() {
     targets[2] = target("tests/relay.rs", 1, 1);
     let o = summarise(
         "failed-test",
-        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + SCALE + DEB),
     );
     expect_failure(
         &o,
         &["FAILED: cargo target tests/relay.rs (socks5d): 1 failed"],
-        "summary: 45 passed, 1 failed",
+        "summary: 50 passed, 1 failed",
     );
 }
 
@@ -250,14 +257,14 @@ fn an_ok_result_with_a_failed_exit_is_a_failure() {
                    process didn't exit successfully: `/w/target/debug/deps/sctp-0123` (exit status: 1)\n";
     let o = summarise(
         "liar",
-        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + SCALE + DEB),
     );
     expect_failure(
         &o,
         &[
             "FAILED: cargo target tests/sctp/main.rs (socks5d): its result line shows no failure, but cargo reports it failed (exit status: 1)",
         ],
-        "summary: 46 passed, 1 failed",
+        "summary: 51 passed, 1 failed",
     );
 }
 
@@ -267,7 +274,7 @@ fn c_tests_without_their_line_fail_and_say_why() {
                   make[1]: *** [Makefile:41: c-tests] Error 1\n";
     let o = summarise(
         "no-c-tests",
-        &(cargo_part(&good_targets()) + c_part + &bench(9, 0) + DEB),
+        &(cargo_part(&good_targets()) + c_part + &bench(9, 0) + SCALE + DEB),
     );
     expect_failure(
         &o,
@@ -276,7 +283,7 @@ fn c_tests_without_their_line_fail_and_say_why() {
             "uml-run: the UML kernel ended without a status",
             "Makefile:41: c-tests",
         ],
-        "summary: 39 passed, 1 failed",
+        "summary: 44 passed, 1 failed",
     );
 }
 
@@ -284,22 +291,22 @@ fn c_tests_without_their_line_fail_and_say_why() {
 fn a_failed_or_missing_bench_smoke_fails() {
     let o = summarise(
         "bench-failed",
-        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 1) + DEB),
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 1) + SCALE + DEB),
     );
     expect_failure(
         &o,
         &["FAILED: the benchmark smoke: 1 of 9 runs failed (run 0: no figure)"],
-        "summary: 45 passed, 1 failed",
+        "summary: 50 passed, 1 failed",
     );
 
     let o = summarise(
         "bench-missing",
-        &(cargo_part(&good_targets()) + C_TESTS + DEB),
+        &(cargo_part(&good_targets()) + C_TESTS + SCALE + DEB),
     );
     expect_failure(
         &o,
         &["MISSING: the benchmark smoke: no \"bench: N runs in S s, M failed\" line"],
-        "summary: 37 passed, 1 failed",
+        "summary: 42 passed, 1 failed",
     );
 
     // Interrupted after 4 of 9 runs: its last line says 4 runs, 0 failed.
@@ -310,12 +317,12 @@ fn a_failed_or_missing_bench_smoke_fails() {
         .collect::<String>();
     let o = summarise(
         "bench-cut",
-        &(cargo_part(&good_targets()) + C_TESTS + &cut + DEB),
+        &(cargo_part(&good_targets()) + C_TESTS + &cut + SCALE + DEB),
     );
     expect_failure(
         &o,
         &["MISSING: the benchmark smoke: 4 of 9 runs done"],
-        "summary: 41 passed, 5 failed",
+        "summary: 46 passed, 5 failed",
     );
 }
 
@@ -325,24 +332,24 @@ fn a_missing_sctp_suite_or_a_build_failure_fails() {
     targets.remove(3);
     let o = summarise(
         "no-sctp",
-        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + DEB),
+        &(cargo_part(&targets) + C_TESTS + &bench(9, 0) + SCALE + DEB),
     );
     expect_failure(
         &o,
         &["MISSING: the SCTP suite (tests/sctp/main.rs) did not run"],
-        "summary: 43 passed, 1 failed",
+        "summary: 48 passed, 1 failed",
     );
 
     let broken = "   Compiling socks5d v0.1.0 (/w)\nerror[E0425]: cannot find value `x`\n\
                   error: could not compile `socks5d` (test \"relay\") due to 1 previous error\n";
     let o = summarise(
         "no-build",
-        &(broken.to_owned() + C_TESTS + &bench(9, 0) + DEB),
+        &(broken.to_owned() + C_TESTS + &bench(9, 0) + SCALE + DEB),
     );
     expect_failure(
         &o,
         &["MISSING: cargo test ran no target (error: could not compile `socks5d` (test \"relay\")"],
-        "summary: 24 passed, 1 failed",
+        "summary: 29 passed, 1 failed",
     );
 }
 
@@ -358,9 +365,10 @@ fn a_log_cut_short_names_the_open_target() {
             "MISSING: the SCTP suite",
             "MISSING: the C tests",
             "MISSING: the benchmark smoke",
+            "MISSING: the scale smoke",
             "MISSING: the Debian package test",
         ],
-        "summary: 10 passed, 5 failed",
+        "summary: 10 passed, 6 failed",
     );
 }
 
@@ -370,20 +378,51 @@ fn a_failed_or_missing_package_test_fails() {
                   deb: 7 passed, 1 failed\n";
     let o = summarise(
         "deb-failed",
-        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + failed),
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + SCALE + failed),
     );
     expect_failure(
         &o,
         &["FAILED: the Debian package test: 1 failed"],
-        "summary: 45 passed, 1 failed",
+        "summary: 50 passed, 1 failed",
     );
     let o = summarise(
         "deb-missing",
-        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0)),
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + SCALE),
     );
     expect_failure(
         &o,
         &["MISSING: the Debian package test: no \"deb: N passed, N failed\" line"],
-        "summary: 38 passed, 1 failed",
+        "summary: 43 passed, 1 failed",
+    );
+}
+
+#[test]
+fn a_failed_or_missing_scale_smoke_fails() {
+    let failed = "PASS scale: baseline: socks5d's memory read\n\
+                  FAIL scale: 2,000 tunnels: errors or figures missing: loadgen ok=0\n\
+                  scale: 4 passed, 1 failed\n";
+    let o = summarise(
+        "scale-failed",
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + failed + DEB),
+    );
+    expect_failure(
+        &o,
+        &[
+            "FAILED: the scale smoke: 1 failed",
+            "scale smoke (in UML):    4 passed, 1 failed",
+        ],
+        "summary: 50 passed, 1 failed",
+    );
+    // The guest never came back: only the lines before the report.
+    let cut = "scale: booting a 1G User-Mode Linux guest for 2000 tunnels\n\
+               uml-run: the UML kernel ended without a status (exit 1)\n";
+    let o = summarise(
+        "scale-missing",
+        &(cargo_part(&good_targets()) + C_TESTS + &bench(9, 0) + cut + DEB),
+    );
+    expect_failure(
+        &o,
+        &["MISSING: the scale smoke: no \"scale: N passed, N failed\" line"],
+        "summary: 46 passed, 1 failed",
     );
 }

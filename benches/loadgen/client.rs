@@ -371,11 +371,39 @@ impl Route {
     /// connect, every read and every write, then the SOCKS5 handshake when
     /// there is a proxy. The timeouts stay set, so no later read can hang.
     pub fn open(&self, target: SocketAddr, timeout: Duration) -> Result<TcpStream, DialError> {
-        let first = match self {
+        let s = TcpStream::connect_timeout(&self.first_hop(target), timeout)
+            .map_err(DialError::Connect)?;
+        self.finish_open(s, target, timeout)
+    }
+
+    /// [`Route::open`] from a chosen loopback source address: a generator
+    /// holding 100,000 tunnels needs more (address, port) pairs than one
+    /// address has ephemeral ports. The port is still the kernel's choice,
+    /// made at connect time (`IP_BIND_ADDRESS_NO_PORT`), so that one port
+    /// serves connections to different destinations.
+    pub fn open_from(
+        &self,
+        source: Ipv4Addr,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<TcpStream, DialError> {
+        let s = connect_from(source, self.first_hop(target), timeout)?;
+        self.finish_open(s, target, timeout)
+    }
+
+    fn first_hop(&self, target: SocketAddr) -> SocketAddr {
+        match self {
             Route::Direct => target,
             Route::Socks { proxy, .. } => *proxy,
-        };
-        let mut s = TcpStream::connect_timeout(&first, timeout).map_err(DialError::Connect)?;
+        }
+    }
+
+    fn finish_open(
+        &self,
+        mut s: TcpStream,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<TcpStream, DialError> {
         s.set_nodelay(true).map_err(DialError::Io)?;
         s.set_read_timeout(Some(timeout)).map_err(DialError::Io)?;
         s.set_write_timeout(Some(timeout)).map_err(DialError::Io)?;
@@ -383,6 +411,52 @@ impl Route {
             handshake(&mut s, auth, target)?;
         }
         Ok(s)
+    }
+}
+
+/// A TCP connection from `source` (port chosen at connect time) to `to`,
+/// an IPv4 address; `timeout` bounds the connect (`SO_SNDTIMEO`, which
+/// Linux applies to a blocking connect) and stays set on writes.
+fn connect_from(
+    source: Ipv4Addr,
+    to: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, DialError> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(to) = to else {
+        return Err(DialError::Connect(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a source address needs an IPv4 destination",
+        )));
+    };
+    let err = |e: nix::Error| DialError::Connect(io::Error::from(e));
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(err)?;
+    setsockopt(&fd, sockopt::IpBindAddressNoPort, &true).map_err(err)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+    )
+    .map_err(err)?;
+    let s = TcpStream::from(fd);
+    s.set_write_timeout(Some(timeout))
+        .map_err(DialError::Connect)?;
+    match connect(s.as_raw_fd(), &SockaddrIn::from(to)) {
+        Ok(()) => Ok(s),
+        // The send timeout ran out before the handshake completed.
+        Err(nix::errno::Errno::EINPROGRESS) => Err(DialError::Connect(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connect timed out",
+        ))),
+        Err(e) => Err(err(e)),
     }
 }
 
@@ -641,6 +715,30 @@ mod tests {
         t.read_exact(&mut back).unwrap();
         assert_eq!(&back, b"ping");
         server.join().unwrap();
+    }
+
+    /// Tunnels from a chosen loopback address arrive from it, and a refused
+    /// connect from one is a connect error.
+    #[test]
+    fn open_from_connects_from_the_source_address() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        let source = Ipv4Addr::new(127, 0, 0, 7);
+        let mut c = Route::Direct
+            .open_from(source, to, Duration::from_secs(5))
+            .unwrap();
+        let (mut a, from) = l.accept().unwrap();
+        assert_eq!(from.ip(), IpAddr::V4(source));
+        assert_eq!(c.local_addr().unwrap().ip(), IpAddr::V4(source));
+        c.write_all(b"hi").unwrap();
+        let mut b = [0u8; 2];
+        a.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"hi");
+        drop(l);
+        let e = Route::Direct
+            .open_from(source, to, Duration::from_secs(2))
+            .unwrap_err();
+        assert_eq!(e.kind(), "connect");
     }
 
     #[test]

@@ -11,13 +11,15 @@
 //!                    UDP ASSOCIATE and the UDP request header
 //!   targets.rs       echo server (mio), sink/source and UDP echo (threads)
 //!   mmsg.rs          batches of datagrams: sendmmsg, recvmmsg
-//!   scenarios/       throughput, handshake, latency, idle, churn, udp: one
-//!                    line each
+//!   scenarios/       throughput, handshake, latency, idle, churn, udp, rate:
+//!                    one line each
 //!   procfs.rs        a proxy's process tree, RSS/PSS and CPU time
 //!   ports.rs         listening ports below the ephemeral range
 //!   line.rs          the result line;  stats.rs: percentiles, medians
 //!   driver/          `compare`: the peers, the rounds, the raw lines
 //!   report.rs        the Markdown report;  svg.rs: its bar charts
+//!   scale/           `scale`: 100,000 tunnels in User-Mode Linux, its
+//!                    report;  plot.rs: its line chart
 //! ```
 //!
 //! It only ever connects to loopback addresses, and every loop in it is
@@ -36,9 +38,11 @@ mod client;
 mod driver;
 mod line;
 mod mmsg;
+mod plot;
 mod ports;
 mod procfs;
 mod report;
+mod scale;
 mod scenarios;
 mod stats;
 mod svg;
@@ -47,12 +51,13 @@ mod targets;
 use std::process::ExitCode;
 
 use args::Args;
-use scenarios::{Common, churn, handshake, idle, latency, throughput, udp};
+use scenarios::{Common, churn, handshake, idle, latency, rate, throughput, udp};
 
 const USAGE: &str = "\
 Usage: loadgen SCENARIO [OPTION]...     one measured run, one result line
        loadgen compare [OPTION]...      the whole comparison (make bench)
-       loadgen report RAW OUTDIR        the report again from raw lines
+       loadgen report --dir DIR         the report again from DIR/raw.txt
+       loadgen scale [OPTION]...        100,000 tunnels in UML (make bench-scale)
 
 Scenarios (defaults in brackets):
   throughput  --tunnels N [1] --bytes SIZE [2G, in all] --dir up|down [up]
@@ -62,6 +67,8 @@ Scenarios (defaults in brackets):
   churn       --cycles N [1000000] --warmup N [200000] --threads K [8] (with --pid)
   udp         --assocs N [1] --size BYTES [1400] --window N [64] --secs T [1]
               --warmup S [0.2] --loss-ms MS [200]
+  rate        --tunnels N [1] --secs T [5] --limit BYTES_PER_S [none]
+              --baseline IP:PORT [none] --baseline-pid PID --pairs N [4]
 Every scenario:
   --proxy IP:PORT   a loopback SOCKS5 proxy (none: straight to the target)
   --auth USER:PASS  log in with RFC 1929 (none: method X'00')
@@ -72,10 +79,21 @@ Every scenario:
 compare:
   --mode full|quick [full]  --rounds N [5 full, 1 quick]
   --budget S        start no round that would end past S seconds [720 full, 90 quick]
-  --peers LIST [direct,socks5d,microsocks,dante,dante-noauth]
+  --peers LIST [direct,socks5d,socks5d-rules1000,microsocks,dante,dante-noauth]
+                    (socks5d-rules1000: socks5d judging 1,000 rules, handshake only)
   --cases LIST      only these cases, by case or scenario name (udp, t1-up, ...)
   --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]
-  --strict          fail unless every run of every peer gave its number";
+  --strict          fail unless every run of every peer gave its number
+
+scale (in a User-Mode Linux guest it boots; report in --out):
+  --steps LIST [10000,25000,50000,100000]  --out DIR [bench-results/scale]
+  --mem SIZE [4G] (the guest's)  --uml-timeout S [3600]  --thash-entries N [524288]
+  --sources N [4]  --targets N [8]  --openers N [8]  --active N [4]
+  --echo-rounds N [2000]  --echo-warmup N [200]  --hs-threads K [8]
+  --hs-rounds N [5]  --hs-secs T [1]  --hs-warmup S [0.3]  --settle S [1]
+  --sample N [1000]
+  --timeout S [30]  --socks5d PATH [target/release/socks5d]
+  --report          only the report again, from OUT/raw.txt";
 
 fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
     let common = Common::from_args(&mut a, name)?;
@@ -143,6 +161,31 @@ fn run_scenario(name: &str, mut a: Args) -> Result<bool, String> {
             p.check()?;
             udp::run(&common, &p)
         }
+        "rate" => {
+            let p = rate::Params {
+                tunnels: a.get("--tunnels", 1)?,
+                secs: a.get("--secs", 5.0)?,
+                limit: match a.value("--limit")? {
+                    None => None,
+                    Some(v) => Some(
+                        args::parse_size(&v)
+                            .ok_or_else(|| format!("--limit: '{v}' is not a size"))?,
+                    ),
+                },
+                baseline: scenarios::loopback_arg(&mut a, "--baseline")?,
+                baseline_pid: a
+                    .value("--baseline-pid")?
+                    .map(|v| v.parse())
+                    .transpose()
+                    .map_err(|e: std::num::ParseIntError| format!("--baseline-pid: {e}"))?,
+                pairs: a.get("--pairs", 4)?,
+            };
+            a.finish()?;
+            if !(p.secs > 0.0 && p.secs.is_finite()) {
+                return Err("--secs: more than 0".into());
+            }
+            rate::run(&common, &p)
+        }
         _ => unreachable!("only scenario names come here"),
     };
     println!("{line}");
@@ -157,8 +200,11 @@ fn main() -> ExitCode {
     };
     let a = Args::new(argv);
     let result = match cmd.as_str() {
-        "throughput" | "handshake" | "latency" | "idle" | "churn" | "udp" => run_scenario(&cmd, a),
+        "throughput" | "handshake" | "latency" | "idle" | "churn" | "udp" | "rate" => {
+            run_scenario(&cmd, a)
+        }
         "compare" => driver::main(a),
+        "scale" => scale::main(a),
         "report" => report::main(a),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -94,6 +94,17 @@ pub const ROWS: &[Row] = &[
     row("udp8-1400", "loss_pct", "… datagrams lost", "%", Better::Count),
     row("udp-latency", "p50_us", "UDP latency 64 B, one in flight, p50", "µs", Better::Lower),
     row("udp-latency", "p99_us", "UDP latency 64 B, one in flight, p99", "µs", Better::Lower),
+    row("rate1", "of_limit", "Rate limit 8 MiB/s, 1 tunnel: achieved ÷ limit", "×", Better::Count),
+    row("rate1", "mib_s", "… achieved", "MiB/s", Better::Count),
+    row("rate4", "of_limit", "Rate limit 8 MiB/s, 4 tunnels at once: achieved ÷ limit", "×", Better::Count),
+    row("rate4", "mib_s", "… achieved", "MiB/s", Better::Count),
+    row("rate4", "tunnel_min_mib_s", "… slowest of the 4 tunnels", "MiB/s", Better::Count),
+    row("rate4", "tunnel_max_mib_s", "… fastest of the 4 tunnels", "MiB/s", Better::Count),
+    row("rate-unlimited", "gib_s", "Unlimited user beside a rate rule, 1 tunnel, download", "GiB/s", Better::Higher),
+    row("rate-unlimited", "baseline_gib_s", "… the same, by turns, with no rate rule", "GiB/s", Better::Higher),
+    row("rate-unlimited", "vs_baseline", "… with the rule ÷ without", "×", Better::Count),
+    row("rate-unlimited", "proxy_us_per_mib", "… socks5d CPU per MiB, with the rule", "µs", Better::Lower),
+    row("rate-unlimited", "baseline_us_per_mib", "… without", "µs", Better::Lower),
 ];
 
 /// The figure a case is about (printed as each run ends, required by
@@ -107,12 +118,21 @@ pub fn primary_metric(case: &str) -> Option<&'static str> {
         "churn" => Some("anon_growth_kib"),
         "udp1-64" | "udp1-1400" | "udp8-64" | "udp8-1400" => Some("dgrams_s"),
         "udp-latency" => Some("p50_us"),
+        "rate1" | "rate4" => Some("of_limit"),
+        "rate-unlimited" => Some("vs_baseline"),
         _ => None,
     }
 }
 
 const US: &str = "socks5d";
 const DIRECT: &str = "direct";
+/// socks5d judging every request against 1,000 rules.
+const RULES1000: &str = "socks5d-rules1000";
+
+/// Whether `peer` is socks5d, with whichever rules: never "the best peer".
+fn is_ours(peer: &str) -> bool {
+    peer == US || peer.starts_with("socks5d-")
+}
 
 /// Everything in a `raw.txt`.
 #[derive(Debug, Default)]
@@ -214,11 +234,12 @@ impl Data {
                 .count()
     }
 
-    /// The best median among the peers that are neither socks5d nor direct.
+    /// The best median among the peers that are neither socks5d (with any
+    /// rules) nor direct.
     pub fn best_peer(&self, row: &Row) -> Option<(String, f64)> {
         self.peers
             .iter()
-            .filter(|p| *p != US && *p != DIRECT)
+            .filter(|p| !is_ours(p) && *p != DIRECT)
             .filter_map(|p| Some((p.clone(), self.summary(row.case, p, row.key)?.median)))
             .reduce(|a, b| {
                 let b_wins = match row.better {
@@ -307,10 +328,6 @@ fn row_of(case: &str, key: &str) -> &'static Row {
 pub fn verdicts(d: &Data) -> Vec<Verdict> {
     let mut v = Vec::new();
     let med = |case: &str, peer: &str, key: &str| d.median(case, peer, key);
-    let both = |a: Option<bool>, b: Option<bool>| match (a, b) {
-        (Some(a), Some(b)) => Some(a && b),
-        _ => None,
-    };
 
     // Upload and download against direct: the text and whether both reach
     // `at_least`.
@@ -324,7 +341,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
         }
         (
             format!("{} of direct", text.join(", ")),
-            both(met[0], met[1]),
+            both_met(met[0], met[1]),
         )
     };
 
@@ -349,7 +366,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
         goal: "Throughput, 1 tunnel: at least 1.5 times the best peer",
         cases: &["t1-up", "t1-down"],
         measured: format!("{} of the best peer", text.join(", ")),
-        met: both(met[0], met[1]),
+        met: both_met(met[0], met[1]),
     });
 
     let (measured, met) = vs_direct("t8-up", "t8-down", 0.75);
@@ -494,7 +511,7 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
         goal: "UDP, 1,400-byte datagrams: at least 2 times Dante's datagram rate",
         cases: &["udp1-1400", "udp8-1400"],
         measured: format!("{} of Dante's", text.join(", ")),
-        met: both(met[0], met[1]),
+        met: both_met(met[0], met[1]),
     });
     let mut text = Vec::new();
     let mut met = Vec::new();
@@ -507,9 +524,141 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
         goal: "UDP, 1,400-byte datagrams: at least 50% of direct's datagram rate",
         cases: &["udp1-1400", "udp8-1400"],
         measured: format!("{} of direct", text.join(", ")),
-        met: both(met[0], met[1]),
+        met: both_met(met[0], met[1]),
     });
+    if d.peers.iter().any(|p| p == RULES1000) {
+        v.push(judging_verdict(d));
+    }
+    v.push(rate_verdict(d));
+    v.push(unlimited_verdict(d));
     v
+}
+
+/// How far the 1,000-rule socks5d's handshake CPU per cycle may be above
+/// socks5d's (with its one-line file) and still count as not showing:
+/// the spread of the rounds is about as wide.
+const JUDGING_TOLERANCE: f64 = 1.10;
+
+/// Judging 1,000 rules against judging one: CPU per handshake cycle and
+/// the rate, `socks5d-rules1000` against `socks5d`, in the same run.
+fn judging_verdict(d: &Data) -> Verdict {
+    let med = |peer: &str, key: &str| d.median("handshake", peer, key);
+    let (cpu_many, cpu_one) = (med(RULES1000, "proxy_us_cycle"), med(US, "proxy_us_cycle"));
+    let (rate_many, rate_one) = (med(RULES1000, "cycles_s"), med(US, "cycles_s"));
+    let cpu = ratio(cpu_many, cpu_one);
+    let measured = match (cpu_many, cpu_one) {
+        (Some(m), Some(o)) => format!(
+            "CPU per cycle {} µs with 1,000 rules against {} µs with one ({}); {} against {} \
+             cycles/s ({})",
+            fmt_value(m),
+            fmt_value(o),
+            fmt_ratio(cpu),
+            rate_many.map_or("—".into(), fmt_int),
+            rate_one.map_or("—".into(), fmt_int),
+            fmt_ratio(ratio(rate_many, rate_one))
+        ),
+        _ => "—".into(),
+    };
+    Verdict {
+        goal: "Judging: 1,000 rules must not show in handshake CPU per cycle (socks5d-rules1000 \
+               within 10% of socks5d)",
+        cases: &["handshake"],
+        measured,
+        met: cpu.map(|r| r <= JUDGING_TOLERANCE),
+    }
+}
+
+/// How far from its limit a limited user may be, either way, over the
+/// window the goal names.
+const RATE_TOLERANCE: f64 = 0.10;
+/// The window the rate goal is judged over, in seconds.
+const RATE_WINDOW: f64 = 5.0;
+
+/// The limited user's bytes against its limit, one tunnel and four.
+fn rate_verdict(d: &Data) -> Verdict {
+    let cases = [("rate1", "1 tunnel"), ("rate4", "4 tunnels")];
+    let mut text = Vec::new();
+    let mut met = Vec::new();
+    for (case, what) in cases {
+        let r = d.median(case, US, "of_limit");
+        let window = d.median(case, US, "window_s");
+        text.push(format!("{what} {}", fmt_ratio(r)));
+        met.push(match (r, window) {
+            (Some(r), Some(w)) if w >= RATE_WINDOW => Some((r - 1.0).abs() <= RATE_TOLERANCE),
+            _ => None,
+        });
+    }
+    let limit = d
+        .median("rate1", US, "limit_b_s")
+        .or(d.median("rate4", US, "limit_b_s"));
+    let window = d
+        .median("rate1", US, "window_s")
+        .or(d.median("rate4", US, "window_s"));
+    let measured = match (limit, window) {
+        (Some(l), Some(w)) => format!(
+            "{} of {} MiB/s over {} s{}",
+            text.join(", "),
+            fmt_value(l / f64::from(1u32 << 20)),
+            fmt_value(w),
+            if w < RATE_WINDOW {
+                " (judged over 5 s only)"
+            } else {
+                ""
+            }
+        ),
+        _ => "—".into(),
+    };
+    Verdict {
+        goal: "Rate limit: a limited user's tunnels together within 10% of the limit over 5 s \
+               (neither under 90% nor over 110%), one tunnel and 4 at once",
+        cases: &["rate1", "rate4"],
+        measured,
+        met: both_met(met[0], met[1]),
+    }
+}
+
+/// How much slower than with no rate rule an unlimited user may be on a
+/// socks5d that has one and still count as unaffected.
+const UNLIMITED_TOLERANCE: f64 = 0.90;
+
+/// An unlimited user's download on socks5d with a rate rule (for another
+/// user) against socks5d with none, by turns in each run: the median of
+/// the runs' ratios.
+fn unlimited_verdict(d: &Data) -> Verdict {
+    let with = d.median("rate-unlimited", US, "gib_s");
+    let without = d.median("rate-unlimited", US, "baseline_gib_s");
+    let r = d.median("rate-unlimited", US, "vs_baseline");
+    let cpu = d
+        .median("rate-unlimited", US, "cpu_vs_baseline")
+        .map_or(String::new(), |c| {
+            format!(
+                "; CPU per MiB {} of socks5d's with no rule",
+                fmt_ratio(Some(c))
+            )
+        });
+    Verdict {
+        goal: "Rate rules cost an unlimited user nothing: its 1-tunnel download at least 90% of \
+               socks5d's with no rate rule",
+        cases: &["rate-unlimited"],
+        measured: match (with, without) {
+            (Some(w), Some(o)) => format!(
+                "{} GiB/s against {} GiB/s ({}){cpu}",
+                fmt_value(w),
+                fmt_value(o),
+                fmt_ratio(r)
+            ),
+            _ => "—".into(),
+        },
+        met: r.map(|r| r >= UNLIMITED_TOLERANCE),
+    }
+}
+
+/// Both met, when both were judged.
+fn both_met(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a && b),
+        _ => None,
+    }
 }
 
 /// The charts of the cases that ran.
@@ -811,6 +960,13 @@ pub fn markdown(d: &Data, raw: &str) -> String {
         d.peers.join(", "),
         programs.join("; ")
     );
+    if d.peers.iter().any(|p| p == RULES1000) {
+        let _ = writeln!(
+            s,
+            "`socks5d-rules1000` is socks5d judging every request against 1,000 access rules \
+             (see how each case is measured)."
+        );
+    }
     for note in d.all_meta("note") {
         let _ = writeln!(s, "\nNote: {note}.");
     }
@@ -890,6 +1046,26 @@ datagram not echoed within 200 ms is lost. After a warm-up the clock runs for a 
 0.2 s in the quick run): the rate counts echoes received in it, the loss the datagrams sent in \
 it that never came back. Payload sizes are 64 and 1,400 bytes, header not counted. Latency: \
 one datagram in flight, each round trip timed. microsocks has no UDP ASSOCIATE: n/a.
+- **Cost of judging** (the peer `socks5d-rules1000`, where chosen): socks5d started with a rules \
+file of 1,000 rules, 999 that match none of the benchmark's requests and a last `allow`. They are \
+of every kind: other users (alone, and with domains, ports and rates), privileged ports from and \
+to loopback, other client and target blocks (IPv4 and IPv6), names and domains, BIND and UDP to \
+loopback, administrators only; many hold on every condition but one, so each request is weighed \
+against them. It runs the handshake case only, in the same rounds as socks5d with its one-line \
+`allow`, and the goal sets their proxy CPU per cycle side by side.
+- **Rate limits** (socks5d only; n/a for the other peers): socks5d is started with the rules \
+`allow user limited rate 8M` and `allow`, and the user `limited` besides the bench's. One \
+tunnel of `limited`, then 4 at once, are opened and then download from the source for 5 s (1 s \
+in the quick run; in the full run, in the first round only): the bytes that arrived in that \
+time over 8 MiB/s (8 × 1024² bytes per second) times the time is achieved ÷ limit. The clock \
+starts with a full bucket, socks5d's burst of a quarter of a second of the rate, which counts. \
+Then the bench's own user, whom no rate rule names, downloads through one tunnel on that \
+socks5d and on a second socks5d with the one-line `allow`, started beside it, by turns of a \
+eighth of a second (A B, B A, ...), 1 s on each (0.4 s in turns of 0.2 s in the quick run): \
+the median over the pairs of turns of the bytes with the rule over the bytes without is what a \
+rate rule costs the tunnels it does not limit (the table gives the median of the runs' medians). \
+Each socks5d's CPU time over the run (it idles during the other's turns) per MiB it moved is \
+given too: a busy machine disturbs it less than the rates.
 ";
 
 /// Reads `dir/raw.txt`, writes `dir/report.md` and the charts; returns the
@@ -1120,6 +1296,108 @@ loadgen case=udp8-1400 peer=dante-noauth ok=1 errors=0 dgrams_s=70000 loss_pct=0
         // Only the goals of the cases that ran.
         assert!(md.contains("| UDP, 1,400-byte datagrams: at least 50% of direct's datagram rate | 1 association 0.60×, 8 associations 0.40× of direct | **no** |"), "{md}");
         assert!(!md.contains("Throughput, 1 tunnel: at least"), "{md}");
+    }
+
+    const RULES_RAW: &str = "\
+# peers: direct,socks5d,socks5d-rules1000,microsocks
+# not applicable: rate1 direct
+# not applicable: rate1 socks5d-rules1000
+# not applicable: rate1 microsocks
+loadgen case=handshake peer=socks5d ok=1 errors=0 cycles_s=8000 proxy_us_cycle=100
+loadgen case=handshake peer=socks5d round=2 ok=1 errors=0 cycles_s=8200 proxy_us_cycle=104
+loadgen case=handshake peer=socks5d-rules1000 ok=1 errors=0 cycles_s=7900 proxy_us_cycle=102
+loadgen case=handshake peer=socks5d-rules1000 round=2 ok=1 errors=0 cycles_s=8100 proxy_us_cycle=108
+loadgen case=handshake peer=microsocks ok=1 errors=0 cycles_s=7000 proxy_us_cycle=130
+loadgen case=rate1 peer=socks5d ok=1 errors=0 window_s=5.00 limit_b_s=8388608 of_limit=1.050 mib_s=8.4
+loadgen case=rate4 peer=socks5d ok=1 errors=0 window_s=5.00 limit_b_s=8388608 of_limit=1.020 mib_s=8.2
+loadgen case=rate-unlimited peer=socks5d ok=1 errors=0 gib_s=1.5 baseline_gib_s=1.6 vs_baseline=0.94 cpu_vs_baseline=1.02
+loadgen case=rate-unlimited peer=socks5d round=2 ok=1 errors=0 gib_s=1.4 baseline_gib_s=1.4 vs_baseline=1.0
+loadgen case=rate-unlimited peer=socks5d round=3 ok=1 errors=0 gib_s=1.3 baseline_gib_s=1.0 vs_baseline=1.3
+";
+
+    fn goal<'a>(v: &'a [Verdict], start: &str) -> &'a Verdict {
+        v.iter().find(|x| x.goal.starts_with(start)).unwrap()
+    }
+
+    /// The thousand-rule socks5d is set against socks5d, and is never the
+    /// best peer.
+    #[test]
+    fn judging_cost_is_socks5d_against_itself() {
+        let d = Data::parse(RULES_RAW);
+        let v = verdicts(&d);
+        let j = goal(&v, "Judging");
+        assert_eq!(
+            j.measured,
+            "CPU per cycle 105 µs with 1,000 rules against 102 µs with one (1.03×); 8,000 \
+             against 8,100 cycles/s (0.99×)"
+        );
+        assert_eq!(j.met, Some(true));
+        assert_eq!(
+            d.best_peer(row_of("handshake", "cycles_s")),
+            Some(("microsocks".to_owned(), 7000.0))
+        );
+        let slow = RULES_RAW.replace("proxy_us_cycle=108", "proxy_us_cycle=130");
+        let j = verdicts(&Data::parse(&slow))
+            .into_iter()
+            .find(|x| x.goal.starts_with("Judging"))
+            .unwrap();
+        assert_eq!(
+            j.met,
+            Some(false),
+            "(102 + 130) / 2 = 116 is 1.14 of 102: {j:?}"
+        );
+        // Without the peer, no such goal.
+        let none = verdicts(&Data::parse(RAW));
+        assert!(!none.iter().any(|x| x.goal.starts_with("Judging")));
+    }
+
+    #[test]
+    fn rate_goals_are_judged_over_five_seconds() {
+        let v = verdicts(&Data::parse(RULES_RAW));
+        let r = goal(&v, "Rate limit");
+        assert_eq!(
+            r.measured,
+            "1 tunnel 1.05×, 4 tunnels 1.02× of 8.00 MiB/s over 5.00 s"
+        );
+        assert_eq!(r.met, Some(true));
+        for (of_limit, met) in [("1.120", false), ("0.880", false), ("0.950", true)] {
+            let raw = RULES_RAW.replace("of_limit=1.020", &format!("of_limit={of_limit}"));
+            let v = verdicts(&Data::parse(&raw));
+            assert_eq!(goal(&v, "Rate limit").met, Some(met), "{of_limit}");
+        }
+        // The quick run's second is shown, not judged.
+        let quick = RULES_RAW.replace("window_s=5.00", "window_s=1.00");
+        let v = verdicts(&Data::parse(&quick));
+        let r = goal(&v, "Rate limit");
+        assert_eq!(r.met, None);
+        assert!(
+            r.measured.ends_with("over 1.00 s (judged over 5 s only)"),
+            "{r:?}"
+        );
+        // The unlimited user: the median of the runs' own ratios.
+        let u = goal(&v, "Rate rules cost");
+        assert_eq!(
+            u.measured,
+            "1.40 GiB/s against 1.40 GiB/s (1.00×); CPU per MiB 1.02× of socks5d's with no rule"
+        );
+        assert_eq!(u.met, Some(true));
+        let slower = RULES_RAW
+            .replace("vs_baseline=1.0\n", "vs_baseline=0.85\n")
+            .replace("vs_baseline=0.94", "vs_baseline=0.80");
+        let v = verdicts(&Data::parse(&slower));
+        assert_eq!(goal(&v, "Rate rules cost").met, Some(false));
+    }
+
+    #[test]
+    fn rate_rows_are_socks5d_only() {
+        let md = tables(&Data::parse(RULES_RAW));
+        for part in [
+            "| Rate limit 8 MiB/s, 1 tunnel: achieved ÷ limit | × | n/a | 1.05 | n/a | n/a | | |",
+            "| Handshake, proxy CPU per cycle | µs ↓ | — | 102 (100–104) | 105 (102–108) | 130 | 0.78× (microsocks) | — |",
+            "| … with the rule ÷ without | × | — | 1.00 (0.94–1.30) | — | — | | |",
+        ] {
+            assert!(md.contains(part), "missing {part:?} in\n{md}");
+        }
     }
 
     #[test]

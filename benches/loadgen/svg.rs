@@ -46,6 +46,7 @@ pub struct Chart {
 pub fn color(peer: &str) -> &'static str {
     match peer {
         "socks5d" => "#e8590c",
+        "socks5d-rules1000" => "#f59f00",
         "direct" => "#868e96",
         "microsocks" => "#1c7ed6",
         "dante" => "#2f9e44",
@@ -151,7 +152,8 @@ impl Scale {
     }
 }
 
-fn esc(s: &str) -> String {
+/// `s` with the characters XML reserves escaped.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -57,13 +57,16 @@ pub fn header(op: u8, len: u64) -> [u8; 9] {
     h
 }
 
-const LISTENER: Token = Token(usize::MAX - 1);
+/// Listener `i` has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 1;
+/// The most listeners one echo server has.
+pub const MAX_LISTENERS: usize = 64;
 const WAKER: Token = Token(usize::MAX);
 
 /// The echo server: one thread, one `mio::Poll`.
 #[derive(Debug)]
 pub struct Echo {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
@@ -93,23 +96,39 @@ impl Echo {
     /// Starts an echo server that keeps each connection until its client
     /// closes it.
     pub fn start() -> io::Result<Echo> {
-        Echo::with(false)
+        Echo::with(false, 1)
+    }
+
+    /// Starts an echo server like [`Echo::start`] that listens on
+    /// `listeners` ports (1 to [`MAX_LISTENERS`]): a proxy connects from
+    /// one address, and each destination gives it a whole ephemeral port
+    /// range, so 100,000 tunnels need a few.
+    pub fn start_many(listeners: usize) -> io::Result<Echo> {
+        Echo::with(false, listeners.clamp(1, MAX_LISTENERS))
     }
 
     /// Starts an echo server that closes each connection once it has echoed
     /// the first bytes it read.
     pub fn start_one_shot() -> io::Result<Echo> {
-        Echo::with(true)
+        Echo::with(true, 1)
     }
 
-    fn with(one_shot: bool) -> io::Result<Echo> {
-        let std_listener = ports::listener()?;
-        std_listener.set_nonblocking(true)?;
-        let mut listener = MioListener::from_std(std_listener);
-        let addr = listener.local_addr()?;
+    fn with(one_shot: bool, count: usize) -> io::Result<Echo> {
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listeners = Vec::with_capacity(count);
+        let mut addrs = Vec::with_capacity(count);
+        for i in 0..count {
+            let std_listener = ports::listener()?;
+            std_listener.set_nonblocking(true)?;
+            let mut listener = MioListener::from_std(std_listener);
+            addrs.push(listener.local_addr()?);
+            poll.registry().register(
+                &mut listener,
+                Token(LISTENER_BASE - i),
+                Interest::READABLE,
+            )?;
+            listeners.push(listener);
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let shared = Arc::new(Shared {
             one_shot,
@@ -117,12 +136,12 @@ impl Echo {
         });
         let shared2 = Arc::clone(&shared);
         let thread = thread::Builder::new().name("echo".into()).spawn(move || {
-            if let Err(e) = echo_loop(poll, listener, &shared2) {
+            if let Err(e) = echo_loop(poll, &listeners, &shared2) {
                 eprintln!("loadgen: echo target stopped: {e}");
             }
         })?;
         Ok(Echo {
-            addr,
+            addrs,
             shared,
             waker,
             thread: Some(thread),
@@ -132,17 +151,34 @@ impl Echo {
     /// Closes every connection from the target's side, and returns once
     /// that is done (or after a few seconds).
     pub fn close_all(&self) {
+        self.close_all_within(Duration::from_secs(5));
+    }
+
+    /// Closes every connection from the target's side; true once that is
+    /// done, false if it was not within `limit`.
+    pub fn close_all_within(&self, limit: Duration) -> bool {
         let want = self.shared.close_asked.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.waker.wake();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.shared.close_done.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.shared.close_done.load(Ordering::SeqCst) >= want {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
             thread::sleep(Duration::from_millis(1));
         }
     }
 
-    /// Where it listens.
+    /// Where it listens (its first port).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every port it listens on.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 }
 
@@ -156,7 +192,7 @@ impl Drop for Echo {
     }
 }
 
-fn echo_loop(mut poll: Poll, listener: MioListener, shared: &Shared) -> io::Result<()> {
+fn echo_loop(mut poll: Poll, listeners: &[MioListener], shared: &Shared) -> io::Result<()> {
     let mut events = Events::with_capacity(1024);
     let mut conns: Slab<Conn> = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -177,33 +213,11 @@ fn echo_loop(mut poll: Poll, listener: MioListener, shared: &Shared) -> io::Resu
         for ev in events.iter() {
             match ev.token() {
                 WAKER => {}
-                LISTENER => loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            let entry = conns.vacant_entry();
-                            let mut conn = Conn {
-                                stream,
-                                pending: Vec::new(),
-                                eof: false,
-                                echoed: false,
-                            };
-                            // Edge-triggered, both directions from the
-                            // start: no re-registration ever.
-                            poll.registry().register(
-                                &mut conn.stream,
-                                Token(entry.key()),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )?;
-                            entry.insert(conn);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        // Out of file descriptors, or an aborted connection:
-                        // the client sees it and counts it; keep serving.
-                        Err(_) => break,
+                Token(t) if t > LISTENER_BASE - MAX_LISTENERS => {
+                    if let Some(listener) = listeners.get(LISTENER_BASE - t) {
+                        accept_all(&poll, listener, &mut conns)?;
                     }
-                },
+                }
                 Token(key) => {
                     let keep = match conns.get_mut(key) {
                         Some(c) => drive(c, &mut buf, shared.one_shot),
@@ -218,6 +232,37 @@ fn echo_loop(mut poll: Poll, listener: MioListener, shared: &Shared) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// Accepts every connection waiting on `listener` and registers it.
+fn accept_all(poll: &Poll, listener: &MioListener, conns: &mut Slab<Conn>) -> io::Result<()> {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let entry = conns.vacant_entry();
+                let mut conn = Conn {
+                    stream,
+                    pending: Vec::new(),
+                    eof: false,
+                    echoed: false,
+                };
+                // Edge-triggered, both directions from the start: no
+                // re-registration ever.
+                poll.registry().register(
+                    &mut conn.stream,
+                    Token(entry.key()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                entry.insert(conn);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Out of file descriptors, or an aborted connection: the client
+            // sees it and counts it; keep serving.
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 /// Echoes until the socket would block; false when the connection is done
@@ -363,6 +408,10 @@ fn serve_bulk(mut s: TcpStream) -> io::Result<()> {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => left -= n as u64,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // The client stopped reading and closed: the rate
+                    // scenario's downloads end so, by the clock. (A download
+                    // cut short otherwise is an error on the client's side.)
+                    Err(e) if client_gone(&e) => return Ok(()),
                     Err(e) => return Err(e),
                 }
             }
@@ -373,6 +422,14 @@ fn serve_bulk(mut s: TcpStream) -> io::Result<()> {
             format!("unknown operation {op:#04x}"),
         )),
     }
+}
+
+/// Whether a write failed because the other end closed.
+fn client_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// How long a UDP echo thread waits for a datagram before it looks whether
@@ -495,6 +552,27 @@ mod tests {
             let mut b = [0u8; 4];
             s.read_exact(&mut b).unwrap();
             assert_eq!(u32::from_be_bytes(b), i as u32);
+        }
+    }
+
+    #[test]
+    fn echo_on_several_ports_serves_each() {
+        let echo = Echo::start_many(3).unwrap();
+        let addrs = echo.addrs().to_vec();
+        assert_eq!(addrs.len(), 3);
+        assert_eq!(echo.addr(), addrs[0]);
+        let mut conns: Vec<TcpStream> = addrs.iter().map(|a| dial(*a)).collect();
+        for (i, s) in conns.iter_mut().enumerate() {
+            s.write_all(&[i as u8]).unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], i as u8);
+        }
+        assert!(echo.close_all_within(Duration::from_secs(5)));
+        for s in &mut conns {
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
         }
     }
 

@@ -19,8 +19,8 @@ log=$(mktemp)
 "$bin" -l 127.0.0.1 -p 19280 -P 19281 -u u:p --admin root:rootpw --access-log off 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 100); do grep -q "SOCKS5 listening" "$log" && break; sleep 0.05; done
-grep -q "management (SCTP) listening" "$log" || { cat "$log"; exit 1; }
+for _ in $(seq 100); do grep -q "socks5 listening: " "$log" && break; sleep 0.05; done
+grep -q "management listening: transport=sctp " "$log" || { cat "$log"; exit 1; }
 
 # Three rounds of each, alternating, so that one unlucky minute of the
 # guest's scheduler does not make the figure; the medians are judged.

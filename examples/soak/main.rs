@@ -157,7 +157,7 @@ impl Daemon {
             let mut ready_tx = Some(ready_tx);
             for l in BufReader::new(err).lines() {
                 let Ok(l) = l else { break };
-                if let Some((_, a)) = l.split_once("SOCKS5 listening on ")
+                if let Some((_, a)) = l.split_once("socks5 listening: addr=")
                     && let (Some(tx), Ok(addr)) = (ready_tx.as_ref(), a.trim().parse())
                 {
                     let _ = tx.send(addr);
@@ -181,7 +181,7 @@ impl Daemon {
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(format!(
-                    "socks5d did not print 'SOCKS5 listening on' in 30 s:\n{}",
+                    "socks5d did not print 'socks5 listening: addr=' in 30 s:\n{}",
                     stderr_tail
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

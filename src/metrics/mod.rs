@@ -13,6 +13,7 @@
 //! count at once instead of one channel hop later.
 
 mod access;
+pub mod exposition;
 pub mod quiet;
 mod users;
 
@@ -375,7 +376,7 @@ impl AccessLog {
         if let Some(w) = self.out.as_mut()
             && let Err(e) = w.write_all(&self.pending).and_then(|()| w.flush())
         {
-            log::error!("access log: {e}; access logging stops");
+            log::error!("access logging stopped: error={}", crate::logfmt::Quoted(e));
             self.out = None;
         }
         self.pending.clear();

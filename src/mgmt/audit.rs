@@ -28,6 +28,7 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use super::wire::Status;
+use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::quiet::Windows;
 use crate::metrics::write_rfc3339;
 use crate::users::penalty::{Peer, Source};
@@ -198,7 +199,11 @@ impl Audit {
         if let Dest::File(p) = &self.dest {
             match open(&self.dest) {
                 Ok(w) => *self.out.lock().unwrap_or_else(|e| e.into_inner()) = w,
-                Err(e) => log::error!("audit log {}: {e}; still writing the old one", p.display()),
+                Err(e) => log::error!(
+                    "audit log not reopened: path={} error={}",
+                    LogSafe(p.display()),
+                    Quoted(e)
+                ),
             }
         }
     }
@@ -206,7 +211,7 @@ impl Audit {
     fn write(&self, body: &str) {
         match &self.dest {
             Dest::Off => {}
-            Dest::Diagnostics => log::info!("audit {body}"),
+            Dest::Diagnostics => log::info!("audit: {body}"),
             Dest::Stdout | Dest::File(_) => {
                 let mut line = String::new();
                 let _ = write!(line, "{}", Stamp(SystemTime::now()));
@@ -217,7 +222,7 @@ impl Audit {
                 if let Some(w) = out.as_mut()
                     && let Err(e) = w.write_all(line.as_bytes()).and_then(|()| w.flush())
                 {
-                    log::error!("audit log: {e}");
+                    log::error!("audit line not written: error={}", Quoted(e));
                 }
             }
         }
@@ -290,7 +295,7 @@ impl Audit {
 
     fn left_out(&self, source: Option<Source>, n: u64) {
         let peer = match source {
-            Some(s) => s.to_string().replace("uid ", "uid:"),
+            Some(s) => s.to_string(),
             None => "*".to_owned(),
         };
         self.write(&format!(

@@ -52,6 +52,7 @@ use super::audit::{Audit, ChangeLine, Login};
 use super::session::{Action, Backend, Session, status_of};
 use super::wire::{self, MAX_REQUEST, Status};
 use crate::blocking::{Answer, Pool};
+use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::{Snapshot, Totals};
 use crate::sys::sctp::{AssocId, SctpSocket, SendKind};
 use crate::sys::seqpacket::{Conn, Listener};
@@ -111,8 +112,8 @@ impl Link {
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Link::Sctp(assoc) => write!(f, "association {assoc}"),
-            Link::Unix(n) => write!(f, "Unix connection {n}"),
+            Link::Sctp(assoc) => write!(f, "sctp:{assoc}"),
+            Link::Unix(n) => write!(f, "unix:{n}"),
         }
     }
 }
@@ -441,7 +442,7 @@ impl Endpoint {
                 // Every counted session has a live entry; none left would
                 // be a bug in the counting, not a reason to loop.
                 log::error!(
-                    "management: {} sessions counted as not logged in, none queued",
+                    "management sessions miscounted: unauthenticated={} queued=0",
                     self.unauthenticated
                 );
                 break;
@@ -457,7 +458,13 @@ impl Endpoint {
     /// X'85') and logs it, at most one line per interval: these are caused
     /// by peers without credentials, whose number we do not choose.
     fn abort_before_login(&mut self, link: Link, cause: Cause, now: Instant) {
-        log::debug!("management {link}: not logged in; aborting ({cause:?})");
+        log::debug!(
+            "management session aborted before log in: link={link} cause={}",
+            match cause {
+                Cause::Grace => "grace-over",
+                Cause::Room => "to-make-room",
+            }
+        );
         self.abort(link);
         self.shared.totals.add_mgmt_aborted(1);
         if let Some(line) = self.aborts.record(cause, now) {
@@ -516,7 +523,7 @@ impl Endpoint {
             .handle_message(a.rx_stream, &msg, &self.shared)
             .is_err()
         {
-            log::warn!("management {link}: too many requests in flight; aborting");
+            log::warn!("management session aborted: link={link} reason=too-many-requests");
             self.abort(link);
             return;
         }
@@ -539,7 +546,7 @@ impl Endpoint {
                     a.queued += message.len();
                     a.queue.push_back(Out::Message(stream, message));
                     if a.queued > QUEUE_LIMIT {
-                        log::warn!("management {link}: does not read; aborting");
+                        log::warn!("management session aborted: link={link} reason=does-not-read");
                         self.abort(link);
                         return;
                     }
@@ -556,8 +563,8 @@ impl Endpoint {
                         // here, so one line each does not let strangers
                         // flood the log.
                         log::warn!(
-                            "management {link}: {} sessions already open; \
-                             log in refused with X'03'",
+                            "management log in refused: link={link} reason=sessions-full \
+                             max_sessions={} status=x03",
                             self.shared.max_sessions
                         );
                     }
@@ -590,7 +597,10 @@ impl Endpoint {
                     });
                     let req = ChangeRequest { change, answer };
                     if let Err(e) = self.shared.changes.send(req) {
-                        log::error!("users writer is gone: {} not made", e.into_inner().change);
+                        log::error!(
+                            "user change not made: {} reason=writer-gone",
+                            e.into_inner().change
+                        );
                         a.session.change_done(Status::ServerError, &self.shared);
                     }
                 }
@@ -618,10 +628,10 @@ impl Endpoint {
                     && let Some(p) = self.shared.penalties.failure(peer, now)
                 {
                     log::warn!(
-                        "management log in: {} refusals from {}: its log ins are refused \
-                         unchecked for {} s",
+                        "management log ins refused unchecked: source={} failures={} \
+                         penalty_s={}",
+                        LogSafe(p.source),
                         p.failures,
-                        p.source,
                         p.length.as_secs()
                     );
                 }
@@ -730,7 +740,7 @@ impl Endpoint {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EPIPE and friends: the peer is gone.
-                    log::debug!("management {link}: send: {e}");
+                    log::debug!("management send failed: link={link} error={}", Quoted(e));
                     self.forget(link);
                     return;
                 }
@@ -748,7 +758,7 @@ impl Endpoint {
             && a.queue.is_empty()
             && a.session.is_idle()
         {
-            log::debug!("management {link}: the peer is done; closing");
+            log::debug!("management session closed: link={link} reason=peer-done");
             self.forget(link);
         }
     }
@@ -819,11 +829,11 @@ impl Endpoint {
             }
         }
         for link in stalled {
-            log::warn!("management {link}: its peer takes no data; aborting");
+            log::warn!("management session aborted: link={link} reason=peer-takes-no-data");
             self.abort(link);
         }
         for link in unclosed {
-            log::debug!("management {link}: the peer did not close; closing");
+            log::debug!("management session closed: link={link} reason=peer-did-not-close");
             self.forget(link);
         }
         for link in idle {

@@ -18,6 +18,7 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Waker};
 
 use super::endpoint::{Endpoint, Reply, Shared, WAKER_TOKEN};
+use crate::logfmt::Quoted;
 use crate::sys::sctp::SctpSocket;
 use crate::sys::seqpacket::Listener;
 
@@ -52,7 +53,7 @@ impl Service {
         let stop2 = Arc::clone(&stop);
         let thread = thread::Builder::new().name("mgmt".into()).spawn(move || {
             if let Err(e) = run(poll, endpoint, &inbox, &stop2) {
-                log::error!("management thread: event loop failed: {e}");
+                log::error!("management event loop failed: error={}", Quoted(e));
             }
         })?;
         Ok(Service {

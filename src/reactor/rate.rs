@@ -28,6 +28,10 @@ pub struct Bucket {
     rate: f64,
     /// The most tokens it holds.
     cap: f64,
+    /// The most one grant takes (4 ms worth, at least a chunk): tunnels
+    /// sharing the bucket take turns instead of the first to wake taking
+    /// all of it.
+    max_grant: usize,
     state: Mutex<(f64, Instant)>,
 }
 
@@ -39,6 +43,7 @@ impl Bucket {
         Bucket {
             rate,
             cap,
+            max_grant: (rate / 250.0).max(CHUNK) as usize,
             state: Mutex::new((cap, now)),
         }
     }
@@ -49,11 +54,14 @@ impl Bucket {
         state.1 = state.1.max(now);
     }
 
-    /// Takes up to `want` whole tokens; returns how many.
+    /// Takes up to `want` whole tokens (and at most one grant's worth);
+    /// returns how many.
     pub fn take(&self, now: Instant, want: usize) -> usize {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.refill(&mut st, now);
-        let n = (st.0.floor().max(0.0) as usize).min(want);
+        let n = (st.0.floor().max(0.0) as usize)
+            .min(want)
+            .min(self.max_grant);
         st.0 -= n as f64;
         n
     }
@@ -65,6 +73,13 @@ impl Bucket {
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.0 = (st.0 + n as f64).min(self.cap);
+    }
+
+    /// Whether a chunk of tokens is there now.
+    pub fn ready(&self, now: Instant) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.refill(&mut st, now);
+        st.0 >= CHUNK.min(self.cap)
     }
 
     /// How long until a chunk of tokens is there.
@@ -120,14 +135,27 @@ impl Limiter {
         }
     }
 
-    /// How long `dir` should wait before it asks again.
-    pub fn wait(&self, dir: Direction, now: Instant) -> Duration {
+    /// Whether `dir` could be granted a chunk now (its grant was only
+    /// capped: take a turn, do not sleep).
+    pub fn ready(&self, dir: Direction, now: Instant) -> bool {
         [self.total.as_ref(), self.own(dir)]
+            .into_iter()
+            .flatten()
+            .all(|b| b.ready(now))
+    }
+
+    /// How long `dir` should wait before it asks again: until its buckets
+    /// hold a chunk, stretched by `jitter` (0 to 1, random) times as much
+    /// again, so that tunnels sharing a bucket wake in a different order
+    /// each time and share it evenly on average.
+    pub fn wait(&self, dir: Direction, now: Instant, jitter: f64) -> Duration {
+        let base = [self.total.as_ref(), self.own(dir)]
             .into_iter()
             .flatten()
             .map(|b| b.wait(now))
             .max()
-            .unwrap_or(Duration::from_millis(1))
+            .unwrap_or(Duration::from_millis(1));
+        base.mul_f64(1.0 + jitter.clamp(0.0, 1.0))
     }
 }
 
@@ -183,13 +211,21 @@ mod tests {
     fn a_bucket_gives_its_rate_over_time_and_no_more() {
         let t0 = Instant::now();
         let b = Bucket::new(100_000, t0);
-        // A quarter of a second's worth to start with.
-        assert_eq!(b.take(t0, usize::MAX), 25_000);
-        assert_eq!(b.take(t0, usize::MAX), 0);
+        // A quarter of a second's worth to start with, a grant (4096, a
+        // chunk: more than a 64th of the rate) at a time.
+        let mut start = 0;
+        while let n @ 1.. = b.take(t0, usize::MAX) {
+            assert!(n <= 4096);
+            start += n;
+        }
+        assert_eq!(start, 25_000);
         // Over 5 seconds of asking every 10 ms: the rate, plus the start.
         let mut got = 0;
         for i in 1..=500 {
-            got += b.take(t0 + Duration::from_millis(10 * i), usize::MAX);
+            let t = t0 + Duration::from_millis(10 * i);
+            while let n @ 1.. = b.take(t, usize::MAX) {
+                got += n;
+            }
         }
         assert!((499_000..=500_001).contains(&got), "{got}");
         b.give_back(1000);
@@ -200,14 +236,14 @@ mod tests {
     fn the_wait_is_until_a_chunk() {
         let t0 = Instant::now();
         let b = Bucket::new(65_536, t0);
-        b.take(t0, usize::MAX);
+        while b.take(t0, usize::MAX) > 0 {}
         // 4096 bytes at 64 KiB/s: 62.5 ms.
         let w = b.wait(t0);
         assert!((62..=63).contains(&w.as_millis()), "{w:?}");
         // A bucket smaller than a chunk waits until it is full: 2 KiB at
         // 8 KiB/s.
         let small = Bucket::new(8192, t0);
-        small.take(t0, usize::MAX);
+        while small.take(t0, usize::MAX) > 0 {}
         assert_eq!(small.wait(t0).as_millis(), 250);
     }
 
@@ -217,28 +253,41 @@ mod tests {
         let t0 = Instant::now();
         let rule = Origin::File { line: 3 };
         let rate = Rate {
-            total: Some(40_000),
+            total: Some(640_000),
             up: None,
-            down: Some(4_000),
+            down: Some(64_000),
         };
         let a = rates.limiter("alice", rule, rate, t0);
         let b = rates.limiter("alice", rule, rate, t0);
         let c = rates.limiter("bob", rule, rate, t0);
-        assert_eq!(a.grant(Direction::Up, t0, usize::MAX), 10_000);
+        // A grant is 4 ms worth at most (a chunk here): a takes turns.
+        assert_eq!(a.grant(Direction::Up, t0, usize::MAX), 4096);
+        assert!(a.ready(Direction::Up, t0), "more is there");
+        let mut taken = 4096;
+        while let n @ 1.. = a.grant(Direction::Up, t0, usize::MAX) {
+            taken += n;
+        }
+        assert_eq!(taken, 160_000, "a quarter second's worth");
+        assert!(!a.ready(Direction::Up, t0));
         assert_eq!(b.grant(Direction::Up, t0, usize::MAX), 0, "shared with a");
-        assert_eq!(c.grant(Direction::Up, t0, usize::MAX), 10_000, "bob's own");
-        // Down is limited by its own bucket (1,000 at most to start).
+        assert_eq!(c.grant(Direction::Up, t0, usize::MAX), 4096, "bob's own");
+        // Down is limited by its own bucket too (a chunk at a time).
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(a.grant(Direction::Down, t1, usize::MAX), 1_000);
-        a.give_back(Direction::Down, 400);
-        assert_eq!(b.grant(Direction::Down, t1, usize::MAX), 400);
+        assert_eq!(a.grant(Direction::Down, t1, usize::MAX), 4096);
+        a.give_back(Direction::Down, 4096);
+        let mut down = 0;
+        while let n @ 1.. = b.grant(Direction::Down, t1, usize::MAX) {
+            down += n;
+        }
+        assert_eq!(down, 16_000, "what a gave back is b's");
         drop((a, b, c));
         // Gone with their tunnels.
         let d = rates.limiter("alice", rule, rate, t1);
+        assert_eq!(d.grant(Direction::Up, t1, usize::MAX), 4096, "a new bucket");
         assert_eq!(
-            d.grant(Direction::Up, t1, usize::MAX),
-            10_000,
-            "a new bucket"
+            d.wait(Direction::Up, t1, 1.0),
+            Duration::from_millis(2),
+            "the least wait, doubled by the most jitter"
         );
     }
 }

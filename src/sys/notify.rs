@@ -55,7 +55,11 @@ pub fn notify(state: State) {
         Ok(())
     };
     if let Err(e) = send() {
-        log::warn!("NOTIFY_SOCKET {}: {e}", path.to_string_lossy());
+        log::warn!(
+            "readiness not notified: notify_socket={} error={}",
+            crate::logfmt::LogSafe(path.to_string_lossy()),
+            crate::logfmt::Quoted(e)
+        );
     }
 }
 

@@ -23,6 +23,8 @@ const SCTP_EVENT: libc::c_int = 127;
 pub mod sn {
     /// An association came up, went down, restarted or failed.
     pub const ASSOC_CHANGE: u16 = 0x8001;
+    /// One of the peer's addresses (a path) changed state.
+    pub const PEER_ADDR_CHANGE: u16 = 0x8002;
     /// The peer started a graceful shutdown.
     pub const SHUTDOWN_EVENT: u16 = 0x8005;
     /// A partially delivered message will not be completed.
@@ -47,6 +49,25 @@ pub mod assoc_state {
     pub const CANT_STR_ASSOC: u16 = 4;
 }
 
+/// `spc_state` values of a PEER_ADDR_CHANGE notification.
+pub mod addr_state {
+    /// The path answers again (after it was unreachable).
+    pub const AVAILABLE: i32 = 0;
+    /// The path failed: more than Path.Max.Retrans timeouts in a row.
+    pub const UNREACHABLE: i32 = 1;
+    /// The peer removed the address.
+    pub const REMOVED: i32 = 2;
+    /// The peer added the address.
+    pub const ADDED: i32 = 3;
+    /// The path is now the primary one.
+    pub const MADE_PRIM: i32 = 4;
+    /// A heartbeat confirmed the address.
+    pub const CONFIRMED: i32 = 5;
+    /// The path may have failed (one timeout; reported only when
+    /// net.sctp.pf_expose asks for it).
+    pub const POTENTIALLY_FAILED: i32 = 6;
+}
+
 /// `struct sctp_event` (linux/sctp.h).
 #[repr(C)]
 struct SctpEvent {
@@ -57,6 +78,131 @@ struct SctpEvent {
 
 /// An SCTP association id.
 pub type AssocId = libc::sctp_assoc_t;
+
+/// `struct sctp_rtoinfo` (linux/sctp.h): the retransmission timeout's
+/// initial value and bounds, in milliseconds (0 leaves one unchanged).
+#[repr(C)]
+struct SctpRtoinfo {
+    srto_assoc_id: AssocId,
+    srto_initial: u32,
+    srto_max: u32,
+    srto_min: u32,
+}
+
+/// `struct sctp_paddrparams` (linux/sctp.h). The C struct is packed with
+/// a 4-byte alignment of the whole: 155 bytes of fields (`spp_pathmtu`
+/// right after the 2-byte `spp_pathmaxrxt`), then one byte of padding. The
+/// kernel takes exactly its size.
+#[repr(C, packed)]
+struct SctpPaddrparams {
+    spp_assoc_id: AssocId,
+    spp_address: libc::sockaddr_storage,
+    spp_hbinterval: u32,
+    spp_pathmaxrxt: u16,
+    spp_pathmtu: u32,
+    spp_sackdelay: u32,
+    spp_flags: u32,
+    spp_ipv6_flowlabel: u32,
+    spp_dscp: u8,
+    _padding: u8,
+}
+
+/// `struct sctp_paddrinfo` (linux/sctp.h), packed like
+/// [`SctpPaddrparams`]: 152 bytes.
+#[repr(C, packed)]
+struct SctpPaddrinfo {
+    spinfo_assoc_id: AssocId,
+    spinfo_address: libc::sockaddr_storage,
+    spinfo_state: i32,
+    spinfo_cwnd: u32,
+    spinfo_srtt: u32,
+    spinfo_rto: u32,
+    spinfo_mtu: u32,
+}
+
+/// `getsockopt` of one peer address's path (`struct sctp_paddrinfo`).
+const SCTP_GET_PEER_ADDR_INFO: libc::c_int = 15;
+
+/// The state of a path, as SCTP_GET_PEER_ADDR_INFO tells it (`enum
+/// sctp_spinfo_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// Failed: more than Path.Max.Retrans timeouts in a row.
+    Inactive,
+    /// Potentially failed: a timeout; no new data goes there.
+    PotentiallyFailed,
+    /// Confirmed and answering.
+    Active,
+    /// Not yet confirmed by a heartbeat.
+    Unconfirmed,
+    /// A value this code does not know.
+    Other(i32),
+}
+
+/// What the kernel knows of one path of an association.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathInfo {
+    /// Its state.
+    pub state: PathState,
+    /// Its smoothed round-trip time.
+    pub srtt: Duration,
+    /// Its retransmission timeout now.
+    pub rto: Duration,
+}
+
+/// `SPP_HB_ENABLE`: heartbeats on, at `spp_hbinterval` (0 would leave the
+/// interval unchanged).
+const SPP_HB_ENABLE: u32 = 1;
+
+/// How the associations of a socket watch their peer's addresses and
+/// leave one that stops answering (RFC 9260 sections 6.3 and 8). An idle
+/// path gets a HEARTBEAT every `heartbeat` plus its RTO (give or take half
+/// the RTO); an unanswered chunk is sent again after one RTO, which doubles
+/// at each timeout up to `rto_max` and is never below `rto_min`; a
+/// retransmission goes to another active address of the peer, so a request
+/// whose path has failed gets through after one RTO; a path with more than
+/// `path_max_retrans` timeouts in a row is inactive until a heartbeat on
+/// it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathParams {
+    /// HB.interval.
+    pub heartbeat: Duration,
+    /// Path.Max.Retrans.
+    pub path_max_retrans: u16,
+    /// RTO.Min.
+    pub rto_min: Duration,
+    /// RTO.Max.
+    pub rto_max: Duration,
+}
+
+impl PathParams {
+    /// For a LAN, where Linux's own (HB.interval 30 s, Path.Max.Retrans 5,
+    /// RTO from 1 s to 60 s) take minutes to find an idle dead path: a
+    /// request and its answer cross to another path within 2 x RTO.Max,
+    /// 2 s (docs/sctp.md, "Paths that fail").
+    pub const LAN: PathParams = PathParams {
+        heartbeat: Duration::from_secs(1),
+        path_max_retrans: 2,
+        rto_min: Duration::from_millis(300),
+        rto_max: Duration::from_secs(1),
+    };
+
+    /// RTO.Initial, the RTO of a path with no round trip measured yet (an
+    /// INIT's, a new path's): RFC 9260's 1 second, kept within
+    /// [`rto_min`, `rto_max`].
+    ///
+    /// [`rto_min`]: PathParams::rto_min
+    /// [`rto_max`]: PathParams::rto_max
+    pub fn rto_initial(&self) -> Duration {
+        Duration::from_secs(1).min(self.rto_max).max(self.rto_min)
+    }
+}
+
+/// A duration in whole milliseconds for a socket option, at least 1 (0
+/// would leave the kernel's value unchanged).
+fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u32::MAX as u128) as u32
+}
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes for the call.
@@ -187,8 +333,9 @@ pub fn unsupported_hint(err: &io::Error) -> Option<&'static str> {
 
 impl SctpSocket {
     /// A non-blocking one-to-many (SOCK_SEQPACKET) socket bound to every
-    /// address in `addrs` on `port` (multi-homed with bindx) and listening.
-    pub fn listen_many(addrs: &[IpAddr], port: u16) -> io::Result<SctpSocket> {
+    /// address in `addrs` on `port` (multi-homed with bindx) and listening,
+    /// whose associations all have `paths`.
+    pub fn listen_many(addrs: &[IpAddr], port: u16, paths: &PathParams) -> io::Result<SctpSocket> {
         if addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -221,6 +368,7 @@ impl SctpSocket {
         setsockopt(raw, SOL_SCTP, libc::SCTP_RECVRCVINFO, &1 as &libc::c_int)?;
         for ty in [
             sn::ASSOC_CHANGE,
+            sn::PEER_ADDR_CHANGE,
             sn::SHUTDOWN_EVENT,
             sn::PARTIAL_DELIVERY_EVENT,
             sn::SENDER_DRY_EVENT,
@@ -233,13 +381,49 @@ impl SctpSocket {
             };
             setsockopt(raw, SOL_SCTP, SCTP_EVENT, &ev)?;
         }
-        // SAFETY: `raw` is a valid socket owned by `fd`.
+        let s = SctpSocket { fd };
+        // Before listen(), so that no association starts without them.
+        s.set_path_params(paths)?;
+        // SAFETY: `raw` is a valid socket owned by `s`.
         syscall!(unsafe { libc::listen(raw, 128) })?;
-        Ok(SctpSocket { fd })
+        Ok(s)
+    }
+
+    /// Sets `p` for every association the socket starts or accepts from now
+    /// on (SCTP_FUTURE_ASSOC, which on a one-to-one socket not yet
+    /// connected is its association-to-be): SCTP_RTOINFO and
+    /// SCTP_PEER_ADDR_PARAMS, heartbeats on.
+    pub fn set_path_params(&self, p: &PathParams) -> io::Result<()> {
+        let raw = self.as_raw_fd();
+        let rto = SctpRtoinfo {
+            srto_assoc_id: libc::SCTP_FUTURE_ASSOC,
+            srto_initial: millis(p.rto_initial()),
+            srto_max: millis(p.rto_max),
+            srto_min: millis(p.rto_min),
+        };
+        setsockopt(raw, SOL_SCTP, libc::SCTP_RTOINFO, &rto)?;
+        // SAFETY: the struct is plain old data; all-zero is valid (the
+        // address all-zero means every peer address).
+        let mut spp: SctpPaddrparams = unsafe { mem::zeroed() };
+        spp.spp_assoc_id = libc::SCTP_FUTURE_ASSOC;
+        spp.spp_hbinterval = millis(p.heartbeat);
+        spp.spp_pathmaxrxt = p.path_max_retrans.max(1);
+        spp.spp_flags = SPP_HB_ENABLE;
+        setsockopt(raw, SOL_SCTP, libc::SCTP_PEER_ADDR_PARAMS, &spp)
     }
 
     /// A blocking one-to-one (SOCK_STREAM) socket connected to `addr`.
     pub fn connect(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<SctpSocket> {
+        SctpSocket::connect_with(addr, timeout, None)
+    }
+
+    /// [`SctpSocket::connect`], the association with `paths` (the
+    /// kernel's own with `None`).
+    fn connect_with(
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+        paths: Option<&PathParams>,
+    ) -> io::Result<SctpSocket> {
         let family = if addr.is_ipv4() {
             libc::AF_INET
         } else {
@@ -249,6 +433,9 @@ impl SctpSocket {
         let s = SctpSocket { fd };
         if let Some(t) = timeout {
             s.set_timeouts(t)?;
+        }
+        if let Some(p) = paths {
+            s.set_path_params(p)?;
         }
         let raw = s.as_raw_fd();
         let r = match addr {
@@ -286,6 +473,16 @@ impl SctpSocket {
     /// try the others. `timeout` bounds the association's start too. One
     /// address is a plain connect().
     pub fn connect_many(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<SctpSocket> {
+        SctpSocket::connect_many_with(addrs, timeout, None)
+    }
+
+    /// [`SctpSocket::connect_many`], the association with `paths` (the
+    /// kernel's own with `None`).
+    pub fn connect_many_with(
+        addrs: &[SocketAddr],
+        timeout: Option<Duration>,
+        paths: Option<&PathParams>,
+    ) -> io::Result<SctpSocket> {
         match addrs {
             [] => {
                 return Err(io::Error::new(
@@ -293,7 +490,7 @@ impl SctpSocket {
                     "no address to connect to",
                 ));
             }
-            [one] => return SctpSocket::connect(*one, timeout),
+            [one] => return SctpSocket::connect_with(*one, timeout, paths),
             _ => {}
         }
         let any_v6 = addrs.iter().any(SocketAddr::is_ipv6);
@@ -303,6 +500,9 @@ impl SctpSocket {
         let raw = s.as_raw_fd();
         if let Some(t) = timeout {
             s.set_timeouts(t)?;
+        }
+        if let Some(p) = paths {
+            s.set_path_params(p)?;
         }
         let packed = pack_addrs(addrs);
         // SAFETY: `packed` holds `packed.len()` bytes of sockaddrs for the
@@ -343,6 +543,47 @@ impl SctpSocket {
             }
         };
         Ok(u16::from_be(port))
+    }
+
+    /// The path to the peer's address `peer` of a one-to-one socket's
+    /// association (SCTP_GET_PEER_ADDR_INFO).
+    pub fn path_info(&self, peer: SocketAddr) -> io::Result<PathInfo> {
+        // SAFETY: the struct is plain old data; all-zero is valid.
+        let mut info: SctpPaddrinfo = unsafe { mem::zeroed() };
+        let packed = pack_addrs(&[peer]);
+        // SAFETY: `packed` is one sockaddr_in or sockaddr_in6, shorter than
+        // the sockaddr_storage it is copied into; the field is unaligned,
+        // so it is written through a byte pointer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                packed.as_ptr(),
+                std::ptr::addr_of_mut!(info.spinfo_address).cast::<u8>(),
+                packed.len(),
+            );
+        }
+        let mut len = mem::size_of::<SctpPaddrinfo>() as libc::socklen_t;
+        // SAFETY: `info` is writable for `len` bytes for the call.
+        syscall!(unsafe {
+            libc::getsockopt(
+                self.as_raw_fd(),
+                SOL_SCTP,
+                SCTP_GET_PEER_ADDR_INFO,
+                (&mut info as *mut SctpPaddrinfo).cast(),
+                &mut len,
+            )
+        })?;
+        let state = match info.spinfo_state {
+            0 => PathState::Inactive,
+            1 => PathState::PotentiallyFailed,
+            2 => PathState::Active,
+            3 => PathState::Unconfirmed,
+            other => PathState::Other(other),
+        };
+        Ok(PathInfo {
+            state,
+            srtt: Duration::from_millis(u64::from(info.spinfo_srtt)),
+            rto: Duration::from_millis(u64::from(info.spinfo_rto)),
+        })
     }
 
     /// Sets SO_RCVTIMEO and SO_SNDTIMEO (blocking sockets).
@@ -554,6 +795,16 @@ pub enum Notification {
         /// `sac_state`.
         state: u16,
     },
+    /// `SCTP_PEER_ADDR_CHANGE`: a path changed state.
+    PeerAddrChange {
+        /// The association.
+        assoc: AssocId,
+        /// The peer's address (IPv4 when v4-mapped), if its family is
+        /// known.
+        peer: Option<IpAddr>,
+        /// `spc_state` (see [`addr_state`]).
+        state: i32,
+    },
     /// `SCTP_SHUTDOWN_EVENT`: the peer is closing.
     Shutdown {
         /// The association.
@@ -586,6 +837,22 @@ fn i32_at(b: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// The IP address of a sockaddr in `b` (its bytes, native family).
+fn ip_at(b: &[u8]) -> Option<IpAddr> {
+    match libc::c_int::from(u16_at(b, 0)?) {
+        libc::AF_INET => {
+            let o: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(IpAddr::from(o))
+        }
+        libc::AF_INET6 => {
+            let o: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            let ip = std::net::Ipv6Addr::from(o);
+            Some(ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4))
+        }
+        _ => None,
+    }
+}
+
 impl Notification {
     /// Decodes a whole notification (native byte order, layouts of
     /// linux/sctp.h). `None` if it is too short for its type.
@@ -597,6 +864,14 @@ impl Notification {
             sn::ASSOC_CHANGE => Notification::AssocChange {
                 assoc: i32_at(b, 16)?,
                 state: u16_at(b, 8)?,
+            },
+            // struct sctp_paddr_change (packed): type, flags, length(u32),
+            // aaddr (sockaddr_storage) at 8, state at 136, error, assoc_id
+            // at 144.
+            sn::PEER_ADDR_CHANGE => Notification::PeerAddrChange {
+                assoc: i32_at(b, 144)?,
+                peer: ip_at(b.get(8..136)?),
+                state: i32_at(b, 136)?,
             },
             // sctp_shutdown_event / sctp_sender_dry_event: assoc_id at 8.
             sn::SHUTDOWN_EVENT => Notification::Shutdown {
@@ -626,10 +901,43 @@ mod tests {
     #[test]
     fn struct_sizes_match_c() {
         assert_eq!(mem::size_of::<SctpEvent>(), 8);
+        assert_eq!(mem::size_of::<SctpRtoinfo>(), 16);
+        assert_eq!(mem::size_of::<SctpPaddrinfo>(), 152);
+        assert_eq!(mem::offset_of!(SctpPaddrinfo, spinfo_state), 132);
+        assert_eq!(mem::offset_of!(SctpPaddrinfo, spinfo_rto), 144);
+        // Packed: offsetof(spp_hbinterval) 132, spp_pathmaxrxt 136,
+        // spp_pathmtu 138, spp_flags 146, spp_dscp 154; sizeof 156.
+        assert_eq!(mem::size_of::<SctpPaddrparams>(), 156);
+        assert_eq!(mem::offset_of!(SctpPaddrparams, spp_hbinterval), 132);
+        assert_eq!(mem::offset_of!(SctpPaddrparams, spp_pathmaxrxt), 136);
+        assert_eq!(mem::offset_of!(SctpPaddrparams, spp_pathmtu), 138);
+        assert_eq!(mem::offset_of!(SctpPaddrparams, spp_flags), 146);
+        assert_eq!(mem::offset_of!(SctpPaddrparams, spp_dscp), 154);
         assert_eq!(mem::size_of::<libc::sctp_sndinfo>(), 16);
         assert_eq!(mem::size_of::<libc::sctp_rcvinfo>(), 28);
         assert_eq!(mem::size_of::<libc::sockaddr_in>(), 16);
         assert_eq!(mem::size_of::<libc::sockaddr_in6>(), 28);
+    }
+
+    #[test]
+    fn path_params_in_milliseconds() {
+        let lan = PathParams::LAN;
+        assert_eq!(lan.rto_initial(), Duration::from_secs(1));
+        let slow = PathParams {
+            rto_min: Duration::from_secs(2),
+            rto_max: Duration::from_secs(5),
+            ..lan
+        };
+        assert_eq!(slow.rto_initial(), Duration::from_secs(2));
+        let fast = PathParams {
+            rto_min: Duration::from_millis(50),
+            rto_max: Duration::from_millis(300),
+            ..lan
+        };
+        assert_eq!(fast.rto_initial(), Duration::from_millis(300));
+        assert_eq!(millis(Duration::from_micros(1500)), 1);
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_secs(1 << 40)), u32::MAX);
     }
 
     #[test]
@@ -668,6 +976,32 @@ mod tests {
             Some(Notification::SenderDry { assoc: 3 })
         );
         assert_eq!(Notification::parse(&dry[..10]), None);
+        let mut pc = vec![0u8; 148];
+        pc[0..2].copy_from_slice(&sn::PEER_ADDR_CHANGE.to_ne_bytes());
+        let sin = sockaddr_in(&"10.71.1.2:9".parse().unwrap());
+        // SAFETY: sockaddr_in is plain old data.
+        pc[8..24].copy_from_slice(unsafe { as_bytes(&sin) });
+        pc[136..140].copy_from_slice(&addr_state::UNREACHABLE.to_ne_bytes());
+        pc[144..148].copy_from_slice(&5i32.to_ne_bytes());
+        assert_eq!(
+            Notification::parse(&pc),
+            Some(Notification::PeerAddrChange {
+                assoc: 5,
+                peer: Some("10.71.1.2".parse().unwrap()),
+                state: addr_state::UNREACHABLE
+            })
+        );
+        let mapped = sockaddr_in6(&"[::ffff:10.71.2.2]:9".parse().unwrap());
+        pc[8..24].fill(0);
+        // SAFETY: sockaddr_in6 is plain old data.
+        pc[8..36].copy_from_slice(unsafe { as_bytes(&mapped) });
+        match Notification::parse(&pc) {
+            Some(Notification::PeerAddrChange { peer, .. }) => {
+                assert_eq!(peer, Some("10.71.2.2".parse().unwrap()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Notification::parse(&pc[..147]), None);
         assert_eq!(Notification::parse(&[]), None);
     }
 

@@ -22,6 +22,8 @@ use nix::sys::socket::{
 use nix::sys::stat::{Mode, fchmod};
 use nix::sys::time::TimeVal;
 
+use crate::logfmt::{LogSafe, Quoted};
+
 /// Who may connect to a listening socket's file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
@@ -80,7 +82,11 @@ impl Drop for SocketFile {
                 if let Err(e) = fs::remove_file(&self.path) {
                     // After --run-as the folder may not be ours to change:
                     // the next start finds the file stale and replaces it.
-                    log::warn!("{}: cannot remove the socket: {e}", self.path.display());
+                    log::warn!(
+                        "socket file not removed: path={} error={}",
+                        LogSafe(self.path.display()),
+                        Quoted(e)
+                    );
                 }
             }
             _ => {}
@@ -117,10 +123,8 @@ impl Listener {
                 }
                 // Nobody listens: the socket of a server that is gone.
                 Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-                    log::info!(
-                        "{}: a stale socket (no server answers on it): replaced",
-                        path.display()
-                    );
+                    // No server answers on it.
+                    log::info!("stale socket replaced: path={}", LogSafe(path.display()));
                     match fs::remove_file(path) {
                         Err(e) if e.kind() != io::ErrorKind::NotFound => {
                             return Err(fail("cannot remove the stale socket")(e));

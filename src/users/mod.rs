@@ -21,32 +21,7 @@ use subtle::ConstantTimeEq;
 
 pub use credentials::{Authenticator, Credentials, Verdict, wipe};
 
-/// Writes `s` so that it stays one token of a log line and cannot fake one:
-/// anything but printable ASCII (whitespace, control and invisible format
-/// characters such as bidi overrides included) is written as `\u{..}`, and
-/// a backslash as `\\`.
-pub fn write_log_safe(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    for c in s.chars() {
-        if c == '\\' {
-            f.write_str("\\\\")?;
-        } else if c.is_ascii_graphic() {
-            write!(f, "{c}")?;
-        } else {
-            write!(f, "{}", c.escape_unicode())?;
-        }
-    }
-    Ok(())
-}
-
-/// A string shown with [`write_log_safe`].
-#[derive(Debug, Clone, Copy)]
-pub struct LogSafe<'a>(pub &'a str);
-
-impl fmt::Display for LogSafe<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_log_safe(f, self.0)
-    }
-}
+pub use crate::logfmt::{LogSafe, write_log_safe};
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

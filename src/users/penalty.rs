@@ -89,7 +89,7 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Peer::Addr(ip) => write!(f, "{ip}"),
-            Peer::Uid(uid) => write!(f, "uid {uid}"),
+            Peer::Uid(uid) => write!(f, "uid:{uid}"),
         }
     }
 }
@@ -99,7 +99,7 @@ impl fmt::Display for Source {
         match self {
             Source::Addr(IpAddr::V4(v4)) => write!(f, "{v4}"),
             Source::Addr(IpAddr::V6(v6)) => write!(f, "{v6}/64"),
-            Source::Uid(uid) => write!(f, "uid {uid}"),
+            Source::Uid(uid) => write!(f, "uid:{uid}"),
         }
     }
 }
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(p.failure(a, t0), None);
         let s = p.failure(a, t0).expect("the third failure of uid 1001");
         assert_eq!(s.source, Source::Uid(1001));
-        assert_eq!(s.source.to_string(), "uid 1001");
+        assert_eq!(s.source.to_string(), "uid:1001");
         assert!(p.is_penalised(a, t0));
         assert!(!p.is_penalised(b, t0), "another local user");
         assert!(!p.is_penalised(ip("127.0.0.1"), t0), "a network peer");

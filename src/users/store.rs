@@ -18,6 +18,7 @@ use crossbeam_channel::Receiver;
 
 use super::file::{self, Record};
 use super::{Directory, Role, Secret, UserError, UserTable, wipe};
+use crate::logfmt::{LogSafe, Quoted};
 
 /// The most users the table holds; ADD_USER beyond it answers X'08'.
 pub const MAX_USERS: usize = 100_000;
@@ -203,8 +204,9 @@ impl Store {
         let _lock = match &self.path {
             Some(path) => Some(file::lock(path).map_err(|e| {
                 log::error!(
-                    "users file {}: cannot lock it: {e}; nothing changed",
-                    path.display()
+                    "user change not made: {change} path={} reason=not-locked error={}",
+                    LogSafe(path.display()),
+                    Quoted(&e)
                 );
                 UserError::NotDurable
             })?),
@@ -225,8 +227,8 @@ impl Store {
                 (Some(now), Some(seen)) => {
                     if now != seen {
                         log::info!(
-                            "users file {}: changed on disk; reading it before the change",
-                            path.display()
+                            "users file changed on disk: path={}",
+                            LogSafe(path.display())
                         );
                     }
                     now != seen
@@ -267,8 +269,8 @@ impl Store {
                 self.persist(t)
             });
         match result {
-            Ok(()) => log::debug!("users: {change} status=ok"),
-            Err(e) => log::debug!("users: {change} refused: {e}"),
+            Ok(()) => log::debug!("user change made: {change}"),
+            Err(e) => log::debug!("user change refused: {change} error={}", Quoted(e)),
         }
         result
     }
@@ -282,19 +284,26 @@ impl Store {
             return match &self.also {
                 Some(hook) => hook().map_err(|()| UserError::Unreadable),
                 None => {
-                    log::warn!("users: nothing to reload: socks5d runs without a users file");
+                    log::warn!("users not reloaded: reason=no-users-file");
                     Err(UserError::Unreadable)
                 }
             };
         };
         let before = file::stamp(path).ok().flatten();
         let records = file::load(path).map_err(|e| {
-            log::error!("users file {}: {e}; users unchanged", path.display());
+            log::error!(
+                "users file not reloaded: path={} error={}",
+                LogSafe(path.display()),
+                Quoted(e)
+            );
             UserError::Unreadable
         })?;
         if let Some(hook) = &self.also {
             hook().map_err(|()| {
-                log::error!("users file {}: not reloaded either", path.display());
+                log::error!(
+                    "users file not reloaded: path={} reason=rules-not-reloaded",
+                    LogSafe(path.display())
+                );
                 UserError::Unreadable
             })?;
         }
@@ -314,12 +323,16 @@ impl Store {
             *t = next;
             Ok(t.count(Role::Admin))
         })?;
-        log::info!("users file {} reloaded: {n} user(s)", path.display());
+        log::info!(
+            "users file reloaded: path={} users={n}",
+            LogSafe(path.display())
+        );
         if admins == 0 {
             log::warn!(
-                "users file {}: no administrator: nobody can log in to the management \
-                 endpoint until one is added to the file and it is reloaded (SIGHUP)",
-                path.display()
+                "users file without administrator: path={} hint=\"nobody can log in to the \
+                 management endpoint until one is added to the file and it is reloaded \
+                 (SIGHUP)\"",
+                LogSafe(path.display())
             );
         }
         Ok(())
@@ -331,7 +344,11 @@ impl Store {
         };
         let records: Vec<Record> = t.records();
         file::save_with(path, &records, |tmp| self.save_delay.before_rename(tmp)).map_err(|e| {
-            log::error!("users file {}: {e}; the change is not made", path.display());
+            log::error!(
+                "users file not saved: path={} error={}",
+                LogSafe(path.display()),
+                Quoted(e)
+            );
             UserError::NotDurable
         })?;
         self.seen.set(file::stamp(path).ok().flatten());
@@ -420,7 +437,7 @@ impl SaveDelay {
         const VAR: &str = "SOCKS5D_TEST_SAVE_DELAY_MS";
         let ms = std::env::var(VAR).ok().and_then(|v| v.parse::<u64>().ok());
         if let Some(ms) = ms {
-            log::warn!("users: test hook {VAR}: every save pauses {ms} ms before its rename");
+            log::warn!("users save test hook on: var={VAR} pause_ms={ms}");
         }
         SaveDelay(ms.map(Duration::from_millis))
     }
@@ -432,9 +449,10 @@ impl SaveDelay {
 
     fn before_rename(self, tmp: &Path) {
         if let Some(pause) = self.0 {
+            // The temporary file is written and synced, not yet renamed.
             log::info!(
-                "users: test hook: {} written and synced; renaming it in {} ms",
-                tmp.display(),
+                "users save paused before rename: tmp={} pause_ms={}",
+                LogSafe(tmp.display()),
                 pause.as_millis()
             );
             thread::sleep(pause);

@@ -1,5 +1,5 @@
 //! The real `socks5d` binary under test: started, ready once it printed its
-//! "SOCKS5 listening on" line (the capture thread signals each line it
+//! "socks5 listening: addr=ADDR" line (the capture thread signals each line it
 //! reads), signalled, its output read; short runs that must exit on their
 //! own; the access log's fields.
 //!
@@ -34,7 +34,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const BRIEF_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The phrase socks5d logs once per bound SOCKS address.
-const READY: &str = "SOCKS5 listening on ";
+const READY: &str = "socks5 listening: addr=";
 
 /// Text a child wrote on one pipe, filled by a background thread so that the
 /// pipe never fills up and blocks the child.
@@ -99,7 +99,7 @@ fn snapshot(cap: &Capture) -> String {
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
-    /// The first SOCKS address from the "SOCKS5 listening on" line.
+    /// The first SOCKS address from the "socks5 listening: addr=ADDR" line.
     pub addr: SocketAddr,
     stdout: Capture,
     stderr: Capture,
@@ -168,7 +168,7 @@ impl Daemon {
         let (stdout, r1) = capture(out);
         let (stderr, r2) = capture(err);
 
-        // Readiness: the "SOCKS5 listening on ADDR" line, never a sleep.
+        // Readiness: the "socks5 listening: addr=ADDR" line, never a sleep.
         let deadline = Instant::now() + start_timeout;
         let found = {
             let (lock, cond) = &*stderr;
@@ -182,7 +182,7 @@ impl Daemon {
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    break Err("socks5d did not print 'SOCKS5 listening on' in time");
+                    break Err("socks5d did not print 'socks5 listening: addr=' in time");
                 }
                 c = cond
                     .wait_timeout(c, left)
@@ -330,7 +330,7 @@ impl Drop for Daemon {
     }
 }
 
-/// The address in the first "SOCKS5 listening on ADDR" line of `text`.
+/// The address in the first "socks5 listening: addr=ADDR" line of `text`.
 fn listening_addr(text: &str) -> Option<SocketAddr> {
     text.lines()
         .filter_map(|l| l.split_once(READY))

@@ -1,6 +1,7 @@
-//! METRICS read over socks5d's management Unix socket (--mgmt-unix) by a
-//! raw client of its own: log in, request X'04', the ID and VALUE pairs
-//! parsed by hand (docs/management-protocol.md, Section 4.9); and a socket
+//! METRICS and USER_METRICS read over socks5d's management Unix socket
+//! (--mgmt-unix) by a raw client of its own: log in, request X'04' or
+//! X'09', the ID and VALUE pairs parsed by hand
+//! (docs/management-protocol.md, Sections 4.9 and 4.19); and a socket
 //! in a folder of its own with the administrator to give socks5d.
 
 use std::collections::BTreeMap;
@@ -51,6 +52,75 @@ pub fn unix_metrics(socket: &Path, admin: &str, password: &str) -> BTreeMap<u8, 
     assert_eq!(answer(&c), [0x01, 0x00], "management log in as {admin}");
     c.send(&[0x01, 0x04]).expect("send METRICS");
     parse_metrics(&answer(&c))
+}
+
+/// USER_METRICS IDs X'01' to X'06': sessions opened, sessions open, bytes
+/// up, bytes down, failed log ins, requests denied.
+pub const UM_SESSIONS: u8 = 0x01;
+/// USER_METRICS X'02': the user's sessions open now.
+pub const UM_OPEN: u8 = 0x02;
+/// USER_METRICS X'03': bytes client to target.
+pub const UM_BYTES_UP: u8 = 0x03;
+/// USER_METRICS X'04': bytes target to client.
+pub const UM_BYTES_DOWN: u8 = 0x04;
+/// USER_METRICS X'05': failed authentications with the user's name.
+pub const UM_AUTH_FAILED: u8 = 0x05;
+/// USER_METRICS X'06': the user's requests denied by the rules.
+pub const UM_DENIED: u8 = 0x06;
+
+/// Every user's USER_METRICS (X'09', paged from OFFSET 0 until TOTAL) on
+/// the management socket at `socket`, parsed by hand (Section 4.19): name
+/// to ID to VALUE.
+pub fn unix_user_metrics(
+    socket: &Path,
+    admin: &str,
+    password: &str,
+) -> BTreeMap<String, BTreeMap<u8, u64>> {
+    let c = Conn::connect(socket, Some(IO_TIMEOUT))
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
+    let mut login = vec![0x01, admin.len() as u8];
+    login.extend_from_slice(admin.as_bytes());
+    login.push(password.len() as u8);
+    login.extend_from_slice(password.as_bytes());
+    c.send(&login).expect("send the log in");
+    assert_eq!(answer(&c), [0x01, 0x00], "management log in as {admin}");
+    let mut users = BTreeMap::new();
+    loop {
+        let mut req = vec![0x01, 0x09];
+        req.extend_from_slice(&(users.len() as u32).to_be_bytes());
+        c.send(&req).expect("send USER_METRICS");
+        let r = answer(&c);
+        assert_eq!(
+            r.get(..3),
+            Some(&[0x01, 0x00, 0x09][..]),
+            "USER_METRICS: {r:02x?}"
+        );
+        let total = u32::from_be_bytes(r[3..7].try_into().expect("4 bytes")) as usize;
+        let count = u16::from_be_bytes(r[7..9].try_into().expect("2 bytes"));
+        let mut at = 9;
+        for _ in 0..count {
+            let len = usize::from(r[at]);
+            let name = String::from_utf8(r[at + 1..at + 1 + len].to_vec()).expect("a UTF-8 name");
+            at += 1 + len;
+            let n = usize::from(r[at]);
+            at += 1;
+            let mut values = BTreeMap::new();
+            for e in r[at..at + 9 * n].chunks_exact(9) {
+                let v = u64::from_be_bytes(e[1..].try_into().expect("8 bytes"));
+                assert!(
+                    values.insert(e[0], v).is_none(),
+                    "{name}: ID {} twice",
+                    e[0]
+                );
+            }
+            at += 9 * n;
+            users.insert(name, values);
+        }
+        assert_eq!(at, r.len(), "USER_METRICS: trailing bytes: {r:02x?}");
+        if users.len() >= total || count == 0 {
+            return users;
+        }
+    }
 }
 
 /// The next whole message on `c`.
@@ -139,6 +209,11 @@ impl UnixMgmt {
     /// METRICS now.
     pub fn metrics(&self) -> BTreeMap<u8, u64> {
         unix_metrics(&self.socket, MGMT_ADMIN, MGMT_ADMIN_PW)
+    }
+
+    /// Every user's USER_METRICS now.
+    pub fn user_metrics(&self) -> BTreeMap<String, BTreeMap<u8, u64>> {
+        unix_user_metrics(&self.socket, MGMT_ADMIN, MGMT_ADMIN_PW)
     }
 
     /// Polls METRICS until `want` holds; fails the test after `within`.

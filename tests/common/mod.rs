@@ -5,8 +5,9 @@
 //! targets: TCP banner-and-echo and UDP echo (`echo`), METRICS over the
 //! management Unix socket (`mgmt`), short-lived children with a deadline
 //! (`child`), the environment scrubbed from every client the tests run
-//! (`env`), /proc measurements (`proc`), and a pseudo-terminal for a
-//! child that draws on one (`pty`).
+//! (`env`), /proc measurements (`proc`), a pseudo-terminal for a child
+//! that draws on one (`pty`), and the Prometheus endpoint's HTTP, samples
+//! and `promtool` (`http`).
 
 // Each crate that includes this module uses a different part of it (the
 // re-exports included).
@@ -16,6 +17,7 @@ pub mod child;
 pub mod daemon;
 pub mod echo;
 pub mod env;
+pub mod http;
 pub mod mgmt;
 pub mod proc;
 pub mod pty;
@@ -25,6 +27,7 @@ pub use child::*;
 pub use daemon::*;
 pub use echo::*;
 pub use env::*;
+pub use http::*;
 pub use mgmt::*;
 pub use proc::*;
 pub use pty::*;

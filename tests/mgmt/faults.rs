@@ -155,13 +155,13 @@ fn leftovers(dir: &Path) -> usize {
 /// What socks5d's test hook (`SOCKS5D_TEST_SAVE_DELAY_MS`, debug builds)
 /// announces when a save pauses: the temporary file is written and fsynced
 /// and not yet renamed.
-const PAUSED: &str = "users: test hook: ";
+const PAUSED: &str = "users save paused before rename: tmp=";
 
 /// The temporary file named by a [`PAUSED`] line.
 fn paused_temp(line: &str) -> PathBuf {
     let rest = &line[line.find(PAUSED).expect("a hook line") + PAUSED.len()..];
     let (path, _) = rest
-        .split_once(" written and synced")
+        .split_once(" pause_ms=")
         .unwrap_or_else(|| panic!("unexpected hook line {line:?}"));
     PathBuf::from(path)
 }
@@ -383,7 +383,11 @@ pub fn session_cap_refuses_the_fourth_log_in(t: &Transport) {
     let warned = poll_until(
         Instant::now() + Duration::from_secs(5),
         Duration::from_millis(5),
-        || d.warnings().contains("sessions already open").then_some(()),
+        || {
+            d.warnings()
+                .contains(" reason=sessions-full ")
+                .then_some(())
+        },
     );
     assert!(
         warned.is_some(),
@@ -458,7 +462,7 @@ pub fn login_throttle_is_per_source(t: &Transport) {
         || {
             d.warnings()
                 .contains(&format!(
-                    "3 refusals from {source}: its log ins are refused unchecked"
+                    "management log ins refused unchecked: source={source} failures=3 "
                 ))
                 .then_some(())
         },

@@ -23,6 +23,7 @@ pub mod effects;
 pub mod faults;
 pub mod local;
 pub mod login;
+pub mod paths;
 pub mod protocol;
 pub mod support;
 pub mod unauth;
@@ -99,6 +100,10 @@ macro_rules! with_cases {
             ctl {
                 Sctp several_addresses_make_one_association,
                 Both reload_and_user_metrics,
+            }
+            paths {
+                Sctp a_session_moves_to_the_other_path_and_back,
+                Sctp an_administrator_on_no_path_is_dropped,
             }
             faults {
                 Both sigkill_during_user_changes,

@@ -19,7 +19,7 @@ const ABORTED: u8 = 0x85;
 fn abort_lines(d: &Daemon) -> usize {
     d.warnings()
         .lines()
-        .filter(|l| l.contains("aborted before logging in"))
+        .filter(|l| l.contains("management sessions aborted before log in: "))
         .count()
 }
 
@@ -179,8 +179,10 @@ pub fn login_grace_aborts_a_silent_association(t: &Transport) {
             d.warnings()
                 .lines()
                 .any(|l| {
-                    l.contains("1 management association(s) aborted before logging in")
-                        && l.contains("1 at the end of their log-in grace time")
+                    l.contains(
+                        "management sessions aborted before log in: count=1 to_make_room=0 \
+                         grace_over=1",
+                    )
                 })
                 .then_some(())
         },

@@ -14,6 +14,7 @@
 //! run; the report is made from that file alone.
 
 pub mod peers;
+pub mod rules;
 pub mod spawn;
 
 use std::fs::{self, File};
@@ -31,10 +32,11 @@ use crate::line::Line;
 use crate::report;
 use crate::scenarios;
 use peers::{Creds, Kind, SystemUser, Tools};
+use rules::{LIMITED_USER, RATE_LIMIT, RulesFile};
 use spawn::command;
 
 /// The peers compared when `--peers` is not given.
-pub const DEFAULT_PEERS: &str = "direct,socks5d,microsocks,dante,dante-noauth";
+pub const DEFAULT_PEERS: &str = "direct,socks5d,socks5d-rules1000,microsocks,dante,dante-noauth";
 
 /// A generator run taking longer than this is killed and counted as failed.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -74,6 +76,14 @@ pub struct Case {
     pub args: Vec<String>,
     /// Proxy and generator both on CPU 0.
     pub pinned: bool,
+    /// The rules file socks5d is started with (`socks5d-rules1000` always
+    /// gets its thousand rules).
+    pub rules: RulesFile,
+    /// Whether the rate-limited user logs in, rather than the bench's.
+    pub limited: bool,
+    /// Whether a second socks5d, with the one-line `allow` file, is started
+    /// beside the first for the generator to alternate with.
+    pub baseline: bool,
 }
 
 impl Case {
@@ -83,7 +93,15 @@ impl Case {
             scenario,
             args: args.iter().map(|s| s.to_string()).collect(),
             pinned: false,
+            rules: RulesFile::Allow,
+            limited: false,
+            baseline: false,
         }
+    }
+
+    /// Whether this is one of the rate cases, which only socks5d has.
+    pub fn is_rate(&self) -> bool {
+        self.scenario == "rate"
     }
 }
 
@@ -132,6 +150,22 @@ pub fn cases(mode: Mode) -> Vec<Case> {
             ],
         )
     };
+    // Rates: the limited user's tunnels download for 5 s (the goal is
+    // judged over 5 s; 1 s in the quick run); an unlimited user's, 1 s on
+    // each socks5d in turns of 1/8 s (0.4 s in turns of 0.2 s).
+    let (rate_secs, free_secs, pairs) = match mode {
+        Mode::Full => ("5", "1", "8"),
+        Mode::Quick => ("1", "0.4", "2"),
+    };
+    let limited_case = |id, tunnels, secs| Case {
+        rules: RulesFile::Rate,
+        limited: true,
+        ..Case::new(
+            id,
+            "rate",
+            &["--tunnels", tunnels, "--secs", secs, "--limit", RATE_LIMIT],
+        )
+    };
     vec![
         tp("t1-up", "1", "up"),
         tp("t1-down", "1", "down"),
@@ -158,6 +192,19 @@ pub fn cases(mode: Mode) -> Vec<Case> {
         udp("udp8-64", "8", "64", "64"),
         udp("udp8-1400", "8", "1400", "64"),
         udp("udp-latency", "1", "64", "1"),
+        limited_case("rate1", "1", rate_secs),
+        limited_case("rate4", "4", rate_secs),
+        // An unlimited user on socks5d with the rate rule, by turns with
+        // socks5d with none.
+        Case {
+            rules: RulesFile::Rate,
+            baseline: true,
+            ..Case::new(
+                "rate-unlimited",
+                "rate",
+                &["--tunnels", "1", "--secs", free_secs, "--pairs", pairs],
+            )
+        },
     ]
 }
 
@@ -185,6 +232,12 @@ fn first_round_only(mode: Mode, case: &Case, kind: Kind) -> Option<&'static str>
              cycles in the full run, about 100 s",
         );
     }
+    if mode == Mode::Full && case.limited {
+        return Some(
+            "the rate-limited cases run in the first round only: 5 s each, and what they measure \
+             is socks5d's buckets against the clock, not the machine's speed",
+        );
+    }
     (mode == Mode::Full && case.id == "idle" && kind == Kind::Dante).then_some(
         "dante (user/password) runs idle in the first round only: its 9,000 password checks \
          take about two minutes; dante-noauth measures the same server's idle memory every round",
@@ -192,8 +245,21 @@ fn first_round_only(mode: Mode, case: &Case, kind: Kind) -> Option<&'static str>
 }
 
 /// Whether `case` means nothing for `kind`, and why: microsocks has no
-/// UDP ASSOCIATE.
+/// UDP ASSOCIATE, only socks5d has rate rules, and `socks5d-rules1000`
+/// is there for the handshake's cost alone.
 pub fn not_applicable(case: &Case, kind: Kind) -> Option<&'static str> {
+    if kind == Kind::Socks5dRules1000 && case.id != "handshake" {
+        return Some(
+            "socks5d-rules1000 (socks5d judging every request against 1,000 rules) runs the \
+             handshake case only, where a request is judged per cycle (n/a elsewhere)",
+        );
+    }
+    if case.is_rate() && kind != Kind::Socks5d {
+        return Some(
+            "the rate cases measure socks5d's 'allow ... rate' rules, which no other peer has \
+             (n/a in the table)",
+        );
+    }
     (case.scenario == "udp" && kind == Kind::Microsocks).then_some(
         "the UDP cases are not applicable to microsocks, which has no UDP ASSOCIATE (n/a in the \
          table)",
@@ -286,7 +352,7 @@ fn package_version(package: &str) -> Option<String> {
 }
 
 /// `# key: value` lines describing the machine and the programs.
-fn machine_meta(tools: &Tools) -> Vec<(String, String)> {
+pub fn machine_meta(tools: &Tools) -> Vec<(String, String)> {
     let mut m = Vec::new();
     let lscpu = peers::find_program("lscpu")
         .and_then(|p| command_output(&p, &[]))
@@ -335,7 +401,7 @@ fn machine_meta(tools: &Tools) -> Vec<(String, String)> {
 
 /// The 1, 5 and 15-minute load averages: how busy the machine was with
 /// other work.
-fn load_average() -> String {
+pub fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
@@ -400,16 +466,41 @@ fn run_generator(mut cmd: Command) -> Result<Line, String> {
 }
 
 fn run_once(ctx: &Ctx, case: &Case, kind: Kind, round: u32) -> Result<Line, String> {
+    let rules = match kind {
+        Kind::Socks5dRules1000 => RulesFile::Thousand,
+        _ => case.rules,
+    };
     let running = match kind {
         Kind::Direct => None,
         _ => Some(peers::start(
             kind,
             &ctx.tools,
             &ctx.creds,
+            rules,
             case.pinned,
             &ctx.tmp,
             &ctx.peers_log,
         )?),
+    };
+    let baseline = match (kind, case.baseline) {
+        (Kind::Socks5d, true) => match peers::start(
+            kind,
+            &ctx.tools,
+            &ctx.creds,
+            RulesFile::Allow,
+            case.pinned,
+            &ctx.tmp,
+            &ctx.peers_log,
+        ) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                if let Some(r) = running {
+                    r.stop();
+                }
+                return Err(format!("the baseline socks5d: {e}"));
+            }
+        },
+        _ => None,
     };
     let mut cmd = match (&ctx.tools.taskset, case.pinned) {
         (Some(taskset), true) => {
@@ -428,9 +519,19 @@ fn run_once(ctx: &Ctx, case: &Case, kind: Kind, round: u32) -> Result<Line, Stri
             .arg(format!("127.0.0.1:{}", r.port))
             .arg("--pid")
             .arg(r.pid().to_string());
+        if let Some(b) = &baseline {
+            cmd.arg("--baseline")
+                .arg(format!("127.0.0.1:{}", b.port))
+                .arg("--baseline-pid")
+                .arg(b.pid().to_string());
+        }
         if kind.authenticates() {
-            cmd.arg("--auth")
-                .arg(format!("{}:{}", ctx.creds.user, ctx.creds.pass));
+            let user = if case.limited {
+                LIMITED_USER
+            } else {
+                &ctx.creds.user
+            };
+            cmd.arg("--auth").arg(format!("{user}:{}", ctx.creds.pass));
         }
     }
     let _ = writeln!(
@@ -445,7 +546,7 @@ fn run_once(ctx: &Ctx, case: &Case, kind: Kind, round: u32) -> Result<Line, Stri
             .map_or(Stdio::inherit(), Stdio::from),
     );
     let result = run_generator(cmd);
-    if let Some(r) = running {
+    for r in [running, baseline].into_iter().flatten() {
         r.stop();
     }
     result
@@ -702,7 +803,7 @@ pub fn main(mut a: Args) -> Result<bool, String> {
     // fails the command only with --strict.
     let ours = failed
         .iter()
-        .any(|(k, _)| matches!(k, Kind::Direct | Kind::Socks5d));
+        .any(|(k, _)| *k == Kind::Direct || k.is_socks5d());
     Ok(!(ours || (strict && !failed.is_empty())))
 }
 
@@ -739,12 +840,16 @@ mod tests {
                 assert_eq!(peer_skips(churn, kind).is_none(), want);
             }
             // Every other case runs for every peer, but for UDP's and
-            // microsocks.
+            // microsocks, the rate cases' and any peer but socks5d, and
+            // socks5d-rules1000's and any case but the handshake.
             for c in all.iter().filter(|c| c.id != "churn") {
                 for k in Kind::ALL {
                     let udp_without = c.scenario == "udp" && k == Kind::Microsocks;
-                    assert_eq!(runs(mode, c, k, 1), !udp_without, "{} {k:?}", c.id);
-                    assert_eq!(not_applicable(c, k).is_some(), udp_without);
+                    let rate_without = c.id.starts_with("rate") && k != Kind::Socks5d;
+                    let rules1000 = k == Kind::Socks5dRules1000 && c.id != "handshake";
+                    let na = udp_without || rate_without || rules1000;
+                    assert_eq!(runs(mode, c, k, 1), !na, "{} {k:?}", c.id);
+                    assert_eq!(not_applicable(c, k).is_some(), na, "{} {k:?}", c.id);
                 }
             }
         }
@@ -755,6 +860,42 @@ mod tests {
         assert!(!runs(Mode::Full, &idle, Kind::Dante, 2));
         assert!(runs(Mode::Quick, &idle, Kind::Dante, 2));
         assert!(runs(Mode::Full, &idle, Kind::DanteNoAuth, 2));
+    }
+
+    /// The limited user downloads through socks5d with the rate rule, over
+    /// the 5 s the goal names, once; the unlimited user goes through the
+    /// same file, by turns with a baseline socks5d, every round.
+    #[test]
+    fn rate_cases_pick_their_rules_and_user() {
+        let arg = |c: &Case, name: &str| {
+            let i = c.args.iter().position(|a| a == name)?;
+            Some(c.args[i + 1].clone())
+        };
+        for mode in [Mode::Full, Mode::Quick] {
+            let rate = select(cases(mode), "rate").unwrap();
+            let ids: Vec<_> = rate.iter().map(|c| c.id).collect();
+            assert_eq!(ids, ["rate1", "rate4", "rate-unlimited"]);
+            for c in &rate {
+                let limited = c.id == "rate1" || c.id == "rate4";
+                assert_eq!(c.limited, limited, "{}", c.id);
+                assert_eq!(c.baseline, !limited, "{}", c.id);
+                assert_eq!(c.rules, RulesFile::Rate, "{}", c.id);
+                let limit = arg(c, "--limit");
+                assert_eq!(limit.as_deref(), limited.then_some(RATE_LIMIT), "{}", c.id);
+                assert!(runs(mode, c, Kind::Socks5d, 1));
+                assert_eq!(
+                    runs(mode, c, Kind::Socks5d, 2),
+                    !limited || mode == Mode::Quick
+                );
+            }
+            let secs = arg(&rate[0], "--secs").unwrap();
+            assert_eq!(secs, if mode == Mode::Full { "5" } else { "1" });
+        }
+        // Every other case uses the allow file and the bench's user.
+        for c in cases(Mode::Full).iter().filter(|c| !c.is_rate()) {
+            let plain = (RulesFile::Allow, false, false);
+            assert_eq!((c.rules, c.limited, c.baseline), plain, "{}", c.id);
+        }
     }
 
     #[test]
@@ -830,6 +971,20 @@ mod tests {
         )));
         assert!(!has_number(&l(
             "loadgen case=udp-latency peer=socks5d ok=1"
+        )));
+        // The rate cases: the limited user's share of its limit, and the
+        // unlimited user's ratio to the baseline.
+        assert!(has_number(&l(
+            "loadgen case=rate4 peer=socks5d ok=1 of_limit=1.05"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=rate1 peer=socks5d ok=1 mib_s=8.4"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=rate-unlimited peer=socks5d ok=1 gib_s=1.5"
+        )));
+        assert!(!has_number(&l(
+            "loadgen case=rate-unlimited peer=socks5d ok=0 errors=1 err_connect=1"
         )));
     }
 }

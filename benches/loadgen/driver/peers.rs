@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::rules::{LIMITED_USER, RulesFile};
 use super::spawn::command;
 use crate::{ports, procfs};
 
@@ -30,6 +31,9 @@ pub enum Kind {
     Direct,
     /// This project, user/password.
     Socks5d,
+    /// This project judging every request against 1,000 access rules
+    /// (999 that do not match, then `allow`).
+    Socks5dRules1000,
     /// microsocks, user/password.
     Microsocks,
     /// Dante's danted, user/password checked against a system user.
@@ -40,9 +44,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every peer, in report order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Direct,
         Kind::Socks5d,
+        Kind::Socks5dRules1000,
         Kind::Microsocks,
         Kind::Dante,
         Kind::DanteNoAuth,
@@ -53,6 +58,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Socks5d => "socks5d",
+            Kind::Socks5dRules1000 => "socks5d-rules1000",
             Kind::Microsocks => "microsocks",
             Kind::Dante => "dante",
             Kind::DanteNoAuth => "dante-noauth",
@@ -66,7 +72,15 @@ impl Kind {
 
     /// Whether clients log in with RFC 1929.
     pub fn authenticates(self) -> bool {
-        matches!(self, Kind::Socks5d | Kind::Microsocks | Kind::Dante)
+        matches!(
+            self,
+            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Microsocks | Kind::Dante
+        )
+    }
+
+    /// Whether this is socks5d (with whichever rules).
+    pub fn is_socks5d(self) -> bool {
+        matches!(self, Kind::Socks5d | Kind::Socks5dRules1000)
     }
 }
 
@@ -121,11 +135,11 @@ impl Tools {
     pub fn missing(&self, kind: Kind) -> Option<String> {
         match kind {
             Kind::Direct => None,
-            Kind::Socks5d if !self.socks5d.is_file() => Some(format!(
+            Kind::Socks5d | Kind::Socks5dRules1000 if !self.socks5d.is_file() => Some(format!(
                 "{} not found (make bench builds it)",
                 self.socks5d.display()
             )),
-            Kind::Socks5d => None,
+            Kind::Socks5d | Kind::Socks5dRules1000 => None,
             Kind::Microsocks if self.microsocks.is_none() => {
                 Some("not installed (apt-get install microsocks)".into())
             }
@@ -310,11 +324,14 @@ impl Running {
 }
 
 /// Starts `kind` on a fresh loopback port; `pinned` runs it on CPU 0 only
-/// (socks5d also with one worker). Waits until it accepts connections.
+/// (socks5d also with one worker). socks5d gets `rules` and, with the rate
+/// rules, the limited user besides the bench's (same password). Waits
+/// until it accepts connections.
 pub fn start(
     kind: Kind,
     tools: &Tools,
     creds: &Creds,
+    rules: RulesFile,
     pinned: bool,
     tmp: &Path,
     log: &File,
@@ -332,18 +349,22 @@ pub fn start(
     };
     match kind {
         Kind::Direct => return Err("direct has no proxy to start".into()),
-        Kind::Socks5d => {
+        Kind::Socks5d | Kind::Socks5dRules1000 => {
             argv.push(tools.socks5d.display().to_string());
             argv.extend(["-l", "127.0.0.1", "-p"].map(String::from));
             argv.push(port.to_string());
             argv.push("-u".into());
             argv.push(format!("{}:{}", creds.user, creds.pass));
+            if rules == RulesFile::Rate {
+                argv.push("-u".into());
+                argv.push(format!("{LIMITED_USER}:{}", creds.pass));
+            }
             argv.extend(["--access-log", "off"].map(String::from));
             // The targets are on loopback, which socks5d's default rules deny.
-            let rules = tmp.join("socks5d-allow.rules");
-            std::fs::write(&rules, "allow\n").map_err(|e| format!("{}: {e}", rules.display()))?;
+            let path = tmp.join(rules.file_name());
+            fs::write(&path, rules.text()).map_err(|e| format!("{}: {e}", path.display()))?;
             argv.push("--rules".into());
-            argv.push(rules.display().to_string());
+            argv.push(path.display().to_string());
             if pinned {
                 argv.extend(["--workers", "1"].map(String::from));
             }

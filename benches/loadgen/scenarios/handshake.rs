@@ -65,6 +65,13 @@ pub(super) fn cycle(
 
 /// Runs the scenario; the line has `cycles_s`, `p50_us` and `p99_us`.
 pub fn run(c: &Common, p: &Params) -> Line {
+    run_marked(c, p, &mut |_| ())
+}
+
+/// [`run`], calling `mark(true)` as the measured stretch starts and
+/// `mark(false)` once its last cycle is over, where the CPU time of the
+/// generator and the proxy is read: a caller reads other clocks there.
+pub fn run_marked(c: &Common, p: &Params, mark: &mut dyn FnMut(bool)) -> Line {
     let mut line = c.line("handshake");
     line.put("threads", p.threads);
     let echo = match Echo::start_one_shot() {
@@ -99,6 +106,7 @@ pub fn run(c: &Common, p: &Params) -> Line {
         })
         .collect();
     thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+    mark(true);
     let meter = Meter::start(c.proxy_pid);
     let mut samples = Vec::new();
     let mut errors = Errors::default();
@@ -112,6 +120,7 @@ pub fn run(c: &Common, p: &Params) -> Line {
         }
     }
     meter.finish(&mut line);
+    mark(false);
     samples.sort_unstable();
     let us = |p: f64| percentile(&samples, p).map_or(f64::NAN, |ns| ns as f64 / 1000.0);
     line.put("cycles", samples.len())

@@ -1,4 +1,4 @@
-//! The six scenarios, one per run of the generator.
+//! The seven scenarios, one per run of the generator.
 //!
 //! Every run starts its own targets, measures, and returns one [`Line`]
 //! that says how it went (`ok=1`, or `ok=0` with the errors counted by
@@ -11,6 +11,7 @@ pub mod churn;
 pub mod handshake;
 pub mod idle;
 pub mod latency;
+pub mod rate;
 pub mod throughput;
 pub mod udp;
 
@@ -48,18 +49,7 @@ impl Common {
     /// --round N --pid PID --timeout S`. The proxy must be a loopback
     /// address: this program sends nothing anywhere else.
     pub fn from_args(a: &mut Args, scenario: &str) -> Result<Common, String> {
-        let proxy = match a.value("--proxy")? {
-            None => None,
-            Some(v) => {
-                let addr: SocketAddr = v
-                    .parse()
-                    .map_err(|_| format!("--proxy: '{v}' is not IP:PORT"))?;
-                if !addr.ip().is_loopback() {
-                    return Err(format!("--proxy: {addr} is not a loopback address"));
-                }
-                Some(addr)
-            }
-        };
+        let proxy = loopback_arg(a, "--proxy")?;
         let auth = match a.value("--auth")? {
             None => Auth::None,
             Some(v) => Auth::parse(&v).ok_or("--auth: expected USER:PASS")?,
@@ -92,6 +82,21 @@ impl Common {
             .put("round", self.round);
         l
     }
+}
+
+/// The loopback `IP:PORT` after `flag`, if given: this program sends
+/// nothing anywhere else.
+pub fn loopback_arg(a: &mut Args, flag: &str) -> Result<Option<SocketAddr>, String> {
+    let Some(v) = a.value(flag)? else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = v
+        .parse()
+        .map_err(|_| format!("{flag}: '{v}' is not IP:PORT"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("{flag}: {addr} is not a loopback address"));
+    }
+    Ok(Some(addr))
 }
 
 /// Wall time and CPU time of the generator (and of the proxy's process
@@ -229,6 +234,12 @@ mod tests {
         assert_eq!(c.peer, "proxy");
         assert_eq!(c.case, "latency");
         assert_eq!(c.proxy_pid, Some(7));
+        let e = loopback_arg(&mut args(&["--baseline", "192.0.2.1:1080"]), "--baseline");
+        assert!(e.unwrap_err().contains("loopback"));
+        assert_eq!(
+            loopback_arg(&mut args(&["--baseline", "[::1]:9"]), "--baseline").unwrap(),
+            Some("[::1]:9".parse().unwrap())
+        );
         let d = Common::from_args(&mut args(&[]), "idle").unwrap();
         assert!(matches!(d.route, Route::Direct));
         assert_eq!(d.peer, "direct");

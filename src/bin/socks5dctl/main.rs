@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use socks5d::logfmt::{LogSafe, Quoted};
 use socks5d::mgmt::wire::{
     self, Login, LoginStatus, MAX_RESPONSE, Request, Response, Status, UserMetrics, metric,
     user_metric,
 };
-use socks5d::sys::sctp::{self, SctpSocket};
+use socks5d::sys::sctp::{self, PathParams, SctpSocket};
 use socks5d::sys::seqpacket::Conn;
 use socks5d::users::{Role, valid_name, valid_password};
 
@@ -104,10 +105,16 @@ struct Args {
     top: top::Options,
 }
 
+/// Why socks5dctl failed. Its message is a log line of socks5d's format
+/// (README.md, "Log lines"): a fixed message, then `key=value` fields.
 enum Failure {
+    /// What is wrong with the command line.
     Usage(String),
+    /// The server could not be reached: the whole line after the message.
     Transport(String),
+    /// What in the server's answer broke the protocol.
     Protocol(String),
+    /// What went wrong with the terminal of `top`.
     Terminal(String),
     Login(LoginStatus),
     Request(Status),
@@ -127,11 +134,23 @@ impl Failure {
 
     fn message(&self) -> String {
         match self {
-            Failure::Usage(m) => format!("{m} (see socks5dctl -h)"),
-            Failure::Transport(m) | Failure::Terminal(m) => m.clone(),
-            Failure::Protocol(m) => format!("protocol error: {m}"),
-            Failure::Login(s) => format!("log in failed: {}", login_text(*s)),
-            Failure::Request(s) => request_text(*s).to_owned(),
+            Failure::Usage(m) => format!(
+                "bad command line: error={} help=\"socks5dctl -h\"",
+                Quoted(m)
+            ),
+            Failure::Transport(m) => m.clone(),
+            Failure::Protocol(m) => format!("protocol error: error={}", Quoted(m)),
+            Failure::Terminal(m) => format!("terminal error: error={}", Quoted(m)),
+            Failure::Login(s) => format!(
+                "log in failed: status=x{:02x} reason={}",
+                u8::from(*s),
+                Quoted(login_text(*s))
+            ),
+            Failure::Request(s) => format!(
+                "request failed: status=x{:02x} reason={}",
+                u8::from(*s),
+                Quoted(request_text(*s))
+            ),
         }
     }
 }
@@ -364,13 +383,26 @@ fn prompt(text: &str) -> Result<String, Failure> {
 /// operator can act on: the kernel's SCTP hint (the same the server logs),
 /// and the other way in.
 fn sctp_failure(target: &str, e: &io::Error) -> String {
+    let line = connect_failure(target, e);
     match sctp::unsupported_hint(e) {
         Some(hint) => format!(
-            "cannot connect to {target}: {e}: {hint}; or manage socks5d over its \
-             Unix-domain socket (socks5d --mgmt-unix PATH, socks5dctl --unix PATH)"
+            "{line} hint={}",
+            Quoted(format_args!(
+                "{hint}; or manage socks5d over its Unix-domain socket (socks5d \
+                 --mgmt-unix PATH, socks5dctl --unix PATH)"
+            ))
         ),
-        None => format!("cannot connect to {target}: {e}"),
+        None => line,
     }
+}
+
+/// The line saying that `target` could not be connected to.
+fn connect_failure(target: impl std::fmt::Display, e: &io::Error) -> String {
+    format!(
+        "cannot connect: target={} error={}",
+        LogSafe(target),
+        Quoted(e)
+    )
 }
 
 /// A connection to the server: one SCTP association, or one Unix
@@ -384,15 +416,20 @@ impl Client {
     fn connect(target: &Target) -> Result<Client, Failure> {
         let timeout = Some(Duration::from_secs(10));
         match target {
-            Target::Sctp(addrs) => SctpSocket::connect_many(addrs, timeout)
-                .map(Client::Sctp)
-                .map_err(|e| {
-                    let names: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
-                    Failure::Transport(sctp_failure(&names.join(", "), &e))
-                }),
-            Target::Unix(path) => Conn::connect(path, timeout).map(Client::Unix).map_err(|e| {
-                Failure::Transport(format!("cannot connect to {}: {e}", path.display()))
-            }),
+            // socks5d's own path settings: a request whose path fails
+            // mid-command goes on another of the server's addresses within
+            // a second, not after Linux's RTO of 1 to 60 s.
+            Target::Sctp(addrs) => {
+                SctpSocket::connect_many_with(addrs, timeout, Some(&PathParams::LAN))
+                    .map(Client::Sctp)
+                    .map_err(|e| {
+                        let names: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                        Failure::Transport(sctp_failure(&names.join(","), &e))
+                    })
+            }
+            Target::Unix(path) => Conn::connect(path, timeout)
+                .map(Client::Unix)
+                .map_err(|e| Failure::Transport(connect_failure(path.display(), &e))),
         }
     }
 
@@ -401,17 +438,18 @@ impl Client {
             Client::Sctp(s) => s.send_message(msg),
             Client::Unix(c) => c.send(msg).map(drop),
         };
-        sent.map_err(|e| Failure::Transport(format!("send: {e}")))?;
+        sent.map_err(|e| Failure::Transport(format!("send failed: error={}", Quoted(e))))?;
         let received = match self {
             Client::Sctp(s) => s.recv_message(MAX_RESPONSE),
             Client::Unix(c) => c.recv_message(MAX_RESPONSE),
         };
         match received {
             Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(Failure::Transport(
-                "the server closed the connection".into(),
-            )),
-            Err(e) => Err(Failure::Transport(format!("receive: {e}"))),
+            Ok(None) => Err(Failure::Transport("server closed the connection".into())),
+            Err(e) => Err(Failure::Transport(format!(
+                "receive failed: error={}",
+                Quoted(e)
+            ))),
         }
     }
 

@@ -19,6 +19,7 @@
 //! [`STALL_LIMIT`]: super::STALL_LIMIT
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -26,7 +27,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
 use super::{Endpoint, Io, Link, SCTP_TOKEN, SEND_BUFFER};
-use crate::sys::sctp::{AssocId, Notification, SctpSocket, assoc_state};
+use crate::logfmt::Quoted;
+use crate::sys::sctp::{AssocId, Notification, SctpSocket, addr_state, assoc_state};
 
 /// Pieces of messages or notifications one turn reads from the socket.
 const BUDGET: usize = 256;
@@ -34,7 +36,7 @@ const BUDGET: usize = 256;
 /// Registers the listening socket and asks for its large send buffer.
 pub(super) fn register(sock: &SctpSocket, registry: &Registry) -> io::Result<()> {
     if let Err(e) = sock.set_send_buffer(SEND_BUFFER) {
-        log::warn!("management socket: cannot set its send buffer: {e}");
+        log::warn!("management socket send buffer not set: error={}", Quoted(e));
     }
     registry.register(
         &mut SourceFd(&sock.as_raw_fd()),
@@ -56,7 +58,10 @@ impl Endpoint {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("management socket: recv: {e}");
+                    log::warn!(
+                        "management receive failed: transport=sctp error={}",
+                        Quoted(e)
+                    );
                     return false;
                 }
             };
@@ -93,10 +98,22 @@ impl Endpoint {
                     self.forget(Link::Sctp(assoc));
                     self.admit_sctp(assoc, now);
                 }
+                assoc_state::COMM_LOST => {
+                    // Every path failed (the peer is unreachable), or the
+                    // peer aborted: the session and its slot go now.
+                    let link = Link::Sctp(assoc);
+                    if self.links.get(&link).is_some_and(|a| a.logged_in) {
+                        log::info!("management session lost: link={link} reason=comm-lost");
+                    }
+                    self.forget(link);
+                }
                 _ => self.forget(Link::Sctp(assoc)),
             },
+            Some(Notification::PeerAddrChange { assoc, peer, state }) => {
+                self.on_path_change(Link::Sctp(assoc), peer, state);
+            }
             Some(Notification::SenderDry { assoc }) => {
-                log::debug!("management association {assoc}: sender dry");
+                log::debug!("management sender dry: link={}", Link::Sctp(assoc));
                 if let Some(a) = self.links.get_mut(&Link::Sctp(assoc))
                     && let Io::Sctp { in_kernel, .. } = &mut a.io
                 {
@@ -112,6 +129,43 @@ impl Endpoint {
             Some(Notification::Shutdown { .. } | Notification::SendFailed { .. })
             | Some(Notification::Other(_))
             | None => {}
+        }
+    }
+
+    /// Logs a path of a session that failed or came back, at info for an
+    /// administrator's session (the other paths carry it meanwhile; see
+    /// --mgmt-heartbeat and the options after it), and the rest at debug.
+    fn on_path_change(&self, link: Link, peer: Option<IpAddr>, state: i32) {
+        let Some(a) = self.links.get(&link) else {
+            return;
+        };
+        let (word, notable) = match state {
+            addr_state::UNREACHABLE => ("unreachable", true),
+            addr_state::AVAILABLE => ("available", true),
+            addr_state::CONFIRMED => ("confirmed", false),
+            addr_state::ADDED => ("added", false),
+            addr_state::REMOVED => ("removed", false),
+            addr_state::MADE_PRIM => ("primary", false),
+            addr_state::POTENTIALLY_FAILED => ("potentially-failed", false),
+            _ => ("other", false),
+        };
+        let peer = PeerAddr(peer);
+        if notable && a.logged_in {
+            log::info!("management path changed: link={link} peer={peer} state={word}");
+        } else {
+            log::debug!("management path changed: link={link} peer={peer} state={word}");
+        }
+    }
+}
+
+/// A peer's address in a log line, `-` when unknown.
+struct PeerAddr(Option<IpAddr>);
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => write!(f, "{ip}"),
+            None => f.write_str("-"),
         }
     }
 }

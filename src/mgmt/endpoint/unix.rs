@@ -23,6 +23,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::{Endpoint, Io, LISTENER_TOKEN, Link};
+use crate::logfmt::{LogSafe, Quoted};
 use crate::sys::seqpacket::{Conn, Listener};
 use crate::users::penalty::Peer;
 
@@ -68,8 +69,9 @@ impl Endpoint {
                     // EMFILE and the like: the connection waits in the
                     // backlog until the next one arrives.
                     log::warn!(
-                        "management socket {}: accept: {e}",
-                        listener.path().display()
+                        "management accept failed: path={} error={}",
+                        LogSafe(listener.path().display()),
+                        Quoted(e)
                     );
                     return false;
                 }
@@ -77,7 +79,11 @@ impl Endpoint {
             let cred = match conn.peer_cred() {
                 Ok(c) => c,
                 Err(e) => {
-                    log::debug!("management Unix connection: no peer credentials: {e}");
+                    log::debug!(
+                        "management connection dropped: transport=unix \
+                         reason=no-peer-credentials error={}",
+                        Quoted(e)
+                    );
                     continue;
                 }
             };
@@ -88,11 +94,16 @@ impl Endpoint {
                 self.registry
                     .register(&mut SourceFd(&conn.as_raw_fd()), Token(n), interest)
             {
-                log::warn!("management Unix connection {n}: cannot watch it: {e}");
+                log::warn!(
+                    "management connection dropped: link={} reason=not-watched error={}",
+                    Link::Unix(n),
+                    Quoted(e)
+                );
                 continue;
             }
             log::debug!(
-                "management Unix connection {n}: uid {} pid {}",
+                "management connection accepted: link={} uid={} pid={}",
+                Link::Unix(n),
                 cred.uid,
                 cred.pid
             );
@@ -127,7 +138,7 @@ impl Endpoint {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::debug!("management {link}: recv: {e}");
+                    log::debug!("management receive failed: link={link} error={}", Quoted(e));
                     self.forget(link);
                     return false;
                 }

@@ -17,6 +17,7 @@ use super::{
     Connection, LISTENER_BASE, MAX_SESSION_TOKEN, Ready, SLOT_BITS, Sockets, Worker, evictable,
     token, would_block,
 };
+use crate::logfmt::Quoted;
 use crate::reactor::pipe::Pipe;
 use crate::sys::net::connection_waits;
 
@@ -120,17 +121,21 @@ impl Worker {
         }
         self.last_pause_log = Some(now);
         let closed = mem::take(&mut self.evicted_unreported);
-        let then = if pausing {
-            format!(
-                "none left to close: accepting pauses for {ACCEPT_PAUSE:?} at a time while it lasts"
-            )
+        // Handshakes without a user closed to make room, oldest first, since
+        // the last such line; open tunnels go on either way.
+        if pausing {
+            log::warn!(
+                "accept short of resources: error={} closed_for_room={closed} accepting=paused \
+                 pause_ms={}",
+                Quoted(e),
+                ACCEPT_PAUSE.as_millis()
+            );
         } else {
-            "accepting goes on".to_owned()
-        };
-        log::warn!(
-            "accept: {e}; {closed} handshakes without a user closed to make room, oldest first, \
-             since the last such warning; {then}, open tunnels go on"
-        );
+            log::warn!(
+                "accept short of resources: error={} closed_for_room={closed} accepting=on",
+                Quoted(e)
+            );
+        }
     }
 
     fn pause_accepting(&mut self, e: &io::Error) {
@@ -152,7 +157,10 @@ impl Worker {
                     .registry
                     .register(l, mio::Token(LISTENER_BASE - i), Interest::READABLE)
             {
-                log::error!("listener {i}: cannot register again: {e}");
+                log::error!(
+                    "listener not registered again: listener={i} error={}",
+                    Quoted(e)
+                );
             }
         }
     }
@@ -188,7 +196,7 @@ impl Worker {
             ) {
                 Ok(()) => true,
                 Err(e) => {
-                    log::warn!("register client {addr}: {e}");
+                    log::warn!("client not registered: client={addr} error={}", Quoted(e));
                     false
                 }
             };

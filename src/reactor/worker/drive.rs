@@ -13,6 +13,7 @@ use super::extra::{self, Extra, Who};
 use super::sockets::{Attempt, Sockets};
 use super::{Ctx, Next, RELAY_BUDGET, token, would_block};
 use crate::blocking::Refused;
+use crate::logfmt::{LogSafe, Quoted};
 use crate::reactor::Inbound;
 use crate::reactor::pipe::{Pump, Ready};
 use crate::rules::Origin;
@@ -115,7 +116,11 @@ pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Ne
                     });
                 }
                 Err(e) => {
-                    log::debug!("connect {addr}: {e}");
+                    log::debug!(
+                        "connect attempt failed: conn={} addr={addr} error={}",
+                        s.id,
+                        Quoted(&e)
+                    );
                     s.conn.handle_connect_failed(ctx.now, id, &e);
                 }
             },
@@ -134,7 +139,11 @@ pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Ne
                         bound
                     });
                 if let Err(e) = &result {
-                    log::debug!("connection {} BIND toward {peer}: {e}", s.id);
+                    log::debug!(
+                        "bind not listening: conn={} peer={peer} error={}",
+                        s.id,
+                        Quoted(e)
+                    );
                 }
                 s.conn.handle_listening(ctx.now, result);
             }
@@ -222,7 +231,8 @@ fn log_decision(s: &Sockets, ctx: &mut Ctx, origin: Origin, outcome: Outcome) {
         .target()
         .map_or_else(|| "-".to_owned(), ToString::to_string);
     log::info!(
-        "rules: decision={verdict} rule={rule} client={} user={} target={target}",
+        "rule decided: decision={verdict} rule={} client={} user={} target={target}",
+        LogSafe(rule),
         s.peer,
         crate::users::LogSafe(user)
     );
@@ -313,7 +323,14 @@ fn check_attempts(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next
             Ok(Some(e)) | Err(e) => e,
         };
         let failed = s.attempts.swap_remove(i);
-        log::debug!("connect {:?}: {err}", failed.socket.peer_addr().ok());
+        log::debug!(
+            "connect attempt failed: conn={} target={} error={}",
+            s.id,
+            s.conn
+                .target()
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
+            Quoted(&err)
+        );
         s.conn.handle_connect_failed(ctx.now, failed.id, &err);
         told = true;
     }
@@ -363,16 +380,18 @@ fn relay(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next> {
     )?;
     if let Some(l) = limit {
         l.give_back(Direction::Down, down_grant - read);
-        // Out of tokens with bytes waiting: sleep until the buckets refill
-        // (a timer, not the run-again list).
         let mut wake: Option<std::time::Instant> = None;
         for (pump, granted, dir) in [
             (&mut up, up_grant, Direction::Up),
             (&mut down, down_grant, Direction::Down),
         ] {
-            if *pump == Pump::Budget && granted < RELAY_BUDGET {
+            // Out of its grant: with tokens left (the grant was only
+            // capped) it takes another turn after the others; without, it
+            // sleeps until they refill, woken in a random order among the
+            // user's tunnels so that they share the rate.
+            if *pump == Pump::Budget && granted < RELAY_BUDGET && !l.ready(dir, now) {
                 *pump = Pump::Blocked;
-                let at = now + l.wait(dir, now);
+                let at = now + l.wait(dir, now, ctx.jitter());
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
         }
@@ -504,7 +523,7 @@ fn accept_inbound(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next
             // A connection that died in the queue, or no descriptor for it:
             // the wait goes on (the bind timeout bounds it).
             Err(e) => {
-                log::debug!("connection {} BIND accept: {e}", s.id);
+                log::debug!("bind accept failed: conn={} error={}", s.id, Quoted(e));
                 ready.read = false;
                 return Ok(Next::Open);
             }
@@ -520,10 +539,10 @@ fn accept_inbound(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Next
             return Ok(Next::Close);
         }
         if !s.attempts.is_empty() || s.target.is_some() {
-            log::debug!("connection {} BIND: {peer} connected", s.id);
+            log::debug!("bind peer connected: conn={} peer={peer}", s.id);
         } else {
             log::debug!(
-                "connection {} BIND: {peer} refused, not the expected peer",
+                "bind peer refused: conn={} peer={peer} reason=not-the-expected-peer",
                 s.id
             );
         }

@@ -19,6 +19,7 @@ use mio::Interest;
 use mio::net::{TcpListener, UdpSocket};
 
 use super::{Ctx, token, would_block};
+use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::Datagrams;
 use crate::reactor::Inbound;
 use crate::reactor::pipe::Ready;
@@ -225,8 +226,9 @@ pub(super) fn associate(
         Err(e) => {
             ctx.udp_open.fetch_sub(1, Ordering::AcqRel);
             log::warn!(
-                "UDP ASSOCIATE: no relay socket on {}: {e}",
-                client_local.ip()
+                "udp relay socket not opened: side=client addr={} error={}",
+                client_local.ip(),
+                Quoted(e)
             );
             Err(Reply::GeneralFailure)
         }
@@ -329,7 +331,7 @@ impl Relay {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::debug!("connection {id} UDP relay: {e}");
+                    log::debug!("udp relay receive failed: conn={id} error={}", Quoted(e));
                     continue;
                 }
             };
@@ -369,7 +371,10 @@ impl Relay {
                 }
                 Route::Held => {}
                 Route::Drop(why) => {
-                    log::trace!("connection {id} UDP datagram from the client dropped: {why:?}");
+                    log::trace!(
+                        "udp datagram from the client dropped: conn={id} reason={}",
+                        drop_word(why)
+                    );
                     self.drop_one(ctx);
                 }
             }
@@ -400,7 +405,8 @@ impl Relay {
             if verdict.log() {
                 let rule = ctx.rules.current().describe(verdict.origin()).to_string();
                 log::info!(
-                    "rules: decision=deny rule={rule} client={} cmd=udp target={to}",
+                    "rule decided: decision=deny rule={} client={} cmd=udp target={to}",
+                    LogSafe(rule),
                     self.who.client
                 );
             }
@@ -469,7 +475,10 @@ impl Relay {
                 self.enqueue(ctx, Via::Client, client, &buf[start..end], payload);
             }
             Err(e) => {
-                log::trace!("UDP relay to the client {client}: {e}");
+                log::trace!(
+                    "udp datagram to the client dropped: client={client} error={}",
+                    Quoted(e)
+                );
                 self.drop_one(ctx);
             }
         }
@@ -503,7 +512,10 @@ impl Relay {
         let out = match outward(side, ctx, self.key, to.is_ipv6()) {
             Ok(out) => out,
             Err(e) => {
-                log::warn!("UDP relay: no socket toward {to}: {e}");
+                log::warn!(
+                    "udp relay socket not opened: side=target target={to} error={}",
+                    Quoted(e)
+                );
                 return self.drop_one(ctx);
             }
         };
@@ -515,7 +527,10 @@ impl Relay {
             }
             // EMSGSIZE (more than an IPv4 datagram holds), unreachable, ...
             Err(e) => {
-                log::trace!("UDP relay to {to}: {e}");
+                log::trace!(
+                    "udp datagram to the target dropped: target={to} error={}",
+                    Quoted(e)
+                );
                 self.drop_one(ctx);
             }
         }
@@ -609,4 +624,17 @@ fn outward<'a>(
         });
     }
     Ok(side.as_mut().expect("made above"))
+}
+
+/// Why a client's datagram was dropped, as one word of a log line.
+fn drop_word(why: udp::Drop) -> &'static str {
+    match why {
+        udp::Drop::Fragmented => "fragmented",
+        udp::Drop::Malformed => "malformed",
+        udp::Drop::ForeignSource => "foreign-source",
+        udp::Drop::UnknownPeer => "unknown-peer",
+        udp::Drop::WaitFull => "wait-full",
+        udp::Drop::Unresolved => "unresolved",
+        udp::Drop::TooBig => "too-big",
+    }
 }

@@ -13,6 +13,7 @@ use slab::Slab;
 use super::Ctx;
 use super::extra::Extra;
 use crate::blocking::Answer;
+use crate::logfmt::LogSafe;
 use crate::reactor::Inbound;
 use crate::reactor::limits::SessionLimits;
 use crate::reactor::pipe::{Pipe, Ready};
@@ -135,10 +136,10 @@ impl Ctx {
                 } else if let Some(p) = self.penalties.failure(ip, self.now) {
                     self.counters.penalties += 1;
                     log::warn!(
-                        "SOCKS authentication: {} failures from {}: its authentications are \
-                         refused unchecked for {} s",
+                        "socks authentications refused unchecked: source={} failures={} \
+                         penalty_s={}",
+                        LogSafe(p.source),
                         p.failures,
-                        p.source,
                         p.length.as_secs()
                     );
                 }

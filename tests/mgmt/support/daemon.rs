@@ -17,19 +17,19 @@ use super::*;
 use crate::common;
 
 /// The management phrase of socks5d's Unix readiness line.
-const MGMT_UNIX_READY: &str = "management (Unix) listening on ";
+const MGMT_UNIX_READY: &str = "management listening: transport=unix path=";
 
 /// A running socks5d; killed (SIGKILL) when dropped.
 pub struct Daemon {
     inner: common::Daemon,
     /// The transport its management endpoint is served over.
     pub transport: Transport,
-    /// The SOCKS address from "SOCKS5 listening on ADDR".
+    /// The SOCKS address from "socks5 listening: addr=ADDR".
     pub socks: SocketAddr,
-    /// The SCTP management port from "management (SCTP) listening on ...
-    /// port N", `None` when that endpoint is not served.
+    /// The SCTP management port from "management listening: transport=sctp
+    /// addrs=... port=N", `None` when that endpoint is not served.
     pub mgmt_port: Option<u16>,
-    /// The addresses of that line, as printed.
+    /// The addresses of that line, as printed (comma-separated).
     pub mgmt_addrs: String,
     /// The Unix socket's path (when the transport is Unix).
     socket: Option<PathBuf>,
@@ -91,7 +91,7 @@ impl Daemon {
         args.extend(["--access-log", "off"].map(String::from));
         args.extend(extra);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        // Ready once "SOCKS5 listening on" is logged, last at start-up: the
+        // Ready once "socks5 listening:" is logged, last at start-up: the
         // management lines come before it.
         let inner = common::Daemon::spawn(&argv, env, START_TIMEOUT);
         let mut d = Daemon {
@@ -109,7 +109,7 @@ impl Daemon {
             if let Some((_, rest)) = line.split_once(MGMT_READY) {
                 let (addrs, port) = rest
                     .trim()
-                    .rsplit_once(" port ")
+                    .rsplit_once(" port=")
                     .unwrap_or_else(|| panic!("bad management line {line:?}"));
                 d.mgmt_addrs = addrs.to_owned();
                 d.mgmt_port = Some(

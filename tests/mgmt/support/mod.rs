@@ -8,6 +8,7 @@
 
 mod daemon;
 mod mgmt;
+mod netns;
 mod process;
 mod socks;
 mod transport;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use daemon::*;
 pub use mgmt::*;
+pub use netns::*;
 pub use process::*;
 pub use socks::*;
 pub use transport::*;
@@ -35,4 +37,4 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child process (curl, socks5dctl, ncat) may run.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-const MGMT_READY: &str = "management (SCTP) listening on ";
+const MGMT_READY: &str = "management listening: transport=sctp addrs=";

@@ -70,7 +70,7 @@ impl Transport {
     pub fn this_source(self) -> String {
         match self {
             Transport::Sctp => "127.0.0.1".to_owned(),
-            Transport::Unix => format!("uid {}", nix::unistd::getuid()),
+            Transport::Unix => format!("uid:{}", nix::unistd::getuid()),
         }
     }
 
