@@ -912,14 +912,7 @@ impl Connection {
             TargetAddr::Domain(name, port) => match std::str::from_utf8(name) {
                 Ok(host) => {
                     // An IP literal sent as a name never goes to the resolver.
-                    let literal = host
-                        .strip_prefix('[')
-                        .and_then(|h| h.strip_suffix(']'))
-                        .unwrap_or(host);
-                    literal
-                        .parse::<IpAddr>()
-                        .ok()
-                        .map(|ip| SocketAddr::new(ip, *port))
+                    wire::ip_literal(host).map(|ip| SocketAddr::new(ip, *port))
                 }
                 Err(_) => {
                     self.target = Some(target);
