@@ -18,6 +18,8 @@ TEST_LOG   := target/test.log
 # around drill and curl. PyYAML reads contrib/prometheus.yml (tests/monitoring.rs).
 # The metrics endpoint (tests/prometheus.rs): Debian's prometheus package, for
 # promtool and a real server scraping socks5d.
+# Several instances (tests/fleet.rs, tests/users_redis.rs): HAProxy in front
+# with the PROXY protocol, users shared through a Redis server on loopback.
 TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod \
               ip:iproute2 checksctp:lksctp-tools /usr/include/netinet/sctp.h:libsctp-dev \
               ncat:ncat socat:socat mandoc:mandoc systemd-analyze:systemd python3:python3 \
@@ -25,7 +27,8 @@ TEST_DEPS  := curl:curl gcc:gcc xxd:xxd linux.uml:user-mode-linux modprobe:kmod 
               /usr/lib/python3/dist-packages/pyftpdlib:python3-pyftpdlib \
               socksify:dante-client drill:ldnsutils \
               /usr/lib/python3/dist-packages/yaml:python3-yaml \
-              promtool:prometheus prometheus:prometheus
+              promtool:prometheus prometheus:prometheus \
+              haproxy:haproxy redis-server:redis-server redis-cli:redis-tools
 
 .PHONY: all build build-small run test lint clean cargo deps c-tests install
 
