@@ -67,6 +67,8 @@ fn backend() -> Fake {
             binds: 19,
             denied: 20,
             session_limit: 21,
+            users_store_stale: 1,
+            users_store_lost: 23,
         },
     }
 }
@@ -248,7 +250,7 @@ fn counters_and_metrics() {
     assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
     let m = &out[3].1;
     assert_eq!(out[3].0, 6);
-    assert_eq!(m[..4], [1, 0, 4, 21]);
+    assert_eq!(m[..4], [1, 0, 4, 23]);
     let values: Vec<(u8, u64)> = m[4..]
         .chunks(9)
         .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
@@ -276,7 +278,9 @@ fn counters_and_metrics() {
             (0x84, 14),
             (0x85, 15),
             (0x86, 13),
-            (0x87, 21)
+            (0x87, 21),
+            (0x89, 1),
+            (0x8A, 23)
         ]
     );
 }

@@ -488,6 +488,12 @@ pub mod metric {
     /// --max-sessions-per-client, and requests refused (X'02') past
     /// --max-sessions-per-user.
     pub const SESSION_LIMIT: u8 = 0x87;
+    /// X'89' (private): 1 while the user table is stale (its Redis store,
+    /// --users-redis, unreachable), 0 otherwise.
+    pub const USERS_STORE_STALE: u8 = 0x89;
+    /// X'8A' (private): times the connection to the Redis user store was
+    /// lost.
+    pub const USERS_STORE_LOST: u8 = 0x8A;
 }
 
 /// USER_METRICS IDs (section 3), per user. A client ignores IDs it does not
