@@ -6,8 +6,8 @@
 //! management Unix socket (`mgmt`), short-lived children with a deadline
 //! (`child`), the environment scrubbed from every client the tests run
 //! (`env`), /proc measurements (`proc`), a pseudo-terminal for a child
-//! that draws on one (`pty`), and the Prometheus endpoint's HTTP, samples
-//! and `promtool` (`http`).
+//! that draws on one (`pty`), the Prometheus endpoint's HTTP, samples
+//! and `promtool` (`http`), and a Redis server of the test's own (`redis`).
 
 // Each crate that includes this module uses a different part of it (the
 // re-exports included).
@@ -21,8 +21,10 @@ pub mod http;
 pub mod mgmt;
 pub mod proc;
 pub mod pty;
+pub mod redis;
 pub mod socks;
 
+pub use self::redis::*;
 pub use child::*;
 pub use daemon::*;
 pub use echo::*;
