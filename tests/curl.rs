@@ -3,16 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Output};
+use std::net::SocketAddr;
+use std::process::Output;
 use std::sync::OnceLock;
-use std::thread;
 
-use common::{Daemon, IO_TIMEOUT, access_fields, access_lines, closed_port};
+use common::{Daemon, access_fields, access_lines, closed_port, curl, response_head};
 
-const CURL: &str = "/usr/bin/curl";
 const USER: &str = "carol";
 const PASS: &str = "s3cr3t-pass";
 /// The size of /big: 50 MiB.
@@ -39,72 +35,18 @@ fn big_body() -> &'static [u8] {
     })
 }
 
-/// The response head the HTTP server sends before a body of `len` bytes.
-fn response_head(status: &str, len: usize) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {len}\r\nConnection: close\r\n\r\n"
-    )
+/// The bodies of the test's HTTP server: GET /big and GET /small.
+fn bodies(path: &str) -> Option<&'static [u8]> {
+    match path {
+        "/big" => Some(big_body()),
+        "/small" => Some(SMALL_BODY),
+        _ => None,
+    }
 }
 
-/// A tiny HTTP/1.1 server on `bind` (port 0): GET /big and GET /small, one
-/// request per connection, a thread per connection. Runs until the test ends.
+/// The test's HTTP server on `bind` (port 0).
 fn http_server(bind: &str) -> SocketAddr {
-    let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
-    let addr = listener.local_addr().expect("local_addr");
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            thread::spawn(move || serve(conn));
-        }
-    });
-    addr
-}
-
-fn serve(mut conn: TcpStream) {
-    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-    let mut reader = BufReader::new(&conn);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    // Headers end with an empty line; none of them matter here.
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if line == "\r\n" || line == "\n" => break,
-            Ok(_) => {}
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body): (&str, &[u8]) = match path {
-        "/big" => ("200 OK", big_body()),
-        "/small" => ("200 OK", SMALL_BODY),
-        _ => ("404 Not Found", b""),
-    };
-    let head = response_head(status, body.len());
-    if conn.write_all(head.as_bytes()).is_ok() && conn.write_all(body).is_ok() {
-        let _ = conn.shutdown(Shutdown::Write);
-    }
-}
-
-/// Runs curl with `args`, ignoring any curlrc and proxy environment (a
-/// NO_PROXY=127.0.0.1 would make curl bypass socks5d and the test pass for
-/// nothing).
-fn curl(args: &[&str]) -> Output {
-    assert!(
-        Path::new(CURL).exists(),
-        "{CURL} not found: these tests need a real curl; apt-get install curl \
-         (make test installs it)"
-    );
-    let mut cmd = Command::new(CURL);
-    cmd.arg("-q")
-        .args(["--silent", "--show-error", "--max-time", "120"])
-        .args(args);
-    common::scrub_env(&mut cmd);
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {CURL}: {e}"))
+    common::http_server(bind, bodies)
 }
 
 fn start_with_user() -> Daemon {

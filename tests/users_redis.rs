@@ -10,14 +10,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
     Auth, BIN, Daemon, RedisServer, UnixMgmt, UnixSession, dial_proxy, run_brief, try_socks_login,
-    wait_output,
 };
 use socks5d::mgmt::wire::Request;
 use socks5d::users::Role;
@@ -63,40 +62,6 @@ const NOT_DURABLE: u8 = 0x07;
 
 fn turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `socks5d user ARGS --users-redis URL --password-stdin` with `password`
-/// on its standard input: its exit success and standard error.
-fn user_command(redis: &RedisServer, args: &[&str], password: &str) -> (bool, String) {
-    let mut child = Command::new(BIN)
-        .arg("user")
-        .args(args)
-        .args(["--users-redis", &redis.url(), "--password-stdin"])
-        .args(["--hash-memory-kib", "64", "--hash-passes", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run socks5d user");
-    let mut stdin = child.stdin.take().expect("stdin was piped");
-    writeln!(stdin, "{password}").expect("write the password");
-    drop(stdin);
-    let out = wait_output(&mut child, "socks5d user", Duration::from_secs(30));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Adds `name` to the store with `socks5d user add` (the first
-/// administrator of an empty store comes this way).
-fn seed(redis: &RedisServer, name: &str, password: &str, admin: bool) {
-    let mut args = vec!["add", name];
-    if admin {
-        args.push("--admin");
-    }
-    let (ok, err) = user_command(redis, &args, password);
-    assert!(ok, "socks5d user add {name}: {err}");
 }
 
 /// A user's value as socks5d writes it: `ROLE HASH`.
@@ -205,7 +170,7 @@ fn add<'a>(name: &'a str, password: &'a str) -> Request<'a> {
 fn a_change_made_on_one_instance_is_in_force_on_the_other() {
     let _turn = turn();
     let redis = RedisServer::start_with_password(REDIS_PW);
-    seed(&redis, ADMIN, ADMIN_PW, true);
+    redis.seed(ADMIN, ADMIN_PW, true);
     let a = Instance::start(&redis, "redis-a");
     let b = Instance::start(&redis, "redis-b");
     let sa = a.session();
@@ -290,8 +255,8 @@ fn a_change_made_on_one_instance_is_in_force_on_the_other() {
 fn redis_lost_then_back() {
     let _turn = turn();
     let mut redis = RedisServer::start();
-    seed(&redis, ADMIN, ADMIN_PW, true);
-    seed(&redis, "bob", BOB_PW, false);
+    redis.seed(ADMIN, ADMIN_PW, true);
+    redis.seed("bob", BOB_PW, false);
     let a = Instance::start(&redis, "redis-lost-a");
     let b = Instance::start(&redis, "redis-lost-b");
     let store = format!("store=redis://127.0.0.1:{}/0", redis.port());
@@ -348,7 +313,7 @@ fn redis_lost_then_back() {
 fn changes_made_in_redis_directly_and_malformed_values() {
     let _turn = turn();
     let redis = RedisServer::start();
-    seed(&redis, ADMIN, ADMIN_PW, true);
+    redis.seed(ADMIN, ADMIN_PW, true);
     redis.cli(&["HSET", "socks5d:users", "eve", "admin not-a-hash"]);
     redis.cli(&["HSET", "socks5d:users", "bad:name", &value("user", "x")]);
     let a = Instance::start(&redis, "redis-direct");
@@ -412,8 +377,8 @@ fn start_needs_a_reachable_store_with_users() {
         "{}",
         out.stderr
     );
-    seed(&redis, ADMIN, ADMIN_PW, true);
-    let (ok, err) = user_command(&redis, &["add", ADMIN], "again");
+    redis.seed(ADMIN, ADMIN_PW, true);
+    let (ok, err) = redis.user_command(&["add", ADMIN], "again");
     assert!(!ok && err.contains("user already exists"), "{err}");
     let list = Command::new(BIN)
         .args(["user", "list", "--users-redis", &url])
@@ -433,7 +398,7 @@ fn start_needs_a_reachable_store_with_users() {
         "{}",
         out.stderr
     );
-    let (ok, err) = user_command(&redis, &["add", "bob"], BOB_PW);
+    let (ok, err) = redis.user_command(&["add", "bob"], BOB_PW);
     assert!(!ok && err.contains("users store not changed: "), "{err}");
 }
 

@@ -1,12 +1,15 @@
 //! socks5d's Prometheus endpoint from the outside: a small HTTP/1.1 client
 //! of its own (one connection, requests in turn, responses read by their
 //! Content-Length), the endpoint's address from socks5d's log, the samples
-//! of an exposition, and `promtool check metrics`.
+//! of an exposition, and `promtool check metrics`; and the other side of
+//! HTTP: a tiny server for targets, and curl as the client through socks5d.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::thread;
 use std::time::Duration;
 
 use super::daemon::Daemon;
@@ -226,4 +229,75 @@ pub fn promtool_check(exposition: &[u8]) -> String {
         out.status
     );
     said
+}
+
+/// Where the tests' curl is: Debian's.
+pub const CURL: &str = "/usr/bin/curl";
+
+/// A tiny HTTP/1.1 server on `bind` (port 0) as a target: GET PATH is
+/// answered 200 with `body(PATH)`, or 404 when that is `None`; one request
+/// per connection, a thread per connection. Runs until the test ends.
+pub fn http_server(bind: &str, body: fn(&str) -> Option<&'static [u8]>) -> SocketAddr {
+    let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
+    let addr = listener.local_addr().expect("local_addr");
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            thread::spawn(move || serve(conn, body));
+        }
+    });
+    addr
+}
+
+/// The response head [`http_server`] sends before a body of `len` bytes.
+pub fn response_head(status: &str, len: usize) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn serve(mut conn: TcpStream, body: fn(&str) -> Option<&'static [u8]>) {
+    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let mut reader = BufReader::new(&conn);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    // Headers end with an empty line; none of them matter here.
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line == "\r\n" || line == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("");
+    let (status, body): (&str, &[u8]) = match body(path) {
+        Some(b) => ("200 OK", b),
+        None => ("404 Not Found", b""),
+    };
+    let head = response_head(status, body.len());
+    if conn.write_all(head.as_bytes()).is_ok() && conn.write_all(body).is_ok() {
+        let _ = conn.shutdown(Shutdown::Write);
+    }
+}
+
+/// Runs curl with `args`, ignoring any curlrc and proxy environment (a
+/// NO_PROXY=127.0.0.1 would make curl bypass socks5d and the test pass for
+/// nothing).
+pub fn curl(args: &[&str]) -> Output {
+    assert!(
+        Path::new(CURL).exists(),
+        "{CURL} not found: these tests need a real curl; apt-get install curl \
+         (make test installs it)"
+    );
+    let mut cmd = Command::new(CURL);
+    cmd.arg("-q")
+        .args(["--silent", "--show-error", "--max-time", "120"])
+        .args(args);
+    super::scrub_env(&mut cmd);
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {CURL}: {e}"))
 }

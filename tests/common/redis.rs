@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::child::wait_output;
-use super::daemon::temp_path;
+use super::daemon::{BIN, temp_path};
 
 /// How long redis-server may take to answer its first PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -193,6 +193,41 @@ impl RedisServer {
             run_cli(self.cli_on(port).args(*c));
         }
         shutdown(self.cli_on(port), &mut child);
+    }
+
+    /// `socks5d user ARGS --users-redis URL --password-stdin` with
+    /// `password` on its standard input (cheap hashes): its exit success
+    /// and standard error.
+    pub fn user_command(&self, args: &[&str], password: &str) -> (bool, String) {
+        let mut child = Command::new(BIN)
+            .arg("user")
+            .args(args)
+            .args(["--users-redis", &self.url(), "--password-stdin"])
+            .args(["--hash-memory-kib", "64", "--hash-passes", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run socks5d user");
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        writeln!(stdin, "{password}").expect("write the password");
+        drop(stdin);
+        let out = wait_output(&mut child, "socks5d user", Duration::from_secs(30));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Adds `name` to the store with `socks5d user add` (the first
+    /// administrator of an empty store comes this way).
+    pub fn seed(&self, name: &str, password: &str, admin: bool) {
+        let mut args = vec!["add", name];
+        if admin {
+            args.push("--admin");
+        }
+        let (ok, err) = self.user_command(&args, password);
+        assert!(ok, "socks5d user add {name}: {err}");
     }
 
     /// redis-cli against `port`, the password given if any.
