@@ -12,12 +12,9 @@ mod common;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{
-    Auth, BIN, Daemon, RedisServer, UnixMgmt, UnixSession, dial_proxy, run_brief, try_socks_login,
-};
+use common::{BIN, Instance, RedisServer, dial_proxy, run_brief};
 use socks5d::mgmt::wire::Request;
 use socks5d::users::Role;
 use socks5d::users::file::{self, Cost};
@@ -72,84 +69,15 @@ fn value(role: &str, password: &str) -> String {
     )
 }
 
-/// One socks5d on `redis`, managed over a Unix socket of its own.
-struct Instance {
-    daemon: Daemon,
-    mgmt: UnixMgmt,
-}
-
-impl Instance {
-    fn start(redis: &RedisServer, tag: &str) -> Instance {
-        let mgmt = UnixMgmt::new(tag);
-        let url = redis.url();
-        let socket = mgmt.socket.to_str().expect("a UTF-8 path").to_owned();
-        let daemon = Daemon::start(&[
-            "-l",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "--users-redis",
-            &url,
-            "--mgmt-unix",
-            &socket,
-            // The tests poll with wrong passwords: no penalty for that.
-            "--auth-penalty-exempt",
-            "127.0.0.0/8",
-            "--hash-memory-kib",
-            "64",
-            "--hash-passes",
-            "1",
-        ]);
-        Instance { daemon, mgmt }
-    }
-
-    fn session(&self) -> UnixSession {
-        UnixSession::login(&self.mgmt.socket, ADMIN, ADMIN_PW)
-    }
-
-    /// Whether `user` logs in to the proxy with `password` now.
-    fn logs_in(&self, user: &str, password: &str) -> bool {
-        try_socks_login(self.daemon.addr, Auth::User(user, password)).is_ok()
-    }
-
-    /// Waits until `user` with `password` logs in (`true`) or is refused
-    /// (`false`), polling; how long it took. Fails the test after `within`.
-    fn wait_login(&self, user: &str, password: &str, want: bool, within: Duration) -> Duration {
-        let t0 = Instant::now();
-        loop {
-            if self.logs_in(user, password) == want {
-                return t0.elapsed();
-            }
-            assert!(
-                t0.elapsed() < within,
-                "{user} {} within {within:?}; stderr:\n{}",
-                if want {
-                    "cannot log in"
-                } else {
-                    "still logs in"
-                },
-                self.daemon.stderr()
-            );
-        }
-    }
-
-    /// Polls METRICS until `id` is `want`; fails the test after `within`.
-    fn wait_metric(&self, id: u8, want: u64, within: Duration) {
-        let s = self.session();
-        let t0 = Instant::now();
-        loop {
-            let m = s.metrics();
-            if m.get(&id) == Some(&want) {
-                return;
-            }
-            assert!(
-                t0.elapsed() < within,
-                "METRICS {id:#04x} is not {want} after {within:?}: {m:02x?}; stderr:\n{}",
-                self.daemon.stderr()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
+/// One socks5d on `redis`, managed over a Unix socket of its own; the
+/// tests poll with wrong passwords: no penalty for that.
+fn instance(redis: &RedisServer, tag: &str) -> Instance {
+    Instance::start(
+        redis,
+        tag,
+        (ADMIN, ADMIN_PW),
+        &["--auth-penalty-exempt", "127.0.0.0/8"],
+    )
 }
 
 /// ADD_USER of a proxy user.
@@ -171,8 +99,8 @@ fn a_change_made_on_one_instance_is_in_force_on_the_other() {
     let _turn = turn();
     let redis = RedisServer::start_with_password(REDIS_PW);
     redis.seed(ADMIN, ADMIN_PW, true);
-    let a = Instance::start(&redis, "redis-a");
-    let b = Instance::start(&redis, "redis-b");
+    let a = instance(&redis, "redis-a");
+    let b = instance(&redis, "redis-b");
     let sa = a.session();
     let mut took = Vec::new();
     for i in 0..5 {
@@ -257,8 +185,8 @@ fn redis_lost_then_back() {
     let mut redis = RedisServer::start();
     redis.seed(ADMIN, ADMIN_PW, true);
     redis.seed("bob", BOB_PW, false);
-    let a = Instance::start(&redis, "redis-lost-a");
-    let b = Instance::start(&redis, "redis-lost-b");
+    let a = instance(&redis, "redis-lost-a");
+    let b = instance(&redis, "redis-lost-b");
     let store = format!("store=redis://127.0.0.1:{}/0", redis.port());
 
     redis.stop();
@@ -316,7 +244,7 @@ fn changes_made_in_redis_directly_and_malformed_values() {
     redis.seed(ADMIN, ADMIN_PW, true);
     redis.cli(&["HSET", "socks5d:users", "eve", "admin not-a-hash"]);
     redis.cli(&["HSET", "socks5d:users", "bad:name", &value("user", "x")]);
-    let a = Instance::start(&redis, "redis-direct");
+    let a = instance(&redis, "redis-direct");
     a.daemon
         .stderr_line("user=eve reason=\"malformed password hash\"", SETTLE);
     a.daemon

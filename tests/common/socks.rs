@@ -212,7 +212,22 @@ pub fn try_tunnel(
 /// sub-negotiation; a STATUS other than X'00' (or the server closing before
 /// it) is returned, any other unexpected byte fails the test.
 pub fn try_socks_login(proxy: SocketAddr, auth: Auth<'_>) -> Result<TcpStream, SocksError> {
-    let mut s = dial_proxy(proxy);
+    login_on(dial_proxy(proxy), proxy, auth)
+}
+
+/// Like [`try_socks_login`], from the local address `from` (a 127.0.0.x
+/// other than 127.0.0.1, say).
+pub fn try_socks_login_from(
+    from: IpAddr,
+    proxy: SocketAddr,
+    auth: Auth<'_>,
+) -> Result<TcpStream, SocksError> {
+    login_on(connect_from(SocketAddr::new(from, 0), proxy), proxy, auth)
+}
+
+/// The greeting and, for [`Auth::User`], the log in on `s`, a new
+/// connection to `proxy`.
+fn login_on(mut s: TcpStream, proxy: SocketAddr, auth: Auth<'_>) -> Result<TcpStream, SocksError> {
     greet(&mut s, auth).unwrap_or_else(|e| panic!("greeting {proxy}: {e}"));
     if let Auth::User(user, pass) = auth {
         match login(&mut s, user, pass) {
