@@ -337,6 +337,7 @@ impl Session {
                     (metric::MGMT_ABORTED, m.mgmt_aborted),
                     (metric::LOG_SUPPRESSED, m.log_suppressed),
                     (metric::SESSION_LIMIT, m.session_limit),
+                    (metric::PROXY_REFUSED, m.proxy_refused),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);
                 wire::emit_metrics(&values, &mut out);
