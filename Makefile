@@ -190,8 +190,8 @@ bench-smoke:
 # fuzz/target/corpus/<t>, and copy DIR back.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := socks5_greeting socks5_auth socks5_request socks5_handshake \
-                socks5_udp mgmt_login mgmt_request mgmt_response mgmt_session \
-                rules_parse
+                socks5_udp proxy_header mgmt_login mgmt_request mgmt_response \
+                mgmt_session rules_parse
 FUZZ         := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 
 .PHONY: fuzz fuzz-corpus fuzz-tool
