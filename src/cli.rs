@@ -10,6 +10,7 @@ use crate::config_file::{self, Entry, Origin};
 use crate::mgmt::audit;
 use crate::server::{AccessLog, Config, MetricsConfig, MgmtConfig, UnixSocket};
 use crate::sys::sctp::PathParams;
+use crate::users::redis_store::{self, RedisUsers};
 use crate::users::{Role, Secret, UserError, UserTable, file};
 
 /// The usage text printed by `-h`.
@@ -49,6 +50,12 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --admin-env VAR         an administrator from the environment variable VAR
       --users-file PATH       users file: loaded at start, rewritten on every change
                               made over the management protocol; created if missing
+      --users-redis URL       users kept in Redis, shared by several instances
+                              (redis://[:PASSWORD@]HOST:PORT/DB): loaded at start,
+                              changed there first, followed; not with --users-file
+                              or -u (README, \"Users in Redis\")
+      --users-redis-prefix PREFIX
+                              prefix of the Redis key and channel (default: socks5d:)
       --max-users N           the most users the table may hold (default: 100000)
       --max-admin-sessions N  the most management sessions logged in at once; a log in
                               past it gets X'03' (default: 64)
@@ -367,6 +374,66 @@ fn parse_user(
     }
 }
 
+/// `--users-redis` and `--users-redis-prefix` as a store, checked against
+/// the options they exclude: the users come from Redis alone.
+fn redis_users(
+    url: Option<String>,
+    prefix: Option<String>,
+    cfg: &Config,
+    plain: &[(String, String)],
+) -> Result<Option<RedisUsers>, UsageError> {
+    let Some(url) = url else {
+        return match prefix {
+            Some(_) => err("--users-redis-prefix: needs --users-redis"),
+            None => Ok(None),
+        };
+    };
+    if cfg.users_file.is_some() {
+        return err("--users-redis: the users are in Redis or in a users file, not both");
+    }
+    if !plain.is_empty() {
+        return err(
+            "--users-redis: the users come from Redis alone; add them there with \
+             'socks5d user add NAME --users-redis URL', not with -u, --user, --admin, \
+             --user-env or --admin-env",
+        );
+    }
+    let prefix = prefix.as_deref().unwrap_or(redis_store::DEFAULT_PREFIX);
+    RedisUsers::new(&url, prefix)
+        .map(Some)
+        .map_err(|e| UsageError(format!("--users-redis: {e}")))
+}
+
+/// Where the password is in a `redis://[USER]:PASSWORD@HOST...` URL, if it
+/// has one: the bytes between the first ':' of its user part and the '@'.
+fn url_password(url: &str) -> Option<Range<usize>> {
+    let start = url.find("://")? + 3;
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let at = start + url[start..authority_end].rfind('@')?;
+    let colon = start + url[start..at].find(':')?;
+    (colon + 1 < at).then_some(colon + 1..at)
+}
+
+/// Where the Redis password is in `args` (the whole argv, the program
+/// first): in each value of `--users-redis`. main overwrites it in the
+/// process's own argument memory, as it does [`password_spans`].
+pub fn redis_password_spans(args: &[String]) -> Vec<(usize, Range<usize>)> {
+    let mut spans = Vec::new();
+    for (i, a) in args.iter().enumerate().skip(1) {
+        let (at, v) = if args[i - 1] == "--users-redis" {
+            (0, a.as_str())
+        } else if let Some(v) = a.strip_prefix("--users-redis=") {
+            ("--users-redis=".len(), v)
+        } else {
+            continue;
+        };
+        if let Some(r) = url_password(v) {
+            spans.push((i, at + r.start..at + r.end));
+        }
+    }
+    spans
+}
+
 /// Where the passwords are in `args` (the whole argv, the program first):
 /// for each value of `-u`, `--user` and `--admin`, the bytes after its
 /// first ':'. main overwrites them in the process's own argument memory.
@@ -397,18 +464,24 @@ pub fn password_spans(args: &[String]) -> Vec<(usize, Range<usize>)> {
 
 /// The usage of `socks5d user`, which changes a users file directly.
 pub const USER_USAGE: &str = "\
-Usage: socks5d user add NAME [--admin] (--users-file PATH | --config PATH) [OPTION]...
-       socks5d user del NAME (--users-file PATH | --config PATH)
-       socks5d user passwd NAME (--users-file PATH | --config PATH) [OPTION]...
-       socks5d user list (--users-file PATH | --config PATH)
+Usage: socks5d user add NAME [--admin] WHERE [OPTION]...
+       socks5d user del NAME WHERE
+       socks5d user passwd NAME WHERE [OPTION]...
+       socks5d user list WHERE
+WHERE: --users-file PATH, --users-redis URL [--users-redis-prefix PREFIX],
+       or --config PATH
 Change the users file directly, for first set-up and scripts, without a
 password on any command line. Safe while socks5d runs on the same file: both
 take the file's lock, and the server reads the file again before its next
-change, on SIGHUP and on RELOAD.
+change, on SIGHUP and on RELOAD. In Redis, the change is made and published
+as a running socks5d makes it: every instance applies it at once.
 
       --admin                 the new user is an administrator
       --users-file PATH       the users file (created if missing)
-      --config PATH           take the users file from this config file
+      --users-redis URL       the users in Redis (redis://[:PASSWORD@]HOST:PORT/DB)
+      --users-redis-prefix PREFIX
+                              the prefix of their key (default: socks5d:)
+      --config PATH           take the users file or Redis from this config file
       --password-stdin        read the password from the first line of standard
                               input (default: asked twice on the terminal)
       --hash-memory-kib N     Argon2id memory of the new hash, in KiB (default: 19456)
@@ -438,13 +511,22 @@ pub enum UserAction {
     List,
 }
 
+/// Where `socks5d user` changes the users.
+#[derive(Debug, Clone)]
+pub enum UsersAt {
+    /// A users file.
+    File(PathBuf),
+    /// Redis.
+    Redis(RedisUsers),
+}
+
 /// `socks5d user ...` parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UserCommand {
     /// What to do.
     pub action: UserAction,
-    /// The users file.
-    pub users_file: PathBuf,
+    /// Where the users are.
+    pub users: UsersAt,
     /// Read the password from standard input.
     pub password_stdin: bool,
     /// The cost of a new hash.
@@ -456,6 +538,8 @@ pub fn parse_user_command(args: &[String]) -> Result<Option<UserCommand>, UsageE
     let mut words = Vec::new();
     let mut admin = false;
     let mut users_file = None;
+    let mut redis_url: Option<String> = None;
+    let mut redis_prefix: Option<String> = None;
     let mut config = None;
     let mut password_stdin = false;
     let mut cost = file::Cost::DEFAULT;
@@ -476,6 +560,8 @@ pub fn parse_user_command(args: &[String]) -> Result<Option<UserCommand>, UsageE
             "--admin" => admin = true,
             "--password-stdin" => password_stdin = true,
             "--users-file" => users_file = Some(PathBuf::from(value()?)),
+            "--users-redis" => redis_url = Some(value()?),
+            "--users-redis-prefix" => redis_prefix = Some(value()?),
             "--config" => config = Some(value()?),
             "--hash-memory-kib" => {
                 let v = value()?;
@@ -524,24 +610,47 @@ pub fn parse_user_command(args: &[String]) -> Result<Option<UserCommand>, UsageE
             UserError::InvalidName
         ));
     }
-    let users_file = match (users_file, config) {
-        (Some(p), _) => p,
-        (None, Some(c)) => {
-            let path = PathBuf::from(&c);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| UsageError(format!("--config: cannot read {c}: {e}")))?;
-            let entries = config_file::parse(&text)
-                .map_err(|(line, why)| UsageError(format!("{c}:{line}: {why}")))?;
-            match entries.iter().rev().find(|e| e.name == "users-file") {
-                Some(Entry { value: Some(v), .. }) => PathBuf::from(v),
-                _ => return err(format!("{c}: no users-file line")),
-            }
+    if let (None, None, Some(c)) = (&users_file, &redis_url, &config) {
+        let path = PathBuf::from(c);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| UsageError(format!("--config: cannot read {c}: {e}")))?;
+        let entries = config_file::parse(&text)
+            .map_err(|(line, why)| UsageError(format!("{c}:{line}: {why}")))?;
+        let last = |name: &str| {
+            entries
+                .iter()
+                .rev()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        users_file = last("users-file").map(PathBuf::from);
+        redis_url = last("users-redis");
+        redis_prefix = redis_prefix.or_else(|| last("users-redis-prefix"));
+        if users_file.is_none() && redis_url.is_none() {
+            return err(format!("{c}: no users-file or users-redis line"));
         }
-        (None, None) => return err("which users file? give --users-file PATH or --config PATH"),
+    }
+    let users = match (users_file, redis_url) {
+        (Some(_), Some(_)) => return err("the users are in a users file or in Redis, not both"),
+        (Some(p), None) => UsersAt::File(p),
+        (None, Some(url)) => {
+            let prefix = redis_prefix
+                .as_deref()
+                .unwrap_or(redis_store::DEFAULT_PREFIX);
+            UsersAt::Redis(
+                RedisUsers::new(&url, prefix)
+                    .map_err(|e| UsageError(format!("--users-redis: {e}")))?,
+            )
+        }
+        (None, None) => {
+            return err(
+                "where are the users? give --users-file PATH, --users-redis URL or --config PATH",
+            );
+        }
     };
     Ok(Some(UserCommand {
         action,
-        users_file,
+        users,
         password_stdin,
         cost,
     }))
@@ -570,6 +679,8 @@ fn takes_value(opt: &str) -> bool {
             | "--user-env"
             | "--admin-env"
             | "--users-file"
+            | "--users-redis"
+            | "--users-redis-prefix"
             | "--max-users"
             | "--max-connections"
             | "--max-sessions-per-user"
@@ -679,6 +790,8 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
     let mut mgmt_unix_group: Option<u32> = None;
     let mut metrics_listen: Option<SocketAddr> = None;
     let mut metrics_max_users: Option<usize> = None;
+    let mut users_redis: Option<String> = None;
+    let mut users_redis_prefix: Option<String> = None;
 
     let mut it = args.into_iter();
     while let Some((arg, origin)) = it.next() {
@@ -747,6 +860,8 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                     }
                     cfg.users_file = Some(PathBuf::from(v));
                 }
+                "--users-redis" => users_redis = Some(value.clone()),
+                "--users-redis-prefix" => users_redis_prefix = Some(value.clone()),
                 "--require-management" => required = true,
                 "--max-mgmt-unauthenticated" => max_unauthenticated = parse_count(&opt, v)?,
                 "--mgmt-login-grace" => {
@@ -964,7 +1079,9 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
             IpAddr::V6(Ipv6Addr::LOCALHOST),
         ];
     }
+    cfg.users_redis = redis_users(users_redis, users_redis_prefix, &cfg, &plain)?;
     if users.is_empty()
+        && cfg.users_redis.is_none()
         && !allow_open
         && !print_default_rules
         && let Some(open) = socks_ips.iter().find(|ip| !ip.is_loopback())
@@ -1034,6 +1151,7 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
 mod tests {
     use super::*;
     use crate::users::Authenticator;
+    use std::path::Path;
 
     fn run(args: &[&str]) -> Result<Options, UsageError> {
         match parse(args.iter().copied())? {
@@ -1501,7 +1619,7 @@ mod tests {
                 admin: true
             }
         );
-        assert_eq!(c.users_file, PathBuf::from("/u"));
+        assert!(matches!(&c.users, UsersAt::File(p) if p == Path::new("/u")));
         assert!(!c.password_stdin);
         let c = parse_user_command(&args(&[
             "--users-file=/u",
@@ -1523,6 +1641,61 @@ mod tests {
         ] {
             assert!(parse_user_command(&args(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    /// --users-redis: a store of its own, exclusive with a users file and
+    /// with users given on the command line; its password never in an
+    /// error, and found in the arguments to be hidden.
+    #[test]
+    fn users_in_redis() {
+        let url = "redis://:pw-R3d@127.0.0.1:6390/1";
+        let o = run(&["-l", "0.0.0.0", "--users-redis", url]).unwrap();
+        let at = o.config.users_redis.unwrap();
+        assert_eq!(at.to_string(), "redis://127.0.0.1:6390/1");
+        assert_eq!(at.key(), "socks5d:users");
+        let o = run(&["--users-redis", url, "--users-redis-prefix", "p:"]).unwrap();
+        assert_eq!(o.config.users_redis.unwrap().channel(), "p:users:changes");
+        for bad in [
+            &["--users-redis", url, "--users-file", "/u"][..],
+            &["--users-redis", url, "-u", "a:b"],
+            &["--users-redis", url, "--admin", "a:b"],
+            &["--users-redis-prefix", "p:"],
+            &["--users-redis", "redis//:pw-R3d@h"],
+            &["--users-redis", url, "--users-redis-prefix", "a b"],
+        ] {
+            let e = run(bad).unwrap_err();
+            assert!(e.0.starts_with("--users-redis"), "{bad:?}: {e}");
+            assert!(!e.0.contains("pw-R3d"), "{bad:?}: {e}");
+        }
+        let args: Vec<String> = [
+            "socks5d",
+            "--users-redis",
+            url,
+            "--users-redis=redis://u:p2@h/0",
+        ]
+        .map(String::from)
+        .into();
+        let spans = redis_password_spans(&args);
+        let shown: Vec<&str> = spans.iter().map(|(i, r)| &args[*i][r.clone()]).collect();
+        assert_eq!(shown, ["pw-R3d", "p2"]);
+        for none in [
+            "redis://h:1/0",
+            "redis://u@h",
+            "redis://:@h",
+            "redis://h/a:b@c",
+        ] {
+            assert_eq!(url_password(none), None, "{none}");
+        }
+        let c = parse_user_command(&["list", "--users-redis", url].map(String::from))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(c.users, UsersAt::Redis(_)));
+        assert!(
+            parse_user_command(
+                &["list", "--users-redis", url, "--users-file", "/u"].map(String::from)
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ fn main() -> ExitCode {
 
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("user") {
+        // The password of a --users-redis URL, hidden from ps while the
+        // command runs.
+        let _ = sys::argv::overwrite(&cli::redis_password_spans(&args));
         return user_command(&args[2..]);
     }
     let opts = match cli::parse(args.iter().skip(1).cloned()) {
@@ -74,10 +77,19 @@ fn main() -> ExitCode {
         (path, entries)
     });
 
-    // Passwords given with -u or --admin: hidden from /proc/PID/cmdline and
-    // ps from here on, before any thread starts.
+    // Passwords given with -u or --admin, and in a --users-redis URL: hidden
+    // from /proc/PID/cmdline and ps from here on, before any thread starts.
     let passwords = cli::password_spans(&args);
+    let redis_password = cli::redis_password_spans(&args);
     drop(args);
+    if let Err(e) = sys::argv::overwrite(&redis_password) {
+        log::warn!(
+            "redis password not hidden: option=--users-redis error={} hint=\"it stays \
+             visible to other local users (ps, /proc); a config file (--config) keeps it \
+             off the command line\"",
+            Quoted(e)
+        );
+    }
     if !passwords.is_empty() {
         match sys::argv::overwrite(&passwords) {
             Ok(()) => log::warn!(
@@ -205,9 +217,11 @@ fn read_config(path: &Path) -> Result<Vec<Entry>, String> {
 
 /// A config file that holds passwords must be for its owner's eyes only.
 fn warn_if_readable(path: &Path, entries: &[Entry]) {
-    let has_passwords = entries
-        .iter()
-        .any(|e| e.name == "user" || e.name == "admin");
+    let has_passwords = entries.iter().any(|e| {
+        e.name == "user"
+            || e.name == "admin"
+            || (e.name == "users-redis" && e.value.as_deref().is_some_and(|v| v.contains('@')))
+    });
     if let Ok(meta) = std::fs::metadata(path)
         && has_passwords
         && meta.permissions().mode() & 0o077 != 0
@@ -294,7 +308,23 @@ fn user_command(args: &[String]) -> ExitCode {
             }
         },
     };
-    match edit_file(&cmd.users_file, &change, cmd.cost) {
+    let (edited, place, hint) = match &cmd.users {
+        cli::UsersAt::File(path) => (
+            edit_file(path, &change, cmd.cost),
+            format!("path={}", LogSafe(path.display())),
+            "a running socks5d reads it at its next change, on SIGHUP or on RELOAD",
+        ),
+        cli::UsersAt::Redis(at) => (
+            socks5d::users::redis_store::edit(at, &change, cmd.cost),
+            format!("store={at} key={}", LogSafe(at.key())),
+            "published: every running socks5d on this store applies it at once",
+        ),
+    };
+    let what = match &cmd.users {
+        cli::UsersAt::File(_) => "users file",
+        cli::UsersAt::Redis(_) => "users store",
+    };
+    match edited {
         Ok(table) => {
             if let cli::UserAction::List = cmd.action {
                 for u in table.iter() {
@@ -306,22 +336,19 @@ fn user_command(args: &[String]) -> ExitCode {
                 }
             } else {
                 eprintln!(
-                    "socks5d: users file changed: {change} path={} hint=\"a running socks5d \
-                     reads it at its next change, on SIGHUP or on RELOAD\"",
-                    LogSafe(cmd.users_file.display())
+                    "socks5d: {what} changed: {change} {place} hint={}",
+                    Quoted(hint)
                 );
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let path = LogSafe(cmd.users_file.display());
             match cmd.action {
-                cli::UserAction::List => eprintln!(
-                    "socks5d: users file not read: path={path} error={}",
-                    Quoted(e)
-                ),
+                cli::UserAction::List => {
+                    eprintln!("socks5d: {what} not read: {place} error={}", Quoted(e))
+                }
                 _ => eprintln!(
-                    "socks5d: users file not changed: {change} path={path} error={}",
+                    "socks5d: {what} not changed: {change} {place} error={}",
                     Quoted(e)
                 ),
             }

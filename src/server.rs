@@ -27,6 +27,8 @@ use crate::sys::sctp::{PathParams, SctpSocket};
 use crate::sys::seqpacket::{self, BindError, Listener};
 use crate::users::file::{self, Cost};
 use crate::users::penalty::{Penalties, PenaltyConfig};
+use crate::users::redis_store::RedisUsers;
+use crate::users::redis_sync::{self, Live, Pending, Subscriber};
 use crate::users::store::{ChangeRequest, Store, UserChange};
 use crate::users::{Directory, Role, Secret, UserTable};
 
@@ -75,6 +77,9 @@ pub struct Config {
     pub mgmt: Option<MgmtConfig>,
     /// The users file: loaded at start, rewritten on every change.
     pub users_file: Option<PathBuf>,
+    /// The users in Redis instead (`--users-redis`): loaded at start,
+    /// followed, changed there first.
+    pub users_redis: Option<RedisUsers>,
     /// The Argon2id cost of hashes written to the users file.
     pub hash_cost: Cost,
     /// The most users the table may hold (ADD_USER beyond it: X'08').
@@ -194,6 +199,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             mgmt: None,
             users_file: None,
+            users_redis: None,
             hash_cost: Cost::DEFAULT,
             max_users: crate::users::store::MAX_USERS,
             rules_file: None,
@@ -215,6 +221,8 @@ pub enum StartError {
     Setup(io::Error),
     /// The users file could not be read or written.
     UsersFile(PathBuf, String),
+    /// The Redis store of the users could not be read, or holds no user.
+    UsersRedis(String),
     /// The management socket could not be opened (and it is required).
     Management(io::Error),
     /// The management Unix socket could not be made.
@@ -234,6 +242,7 @@ impl fmt::Display for StartError {
             StartError::AuditLog(p, e) => write!(f, "cannot open audit log {}: {e}", p.display()),
             StartError::Setup(e) => write!(f, "cannot start: {e}"),
             StartError::UsersFile(p, e) => write!(f, "users file {}: {e}", p.display()),
+            StartError::UsersRedis(e) => write!(f, "users in redis: {e}"),
             StartError::Management(e) => match sys::sctp::unsupported_hint(e) {
                 Some(hint) => write!(f, "management endpoint: {e}: {hint}"),
                 None => write!(f, "management endpoint: {e}"),
@@ -261,12 +270,16 @@ pub struct Server {
     /// The Prometheus endpoint.
     metrics_http: Option<exposition::Service>,
     writer: Option<thread::JoinHandle<()>>,
+    /// The users' subscriber (`--users-redis`).
+    follower: Option<Subscriber>,
     /// The users' writer, for SIGHUP's reload.
     changes: crossbeam_channel::Sender<ChangeRequest>,
     reports: crossbeam_channel::Sender<Report>,
     access_log: AccessLog,
     audit: Arc<Audit>,
     users_file: Option<PathBuf>,
+    /// Whether the users are in Redis (SIGHUP reads them again).
+    users_redis: bool,
     /// The rules file, read again with the users file.
     rules_file: Option<PathBuf>,
 }
@@ -323,6 +336,27 @@ fn initial_users(cfg: &Config) -> Result<(UserTable, bool), StartError> {
         table.insert(name, u.role, u.secret.clone());
     }
     Ok((table, !cfg.users.is_empty()))
+}
+
+/// The users at start from Redis, with the subscriber that follows them
+/// from then on (subscribed before it read them). An empty table would let
+/// every client in without authentication: it is refused.
+fn redis_users(
+    at: &RedisUsers,
+    order: redis_sync::Order,
+) -> Result<(UserTable, Pending), StartError> {
+    let (pending, loaded) = Pending::open(at.clone(), order)
+        .map_err(|e| StartError::UsersRedis(format!("cannot read the users: {e}")))?;
+    if loaded.records.is_empty() {
+        return Err(StartError::UsersRedis(format!(
+            "{at} holds no valid user under {}: add the first administrator with \
+             'socks5d user add NAME --admin --users-redis URL'",
+            at.key()
+        )));
+    }
+    let mut table = UserTable::new();
+    table.set_auth_always(true);
+    Ok((table.rebuilt(loaded.records), pending))
 }
 
 /// The management sockets: the Unix one when asked for (any failure is
@@ -414,9 +448,19 @@ fn load_rules(path: &std::path::Path) -> Result<Rules, String> {
 impl Server {
     /// Binds every address, starts the workers and returns at once.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
-        let (mut table, write_back) = initial_users(&cfg)?;
+        let order = redis_sync::Order::default();
+        let (mut table, write_back, pending) = match &cfg.users_redis {
+            Some(at) => {
+                let (table, pending) = redis_users(at, Arc::clone(&order))?;
+                (table, false, Some(pending))
+            }
+            None => {
+                let (table, write_back) = initial_users(&cfg)?;
+                (table, write_back, None)
+            }
+        };
         table.set_refusal_cost(cfg.hash_cost);
-        if cfg.users_file.is_none() {
+        if cfg.users_file.is_none() && cfg.users_redis.is_none() {
             log::info!(
                 "no users file: hint=\"user changes will not survive a restart (see \
                  --users-file)\""
@@ -513,6 +557,9 @@ impl Server {
         let mut store = Store::new(Arc::clone(&users), cfg.users_file.clone())
             .with_cost(cfg.hash_cost)
             .with_max_users(cfg.max_users);
+        if let Some(at) = &cfg.users_redis {
+            store = store.with_redis(at.clone(), Arc::clone(&order));
+        }
         if let Some(path) = cfg.rules_file.clone() {
             let shared = Arc::clone(&rules);
             // RELOAD and SIGHUP read the rules with the users file, on the
@@ -586,6 +633,13 @@ impl Server {
                 .map_err(|e| StartError::UsersFile(path.clone(), e.to_string()))?;
         }
 
+        let follower = pending.map(|p| {
+            p.run(Live {
+                dir: Arc::clone(&users),
+                totals: Arc::clone(aggregator.totals()),
+            })
+        });
+
         let mut workers = Vec::with_capacity(n);
         for (i, listeners) in per_worker.into_iter().enumerate() {
             let cpu = if cfg.pin && !cpus.is_empty() {
@@ -610,11 +664,13 @@ impl Server {
             mgmt,
             metrics_http,
             writer: Some(writer),
+            follower,
             changes: changes_tx,
             reports,
             access_log: cfg.access_log,
             audit,
             users_file: cfg.users_file,
+            users_redis: cfg.users_redis.is_some(),
             rules_file: cfg.rules_file,
         })
     }
@@ -638,7 +694,7 @@ impl Server {
                 ),
             }
         }
-        if self.users_file.is_none() && self.rules_file.is_none() {
+        if self.users_file.is_none() && !self.users_redis && self.rules_file.is_none() {
             log::info!("no users file or rules file to reload");
             self.audit.reload("sighup", true);
             return;
@@ -715,6 +771,9 @@ impl Server {
         }
         if let Some(m) = self.metrics_http {
             m.stop();
+        }
+        if let Some(f) = self.follower {
+            f.stop();
         }
         // The aggregator ends when the workers' senders and this one are gone.
         drop(self.reports);

@@ -16,16 +16,16 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    Auth, Daemon, HttpConn, SocksError, UM_AUTH_FAILED, UM_BYTES_DOWN, UM_BYTES_UP, UM_DENIED,
-    UM_OPEN, UM_SESSIONS, UnixMgmt, echo_server, metrics_addr, open_fds, promtool_check, rss_kib,
-    samples, scrape, temp_path, try_socks_connect, try_socks_login,
+    Auth, Daemon, HttpConn, PrometheusServer, SocksError, UM_AUTH_FAILED, UM_BYTES_DOWN,
+    UM_BYTES_UP, UM_DENIED, UM_OPEN, UM_SESSIONS, UnixMgmt, echo_server, metrics_addr, open_fds,
+    promtool_check, rss_kib, samples, scrape, try_socks_connect, try_socks_login,
 };
 
 /// How long socks5d may take to publish a count (workers report every
@@ -301,148 +301,27 @@ fn past_the_cap_users_are_summed_into_other() {
     assert!(promtool_check(body.as_bytes()).trim().is_empty());
 }
 
-/// A Prometheus server (Debian's) started for the test, killed and its
-/// folder removed when dropped.
-struct PrometheusServer {
-    child: Child,
-    dir: PathBuf,
-    web: SocketAddr,
-}
-
-impl PrometheusServer {
-    /// Starts Prometheus scraping `target` every second, and waits until
-    /// its /-/ready answers 200.
-    fn start(target: SocketAddr) -> PrometheusServer {
-        let dir = temp_path("prometheus");
-        fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("prometheus.yml");
-        fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-                 scrape_configs:\n  - job_name: socks5d\n    static_configs:\n\
-                 \x20     - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        // A free loopback port for its web interface.
-        let web = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let log = fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run prometheus (Debian's prometheus; make test installs it)");
-        let mut p = PrometheusServer { child, dir, web };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(st)) = p.child.try_wait() {
-                panic!("prometheus exited ({st}):\n{}", p.log());
-            }
-            let ready = HttpConn::connect(web)
-                .and_then(|mut c| c.request("GET", "/-/ready"))
-                .is_ok_and(|r| r.status == 200);
-            if ready {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready in 60 s:\n{}",
-                p.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// GET `path` on its HTTP API: the JSON text.
-    fn get(&self, path: &str) -> String {
-        let mut c = HttpConn::connect(self.web).expect("connect to prometheus");
-        let r = c.request("GET", path).expect("prometheus answers");
-        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
-        r.text()
-    }
-
-    /// The values of an instant query's results, as Prometheus writes them.
-    fn query(&self, promql: &str) -> Vec<String> {
-        let json = self.get(&format!("/api/v1/query?query={}", percent_encode(promql)));
-        assert!(json.contains("\"status\":\"success\""), "{promql}: {json}");
-        // Each result ends with "value":[TIME,"VALUE"].
-        json.split("\"value\":[")
-            .skip(1)
-            .map(|r| {
-                let v = r.split_once(",\"").expect("a value").1;
-                v[..v.find('"').expect("a closing quote")].to_owned()
-            })
-            .collect()
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// `s` with everything but unreserved characters percent-encoded.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[test]
 fn a_prometheus_server_scraping_socks5d_sees_the_exact_count() {
     let d = Daemon::start_as("alice", "alice-pw", &["--metrics-listen", "127.0.0.1:0"]);
     let m = metrics_addr(&d);
-    let prom = PrometheusServer::start(m);
+    let prom = PrometheusServer::start(&[m], &[]);
     let echo = echo_server(BANNER);
     tunnel(d.addr, Auth::User("alice", "alice-pw"), echo, 12_345);
 
-    let want = [
-        ("socks5d_bytes_total{direction=\"up\"}", "12345"),
-        ("socks5d_bytes_total{direction=\"down\"}", "12347"),
-        (
-            "socks5d_user_bytes_total{user=\"alice\",direction=\"up\"}",
-            "12345",
-        ),
-        ("socks5d_connections_total", "1"),
-        ("up{job=\"socks5d\"}", "1"),
-    ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got: Vec<Vec<String>> = want.iter().map(|(q, _)| prom.query(q)).collect();
-        if want.iter().zip(&got).all(|((_, w), g)| g == &[*w]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus's answers {got:?}, wanted {want:?}; targets: {}\nlog:\n{}",
-            prom.get("/api/v1/targets"),
-            prom.log()
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    prom.wait_for(
+        &[
+            ("socks5d_bytes_total{direction=\"up\"}", &["12345"]),
+            ("socks5d_bytes_total{direction=\"down\"}", &["12347"]),
+            (
+                "socks5d_user_bytes_total{user=\"alice\",direction=\"up\"}",
+                &["12345"],
+            ),
+            ("socks5d_connections_total", &["1"]),
+            ("up{job=\"socks5d\"}", &["1"]),
+        ],
+        Duration::from_secs(30),
+    );
     let targets = prom.get("/api/v1/targets");
     assert!(
         targets.contains("\"health\":\"up\"") && targets.contains("\"lastError\":\"\""),

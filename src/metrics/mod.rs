@@ -113,7 +113,8 @@ impl std::fmt::Debug for Report {
 }
 
 /// The server's totals since start. Written only by the aggregator, except
-/// `mgmt_aborted`, written only by the management thread.
+/// `mgmt_aborted`, written only by the management thread, and the users
+/// store's two, written only by the users' subscriber (`--users-redis`).
 #[derive(Debug)]
 pub struct Totals {
     started: Instant,
@@ -138,6 +139,8 @@ pub struct Totals {
     session_limit: AtomicU64,
     proxy_refused: AtomicU64,
     mgmt_aborted: AtomicU64,
+    users_store_stale: AtomicU64,
+    users_store_lost: AtomicU64,
     /// Per user, histograms, per worker.
     extra: users::Extra,
 }
@@ -190,6 +193,11 @@ pub struct Snapshot {
     /// time over, or pushed out by newer ones past
     /// --max-mgmt-unauthenticated).
     pub mgmt_aborted: u64,
+    /// 1 while the user table is stale (its Redis store unreachable, the
+    /// last table held in use), 0 otherwise.
+    pub users_store_stale: u64,
+    /// Times the connection to the Redis user store was lost.
+    pub users_store_lost: u64,
 }
 
 impl Snapshot {
@@ -224,6 +232,8 @@ impl Totals {
             proxy_refused: AtomicU64::new(0),
             extra: users::Extra::default(),
             mgmt_aborted: AtomicU64::new(0),
+            users_store_stale: AtomicU64::new(0),
+            users_store_lost: AtomicU64::new(0),
         }
     }
 
@@ -293,6 +303,17 @@ impl Totals {
         self.mgmt_aborted.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Marks the user table stale (its Redis store lost) or fresh.
+    pub fn set_users_store_stale(&self, stale: bool) {
+        self.users_store_stale
+            .store(u64::from(stale), Ordering::Relaxed);
+    }
+
+    /// Counts one loss of the connection to the Redis user store.
+    pub fn add_users_store_lost(&self) {
+        self.users_store_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The totals now.
     pub fn snapshot(&self) -> Snapshot {
         // `closed` first: a connection counted closed was counted accepted in
@@ -321,6 +342,8 @@ impl Totals {
             proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
+            users_store_stale: self.users_store_stale.load(Ordering::Relaxed),
+            users_store_lost: self.users_store_lost.load(Ordering::Relaxed),
         }
     }
 }

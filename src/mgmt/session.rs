@@ -338,6 +338,8 @@ impl Session {
                     (metric::LOG_SUPPRESSED, m.log_suppressed),
                     (metric::SESSION_LIMIT, m.session_limit),
                     (metric::PROXY_REFUSED, m.proxy_refused),
+                    (metric::USERS_STORE_STALE, m.users_store_stale),
+                    (metric::USERS_STORE_LOST, m.users_store_lost),
                 ];
                 let mut out = Vec::with_capacity(4 + values.len() * 9);
                 wire::emit_metrics(&values, &mut out);

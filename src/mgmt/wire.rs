@@ -492,6 +492,12 @@ pub mod metric {
     /// source not in --proxy-protocol-from, or none or a malformed one from
     /// a source in it.
     pub const PROXY_REFUSED: u8 = 0x88;
+    /// X'89' (private): 1 while the user table is stale (its Redis store,
+    /// --users-redis, unreachable), 0 otherwise.
+    pub const USERS_STORE_STALE: u8 = 0x89;
+    /// X'8A' (private): times the connection to the Redis user store was
+    /// lost.
+    pub const USERS_STORE_LOST: u8 = 0x8A;
 }
 
 /// USER_METRICS IDs (section 3), per user. A client ignores IDs it does not

@@ -355,14 +355,16 @@ impl std::error::Error for FileError {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
+/// The word for `role` in the users file (and in Redis, `--users-redis`).
+pub(crate) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin",
         Role::Proxy => "user",
     }
 }
 
-fn parse_role(s: &[u8]) -> Option<Role> {
+/// The role a word of the users file names.
+pub(crate) fn parse_role(s: &[u8]) -> Option<Role> {
     match s {
         b"admin" => Some(Role::Admin),
         b"user" => Some(Role::Proxy),

@@ -8,6 +8,8 @@
 mod credentials;
 pub mod file;
 pub mod penalty;
+pub mod redis_store;
+pub mod redis_sync;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -176,10 +178,12 @@ pub enum UserError {
     LastAdmin,
     /// The table holds as many users as it may.
     Full,
-    /// The users file could not be written: the change was undone.
+    /// The users file could not be written (the change was undone), or
+    /// the Redis store could not be reached or refused it.
     NotDurable,
     /// The users file could not be read again (there is none, or it is
-    /// missing, unreadable or invalid): nothing changed.
+    /// missing, unreadable or invalid), or the Redis store could not be
+    /// reached: nothing changed.
     Unreadable,
 }
 
@@ -194,8 +198,12 @@ impl fmt::Display for UserError {
             UserError::NoSuchUser => "no such user",
             UserError::LastAdmin => "the change would leave no administrator",
             UserError::Full => "the user table is full",
-            UserError::NotDurable => "the users file could not be written; nothing changed",
-            UserError::Unreadable => "the users file could not be read; nothing changed",
+            UserError::NotDurable => {
+                "the users file or Redis store could not take the change; nothing changed"
+            }
+            UserError::Unreadable => {
+                "the users file or Redis store could not be read; nothing changed"
+            }
         })
     }
 }
@@ -220,6 +228,10 @@ pub struct UserTable {
     /// The Argon2id cost of the dummy check a refusal runs when no hash of
     /// the user's was checked: the cost new hashes are made with.
     refusal_cost: file::Cost,
+    /// Whether clients must authenticate even with no user: the table is
+    /// kept elsewhere (`--users-redis`), and emptied there it must refuse
+    /// everyone, not open the proxy.
+    auth_always: bool,
 }
 
 impl UserTable {
@@ -238,6 +250,30 @@ impl UserTable {
     /// The cost [`UserTable::set_refusal_cost`] set.
     pub fn refusal_cost(&self) -> file::Cost {
         self.refusal_cost
+    }
+
+    /// Makes clients authenticate even when the table has no user (all of
+    /// them are then refused).
+    pub fn set_auth_always(&mut self, on: bool) {
+        self.auth_always = on;
+    }
+
+    /// A table of `records` with this one's settings. A user whose stored
+    /// hash did not change keeps its secret, and so its verified password.
+    pub fn rebuilt(&self, records: impl IntoIterator<Item = file::Record>) -> UserTable {
+        let mut next = UserTable {
+            users: BTreeMap::new(),
+            refusal_cost: self.refusal_cost,
+            auth_always: self.auth_always,
+        };
+        for r in records {
+            let secret = match self.find(&r.name) {
+                Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
+                _ => Secret::from_stored(r.hash),
+            };
+            next.insert(&r.name, r.role, secret);
+        }
+        next
     }
 
     /// How many users there are.
@@ -379,7 +415,7 @@ impl UserTable {
 
 impl Authenticator for UserTable {
     fn requires_auth(&self) -> bool {
-        !self.users.is_empty()
+        self.auth_always || !self.users.is_empty()
     }
 
     /// Only a right password known by its fast digest is answered here;

@@ -6,6 +6,11 @@
 //! file before it is published to the workers and before the success
 //! response; if the write fails, nothing changes and the answer is X'07'
 //! (docs/management-protocol.md section 6).
+//!
+//! With the users in Redis (`--users-redis`) a change is one script there
+//! (check, write, publish: [`super::redis_store::SCRIPT`]), and the table
+//! changes only once Redis said yes; Redis unreachable, or any error, is
+//! X'07' with nothing changed.
 
 use std::fmt;
 use std::io;
@@ -17,6 +22,8 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 
 use super::file::{self, Record};
+use super::redis_store::{self, Prepared, RedisUsers};
+use super::redis_sync::Order;
 use super::{Directory, Role, Secret, UserError, UserTable, wipe};
 use crate::logfmt::{LogSafe, Quoted};
 
@@ -122,6 +129,37 @@ pub struct Store {
     seen: std::cell::Cell<Option<file::Stamp>>,
     /// Also read on every reload.
     also: Option<ReloadHook>,
+    /// The users in Redis instead of a file.
+    redis: Option<RedisWriter>,
+}
+
+/// The writer's side of the Redis store: where it is, the connection
+/// (made on the first change, made again after an error), and the lock
+/// that orders its changes with the subscriber's.
+struct RedisWriter {
+    at: RedisUsers,
+    order: Order,
+    con: std::cell::RefCell<Option<redis::Connection>>,
+}
+
+impl RedisWriter {
+    /// Runs `f` on the connection, connecting first if need be; an error
+    /// drops the connection, so that the next call connects again.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let mut slot = self.con.borrow_mut();
+        let con = match &mut *slot {
+            Some(c) => c,
+            None => slot.insert(self.at.connect()?),
+        };
+        let out = f(con);
+        if out.is_err() {
+            *slot = None;
+        }
+        out
+    }
 }
 
 impl fmt::Debug for Store {
@@ -130,6 +168,7 @@ impl fmt::Debug for Store {
             .field("path", &self.path)
             .field("max_users", &self.max_users)
             .field("also", &self.also.is_some())
+            .field("redis", &self.redis.as_ref().map(|r| &r.at))
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +184,19 @@ impl Store {
             save_delay: SaveDelay::from_env(),
             seen: std::cell::Cell::new(None),
             also: None,
+            redis: None,
         }
+    }
+
+    /// Keeps the users in Redis at `at` (and no file), ordering changes
+    /// with the subscriber through `order`.
+    pub fn with_redis(mut self, at: RedisUsers, order: Order) -> Self {
+        self.redis = Some(RedisWriter {
+            at,
+            order,
+            con: std::cell::RefCell::new(None),
+        });
+        self
     }
 
     /// Reads `hook` too on every reload (SIGHUP, RELOAD), after the users
@@ -194,6 +245,9 @@ impl Store {
     /// `socks5d user` command), it is read again first: neither side loses
     /// the other's changes.
     pub fn apply(&self, change: &UserChange) -> Result<(), UserError> {
+        if let Some(r) = &self.redis {
+            return self.apply_redis(r, change);
+        }
         // Hash outside the lock and the table update: it is the slow part.
         let secret = match change {
             UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
@@ -310,17 +364,7 @@ impl Store {
         self.seen.set(before);
         let n = records.len();
         let admins = self.dir.update(|t| -> Result<usize, UserError> {
-            let mut next = UserTable::new();
-            // The dummy check a refusal costs is a setting, not a user.
-            next.set_refusal_cost(t.refusal_cost());
-            for r in records {
-                let secret = match t.find(&r.name) {
-                    Some(u) if u.secret.stored() == Some(&r.hash) => u.secret.clone(),
-                    _ => Secret::from_stored(r.hash),
-                };
-                next.insert(&r.name, r.role, secret);
-            }
-            *t = next;
+            *t = t.rebuilt(records);
             Ok(t.count(Role::Admin))
         })?;
         log::info!(
@@ -335,6 +379,82 @@ impl Store {
                 LogSafe(path.display())
             );
         }
+        Ok(())
+    }
+
+    /// [`Store::apply`] with the users in Redis: hash, then the script,
+    /// then (only on its yes) the table.
+    fn apply_redis(&self, r: &RedisWriter, change: &UserChange) -> Result<(), UserError> {
+        let Some(prepared) = Prepared::new(change, self.cost)? else {
+            return self.reload_redis(r);
+        };
+        let _order = r.order.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match r.with(|con| prepared.run(con, &r.at, self.max_users)) {
+            Ok(Ok(value)) => {
+                let _ = self.dir.update(|t| -> Result<(), UserError> {
+                    prepared.apply(t, value.as_deref());
+                    Ok(())
+                });
+                Ok(())
+            }
+            Ok(Err(UserError::NotDurable)) => {
+                log::error!(
+                    "user change not made: {change} store={} reason=unexpected-script-answer",
+                    r.at
+                );
+                Err(UserError::NotDurable)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                log::error!(
+                    "user change not made: {change} store={} error={}",
+                    r.at,
+                    Quoted(e)
+                );
+                Err(UserError::NotDurable)
+            }
+        };
+        match result {
+            Ok(()) => log::debug!("user change made: {change} store={}", r.at),
+            Err(e) => log::debug!("user change refused: {change} error={}", Quoted(e)),
+        }
+        result
+    }
+
+    /// RELOAD with the users in Redis: the whole table read again, and the
+    /// rules; if either cannot be read, nothing changes.
+    fn reload_redis(&self, r: &RedisWriter) -> Result<(), UserError> {
+        let _order = r.order.lock().unwrap_or_else(|e| e.into_inner());
+        let loaded = r.with(|con| redis_store::load(con, &r.at)).map_err(|e| {
+            log::error!("users not reloaded: store={} error={}", r.at, Quoted(e));
+            UserError::Unreadable
+        })?;
+        if let Some(hook) = &self.also {
+            hook().map_err(|()| {
+                log::error!(
+                    "users not reloaded: store={} reason=rules-not-reloaded",
+                    r.at
+                );
+                UserError::Unreadable
+            })?;
+        }
+        for (name, why) in loaded.skipped.iter().take(10) {
+            log::warn!(
+                "users entry skipped: store={} user={} reason={}",
+                r.at,
+                LogSafe(name),
+                Quoted(why)
+            );
+        }
+        let (n, skipped) = (loaded.records.len(), loaded.skipped.len());
+        let _ = self.dir.update(|t| -> Result<(), UserError> {
+            *t = t.rebuilt(loaded.records);
+            Ok(())
+        });
+        log::info!(
+            "users reloaded from redis: store={} users={n} skipped={skipped}",
+            r.at
+        );
         Ok(())
     }
 

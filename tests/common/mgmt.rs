@@ -1,8 +1,9 @@
 //! METRICS and USER_METRICS read over socks5d's management Unix socket
 //! (--mgmt-unix) by a raw client of its own: log in, request X'04' or
 //! X'09', the ID and VALUE pairs parsed by hand
-//! (docs/management-protocol.md, Sections 4.9 and 4.19); and a socket
-//! in a folder of its own with the administrator to give socks5d.
+//! (docs/management-protocol.md, Sections 4.9 and 4.19); user changes on
+//! a logged-in session ([`UnixSession`]); and a socket in a folder of its
+//! own with the administrator to give socks5d.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use socks5d::mgmt::wire::Request;
 use socks5d::sys::seqpacket::Conn;
 
 use super::daemon::temp_path;
@@ -42,16 +44,49 @@ pub const M_BINDS: u8 = 0x0D;
 /// the administrator `admin`: ID to VALUE. Fails the test on any refusal
 /// or malformed answer.
 pub fn unix_metrics(socket: &Path, admin: &str, password: &str) -> BTreeMap<u8, u64> {
-    let c = Conn::connect(socket, Some(IO_TIMEOUT))
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
-    let mut login = vec![0x01, admin.len() as u8];
-    login.extend_from_slice(admin.as_bytes());
-    login.push(password.len() as u8);
-    login.extend_from_slice(password.as_bytes());
-    c.send(&login).expect("send the log in");
-    assert_eq!(answer(&c), [0x01, 0x00], "management log in as {admin}");
-    c.send(&[0x01, 0x04]).expect("send METRICS");
-    parse_metrics(&answer(&c))
+    let s = UnixSession::login(socket, admin, password);
+    s.0.send(&[0x01, 0x04]).expect("send METRICS");
+    parse_metrics(&answer(&s.0))
+}
+
+/// A management session over the Unix socket, logged in as an
+/// administrator.
+pub struct UnixSession(Conn);
+
+impl UnixSession {
+    /// Connects to `socket` and logs in as `admin`; fails the test if
+    /// either fails.
+    pub fn login(socket: &Path, admin: &str, password: &str) -> UnixSession {
+        let c = Conn::connect(socket, Some(IO_TIMEOUT))
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
+        let mut login = vec![0x01, admin.len() as u8];
+        login.extend_from_slice(admin.as_bytes());
+        login.push(password.len() as u8);
+        login.extend_from_slice(password.as_bytes());
+        c.send(&login).expect("send the log in");
+        assert_eq!(answer(&c), [0x01, 0x00], "management log in as {admin}");
+        UnixSession(c)
+    }
+
+    /// Sends `req` and returns the STATUS of the answer (X'00' success,
+    /// X'04' exists, X'05' no such user, X'07' server error...).
+    pub fn status(&self, req: &Request<'_>) -> u8 {
+        let mut out = Vec::new();
+        req.emit(&mut out);
+        self.0.send(&out).expect("send a management request");
+        let r = answer(&self.0);
+        assert!(
+            r.len() >= 2 && r[0] == 0x01,
+            "an answer to {req:?}: {r:02x?}"
+        );
+        r[1]
+    }
+
+    /// METRICS on this session: ID to VALUE.
+    pub fn metrics(&self) -> BTreeMap<u8, u64> {
+        self.0.send(&[0x01, 0x04]).expect("send METRICS");
+        parse_metrics(&answer(&self.0))
+    }
 }
 
 /// USER_METRICS IDs X'01' to X'06': sessions opened, sessions open, bytes

@@ -291,6 +291,18 @@ fn totals(t: &mut Text, s: &Snapshot) {
     for (name, help, value) in counters {
         t.single(name, Kind::Counter, help, value);
     }
+    t.single(
+        "socks5d_users_store_stale",
+        Kind::Gauge,
+        "1 while the user table is stale (its Redis store unreachable, the last table held in use).",
+        s.users_store_stale,
+    );
+    t.single(
+        "socks5d_users_store_lost_total",
+        Kind::Counter,
+        "Times the connection to the Redis user store was lost.",
+        s.users_store_lost,
+    );
 }
 
 fn per_user(t: &mut Text, rows: &UserRows) {
