@@ -137,13 +137,17 @@ clean:
 # BENCH_PEERS picks the peers; BENCH_FLAGS adds options of `loadgen compare`
 # (e.g. BENCH_FLAGS='--rounds 5', or '--cases udp' for the UDP cases alone;
 # see target/release/examples/loadgen --help).
+# socks5d-proxyproto is socks5d behind a balancer (--proxy-protocol-from
+# 127.0.0.1/32, a PROXY v2 header before each handshake), in the handshake
+# case only:
+#   make bench BENCH_PEERS=socks5d,socks5d-proxyproto BENCH_FLAGS='--cases handshake'
 # socks5d-rules1000 is socks5d judging every request against 1,000 access
 # rules, in the handshake case only (about 4 s a round: the full run keeps
 # its rounds within the budget); the cost of judging alone:
 #   make bench BENCH_PEERS=socks5d,socks5d-rules1000 BENCH_FLAGS='--cases handshake'
 # The rate cases (socks5d only: a user's rate limit, and its cost to a user
 # without one) alone: make bench BENCH_PEERS=socks5d BENCH_FLAGS='--cases rate'
-BENCH_PEERS ?= direct,socks5d,socks5d-rules1000,microsocks,dante,dante-noauth
+BENCH_PEERS ?= direct,socks5d,socks5d-rules1000,socks5d-proxyproto,microsocks,dante,dante-noauth
 BENCH_FLAGS ?=
 LOADGEN     := target/release/examples/loadgen
 
@@ -169,7 +173,7 @@ bench-quick: bench-build bench-peers
 # The smoke test run by `make test`: every scenario against socks5d alone
 # must report its number, the rate cases' included (no timing is judged).
 bench-smoke:
-	@$(MAKE) --no-print-directory bench-quick BENCH_PEERS=socks5d \
+	@$(MAKE) --no-print-directory bench-quick BENCH_PEERS=socks5d,socks5d-proxyproto \
 	    BENCH_FLAGS='--strict --out bench-results/smoke'
 
 # ----------------------------------------------------------------- fuzzing
@@ -190,8 +194,8 @@ bench-smoke:
 # fuzz/target/corpus/<t>, and copy DIR back.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := socks5_greeting socks5_auth socks5_request socks5_handshake \
-                socks5_udp mgmt_login mgmt_request mgmt_response mgmt_session \
-                rules_parse
+                socks5_udp proxy_header mgmt_login mgmt_request mgmt_response \
+                mgmt_session rules_parse
 FUZZ         := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 
 .PHONY: fuzz fuzz-corpus fuzz-tool

@@ -38,6 +38,7 @@ use socks5d::rules::{self, NameRequest, NameVerdict, Rules};
 use socks5d::socks5::connection::{
     Action as SocksAction, Config, Connection, Context, Outcome, Reading,
 };
+use socks5d::socks5::proxy_protocol::{self, Parse as ProxyParse};
 use socks5d::socks5::reply_for_error;
 use socks5d::socks5::udp::{self, Association, Dest, Drop as UdpDrop, Header, Limits, Route};
 use socks5d::socks5::wire::{
@@ -59,12 +60,83 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("socks5_request", socks5_request),
     ("socks5_handshake", socks5_handshake),
     ("socks5_udp", socks5_udp),
+    ("proxy_header", proxy_header),
     ("mgmt_login", mgmt_login),
     ("mgmt_request", mgmt_request),
     ("mgmt_response", mgmt_response),
     ("mgmt_session", mgmt_session),
     ("rules_parse", rules_parse),
 ];
+
+// ------------------------------------------------------------ PROXY header
+
+/// `proxy_protocol::parse`, split-point consistency: the answer for the
+/// whole input is the answer the worker gets feeding it in pieces (the
+/// bytes received so far after each piece, until an answer is final), cut
+/// at every point and byte by byte. Every prefix is `Incomplete` or already
+/// the whole's answer; `Complete` comes exactly when its last byte
+/// arrives, within the limits; what it says matches the bytes.
+pub fn proxy_header(data: &[u8]) {
+    let whole = proxy_protocol::parse(data);
+    let fed = |cuts: &mut dyn Iterator<Item = usize>| {
+        for end in cuts.chain([data.len()]) {
+            let p = proxy_protocol::parse(&data[..end]);
+            if p != ProxyParse::Incomplete {
+                return p;
+            }
+        }
+        ProxyParse::Incomplete
+    };
+    for k in 0..data.len() {
+        let p = proxy_protocol::parse(&data[..k]);
+        assert!(
+            p == ProxyParse::Incomplete || p == whole,
+            "{k} bytes gave {p:?}, the whole {whole:?}"
+        );
+        assert_eq!(fed(&mut [k].into_iter()), whole, "split at {k}");
+    }
+    assert_eq!(fed(&mut (0..data.len())), whole, "byte by byte");
+    match whole {
+        ProxyParse::Incomplete => {
+            // Only a prefix of a header within the limits is undecided.
+            assert!(data.len() < proxy_protocol::MAX_HEADER_LEN);
+            if data.first() == Some(&b'P') {
+                assert!(data.len() < proxy_protocol::V1_MAX_LEN);
+            }
+        }
+        ProxyParse::Complete { consumed, header } => {
+            assert!(consumed <= data.len() && consumed <= proxy_protocol::MAX_HEADER_LEN);
+            assert!(proxy_protocol::starts_like_header(data));
+            assert_eq!(
+                proxy_protocol::parse(&data[..consumed - 1]),
+                ProxyParse::Incomplete,
+                "complete before its last byte"
+            );
+            if data[0] == b'P' {
+                assert!(consumed <= proxy_protocol::V1_MAX_LEN);
+                assert_eq!(&data[consumed - 2..consumed], b"\r\n");
+                assert!(!data[..consumed - 2].contains(&b'\n'));
+            }
+            if let proxy_protocol::Header::Proxy {
+                source,
+                destination,
+            } = header
+            {
+                assert_eq!(source.is_ipv4(), destination.is_ipv4());
+                // A version 2 header without TLVs is what emit_v2 writes.
+                if data[0] == b'\r' && (consumed == 28 || consumed == 52) {
+                    let mut out = [0u8; 52];
+                    let n = proxy_protocol::emit_v2(source, destination, &mut out);
+                    assert_eq!(n, consumed);
+                    assert_eq!(&out[..n], &data[..n], "emit is not what was parsed");
+                }
+            }
+        }
+        ProxyParse::Invalid(why) => {
+            assert!(!why.as_str().is_empty());
+        }
+    }
+}
 
 // ------------------------------------------------------------ SOCKS5 wire
 

@@ -104,6 +104,11 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
                               the most connections one client address may have
                               open; past it a new one is closed at accept
                               (default: no limit)
+      --proxy-protocol-from CIDR
+                              a balancer: its connections must start with a
+                              PROXY protocol header (v1 or v2) naming the
+                              client; from anyone else one is refused;
+                              repeatable (default: none)
       --workers N             worker threads (default: the CPUs we may run on)
       --no-pin                do not pin workers to CPUs
       --handshake-timeout S   seconds from accept to the reply to CONNECT (default: 10)
@@ -680,6 +685,7 @@ fn takes_value(opt: &str) -> bool {
             | "--max-connections"
             | "--max-sessions-per-user"
             | "--max-sessions-per-client"
+            | "--proxy-protocol-from"
             | "--run-as"
             | "--max-mgmt-unauthenticated"
             | "--mgmt-login-grace"
@@ -900,6 +906,10 @@ fn parse_tagged(args: Vec<(String, Origin)>) -> Result<Command, UsageError> {
                         cfg.worker.max_sessions_per_client = Some(n);
                     }
                 }
+                "--proxy-protocol-from" => match v.parse() {
+                    Ok(c) => cfg.worker.proxy_protocol_from.push(c),
+                    Err(e) => return err(format!("{opt}: {e}")),
+                },
                 "--max-users" => {
                     cfg.max_users = match v.parse::<usize>() {
                         Ok(n) if n >= 1 => n,
@@ -1686,6 +1696,28 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn balancers_for_the_proxy_protocol() {
+        let o = run(&["-u", "a:b"]).unwrap();
+        assert!(o.config.worker.proxy_protocol_from.is_empty());
+        let o = run(&[
+            "-u",
+            "a:b",
+            "--proxy-protocol-from",
+            "10.0.0.0/8",
+            "--proxy-protocol-from=2001:db8::5",
+        ])
+        .unwrap();
+        let w = &o.config.worker;
+        assert!(w.is_balancer("10.1.2.3".parse().unwrap()));
+        assert!(w.is_balancer("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(w.is_balancer("2001:db8::5".parse().unwrap()));
+        assert!(!w.is_balancer("2001:db8::6".parse().unwrap()));
+        assert!(!w.is_balancer("11.0.0.1".parse().unwrap()));
+        let e = run(&["-u", "a:b", "--proxy-protocol-from", "10.0.0.0/33"]).unwrap_err();
+        assert!(e.0.starts_with("--proxy-protocol-from: "), "{e}");
     }
 
     #[test]

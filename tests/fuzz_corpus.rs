@@ -79,6 +79,7 @@ corpus_tests!(
     socks5_request,
     socks5_handshake,
     socks5_udp,
+    proxy_header,
     mgmt_login,
     mgmt_request,
     mgmt_response,

@@ -79,6 +79,15 @@ pub enum Route {
         /// How to authenticate.
         auth: Auth,
     },
+    /// Through a SOCKS5 proxy as a balancer with `send-proxy-v2` reaches
+    /// it: a PROXY protocol v2 header naming the client (our own address)
+    /// first, then the handshake.
+    Balanced {
+        /// The proxy's address (loopback only: checked where it is parsed).
+        proxy: SocketAddr,
+        /// How to authenticate.
+        auth: Auth,
+    },
 }
 
 /// What went wrong opening a tunnel; [`DialError::kind`] names it in one word
@@ -394,7 +403,7 @@ impl Route {
     fn first_hop(&self, target: SocketAddr) -> SocketAddr {
         match self {
             Route::Direct => target,
-            Route::Socks { proxy, .. } => *proxy,
+            Route::Socks { proxy, .. } | Route::Balanced { proxy, .. } => *proxy,
         }
     }
 
@@ -407,8 +416,18 @@ impl Route {
         s.set_nodelay(true).map_err(DialError::Io)?;
         s.set_read_timeout(Some(timeout)).map_err(DialError::Io)?;
         s.set_write_timeout(Some(timeout)).map_err(DialError::Io)?;
-        if let Route::Socks { auth, .. } = self {
-            handshake(&mut s, auth, target)?;
+        match self {
+            Route::Direct => {}
+            Route::Socks { auth, .. } => {
+                handshake(&mut s, auth, target)?;
+            }
+            Route::Balanced { proxy, auth } => {
+                let mut header = [0u8; 52];
+                let client = s.local_addr().map_err(DialError::Io)?;
+                let n = socks5d::socks5::proxy_protocol::emit_v2(client, *proxy, &mut header);
+                s.write_all(&header[..n]).map_err(io_err)?;
+                handshake(&mut s, auth, target)?;
+            }
         }
         Ok(s)
     }

@@ -79,7 +79,7 @@ Every scenario:
 compare:
   --mode full|quick [full]  --rounds N [5 full, 1 quick]
   --budget S        start no round that would end past S seconds [720 full, 90 quick]
-  --peers LIST [direct,socks5d,socks5d-rules1000,microsocks,dante,dante-noauth]
+  --peers LIST [direct,socks5d,socks5d-rules1000,socks5d-proxyproto,microsocks,dante,dante-noauth]
                     (socks5d-rules1000: socks5d judging 1,000 rules, handshake only)
   --cases LIST      only these cases, by case or scenario name (udp, t1-up, ...)
   --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]

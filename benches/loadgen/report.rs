@@ -128,6 +128,8 @@ const US: &str = "socks5d";
 const DIRECT: &str = "direct";
 /// socks5d judging every request against 1,000 rules.
 const RULES1000: &str = "socks5d-rules1000";
+/// socks5d behind a balancer: a PROXY v2 header before each handshake.
+const PROXYPROTO: &str = "socks5d-proxyproto";
 
 /// Whether `peer` is socks5d, with whichever rules: never "the best peer".
 fn is_ours(peer: &str) -> bool {
@@ -529,6 +531,9 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     if d.peers.iter().any(|p| p == RULES1000) {
         v.push(judging_verdict(d));
     }
+    if d.peers.iter().any(|p| p == PROXYPROTO) {
+        v.push(proxy_header_verdict(d));
+    }
     v.push(rate_verdict(d));
     v.push(unlimited_verdict(d));
     v
@@ -565,6 +570,36 @@ fn judging_verdict(d: &Data) -> Verdict {
         cases: &["handshake"],
         measured,
         met: cpu.map(|r| r <= JUDGING_TOLERANCE),
+    }
+}
+
+/// A PROXY v2 header before each handshake against none: the handshake
+/// rate and CPU per cycle, `socks5d-proxyproto` against `socks5d`, in the
+/// same run. Within the rounds' spread, as for judging.
+fn proxy_header_verdict(d: &Data) -> Verdict {
+    let med = |peer: &str, key: &str| d.median("handshake", peer, key);
+    let (rate_pp, rate_one) = (med(PROXYPROTO, "cycles_s"), med(US, "cycles_s"));
+    let (cpu_pp, cpu_one) = (med(PROXYPROTO, "proxy_us_cycle"), med(US, "proxy_us_cycle"));
+    let rate = ratio(rate_pp, rate_one);
+    let measured = match (rate_pp, rate_one) {
+        (Some(p), Some(o)) => format!(
+            "{} cycles/s behind a balancer against {} without ({}); CPU per cycle {} against {} \
+             µs ({})",
+            fmt_int(p),
+            fmt_int(o),
+            fmt_ratio(rate),
+            cpu_pp.map_or("—".into(), fmt_value),
+            cpu_one.map_or("—".into(), fmt_value),
+            fmt_ratio(ratio(cpu_pp, cpu_one))
+        ),
+        _ => "—".into(),
+    };
+    Verdict {
+        goal: "PROXY protocol: a v2 header before each handshake must not show in the handshake \
+               rate (socks5d-proxyproto within 10% of socks5d)",
+        cases: &["handshake"],
+        measured,
+        met: rate.map(|r| r >= 1.0 / JUDGING_TOLERANCE),
     }
 }
 
@@ -965,6 +1000,14 @@ pub fn markdown(d: &Data, raw: &str) -> String {
             s,
             "`socks5d-rules1000` is socks5d judging every request against 1,000 access rules \
              (see how each case is measured)."
+        );
+    }
+    if d.peers.iter().any(|p| p == PROXYPROTO) {
+        let _ = writeln!(
+            s,
+            "`socks5d-proxyproto` is socks5d with `--proxy-protocol-from 127.0.0.1/32`, the \
+             generator sending a PROXY protocol v2 header before each handshake, as a balancer \
+             with `send-proxy-v2` does (handshake case only)."
         );
     }
     for note in d.all_meta("note") {

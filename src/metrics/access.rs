@@ -23,6 +23,9 @@ pub enum Result {
     /// Closed in its handshake, before anyone logged in on it, to make room
     /// for a new client when accept(2) ran out of descriptors.
     Evicted,
+    /// A balancer's connection (`--proxy-protocol-from`) closed without a
+    /// valid PROXY header.
+    BadProxyHeader,
 }
 
 /// One closed client connection. Holds no password, ever.
@@ -30,8 +33,12 @@ pub enum Result {
 pub struct AccessRecord {
     /// When the connection was accepted.
     pub start: SystemTime,
-    /// The client's address.
+    /// The client's address (behind a balancer, the one its PROXY header
+    /// named).
     pub client: SocketAddr,
+    /// The balancer the connection came through, when its PROXY header
+    /// named the client.
+    pub via: Option<SocketAddr>,
     /// The authenticated user (or the name tried, when authentication failed).
     pub user: Option<Arc<str>>,
     /// CMD of the request, if one came.
@@ -70,6 +77,9 @@ impl fmt::Display for AccessRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_rfc3339(f, self.start)?;
         write!(f, " client={}", self.client)?;
+        if let Some(via) = self.via {
+            write!(f, " via={via}")?;
+        }
         match &self.user {
             Some(u) => {
                 f.write_str(" user=")?;
@@ -99,6 +109,7 @@ impl fmt::Display for AccessRecord {
             Result::BadVersion => f.write_str(" reply=bad-version")?,
             Result::Incomplete => f.write_str(" reply=-")?,
             Result::Evicted => f.write_str(" reply=evicted")?,
+            Result::BadProxyHeader => f.write_str(" reply=bad-proxy-header")?,
         }
         if let Some(rule) = &self.rule {
             f.write_str(" rule=")?;
@@ -166,6 +177,7 @@ mod tests {
         let rec = AccessRecord {
             start: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
             client: "127.0.0.1:4000".parse().unwrap(),
+            via: None,
             user: Some("al ice".into()),
             command: Some(Command::Connect),
             target: Some(TargetAddr::Domain((*b"ex\nample.com").into(), 80)),
@@ -189,6 +201,7 @@ mod tests {
         let rec = AccessRecord {
             start: UNIX_EPOCH,
             client: "127.0.0.1:4000".parse().unwrap(),
+            via: None,
             user: Some("bob".into()),
             command: Some(Command::UdpAssociate),
             target: Some(TargetAddr::Ip("0.0.0.0:0".parse().unwrap())),
@@ -217,6 +230,7 @@ mod tests {
         let rec = AccessRecord {
             start: UNIX_EPOCH,
             client: "127.0.0.1:4000".parse().unwrap(),
+            via: None,
             user: None,
             command: Some(Command::Connect),
             target: Some(TargetAddr::Ip("127.0.0.1:22".parse().unwrap())),
@@ -241,6 +255,7 @@ mod tests {
         let rec = AccessRecord {
             start: UNIX_EPOCH,
             client: "127.0.0.1:4000".parse().unwrap(),
+            via: None,
             user: None,
             command: None,
             target: None,
@@ -256,6 +271,41 @@ mod tests {
             rec.to_string(),
             "1970-01-01T00:00:00.000Z client=127.0.0.1:4000 user=- cmd=- target=- connected=- \
              reply=evicted up=0 down=0 duration_ms=7"
+        );
+    }
+
+    #[test]
+    fn a_balancer_connection_names_the_client_and_the_balancer() {
+        let mut rec = AccessRecord {
+            start: UNIX_EPOCH,
+            client: "[2001:db8::7]:4000".parse().unwrap(),
+            via: Some("10.0.0.2:51000".parse().unwrap()),
+            user: None,
+            command: Some(Command::Connect),
+            target: Some(TargetAddr::Ip("192.0.2.1:80".parse().unwrap())),
+            connected: Some("192.0.2.1:80".parse().unwrap()),
+            result: Result::Reply(Reply::Succeeded),
+            bytes_up: 1,
+            bytes_down: 2,
+            datagrams: None,
+            rule: None,
+            duration: Duration::from_millis(3),
+        };
+        assert_eq!(
+            rec.to_string(),
+            "1970-01-01T00:00:00.000Z client=[2001:db8::7]:4000 via=10.0.0.2:51000 user=- \
+             cmd=connect target=192.0.2.1:80 connected=192.0.2.1:80 reply=00 up=1 down=2 \
+             duration_ms=3"
+        );
+        rec.via = None;
+        rec.command = None;
+        rec.target = None;
+        rec.connected = None;
+        rec.result = Result::BadProxyHeader;
+        assert_eq!(
+            rec.to_string(),
+            "1970-01-01T00:00:00.000Z client=[2001:db8::7]:4000 user=- cmd=- target=- \
+             connected=- reply=bad-proxy-header up=1 down=2 duration_ms=3"
         );
     }
 }

@@ -70,6 +70,9 @@ pub struct Counters {
     /// Clients closed at accept (--max-sessions-per-client) or requests
     /// refused (--max-sessions-per-user) for a session limit.
     pub session_limit: u64,
+    /// Connections closed for a PROXY header: one from a peer not in
+    /// --proxy-protocol-from, or none or a malformed one from a peer in it.
+    pub proxy_refused: u64,
     /// Accept to reply, for answered requests.
     pub handshake: Histogram,
     /// Request to target connected.
@@ -134,6 +137,7 @@ pub struct Totals {
     binds: AtomicU64,
     denied: AtomicU64,
     session_limit: AtomicU64,
+    proxy_refused: AtomicU64,
     mgmt_aborted: AtomicU64,
     users_store_stale: AtomicU64,
     users_store_lost: AtomicU64,
@@ -181,6 +185,8 @@ pub struct Snapshot {
     pub denied: u64,
     /// Clients or requests refused for a session limit.
     pub session_limit: u64,
+    /// Connections closed for a PROXY header (see [`Counters`]).
+    pub proxy_refused: u64,
     /// Seconds since the server started.
     pub uptime_secs: u64,
     /// Management associations aborted before logging in (log-in grace
@@ -223,6 +229,7 @@ impl Totals {
             binds: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             session_limit: AtomicU64::new(0),
+            proxy_refused: AtomicU64::new(0),
             extra: users::Extra::default(),
             mgmt_aborted: AtomicU64::new(0),
             users_store_stale: AtomicU64::new(0),
@@ -255,6 +262,8 @@ impl Totals {
         self.denied.fetch_add(d.denied, Ordering::Relaxed);
         self.session_limit
             .fetch_add(d.session_limit, Ordering::Relaxed);
+        self.proxy_refused
+            .fetch_add(d.proxy_refused, Ordering::Relaxed);
         self.extra.add_histograms(&d.handshake, &d.connect);
     }
 
@@ -330,6 +339,7 @@ impl Totals {
             binds: self.binds.load(Ordering::Relaxed),
             denied: self.denied.load(Ordering::Relaxed),
             session_limit: self.session_limit.load(Ordering::Relaxed),
+            proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
             users_store_stale: self.users_store_stale.load(Ordering::Relaxed),
@@ -501,6 +511,7 @@ mod tests {
                 binds: 12,
                 denied: 13,
                 session_limit: 14,
+                proxy_refused: 15,
                 ..Counters::default()
             })))
             .unwrap();
@@ -526,6 +537,7 @@ mod tests {
         assert_eq!(s.binds, 120);
         assert_eq!(s.denied, 130);
         assert_eq!(s.session_limit, 140);
+        assert_eq!(s.proxy_refused, 150);
         assert_eq!(s.mgmt_aborted, 0);
         totals.add_mgmt_aborted(3);
         assert_eq!(totals.snapshot().mgmt_aborted, 3);
@@ -550,6 +562,7 @@ mod tests {
         Report::Access(Box::new(AccessRecord {
             start: UNIX_EPOCH,
             client: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            via: None,
             user: None,
             command: None,
             target: None,

@@ -236,6 +236,7 @@ mod tests {
         AccessRecord {
             start: SystemTime::UNIX_EPOCH,
             client: client.parse().unwrap(),
+            via: None,
             user: None,
             command: None,
             target: None,

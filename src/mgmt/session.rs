@@ -337,6 +337,7 @@ impl Session {
                     (metric::MGMT_ABORTED, m.mgmt_aborted),
                     (metric::LOG_SUPPRESSED, m.log_suppressed),
                     (metric::SESSION_LIMIT, m.session_limit),
+                    (metric::PROXY_REFUSED, m.proxy_refused),
                     (metric::USERS_STORE_STALE, m.users_store_stale),
                     (metric::USERS_STORE_LOST, m.users_store_lost),
                 ];

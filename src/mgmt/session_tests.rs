@@ -67,6 +67,7 @@ fn backend() -> Fake {
             binds: 19,
             denied: 20,
             session_limit: 21,
+            proxy_refused: 22,
             users_store_stale: 1,
             users_store_lost: 23,
         },
@@ -250,7 +251,7 @@ fn counters_and_metrics() {
     assert_eq!(out[2], (5, [vec![1, 0, 3], u64_be(3000)].concat()));
     let m = &out[3].1;
     assert_eq!(out[3].0, 6);
-    assert_eq!(m[..4], [1, 0, 4, 23]);
+    assert_eq!(m[..4], [1, 0, 4, 24]);
     let values: Vec<(u8, u64)> = m[4..]
         .chunks(9)
         .map(|c| (c[0], u64::from_be_bytes(c[1..9].try_into().unwrap())))
@@ -279,6 +280,7 @@ fn counters_and_metrics() {
             (0x85, 15),
             (0x86, 13),
             (0x87, 21),
+            (0x88, 22),
             (0x89, 1),
             (0x8A, 23)
         ]

@@ -488,6 +488,10 @@ pub mod metric {
     /// --max-sessions-per-client, and requests refused (X'02') past
     /// --max-sessions-per-user.
     pub const SESSION_LIMIT: u8 = 0x87;
+    /// X'88' (private): connections closed for a PROXY header: one from a
+    /// source not in --proxy-protocol-from, or none or a malformed one from
+    /// a source in it.
+    pub const PROXY_REFUSED: u8 = 0x88;
     /// X'89' (private): 1 while the user table is stale (its Redis store,
     /// --users-redis, unreachable), 0 otherwise.
     pub const USERS_STORE_STALE: u8 = 0x89;

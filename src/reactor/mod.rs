@@ -24,6 +24,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::users::penalty::Cidr;
+
 /// Messages to a worker from other threads (each followed by a wake-up).
 #[derive(Debug)]
 pub enum Inbound {
@@ -91,6 +93,16 @@ pub struct WorkerConfig {
     pub max_sessions_per_user: Option<u32>,
     /// The most client connections one client address may have open.
     pub max_sessions_per_client: Option<u32>,
+    /// The balancers (`--proxy-protocol-from`): a connection from one of
+    /// these networks starts with a PROXY protocol header naming its client.
+    pub proxy_protocol_from: Vec<Cidr>,
+}
+
+impl WorkerConfig {
+    /// Whether a connection from `ip` comes from a balancer.
+    pub fn is_balancer(&self, ip: std::net::IpAddr) -> bool {
+        self.proxy_protocol_from.iter().any(|c| c.contains(ip))
+    }
 }
 
 impl Default for WorkerConfig {
@@ -110,6 +122,7 @@ impl Default for WorkerConfig {
             udp_public_addr: None,
             max_sessions_per_user: None,
             max_sessions_per_client: None,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod accept;
 mod acct;
 mod drive;
 mod extra;
+mod proxied;
 mod sockets;
 
 use std::io;
@@ -38,7 +39,7 @@ use crate::blocking::Pool;
 use crate::logfmt::{LogSafe, Quoted};
 use crate::metrics::{AccessRecord, AccessResult, Counters, Report, WorkerGauges};
 use crate::rules;
-use crate::socks5::connection::{self, Connection, Outcome, Reading};
+use crate::socks5::connection::{self, Connection, Outcome, ProxyRefusal, Reading};
 use crate::socks5::wire::Reply;
 use crate::users::penalty::Penalties;
 use crate::users::{self, Directory};
@@ -190,6 +191,8 @@ struct Ctx {
     /// Where datagrams are received (empty until the worker's first UDP
     /// association; one for all of them).
     datagrams: Box<[u8]>,
+    /// The lines about refused PROXY headers.
+    proxy_log: proxied::ProxyLog,
 }
 
 enum Next {
@@ -282,6 +285,7 @@ impl Worker {
                 accounts: acct::Accounts::default(),
                 rng: 0x9E37_79B9_7F4A_7C15 ^ index as u64,
                 datagrams: Box::default(),
+                proxy_log: proxied::ProxyLog::default(),
             },
         })
     }
@@ -569,7 +573,10 @@ impl Worker {
         if self.ctx.cfg.max_connections.is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
-        if let Some(c) = &self.ctx.limits.per_client {
+        // A balancer's connection counts for its client from its header on.
+        if let Some(c) = &self.ctx.limits.per_client
+            && s.conn.client_admitted()
+        {
             c.give_back(&s.peer.ip().to_canonical());
         }
         if s.user_slot != acct::NO_USER {
@@ -595,6 +602,9 @@ impl Worker {
                 Some(Outcome::AuthFailed) => AccessResult::AuthFailed,
                 Some(Outcome::BadVersion) => AccessResult::BadVersion,
                 Some(Outcome::NoAcceptableMethod) => AccessResult::NoAcceptableMethod,
+                // A header where none belongs is a bad SOCKS version.
+                Some(Outcome::ProxyHeader(ProxyRefusal::Untrusted)) => AccessResult::BadVersion,
+                Some(Outcome::ProxyHeader(_)) => AccessResult::BadProxyHeader,
             };
             let (bytes_up, bytes_down) = match extra.as_deref() {
                 Some(extra::Extra::Udp(r)) => r.bytes(),
@@ -603,6 +613,7 @@ impl Worker {
             let rec = AccessRecord {
                 start,
                 client: s.peer,
+                via: s.conn.via(),
                 // Named once the handshake has an outcome: a name whose
                 // check never answered is nobody's.
                 user: outcome.and(s.conn.user().cloned()),

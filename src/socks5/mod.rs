@@ -1,8 +1,10 @@
-//! SOCKS version 5: the wire format (RFC 1928, RFC 1929), the state
+//! SOCKS version 5: the wire format (RFC 1928, RFC 1929), the PROXY
+//! protocol header a balancer may send first, the state
 //! machine of one client connection, and the routing of one UDP
 //! association. Nothing here does I/O.
 
 pub mod connection;
+pub mod proxy_protocol;
 pub mod udp;
 pub mod wire;
 

@@ -36,7 +36,8 @@ use rules::{LIMITED_USER, RATE_LIMIT, RulesFile};
 use spawn::command;
 
 /// The peers compared when `--peers` is not given.
-pub const DEFAULT_PEERS: &str = "direct,socks5d,socks5d-rules1000,microsocks,dante,dante-noauth";
+pub const DEFAULT_PEERS: &str =
+    "direct,socks5d,socks5d-rules1000,socks5d-proxyproto,microsocks,dante,dante-noauth";
 
 /// A generator run taking longer than this is killed and counted as failed.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -252,6 +253,13 @@ pub fn not_applicable(case: &Case, kind: Kind) -> Option<&'static str> {
         return Some(
             "socks5d-rules1000 (socks5d judging every request against 1,000 rules) runs the \
              handshake case only, where a request is judged per cycle (n/a elsewhere)",
+        );
+    }
+    if kind == Kind::Socks5dProxyProto && case.id != "handshake" {
+        return Some(
+            "socks5d-proxyproto (socks5d behind a balancer: a PROXY v2 header before each \
+             handshake) runs the handshake case only, where a header is parsed per cycle (n/a \
+             elsewhere)",
         );
     }
     if case.is_rate() && kind != Kind::Socks5d {
@@ -524,6 +532,9 @@ fn run_once(ctx: &Ctx, case: &Case, kind: Kind, round: u32) -> Result<Line, Stri
                 .arg(format!("127.0.0.1:{}", b.port))
                 .arg("--baseline-pid")
                 .arg(b.pid().to_string());
+        }
+        if kind == Kind::Socks5dProxyProto {
+            cmd.arg("--proxy-header");
         }
         if kind.authenticates() {
             let user = if case.limited {
@@ -847,7 +858,8 @@ mod tests {
                     let udp_without = c.scenario == "udp" && k == Kind::Microsocks;
                     let rate_without = c.id.starts_with("rate") && k != Kind::Socks5d;
                     let rules1000 = k == Kind::Socks5dRules1000 && c.id != "handshake";
-                    let na = udp_without || rate_without || rules1000;
+                    let proxyproto = k == Kind::Socks5dProxyProto && c.id != "handshake";
+                    let na = udp_without || rate_without || rules1000 || proxyproto;
                     assert_eq!(runs(mode, c, k, 1), !na, "{} {k:?}", c.id);
                     assert_eq!(not_applicable(c, k).is_some(), na, "{} {k:?}", c.id);
                 }

@@ -34,6 +34,9 @@ pub enum Kind {
     /// This project judging every request against 1,000 access rules
     /// (999 that do not match, then `allow`).
     Socks5dRules1000,
+    /// This project behind a balancer: `--proxy-protocol-from 127.0.0.1/32`,
+    /// a PROXY protocol v2 header before each handshake.
+    Socks5dProxyProto,
     /// microsocks, user/password.
     Microsocks,
     /// Dante's danted, user/password checked against a system user.
@@ -44,10 +47,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every peer, in report order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::Socks5d,
         Kind::Socks5dRules1000,
+        Kind::Socks5dProxyProto,
         Kind::Microsocks,
         Kind::Dante,
         Kind::DanteNoAuth,
@@ -59,6 +63,7 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Socks5d => "socks5d",
             Kind::Socks5dRules1000 => "socks5d-rules1000",
+            Kind::Socks5dProxyProto => "socks5d-proxyproto",
             Kind::Microsocks => "microsocks",
             Kind::Dante => "dante",
             Kind::DanteNoAuth => "dante-noauth",
@@ -74,13 +79,20 @@ impl Kind {
     pub fn authenticates(self) -> bool {
         matches!(
             self,
-            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Microsocks | Kind::Dante
+            Kind::Socks5d
+                | Kind::Socks5dRules1000
+                | Kind::Socks5dProxyProto
+                | Kind::Microsocks
+                | Kind::Dante
         )
     }
 
     /// Whether this is socks5d (with whichever rules).
     pub fn is_socks5d(self) -> bool {
-        matches!(self, Kind::Socks5d | Kind::Socks5dRules1000)
+        matches!(
+            self,
+            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto
+        )
     }
 }
 
@@ -135,11 +147,15 @@ impl Tools {
     pub fn missing(&self, kind: Kind) -> Option<String> {
         match kind {
             Kind::Direct => None,
-            Kind::Socks5d | Kind::Socks5dRules1000 if !self.socks5d.is_file() => Some(format!(
-                "{} not found (make bench builds it)",
-                self.socks5d.display()
-            )),
-            Kind::Socks5d | Kind::Socks5dRules1000 => None,
+            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto
+                if !self.socks5d.is_file() =>
+            {
+                Some(format!(
+                    "{} not found (make bench builds it)",
+                    self.socks5d.display()
+                ))
+            }
+            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto => None,
             Kind::Microsocks if self.microsocks.is_none() => {
                 Some("not installed (apt-get install microsocks)".into())
             }
@@ -349,8 +365,11 @@ pub fn start(
     };
     match kind {
         Kind::Direct => return Err("direct has no proxy to start".into()),
-        Kind::Socks5d | Kind::Socks5dRules1000 => {
+        Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto => {
             argv.push(tools.socks5d.display().to_string());
+            if kind == Kind::Socks5dProxyProto {
+                argv.extend(["--proxy-protocol-from", "127.0.0.1/32"].map(String::from));
+            }
             argv.extend(["-l", "127.0.0.1", "-p"].map(String::from));
             argv.push(port.to_string());
             argv.push("-u".into());

@@ -45,18 +45,21 @@ pub struct Common {
 }
 
 impl Common {
-    /// Reads `--proxy ADDR --auth USER:PASS --peer NAME --case NAME
-    /// --round N --pid PID --timeout S`. The proxy must be a loopback
-    /// address: this program sends nothing anywhere else.
+    /// Reads `--proxy ADDR --auth USER:PASS --proxy-header --peer NAME
+    /// --case NAME --round N --pid PID --timeout S` (`--proxy-header`: a
+    /// PROXY protocol v2 header before each handshake, as a balancer
+    /// sends). The proxy must be a loopback address: this program sends
+    /// nothing anywhere else.
     pub fn from_args(a: &mut Args, scenario: &str) -> Result<Common, String> {
         let proxy = loopback_arg(a, "--proxy")?;
         let auth = match a.value("--auth")? {
             None => Auth::None,
             Some(v) => Auth::parse(&v).ok_or("--auth: expected USER:PASS")?,
         };
-        let route = match proxy {
-            None => Route::Direct,
-            Some(proxy) => Route::Socks { proxy, auth },
+        let route = match (proxy, a.flag("--proxy-header")) {
+            (None, _) => Route::Direct,
+            (Some(proxy), false) => Route::Socks { proxy, auth },
+            (Some(proxy), true) => Route::Balanced { proxy, auth },
         };
         let default_peer = if proxy.is_some() { "proxy" } else { "direct" };
         Ok(Common {

@@ -172,7 +172,7 @@ pub fn run(c: &Common, p: &Params) -> Line {
             let meter = Meter::start(None);
             let cpu = CpuPair::start([c.proxy_pid, p.baseline_pid]);
             let auth = match &c.route {
-                Route::Socks { auth, .. } => auth.clone(),
+                Route::Socks { auth, .. } | Route::Balanced { auth, .. } => auth.clone(),
                 Route::Direct => crate::client::Auth::None,
             };
             let baseline = Route::Socks { proxy: base, auth };

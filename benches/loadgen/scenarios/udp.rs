@@ -93,7 +93,9 @@ fn open_flow(route: &Route, target: SocketAddr, timeout: Duration) -> Result<Flo
         .map_err(DialError::Io)?;
     let (peer, header, control) = match route {
         Route::Direct => (target, Vec::new(), None),
-        Route::Socks { proxy, auth } => {
+        // Not run behind a balancer (socks5d-proxyproto has the handshake
+        // case only); a route that is one would open the same association.
+        Route::Socks { proxy, auth } | Route::Balanced { proxy, auth } => {
             let me = sock.local_addr().map_err(DialError::Io)?;
             let a = associate(*proxy, auth, me, timeout)?;
             (a.relay, udp_header(target), Some(a.control))

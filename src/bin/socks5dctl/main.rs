@@ -508,6 +508,7 @@ fn metric_name(id: u8) -> Option<&'static str> {
         metric::LOG_SUPPRESSED => "access_log_lines_suppressed",
         metric::EVICTED => "handshakes_closed_at_fd_limit",
         metric::SESSION_LIMIT => "refused_at_session_limit",
+        metric::PROXY_REFUSED => "refused_for_proxy_header",
         metric::USERS_STORE_STALE => "users_store_stale",
         metric::USERS_STORE_LOST => "users_store_lost",
         _ => return None,

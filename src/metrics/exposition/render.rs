@@ -206,7 +206,7 @@ fn totals(t: &mut Text, s: &Snapshot) {
         &[("direction", "down")],
         s.bytes_down,
     );
-    let counters: [(&str, &str, u64); 15] = [
+    let counters: [(&str, &str, u64); 16] = [
         (
             "socks5d_auth_failures_total",
             "Failed SOCKS authentications (RFC 1929).",
@@ -231,6 +231,11 @@ fn totals(t: &mut Text, s: &Snapshot) {
             "socks5d_session_limit_refusals_total",
             "Clients closed at accept past --max-sessions-per-client, and requests refused past --max-sessions-per-user.",
             s.session_limit,
+        ),
+        (
+            "socks5d_proxy_header_refusals_total",
+            "Connections closed for a PROXY header: from a source not in --proxy-protocol-from, or none or a malformed one from a source in it.",
+            s.proxy_refused,
         ),
         (
             "socks5d_auth_penalised_total",

@@ -176,8 +176,12 @@ impl Worker {
                 return;
             }
         }
-        // --max-sessions-per-client: likewise, per client address.
+        // --max-sessions-per-client: likewise, per client address. A
+        // balancer's connection is counted once its PROXY header names the
+        // client.
+        let balancer = self.ctx.cfg.is_balancer(addr.ip());
         if let Some(c) = &self.ctx.limits.per_client
+            && !balancer
             && !c.take(&addr.ip().to_canonical())
         {
             if limited {
@@ -205,7 +209,9 @@ impl Worker {
             if limited {
                 self.open.fetch_sub(1, Ordering::AcqRel);
             }
-            if let Some(c) = &self.ctx.limits.per_client {
+            if let Some(c) = &self.ctx.limits.per_client
+                && !balancer
+            {
                 c.give_back(&addr.ip().to_canonical());
             }
             return;
@@ -216,9 +222,14 @@ impl Worker {
         let id = self.ctx.next_id;
         self.ctx.next_id += 1;
         self.ctx.counters.accepted += 1;
+        let machine = Arc::clone(&self.ctx.machine);
         entry.insert(Sockets {
             id,
-            conn: Connection::new(now, Arc::clone(&self.ctx.machine)),
+            conn: if balancer {
+                Connection::behind_balancer(now, machine, addr)
+            } else {
+                Connection::new(now, machine)
+            },
             client: stream,
             // The greeting usually arrives with the connection: read at once
             // instead of waiting for the first edge.

@@ -186,6 +186,7 @@ pub(super) fn apply(s: &mut Sockets, key: usize, ctx: &mut Ctx) -> io::Result<Ne
                 }
             }
             Action::Shutdown(Direction::Down) => shut_write(&s.client)?,
+            Action::Client(client) => super::proxied::client_known(s, ctx, client),
             Action::Close => return Ok(Next::Close),
         }
     }
@@ -198,7 +199,10 @@ fn account(s: &mut Sockets, ctx: &mut Ctx, outcome: Outcome) {
             let took = ctx.now.saturating_duration_since(s.conn.started());
             ctx.counters.handshake.record(took);
         }
-        Outcome::AuthFailed | Outcome::BadVersion | Outcome::NoAcceptableMethod => {}
+        Outcome::AuthFailed
+        | Outcome::BadVersion
+        | Outcome::NoAcceptableMethod
+        | Outcome::ProxyHeader(_) => {}
     }
     let Some(user) = s.conn.user() else {
         return;

@@ -31,7 +31,9 @@ pub(super) struct Sockets {
     pub(super) conn: Connection,
     pub(super) client: TcpStream,
     pub(super) cready: Ready,
-    /// The client's address.
+    /// The client's address: the peer's, or for a balancer's connection
+    /// (`--proxy-protocol-from`) the one its PROXY header named, once it
+    /// came (`Connection::via` keeps the balancer's).
     pub(super) peer: SocketAddr,
     /// Connection attempts running.
     pub(super) attempts: Vec<Attempt>,
@@ -144,6 +146,7 @@ impl Ctx {
                     );
                 }
             }
+            Outcome::ProxyHeader(why) => self.proxy_refused(why, ip),
             Outcome::Succeeded | Outcome::BadVersion | Outcome::NoAcceptableMethod => {}
         }
     }

@@ -1,10 +1,13 @@
 //! The RFC 1928 and RFC 1929 messages of a connection's handshake:
 //! greeting, log in, request, parsed as they arrive (httparse-style: an
-//! incomplete message is kept and parsed again with more bytes).
+//! incomplete message is kept and parsed again with more bytes); before
+//! them, a balancer's PROXY protocol header.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Connection, Context, Outcome, State};
+use super::{Connection, Context, Outcome, Peer, ProxyRefusal, State};
+use crate::socks5::proxy_protocol::{self, Parse};
 use crate::socks5::wire::{
     self, AuthRequest, Command, Greeting, Method, Reply, Request, Status, WireError,
 };
@@ -50,6 +53,34 @@ impl Connection {
         }
     }
 
+    /// Bytes of a balancer's connection before its PROXY header is
+    /// complete. The header's parser bounds what is kept: it refuses a
+    /// header longer than [`proxy_protocol::MAX_HEADER_LEN`] as soon as it
+    /// can tell. What follows the header is the client's, kept for
+    /// `handle_proxied`.
+    pub(super) fn on_proxy_header(&mut self, balancer: SocketAddr, data: &[u8]) {
+        let mut buf = std::mem::take(&mut self.unparsed);
+        buf.extend_from_slice(data);
+        match proxy_protocol::parse(&buf) {
+            Parse::Incomplete => self.unparsed = buf,
+            Parse::Complete { consumed, header } => {
+                buf.drain(..consumed);
+                self.unparsed = buf;
+                let client = match header.source() {
+                    Some(source) => {
+                        self.rare.get_or_insert_default().via = Some(balancer);
+                        source
+                    }
+                    // LOCAL (a health check) or no address: the balancer's.
+                    None => balancer,
+                };
+                self.state = State::Proxied { client, ask: true };
+                self.keep(&[]);
+            }
+            Parse::Invalid(why) => self.drop_balancer(ProxyRefusal::Invalid(why)),
+        }
+    }
+
     /// `None`: incomplete. `Some(n)`: the state moved on after `n` bytes.
     fn on_greeting(&mut self, now: Instant, buf: &[u8], auth: &dyn Authenticator) -> Option<usize> {
         let (greeting, n) = match Greeting::parse(buf) {
@@ -58,9 +89,17 @@ impl Connection {
             Err(_) => {
                 // Not SOCKS5 (a SOCKS4 client, say): a clear "no acceptable
                 // method" is the one answer every SOCKS client understands.
+                // A PROXY header from a peer that is not a balancer is one
+                // too, and told apart: nobody may name their own client.
                 self.out
                     .push(&wire::emit_method_selection(Method::NoAcceptable));
-                self.refuse(now, Outcome::BadVersion);
+                let outcome =
+                    if self.peer == Peer::Client && proxy_protocol::starts_like_header(buf) {
+                        Outcome::ProxyHeader(ProxyRefusal::Untrusted)
+                    } else {
+                        Outcome::BadVersion
+                    };
+                self.refuse(now, outcome);
                 return Some(0);
             }
         };

@@ -13,11 +13,12 @@
 //! clock or touches a socket, so tests drive it with a fake clock.
 //!
 //! ```text
-//!  Greeting -> Auth -> Verifying -> Request -> Resolving -> Connecting -> Established -> Closed
+//! (ProxyHeader ->) Greeting -> Auth -> Verifying -> Request -> Resolving -> Connecting -> Established -> Closed
 //!     \_________\_________\____________\_________\___________/
 //!                                refusal: its answer, then Lingering -> Closed
 //! ```
-//! (Auth and Verifying only with users, Resolving only for a name.) Any
+//! (ProxyHeader only from a balancer, `--proxy-protocol-from`; Auth and
+//! Verifying only with users, Resolving only for a name.) Any
 //! state closes when the client's socket fails or the grace period after a
 //! stop ends; before the request, also when the client leaves or the
 //! handshake timeout passes. docs/connection.md has the whole diagram.
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::rules::{self, Cmd, NameRequest, NameVerdict, Origin, Rate, Rules, Verdict};
+use crate::socks5::proxy_protocol;
 use crate::socks5::reply_for_error;
 use crate::socks5::wire::{self, Command, Reply, TargetAddr};
 use crate::users::{Authenticator, Credentials};
@@ -175,6 +177,10 @@ pub enum Action {
     /// Shut down the write side of this direction's destination (`Up`: the
     /// target, `Down`: the client): everything for it has been written.
     Shutdown(Direction),
+    /// The PROXY protocol header came: the client is `SocketAddr` from now
+    /// on (the balancer's own address when the header carries none). Apply
+    /// what needs the client's address, then call `handle_proxied`.
+    Client(SocketAddr),
     /// Close every socket of the connection. Nothing else follows.
     Close,
 }
@@ -196,6 +202,21 @@ pub enum Outcome {
     Rejected(Reply),
     /// The access rules denied the request (reply X'02'): this rule.
     Denied(Origin),
+    /// Closed for its PROXY protocol header.
+    ProxyHeader(ProxyRefusal),
+}
+
+/// Why a connection was closed for a PROXY protocol header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyRefusal {
+    /// A header from a peer that is not a balancer: answered X'FF', as any
+    /// greeting of another version (the header could name any client).
+    Untrusted,
+    /// A balancer sent bytes that are not a valid header.
+    Invalid(proxy_protocol::Invalid),
+    /// A balancer sent the start of a header and left, or no complete
+    /// header within the handshake timeout.
+    Missing,
 }
 
 /// What the driver does with what the client sends.
@@ -264,6 +285,14 @@ enum End {
 
 #[derive(Debug)]
 enum State {
+    /// A balancer's connection: waiting for its PROXY protocol header.
+    ProxyHeader {
+        /// The balancer's address.
+        balancer: SocketAddr,
+    },
+    /// The header came and names `client`; the driver is to apply it
+    /// (`ask` until it has been told) and answer with `handle_proxied`.
+    Proxied { client: SocketAddr, ask: bool },
     /// Waiting for the version identifier/method selection message.
     Greeting,
     /// Waiting for the RFC 1929 request.
@@ -308,6 +337,29 @@ enum State {
     Closed,
 }
 
+/// Whose connection it is, as the driver said at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// The client's own (the driver admitted its address at accept).
+    Client,
+    /// A balancer's, whose PROXY header has not named a client the driver
+    /// admitted.
+    Balancer,
+    /// A balancer's, for the client its header named, which the driver
+    /// admitted.
+    Admitted,
+}
+
+/// What few connections have, boxed so that the others pay one pointer.
+#[derive(Debug, Default)]
+struct Rare {
+    /// The rate limits of the rule that allowed the request (boxed: a
+    /// balancer's connections have `via` and seldom this).
+    rate: Option<Box<Rate>>,
+    /// The balancer a PROXY header that named the client came through.
+    via: Option<SocketAddr>,
+}
+
 /// One client connection, from the greeting to the close.
 #[derive(Debug)]
 pub struct Connection {
@@ -335,9 +387,11 @@ pub struct Connection {
     rule: Option<(Origin, bool)>,
     /// One of the user's sessions is taken (see `Context::take_user_session`).
     user_session: bool,
-    /// The rate limits of the rule that allowed the request (boxed: most
-    /// tunnels have none).
-    rate: Option<Box<Rate>>,
+    /// The allowing rule's rate limits and the balancer's address: most
+    /// tunnels have neither.
+    rare: Option<Box<Rare>>,
+    /// Whose connection it is.
+    peer: Peer,
     target: Option<TargetAddr>,
     connected: Option<SocketAddr>,
     /// A BIND's listening socket is open with the driver.
@@ -354,7 +408,8 @@ impl Connection {
             allowed_by_name: false,
             rule: None,
             user_session: false,
-            rate: None,
+            rare: None,
+            peer: Peer::Client,
             state: State::Greeting,
             deadline: now + config.handshake_timeout,
             config,
@@ -373,7 +428,30 @@ impl Connection {
         }
     }
 
+    /// A connection accepted at `now` from `balancer`, a peer of
+    /// `--proxy-protocol-from`: a PROXY protocol header must come first,
+    /// within the handshake timeout.
+    pub fn behind_balancer(now: Instant, config: Arc<Config>, balancer: SocketAddr) -> Self {
+        let mut c = Connection::new(now, config);
+        c.state = State::ProxyHeader { balancer };
+        c.peer = Peer::Balancer;
+        c
+    }
+
     // ------------------------------------------------------------ queries
+
+    /// The balancer the connection came through, when its PROXY header
+    /// named the client.
+    pub fn via(&self) -> Option<SocketAddr> {
+        self.rare.as_ref().and_then(|r| r.via)
+    }
+
+    /// Whether the driver admitted the client's address: at accept for a
+    /// client's own connection, in `handle_proxied` for a balancer's. Its
+    /// `--max-sessions-per-client` count is to be given back at the close.
+    pub fn client_admitted(&self) -> bool {
+        self.peer != Peer::Balancer
+    }
 
     /// When the connection was accepted.
     pub fn started(&self) -> Instant {
@@ -392,7 +470,7 @@ impl Connection {
 
     /// The rate limits of the rule that allowed the request, if it set any.
     pub fn rate(&self) -> Option<&Rate> {
-        self.rate.as_deref()
+        self.rare.as_ref().and_then(|r| r.rate.as_deref())
     }
 
     /// Whether one of the user's sessions is taken, to give back when the
@@ -434,7 +512,15 @@ impl Connection {
     /// it, neither logged in nor being checked, and it has made no request.
     /// Once false, never true again.
     pub fn is_anonymous(&self) -> bool {
-        self.user.is_none() && matches!(self.state, State::Greeting | State::Auth | State::Request)
+        self.user.is_none()
+            && matches!(
+                self.state,
+                State::ProxyHeader { .. }
+                    | State::Proxied { .. }
+                    | State::Greeting
+                    | State::Auth
+                    | State::Request
+            )
     }
 
     /// What to do with the client's bytes now.
@@ -444,13 +530,16 @@ impl Connection {
             // A BIND's client bytes before the second reply are kept as early
             // data; an association's control bytes are dropped (its end is
             // the association's).
-            State::Greeting
+            State::ProxyHeader { .. }
+            | State::Greeting
             | State::Auth
             | State::Verifying { .. }
             | State::Request
             | State::Binding { .. }
             | State::Associated { .. } => Reading::Handshake,
-            State::Resolving { .. }
+            // The driver applies the client's address before more is read.
+            State::Proxied { .. }
+            | State::Resolving { .. }
             | State::Connecting(_)
             | State::Associating { .. }
             | State::Listening { .. }
@@ -472,17 +561,18 @@ impl Connection {
     }
 
     /// The next thing to do, if any. After [`Action::Close`] the connection
-    /// is over; polling again gives `Close` again.
+    /// is over; polling again gives `Close` again. An outcome decided as
+    /// the connection closed (a balancer's bad header) comes first.
     #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
-        if let State::Closed = self.state {
-            return Some(Action::Close);
-        }
         if self.report {
             self.report = false;
             if let Some(o) = self.outcome {
                 return Some(Action::Decided(o));
             }
+        }
+        if let State::Closed = self.state {
+            return Some(Action::Close);
         }
         if !self.candidates.is_empty() {
             if let Some(action) = attempts::poll_action(&mut self.candidates) {
@@ -498,6 +588,10 @@ impl Connection {
             return Some(Action::StopListening);
         }
         match &mut self.state {
+            State::Proxied { client, ask } if *ask => {
+                *ask = false;
+                Some(Action::Client(*client))
+            }
             State::Verifying { ask } => ask.take().map(|c| Action::Verify(*c)),
             State::Associating { ask } if *ask => {
                 *ask = false;
@@ -549,7 +643,9 @@ impl Connection {
     #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = match &self.state {
-            State::Greeting
+            State::ProxyHeader { .. }
+            | State::Proxied { .. }
+            | State::Greeting
             | State::Auth
             | State::Verifying { .. }
             | State::Request
@@ -593,9 +689,13 @@ impl Connection {
     pub fn handle_input(&mut self, now: Instant, data: &[u8], ctx: &dyn Context) {
         match self.state {
             State::Greeting | State::Auth | State::Request => {}
+            State::ProxyHeader { balancer } => return self.on_proxy_header(balancer, data),
             // Kept until the check answers (or, for BIND, as early data for
-            // the peer); nothing is parsed meanwhile.
-            State::Verifying { .. } | State::Binding { .. } => return self.keep(data),
+            // the peer), or the client's address is applied; nothing is
+            // parsed meanwhile.
+            State::Verifying { .. } | State::Binding { .. } | State::Proxied { .. } => {
+                return self.keep(data);
+            }
             _ => return,
         }
         if self.unparsed.is_empty() {
@@ -609,6 +709,26 @@ impl Connection {
             self.unparsed = buf;
             self.keep(&[]);
         }
+    }
+
+    /// The answer to [`Action::Client`]: `admitted` when the driver applied
+    /// the client's address (took its `--max-sessions-per-client` count);
+    /// then the greeting that came behind the header is read, judged as
+    /// that client's. Not admitted: the connection closes.
+    pub fn handle_proxied(&mut self, now: Instant, admitted: bool, ctx: &dyn Context) {
+        if !matches!(self.state, State::Proxied { ask: false, .. }) {
+            return;
+        }
+        if !admitted {
+            return self.close();
+        }
+        self.peer = Peer::Admitted;
+        self.state = State::Greeting;
+        let mut buf = std::mem::take(&mut self.unparsed);
+        let used = self.parse(now, &buf, ctx, true);
+        buf.drain(..used);
+        self.unparsed = buf;
+        self.keep(&[]);
     }
 
     /// The answer to [`Action::Verify`]: the user's name, or `None` when
@@ -790,8 +910,14 @@ impl Connection {
     pub fn handle_stream_end(&mut self, now: Instant, dir: Direction) {
         let _ = now;
         match (&mut self.state, dir) {
+            // A balancer's health check connects and leaves without a byte.
+            (State::ProxyHeader { .. }, Direction::Up) if !self.unparsed.is_empty() => {
+                self.drop_balancer(ProxyRefusal::Missing);
+            }
             (
-                State::Greeting
+                State::ProxyHeader { .. }
+                | State::Proxied { .. }
+                | State::Greeting
                 | State::Auth
                 | State::Verifying { .. }
                 | State::Request
@@ -849,8 +975,15 @@ impl Connection {
             return self.close();
         }
         match &self.state {
+            State::ProxyHeader { .. } if now >= self.deadline => {
+                self.drop_balancer(ProxyRefusal::Missing);
+            }
             // No request yet: nothing to answer.
-            State::Greeting | State::Auth | State::Verifying { .. } | State::Request
+            State::Proxied { .. }
+            | State::Greeting
+            | State::Auth
+            | State::Verifying { .. }
+            | State::Request
                 if now >= self.deadline =>
             {
                 self.close();
@@ -1042,7 +1175,7 @@ impl Connection {
     fn keep_rate(&mut self, v: Verdict) {
         let rate = v.rate();
         if !rate.is_unlimited() {
-            self.rate = Some(Box::new(rate));
+            self.rare.get_or_insert_default().rate = Some(Box::new(rate));
         }
     }
 
@@ -1095,6 +1228,13 @@ impl Connection {
         attempts::cancel_all(&mut self.candidates);
         self.deadline = now + self.config.linger;
         self.state = State::Lingering { shut: End::Open };
+    }
+
+    /// A balancer's connection without a valid PROXY header: no answer (a
+    /// balancer does not read one), counted, closed.
+    pub(super) fn drop_balancer(&mut self, why: ProxyRefusal) {
+        self.decide(Outcome::ProxyHeader(why));
+        self.close();
     }
 
     fn close(&mut self) {

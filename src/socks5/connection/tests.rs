@@ -16,6 +16,7 @@ use crate::users::Verdict;
 mod commands;
 mod eyeballs;
 mod handshake;
+mod proxied;
 
 // ------------------------------------------------------------------ peers
 
