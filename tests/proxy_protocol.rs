@@ -312,12 +312,42 @@ fn local_and_unknown_keep_the_balancer_as_client() {
         assert!(!f.contains_key("via"), "{f:?}");
         assert_eq!(f["reply"], "00");
     }
-    // A health check that connects and closes is no fault.
+    assert_eq!(settled(&mgmt).get(&M_PROXY_REFUSED).copied(), Some(0));
+}
+
+/// Health checks are no fault and no client's: a connect and close, a
+/// LOCAL header and close, and HAProxy's version 1 check (a header naming
+/// the connection's own endpoints) leave no access-log line, and are not
+/// counted as refused. One worker: its lines come in the order its
+/// connections close, so the tunnel's line, written after the checks
+/// closed, says they would have been written by then.
+#[test]
+fn health_checks_are_neither_logged_nor_counted() {
+    let mgmt = UnixMgmt::new("pp-checks");
+    let d = daemon("127.0.0.1/32", &mgmt, &["--workers", "1"]);
+    let echo = echo_server(b"");
+    let mut checks = Vec::new();
     let probe = dial_proxy(d.addr);
-    let local = probe.local_addr().unwrap();
+    checks.push(probe.local_addr().unwrap());
     drop(probe);
-    let f = access_fields(&d.access_line(&format!(" client={local} "), SETTLE));
-    assert_eq!(f["reply"], "-");
+    let any = addr("127.0.0.9:9");
+    let mut local = dial_proxy(d.addr);
+    local.write_all(&v2(0x20, any, any)).unwrap();
+    checks.push(local.local_addr().unwrap());
+    drop(local);
+    let mut own = dial_proxy(d.addr);
+    let me = own.local_addr().unwrap();
+    own.write_all(&v1(me, d.addr)).unwrap();
+    checks.push(me);
+    drop(own);
+    let mut t = tunnel_behind(&d, &v1(addr("127.0.0.5:4000"), d.addr), echo);
+    exchange(&mut t, b"client", b"client");
+    let _ = t.shutdown(std::net::Shutdown::Write);
+    d.access_line(" client=127.0.0.5:4000 ", SETTLE);
+    let log = d.stdout();
+    for c in &checks {
+        assert!(!log.contains(&format!("client={c} ")), "{c} logged:\n{log}");
+    }
     assert_eq!(settled(&mgmt).get(&M_PROXY_REFUSED).copied(), Some(0));
 }
 

@@ -591,7 +591,10 @@ impl Worker {
         if let Some(extra::Extra::Udp(_)) = extra.as_deref() {
             self.ctx.udp_open.fetch_sub(1, Ordering::AcqRel);
         }
-        if let Some(start) = s.logged_start {
+        // A balancer's health check is no client's connection: not logged.
+        if let Some(start) = s.logged_start
+            && !s.conn.is_health_check()
+        {
             let outcome = s.conn.outcome();
             let result = match outcome {
                 _ if evicted => AccessResult::Evicted,

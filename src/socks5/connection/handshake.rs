@@ -66,13 +66,21 @@ impl Connection {
             Parse::Complete { consumed, header } => {
                 buf.drain(..consumed);
                 self.unparsed = buf;
+                // A header that names the connection's own source is the
+                // balancer speaking for itself, as with LOCAL (HAProxy's
+                // version 1 health checks send one).
+                let own = |a: SocketAddr| {
+                    a.port() == balancer.port()
+                        && a.ip().to_canonical() == balancer.ip().to_canonical()
+                };
                 let client = match header.source() {
-                    Some(source) => {
+                    Some(source) if !own(source) => {
                         self.rare.get_or_insert_default().via = Some(balancer);
                         source
                     }
-                    // LOCAL (a health check) or no address: the balancer's.
-                    None => balancer,
+                    // LOCAL (a health check), no address, or its own: the
+                    // balancer's.
+                    _ => balancer,
                 };
                 self.state = State::Proxied { client, ask: true };
                 self.keep(&[]);

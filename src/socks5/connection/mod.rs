@@ -348,6 +348,9 @@ enum Peer {
     /// A balancer's, for the client its header named, which the driver
     /// admitted.
     Admitted,
+    /// A balancer's own (its header was LOCAL or named no address: a
+    /// health check, as a rule), the balancer admitted as the client.
+    Own,
 }
 
 /// What few connections have, boxed so that the others pay one pointer.
@@ -451,6 +454,19 @@ impl Connection {
     /// `--max-sessions-per-client` count is to be given back at the close.
     pub fn client_admitted(&self) -> bool {
         self.peer != Peer::Balancer
+    }
+
+    /// Whether this was a balancer's health check: a balancer's
+    /// connection that left without a byte, or whose header was its own
+    /// (LOCAL, or no address) and that left before the handshake came to
+    /// anything. Such a connection is no client's: the access log leaves
+    /// it out (a balancer checks every few seconds, for ever).
+    pub fn is_health_check(&self) -> bool {
+        match self.peer {
+            Peer::Balancer => self.outcome.is_none(),
+            Peer::Own => self.outcome.is_none() && self.command.is_none(),
+            Peer::Client | Peer::Admitted => false,
+        }
     }
 
     /// When the connection was accepted.
@@ -722,7 +738,11 @@ impl Connection {
         if !admitted {
             return self.close();
         }
-        self.peer = Peer::Admitted;
+        self.peer = if self.via().is_some() {
+            Peer::Admitted
+        } else {
+            Peer::Own
+        };
         self.state = State::Greeting;
         let mut buf = std::mem::take(&mut self.unparsed);
         let used = self.parse(now, &buf, ctx, true);

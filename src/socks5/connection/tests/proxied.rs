@@ -154,6 +154,51 @@ fn no_header_in_time_or_a_balancer_that_leaves_mid_header() {
     s.stream_end(Direction::Up);
     assert_eq!(s.take_actions(), [Action::Close]);
     assert_eq!(s.conn.outcome(), None);
+    assert!(s.conn.is_health_check());
+}
+
+/// A balancer's health check (nothing, or its own header and then the
+/// end) is told apart from clients, whom the access log names: a client
+/// behind a header, a balancer's connection refused, and a balancer's own
+/// connection that went on to a request.
+#[test]
+fn health_checks_are_told_apart_from_clients() {
+    // HAProxy's version 1 checks name the connection's own endpoints.
+    let own_v1 = b"PROXY TCP4 10.0.0.2 10.0.0.1 51000 1080\r\n";
+    for header in [V2_LOCAL, b"PROXY UNKNOWN\r\n", own_v1] {
+        let mut s = Sim::behind_balancer(Users::None);
+        s.input(header);
+        s.proxied(true);
+        s.stream_end(Direction::Up);
+        assert!(s.conn.is_health_check(), "{header:?}");
+        // The same, with a greeting: still nothing a client asked for.
+        let mut s = Sim::behind_balancer(Users::None);
+        s.input(&[header, GREETING_NO_AUTH].concat());
+        s.proxied(true);
+        s.stream_end(Direction::Up);
+        assert!(s.conn.is_health_check(), "{header:?} and a greeting");
+        // A request on the balancer's own connection is a client's.
+        let mut s = Sim::behind_balancer(Users::None);
+        s.input(&[header, GREETING_NO_AUTH, REQUEST_IPV4].concat());
+        s.proxied(true);
+        s.stream_end(Direction::Up);
+        assert!(!s.conn.is_health_check(), "{header:?} and a request");
+    }
+    // A client named by the header, even one that leaves at once.
+    let mut s = Sim::behind_balancer(Users::None);
+    s.input(&v2_header());
+    s.proxied(true);
+    s.stream_end(Direction::Up);
+    assert!(!s.conn.is_health_check());
+    // A balancer's connection refused for its header.
+    let mut s = Sim::behind_balancer(Users::None);
+    s.input(b"PROXY TCP4 ");
+    s.stream_end(Direction::Up);
+    assert!(!s.conn.is_health_check());
+    // A client's own connection that leaves without a byte.
+    let mut s = Sim::new(Users::None);
+    s.stream_end(Direction::Up);
+    assert!(!s.conn.is_health_check());
 }
 
 #[test]
