@@ -53,7 +53,7 @@ A SOCKS version 5 proxy (RFC 1928) with username/password authentication (RFC 19
       --users-redis URL       users kept in Redis, shared by several instances
                               (redis://[:PASSWORD@]HOST:PORT/DB): loaded at start,
                               changed there first, followed; not with --users-file
-                              or -u (README, \"Users in Redis\")
+                              or -u (docs/fleet.md)
       --users-redis-prefix PREFIX
                               prefix of the Redis key and channel (default: socks5d:)
       --max-users N           the most users the table may hold (default: 100000)

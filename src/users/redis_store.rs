@@ -1,7 +1,7 @@
 //! Users kept in Redis (`--users-redis`), shared by several instances.
 //!
-//! The layout (README.md, "Users in Redis"), under a prefix (`socks5d:` by
-//! default):
+//! The layout (docs/fleet.md, "Users shared through Redis"), under a
+//! prefix (`socks5d:` by default):
 //!
 //! ```text
 //! HASH    {prefix}users           field: the user name (bytes)
