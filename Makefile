@@ -141,13 +141,18 @@ clean:
 # 127.0.0.1/32, a PROXY v2 header before each handshake), in the handshake
 # case only:
 #   make bench BENCH_PEERS=socks5d,socks5d-proxyproto BENCH_FLAGS='--cases handshake'
+# socks5d-redis is socks5d with its users in Redis (--users-redis, a
+# redis-server of the run's own on loopback, the user added with `socks5d
+# user add`), in the handshake case only: a log in must cost what it costs
+# with -u, the table being in memory:
+#   make bench BENCH_PEERS=socks5d,socks5d-redis BENCH_FLAGS='--cases handshake'
 # socks5d-rules1000 is socks5d judging every request against 1,000 access
 # rules, in the handshake case only (about 4 s a round: the full run keeps
 # its rounds within the budget); the cost of judging alone:
 #   make bench BENCH_PEERS=socks5d,socks5d-rules1000 BENCH_FLAGS='--cases handshake'
 # The rate cases (socks5d only: a user's rate limit, and its cost to a user
 # without one) alone: make bench BENCH_PEERS=socks5d BENCH_FLAGS='--cases rate'
-BENCH_PEERS ?= direct,socks5d,socks5d-rules1000,socks5d-proxyproto,microsocks,dante,dante-noauth
+BENCH_PEERS ?= direct,socks5d,socks5d-rules1000,socks5d-proxyproto,socks5d-redis,microsocks,dante,dante-noauth
 BENCH_FLAGS ?=
 LOADGEN     := target/release/examples/loadgen
 
@@ -156,12 +161,14 @@ LOADGEN     := target/release/examples/loadgen
 bench-build: cargo
 	$(CARGO) build --release --bins --example loadgen
 
-# microsocks and Dante come from apt when wanted and missing (as root);
-# without them the comparison runs with what there is and says what it left out.
+# microsocks, Dante and redis-server (for socks5d-redis) come from apt when
+# wanted and missing (as root); without them the comparison runs with what
+# there is and says what it left out (--strict, as bench-smoke, fails).
 bench-peers:
 	@want=; \
 	[[ ,$(BENCH_PEERS), == *,microsocks,* ]] && want+=" microsocks:microsocks"; \
 	[[ ,$(BENCH_PEERS), == *,dante* ]] && want+=" /usr/sbin/danted:dante-server"; \
+	[[ ,$(BENCH_PEERS), == *,socks5d-redis,* ]] && want+=" redis-server:redis-server"; \
 	[[ -z $$want ]] || scripts/ensure-packages.sh $$want || echo "bench: going on without them"
 
 bench: bench-build bench-peers
@@ -171,9 +178,11 @@ bench-quick: bench-build bench-peers
 	$(LOADGEN) compare --mode quick --peers $(BENCH_PEERS) $(BENCH_FLAGS)
 
 # The smoke test run by `make test`: every scenario against socks5d alone
-# must report its number, the rate cases' included (no timing is judged).
+# must report its number, the rate cases' included, and so must the
+# handshake behind a balancer and with the users in Redis (no timing is
+# judged).
 bench-smoke:
-	@$(MAKE) --no-print-directory bench-quick BENCH_PEERS=socks5d,socks5d-proxyproto \
+	@$(MAKE) --no-print-directory bench-quick BENCH_PEERS=socks5d,socks5d-proxyproto,socks5d-redis \
 	    BENCH_FLAGS='--strict --out bench-results/smoke'
 
 # ----------------------------------------------------------------- fuzzing

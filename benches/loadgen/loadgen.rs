@@ -79,11 +79,15 @@ Every scenario:
 compare:
   --mode full|quick [full]  --rounds N [5 full, 1 quick]
   --budget S        start no round that would end past S seconds [720 full, 90 quick]
-  --peers LIST [direct,socks5d,socks5d-rules1000,socks5d-proxyproto,microsocks,dante,dante-noauth]
-                    (socks5d-rules1000: socks5d judging 1,000 rules, handshake only)
+  --peers LIST [direct,socks5d,socks5d-rules1000,socks5d-proxyproto,socks5d-redis,microsocks,
+                dante,dante-noauth]
+                    (socks5d-rules1000: socks5d judging 1,000 rules; socks5d-proxyproto:
+                    behind a balancer; socks5d-redis: its users in a redis-server of the
+                    run's own; all three in the handshake case only)
   --cases LIST      only these cases, by case or scenario name (udp, t1-up, ...)
   --out DIR [bench-results/MODE]  --socks5d PATH [target/release/socks5d]
-  --strict          fail unless every run of every peer gave its number
+  --strict          fail unless every run of every peer gave its number (and no peer
+                    or case was left out)
 
 scale (in a User-Mode Linux guest it boots; report in --out):
   --steps LIST [10000,25000,50000,100000]  --out DIR [bench-results/scale]

@@ -14,6 +14,7 @@
 //! run; the report is made from that file alone.
 
 pub mod peers;
+pub mod redis;
 pub mod rules;
 pub mod spawn;
 
@@ -29,15 +30,17 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::args::Args;
 use crate::line::Line;
+use crate::procfs;
 use crate::report;
 use crate::scenarios;
 use peers::{Creds, Kind, SystemUser, Tools};
+use redis::Redis;
 use rules::{LIMITED_USER, RATE_LIMIT, RulesFile};
 use spawn::command;
 
 /// The peers compared when `--peers` is not given.
-pub const DEFAULT_PEERS: &str =
-    "direct,socks5d,socks5d-rules1000,socks5d-proxyproto,microsocks,dante,dante-noauth";
+pub const DEFAULT_PEERS: &str = "direct,socks5d,socks5d-rules1000,socks5d-proxyproto,socks5d-redis,\
+                                 microsocks,dante,dante-noauth";
 
 /// A generator run taking longer than this is killed and counted as failed.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -246,8 +249,9 @@ fn first_round_only(mode: Mode, case: &Case, kind: Kind) -> Option<&'static str>
 }
 
 /// Whether `case` means nothing for `kind`, and why: microsocks has no
-/// UDP ASSOCIATE, only socks5d has rate rules, and `socks5d-rules1000`
-/// is there for the handshake's cost alone.
+/// UDP ASSOCIATE, only socks5d has rate rules, and `socks5d-rules1000`,
+/// `socks5d-proxyproto` and `socks5d-redis` are there for the handshake's
+/// cost alone.
 pub fn not_applicable(case: &Case, kind: Kind) -> Option<&'static str> {
     if kind == Kind::Socks5dRules1000 && case.id != "handshake" {
         return Some(
@@ -260,6 +264,12 @@ pub fn not_applicable(case: &Case, kind: Kind) -> Option<&'static str> {
             "socks5d-proxyproto (socks5d behind a balancer: a PROXY v2 header before each \
              handshake) runs the handshake case only, where a header is parsed per cycle (n/a \
              elsewhere)",
+        );
+    }
+    if kind == Kind::Socks5dRedis && case.id != "handshake" {
+        return Some(
+            "socks5d-redis (socks5d with its users in Redis, --users-redis) runs the handshake \
+             case only, where a user logs in per cycle (n/a elsewhere)",
         );
     }
     if case.is_rate() && kind != Kind::Socks5d {
@@ -433,6 +443,21 @@ struct Ctx {
     tmp: PathBuf,
     peers_log: File,
     gen_log: File,
+    /// The Redis server socks5d-redis takes its users from, if it runs.
+    redis_pid: Option<u32>,
+}
+
+/// Starts the Redis server that socks5d-redis takes its users from, in a
+/// folder of its own, and adds the bench's user there.
+fn start_redis(tools: &Tools, creds: &Creds) -> Result<Redis, String> {
+    let program = tools
+        .redis_server
+        .as_ref()
+        .ok_or("redis-server not installed")?;
+    let dir = std::env::temp_dir().join(format!("loadgen-redis-{}", std::process::id()));
+    let redis = Redis::start(program, dir)?;
+    redis.add_user(&tools.socks5d, creds)?;
+    Ok(redis)
 }
 
 /// Runs the generator until it exits, the limit passes or we are
@@ -556,7 +581,20 @@ fn run_once(ctx: &Ctx, case: &Case, kind: Kind, round: u32) -> Result<Line, Stri
             .try_clone()
             .map_or(Stdio::inherit(), Stdio::from),
     );
-    let result = run_generator(cmd);
+    // socks5d-redis: what the Redis server did meanwhile (its whole run,
+    // warm-up included), to show the logins are not served from Redis.
+    let redis_ticks = || {
+        ctx.redis_pid
+            .filter(|_| kind == Kind::Socks5dRedis)
+            .and_then(procfs::stat)
+            .map(|s| s.cpu_ticks)
+    };
+    let before = redis_ticks();
+    let mut result = run_generator(cmd);
+    if let (Ok(line), Some(b), Some(a)) = (&mut result, before, redis_ticks()) {
+        let secs = a.saturating_sub(b) as f64 / procfs::TICKS_PER_SEC;
+        line.num("redis_cpu_s", secs, 2);
+    }
     for r in [running, baseline].into_iter().flatten() {
         r.stop();
     }
@@ -621,9 +659,10 @@ pub fn main(mut a: Args) -> Result<bool, String> {
         all_cases.retain(|c| !c.pinned);
         left_out.push("latency-pinned: taskset not found".into());
     }
-    let creds = Creds {
+    let mut creds = Creds {
         user: format!("s5bench{}", std::process::id()),
         pass: peers::random_alnum(16)?,
+        users_redis: None,
     };
     let _system_user = if peers.contains(&Kind::Dante) {
         match SystemUser::create(&creds) {
@@ -637,8 +676,26 @@ pub fn main(mut a: Args) -> Result<bool, String> {
     } else {
         None
     };
+    let redis = if peers.contains(&Kind::Socks5dRedis) {
+        match start_redis(&tools, &creds) {
+            Ok(r) => {
+                creds.users_redis = Some(r.url());
+                Some(r)
+            }
+            Err(e) => {
+                peers.retain(|k| *k != Kind::Socks5dRedis);
+                left_out.push(format!("socks5d-redis: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     if peers.is_empty() {
         return Err(format!("nothing to bench: {}", left_out.join("; ")));
+    }
+    if strict && !left_out.is_empty() {
+        return Err(format!("--strict: left out: {}", left_out.join("; ")));
     }
 
     fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -653,7 +710,16 @@ pub fn main(mut a: Args) -> Result<bool, String> {
         tmp: tmp.0.clone(),
         peers_log: open("peers.log")?,
         gen_log: open("loadgen.log")?,
+        redis_pid: redis.as_ref().map(Redis::pid),
     };
+    if let Some(r) = &redis {
+        let _ = writeln!(
+            &ctx.peers_log,
+            "--- redis-server on 127.0.0.1:{} (pid {}), the users of socks5d-redis",
+            r.port(),
+            r.pid()
+        );
+    }
 
     let names: Vec<&str> = peers.iter().map(|k| k.name()).collect();
     let mut meta = vec![
@@ -674,6 +740,10 @@ pub fn main(mut a: Args) -> Result<bool, String> {
         ("load at start".to_owned(), load_average()),
     ];
     meta.extend(machine_meta(&ctx.tools));
+    if redis.is_some() {
+        let v = package_version("redis-server").unwrap_or_else(|| "version unknown".into());
+        meta.push(("redis".into(), format!("redis-server {v}")));
+    }
     meta.extend(left_out.iter().map(|l| ("left out".to_owned(), l.clone())));
     let mut notes: Vec<&str> = Vec::new();
     for c in &all_cases {
@@ -852,14 +922,16 @@ mod tests {
             }
             // Every other case runs for every peer, but for UDP's and
             // microsocks, the rate cases' and any peer but socks5d, and
-            // socks5d-rules1000's and any case but the handshake.
+            // socks5d-rules1000's, socks5d-proxyproto's and socks5d-redis's
+            // and any case but the handshake.
             for c in all.iter().filter(|c| c.id != "churn") {
                 for k in Kind::ALL {
                     let udp_without = c.scenario == "udp" && k == Kind::Microsocks;
                     let rate_without = c.id.starts_with("rate") && k != Kind::Socks5d;
                     let rules1000 = k == Kind::Socks5dRules1000 && c.id != "handshake";
                     let proxyproto = k == Kind::Socks5dProxyProto && c.id != "handshake";
-                    let na = udp_without || rate_without || rules1000 || proxyproto;
+                    let redis = k == Kind::Socks5dRedis && c.id != "handshake";
+                    let na = udp_without || rate_without || rules1000 || proxyproto || redis;
                     assert_eq!(runs(mode, c, k, 1), !na, "{} {k:?}", c.id);
                     assert_eq!(not_applicable(c, k).is_some(), na, "{} {k:?}", c.id);
                 }

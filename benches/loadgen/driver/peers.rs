@@ -1,5 +1,7 @@
 //! The peers: how each proxy is found, started on 127.0.0.1 and stopped,
-//! and the throw-away system user that Dante checks passwords against.
+//! and the throw-away system user that Dante checks passwords against
+//! (the Redis server that socks5d-redis takes its user from is in
+//! [`super::redis`]).
 //!
 //! Every proxy is started fresh for every run (so a memory baseline is a
 //! real baseline and no run inherits another's state) and stopped after it:
@@ -37,6 +39,9 @@ pub enum Kind {
     /// This project behind a balancer: `--proxy-protocol-from 127.0.0.1/32`,
     /// a PROXY protocol v2 header before each handshake.
     Socks5dProxyProto,
+    /// This project with its users kept in Redis (`--users-redis`), the
+    /// bench's user added there with `socks5d user add`.
+    Socks5dRedis,
     /// microsocks, user/password.
     Microsocks,
     /// Dante's danted, user/password checked against a system user.
@@ -47,11 +52,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every peer, in report order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Direct,
         Kind::Socks5d,
         Kind::Socks5dRules1000,
         Kind::Socks5dProxyProto,
+        Kind::Socks5dRedis,
         Kind::Microsocks,
         Kind::Dante,
         Kind::DanteNoAuth,
@@ -64,6 +70,7 @@ impl Kind {
             Kind::Socks5d => "socks5d",
             Kind::Socks5dRules1000 => "socks5d-rules1000",
             Kind::Socks5dProxyProto => "socks5d-proxyproto",
+            Kind::Socks5dRedis => "socks5d-redis",
             Kind::Microsocks => "microsocks",
             Kind::Dante => "dante",
             Kind::DanteNoAuth => "dante-noauth",
@@ -82,16 +89,17 @@ impl Kind {
             Kind::Socks5d
                 | Kind::Socks5dRules1000
                 | Kind::Socks5dProxyProto
+                | Kind::Socks5dRedis
                 | Kind::Microsocks
                 | Kind::Dante
         )
     }
 
-    /// Whether this is socks5d (with whichever rules).
+    /// Whether this is socks5d (with whichever rules, wherever its users).
     pub fn is_socks5d(self) -> bool {
         matches!(
             self,
-            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto
+            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto | Kind::Socks5dRedis
         )
     }
 }
@@ -125,6 +133,8 @@ pub struct Tools {
     pub microsocks: Option<PathBuf>,
     /// danted, if installed.
     pub danted: Option<PathBuf>,
+    /// redis-server, if installed (for socks5d-redis).
+    pub redis_server: Option<PathBuf>,
     /// taskset, for the pinned runs.
     pub taskset: Option<PathBuf>,
     /// Whether we run as root (Dante needs it: system users, privileges).
@@ -138,6 +148,7 @@ impl Tools {
             socks5d,
             microsocks: find_program("microsocks"),
             danted: find_program("danted"),
+            redis_server: find_program("redis-server"),
             taskset: find_program("taskset"),
             root: effective_uid() == Some(0),
         }
@@ -147,15 +158,17 @@ impl Tools {
     pub fn missing(&self, kind: Kind) -> Option<String> {
         match kind {
             Kind::Direct => None,
-            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto
-                if !self.socks5d.is_file() =>
-            {
-                Some(format!(
-                    "{} not found (make bench builds it)",
-                    self.socks5d.display()
-                ))
+            k if k.is_socks5d() && !self.socks5d.is_file() => Some(format!(
+                "{} not found (make bench builds it)",
+                self.socks5d.display()
+            )),
+            Kind::Socks5dRedis if self.redis_server.is_none() => {
+                Some("redis-server not installed (apt-get install redis-server)".into())
             }
-            Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto => None,
+            Kind::Socks5d
+            | Kind::Socks5dRules1000
+            | Kind::Socks5dProxyProto
+            | Kind::Socks5dRedis => None,
             Kind::Microsocks if self.microsocks.is_none() => {
                 Some("not installed (apt-get install microsocks)".into())
             }
@@ -178,6 +191,9 @@ pub struct Creds {
     pub user: String,
     /// Password.
     pub pass: String,
+    /// Where socks5d-redis finds the user: the URL of the comparison's
+    /// Redis server once it runs and the user is added there.
+    pub users_redis: Option<String>,
 }
 
 /// `len` random letters and digits from /dev/urandom.
@@ -198,7 +214,9 @@ pub struct SystemUser {
     name: String,
 }
 
-fn run_quiet(cmd: &mut Command, stdin: Option<&str>) -> Result<(), String> {
+/// Runs `cmd` to its end with `stdin` (if any) on its standard input;
+/// an error names the command, its exit status and its standard error.
+pub fn run_quiet(cmd: &mut Command, stdin: Option<&str>) -> Result<(), String> {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(if stdin.is_some() {
@@ -301,6 +319,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// A process we just started, serving loopback `port`.
+    pub fn new(child: Child, port: u16) -> Running {
+        Running { child, port }
+    }
+
+    /// Whether it has exited, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The pid of the process we started (Dante's mother process).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -339,6 +367,50 @@ impl Running {
     }
 }
 
+/// socks5d's arguments after its path: on 127.0.0.1:`port`, the rules of
+/// `rules_path` (which holds `rules`), no access log, one worker when
+/// `pinned`. Every socks5d peer gets the same but for what it is there to
+/// measure: socks5d-proxyproto takes a balancer's headers first, and
+/// socks5d-redis takes its users from Redis (`--users-redis`, where the
+/// bench's user was added) in place of `-u`. Only socks5d has the rate
+/// rules, and with them the limited user besides the bench's.
+fn socks5d_args(
+    kind: Kind,
+    port: u16,
+    creds: &Creds,
+    rules: RulesFile,
+    rules_path: &Path,
+    pinned: bool,
+) -> Result<Vec<String>, String> {
+    let mut argv: Vec<String> = Vec::new();
+    if kind == Kind::Socks5dProxyProto {
+        argv.extend(["--proxy-protocol-from", "127.0.0.1/32"].map(String::from));
+    }
+    argv.extend(["-l", "127.0.0.1", "-p"].map(String::from));
+    argv.push(port.to_string());
+    if kind == Kind::Socks5dRedis {
+        let url = creds
+            .users_redis
+            .as_ref()
+            .ok_or("socks5d-redis: no Redis server holds the user")?;
+        argv.extend(["--users-redis".into(), url.clone()]);
+    } else {
+        argv.push("-u".into());
+        argv.push(format!("{}:{}", creds.user, creds.pass));
+        if rules == RulesFile::Rate {
+            argv.push("-u".into());
+            argv.push(format!("{LIMITED_USER}:{}", creds.pass));
+        }
+    }
+    argv.extend(["--access-log", "off"].map(String::from));
+    argv.push("--rules".into());
+    argv.push(rules_path.display().to_string());
+    if pinned {
+        argv.extend(["--workers", "1"].map(String::from));
+    }
+    Ok(argv)
+}
+
 /// Starts `kind` on a fresh loopback port; `pinned` runs it on CPU 0 only
 /// (socks5d also with one worker). socks5d gets `rules` and, with the rate
 /// rules, the limited user besides the bench's (same password). Waits
@@ -365,28 +437,12 @@ pub fn start(
     };
     match kind {
         Kind::Direct => return Err("direct has no proxy to start".into()),
-        Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto => {
-            argv.push(tools.socks5d.display().to_string());
-            if kind == Kind::Socks5dProxyProto {
-                argv.extend(["--proxy-protocol-from", "127.0.0.1/32"].map(String::from));
-            }
-            argv.extend(["-l", "127.0.0.1", "-p"].map(String::from));
-            argv.push(port.to_string());
-            argv.push("-u".into());
-            argv.push(format!("{}:{}", creds.user, creds.pass));
-            if rules == RulesFile::Rate {
-                argv.push("-u".into());
-                argv.push(format!("{LIMITED_USER}:{}", creds.pass));
-            }
-            argv.extend(["--access-log", "off"].map(String::from));
+        Kind::Socks5d | Kind::Socks5dRules1000 | Kind::Socks5dProxyProto | Kind::Socks5dRedis => {
             // The targets are on loopback, which socks5d's default rules deny.
             let path = tmp.join(rules.file_name());
             fs::write(&path, rules.text()).map_err(|e| format!("{}: {e}", path.display()))?;
-            argv.push("--rules".into());
-            argv.push(path.display().to_string());
-            if pinned {
-                argv.extend(["--workers", "1"].map(String::from));
-            }
+            argv.push(tools.socks5d.display().to_string());
+            argv.extend(socks5d_args(kind, port, creds, rules, &path, pinned)?);
         }
         Kind::Microsocks => {
             argv.push(program(&tools.microsocks)?);
@@ -493,9 +549,41 @@ mod tests {
         let creds = Creds {
             user: "u".into(),
             pass: a.clone(),
+            users_redis: None,
         };
         let shown = redact(&["x".into(), format!("u:{a}")], &creds);
         assert!(!shown.contains(&a), "{shown}");
+    }
+
+    /// socks5d-redis is started exactly as socks5d is, but for `-u
+    /// USER:PASS` in place of `--users-redis URL`; without a Redis holding
+    /// the user it is not started at all.
+    #[test]
+    fn socks5d_redis_differs_from_socks5d_by_where_its_users_are() {
+        let mut creds = Creds {
+            user: "u".into(),
+            pass: "pw".into(),
+            users_redis: None,
+        };
+        let rules = Path::new("/tmp/allow.rules");
+        let args = |kind, creds: &Creds, pinned| {
+            socks5d_args(kind, 1080, creds, RulesFile::Allow, rules, pinned)
+        };
+        assert!(args(Kind::Socks5dRedis, &creds, false).is_err());
+        creds.users_redis = Some("redis://127.0.0.1:6400/0".into());
+        for pinned in [false, true] {
+            let plain = args(Kind::Socks5d, &creds, pinned).unwrap();
+            let redis = args(Kind::Socks5dRedis, &creds, pinned).unwrap();
+            let swapped: Vec<String> = plain
+                .join("\n")
+                .replace("-u\nu:pw", "--users-redis\nredis://127.0.0.1:6400/0")
+                .split('\n')
+                .map(String::from)
+                .collect();
+            assert_eq!(redis, swapped, "{plain:?}");
+            assert!(plain.contains(&"u:pw".to_owned()), "{plain:?}");
+            assert_eq!(plain.contains(&"--workers".to_owned()), pinned);
+        }
     }
 
     /// A stand-in proxy (`sleep`, which forks nothing and listens nowhere)
@@ -504,7 +592,7 @@ mod tests {
     fn stop_ends_the_process() {
         let child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
-        let r = Running { child, port: 0 };
+        let r = Running::new(child, 0);
         let t = Instant::now();
         r.stop();
         assert!(t.elapsed() < Duration::from_secs(4));

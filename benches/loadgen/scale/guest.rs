@@ -90,6 +90,7 @@ pub fn run(
     let creds = Creds {
         user: "scale".into(),
         pass: peers::random_alnum(16)?,
+        users_redis: None,
     };
     let tmp = std::env::temp_dir().join(format!("loadgen-scale-{}", std::process::id()));
     fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
