@@ -130,6 +130,8 @@ const DIRECT: &str = "direct";
 const RULES1000: &str = "socks5d-rules1000";
 /// socks5d behind a balancer: a PROXY v2 header before each handshake.
 const PROXYPROTO: &str = "socks5d-proxyproto";
+/// socks5d with its users kept in Redis (`--users-redis`).
+const REDIS: &str = "socks5d-redis";
 
 /// Whether `peer` is socks5d, with whichever rules: never "the best peer".
 fn is_ours(peer: &str) -> bool {
@@ -534,6 +536,9 @@ pub fn verdicts(d: &Data) -> Vec<Verdict> {
     if d.peers.iter().any(|p| p == PROXYPROTO) {
         v.push(proxy_header_verdict(d));
     }
+    if d.peers.iter().any(|p| p == REDIS) {
+        v.push(users_redis_verdict(d));
+    }
     v.push(rate_verdict(d));
     v.push(unlimited_verdict(d));
     v
@@ -600,6 +605,42 @@ fn proxy_header_verdict(d: &Data) -> Verdict {
         cases: &["handshake"],
         measured,
         met: rate.map(|r| r >= 1.0 / JUDGING_TOLERANCE),
+    }
+}
+
+/// Users kept in Redis against users given with `-u`: the table is in
+/// memory either way, so a log in must cost the same. The handshake rate
+/// and CPU per cycle, `socks5d-redis` against `socks5d` in the same run,
+/// each within the rounds' spread; the Redis server's own CPU over a run
+/// is shown beside them.
+fn users_redis_verdict(d: &Data) -> Verdict {
+    let med = |peer: &str, key: &str| d.median("handshake", peer, key);
+    let (rate_r, rate_one) = (med(REDIS, "cycles_s"), med(US, "cycles_s"));
+    let (cpu_r, cpu_one) = (med(REDIS, "proxy_us_cycle"), med(US, "proxy_us_cycle"));
+    let (rate, cpu) = (ratio(rate_r, rate_one), ratio(cpu_r, cpu_one));
+    let measured = match (rate_r, rate_one) {
+        (Some(r), Some(o)) => format!(
+            "{} cycles/s with the users in Redis against {} with -u ({}); CPU per cycle {} \
+             against {} µs ({}); the Redis server {} CPU-s a run",
+            fmt_int(r),
+            fmt_int(o),
+            fmt_ratio(rate),
+            cpu_r.map_or("—".into(), fmt_value),
+            cpu_one.map_or("—".into(), fmt_value),
+            fmt_ratio(cpu),
+            med(REDIS, "redis_cpu_s").map_or("—".into(), |s| format!("{s:.2}"))
+        ),
+        _ => "—".into(),
+    };
+    Verdict {
+        goal: "Users in Redis: held in memory, a log in must cost what it costs with -u \
+               (socks5d-redis within 10% of socks5d, in rate and in CPU per cycle)",
+        cases: &["handshake"],
+        measured,
+        met: both_met(
+            rate.map(|r| r >= 1.0 / JUDGING_TOLERANCE),
+            cpu.map(|c| c <= JUDGING_TOLERANCE),
+        ),
     }
 }
 
@@ -1010,6 +1051,15 @@ pub fn markdown(d: &Data, raw: &str) -> String {
              with `send-proxy-v2` does (handshake case only)."
         );
     }
+    if d.peers.iter().any(|p| p == REDIS) {
+        let _ = writeln!(
+            s,
+            "`socks5d-redis` is socks5d with `--users-redis`, its user added with `socks5d user \
+             add --users-redis` to a `redis-server` of the run's own on 127.0.0.1 ({}), at the \
+             default hash cost (handshake case only).",
+            d.meta_value("redis").unwrap_or("version unknown")
+        );
+    }
     for note in d.all_meta("note") {
         let _ = writeln!(s, "\nNote: {note}.");
     }
@@ -1392,6 +1442,51 @@ loadgen case=rate-unlimited peer=socks5d round=3 ok=1 errors=0 gib_s=1.3 baselin
         // Without the peer, no such goal.
         let none = verdicts(&Data::parse(RAW));
         assert!(!none.iter().any(|x| x.goal.starts_with("Judging")));
+    }
+
+    const REDIS_RAW: &str = "\
+# peers: socks5d,socks5d-redis
+# redis: redis-server 5:7.0.15-1
+loadgen case=handshake peer=socks5d ok=1 errors=0 cycles_s=8000 proxy_us_cycle=100
+loadgen case=handshake peer=socks5d round=2 ok=1 errors=0 cycles_s=8200 proxy_us_cycle=104
+loadgen case=handshake peer=socks5d-redis ok=1 errors=0 cycles_s=7900 proxy_us_cycle=101 redis_cpu_s=0.01
+loadgen case=handshake peer=socks5d-redis round=2 ok=1 errors=0 cycles_s=8300 proxy_us_cycle=107 redis_cpu_s=0.03
+";
+
+    /// socks5d with its users in Redis is set against socks5d with -u, in
+    /// rate and in CPU per cycle, both within 10%.
+    #[test]
+    fn users_in_redis_cost_what_users_given_with_u_cost() {
+        let v = verdicts(&Data::parse(REDIS_RAW));
+        let r = goal(&v, "Users in Redis");
+        assert_eq!(
+            r.measured,
+            "8,100 cycles/s with the users in Redis against 8,100 with -u (1.00×); CPU per cycle \
+             104 against 102 µs (1.02×); the Redis server 0.02 CPU-s a run"
+        );
+        assert_eq!(r.met, Some(true));
+        // Slower by more than 10%, or dearer: not met.
+        for (from, to) in [
+            ("cycles_s=8300", "cycles_s=6000"),
+            ("proxy_us_cycle=107", "proxy_us_cycle=130"),
+        ] {
+            let v = verdicts(&Data::parse(&REDIS_RAW.replace(from, to)));
+            assert_eq!(goal(&v, "Users in Redis").met, Some(false), "{to}");
+        }
+        // No figure of its own: not judged.
+        let v = verdicts(&Data::parse(&REDIS_RAW.replace("ok=1", "ok=0")));
+        assert_eq!(goal(&v, "Users in Redis").met, None);
+        // Without the peer, no such goal; with it, a note on what it is.
+        assert!(
+            !verdicts(&Data::parse(RULES_RAW))
+                .iter()
+                .any(|x| x.goal.starts_with("Users"))
+        );
+        let md = markdown(&Data::parse(REDIS_RAW), REDIS_RAW);
+        assert!(
+            md.contains("`redis-server` of the run's own on 127.0.0.1 (redis-server 5:7.0.15-1)"),
+            "{md}"
+        );
     }
 
     #[test]
