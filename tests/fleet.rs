@@ -22,11 +22,10 @@ use std::time::{Duration, Instant};
 
 use common::{
     Auth, CMD_UDP_ASSOCIATE, Haproxy, Instance, PrometheusServer, ProxyHeader, RedisServer,
-    UdpClient, UdpEcho, access_fields, connect_from, curl, greet, http_server, login, metrics_addr,
-    read_reply, send_request, temp_path, udp_datagram,
+    UdpClient, UdpEcho, access_fields, add_proxy_user, connect_from, curl, greet, http_server,
+    login, metrics_addr, read_reply, send_request, temp_path, udp_datagram, user_value,
 };
 use socks5d::mgmt::wire::Request;
-use socks5d::users::Role;
 
 /// Held by the case that runs.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -260,15 +259,6 @@ fn curl_through_haproxy_with_proxy_v1() {
     curl_through_the_balancer(ProxyHeader::V1);
 }
 
-/// ADD_USER of a proxy user.
-fn add<'a>(name: &'a str, password: &'a str) -> Request<'a> {
-    Request::AddUser {
-        role: Role::Proxy,
-        username: name.as_bytes(),
-        password: password.as_bytes(),
-    }
-}
-
 /// A user added over one instance's management socket logs in through
 /// the other within 100 ms (the median of five; the slowest within the
 /// settle time of a loaded machine), and through the balancer; a deleted
@@ -282,7 +272,11 @@ fn users_changed_on_one_instance_are_in_force_on_the_other() {
     let mut took = Vec::new();
     for i in 0..5 {
         let name = format!("carol{i}");
-        assert_eq!(sa.status(&add(&name, "carol-pw")), 0, "ADD_USER {name}");
+        assert_eq!(
+            sa.status(&add_proxy_user(&name, "carol-pw")),
+            0,
+            "ADD_USER {name}"
+        );
         took.push(b.wait_login(&name, "carol-pw", true, SETTLE));
     }
     took.sort();
@@ -334,24 +328,13 @@ fn redis_down_and_back_behind_the_balancer() {
     }
     for inst in &fleet.instances {
         assert_eq!(
-            inst.session().status(&add("dave", "dave-pw")),
+            inst.session().status(&add_proxy_user("dave", "dave-pw")),
             NOT_DURABLE,
             "ADD_USER with Redis down"
         );
     }
     // Meanwhile, in Redis directly: dave in, alice out.
-    let dave = format!(
-        "user {}",
-        socks5d::users::file::hash_password_with(
-            b"dave-pw",
-            socks5d::users::file::Cost {
-                m_kib: 64,
-                t: 1,
-                p: 1
-            }
-        )
-        .as_str()
-    );
+    let dave = user_value("user", "dave-pw");
     fleet.redis.edit_stopped(&[
         &["HSET", "socks5d:users", "dave", &dave],
         &["HDEL", "socks5d:users", ALICE],

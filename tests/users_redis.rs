@@ -14,10 +14,8 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{BIN, Instance, RedisServer, dial_proxy, run_brief};
+use common::{BIN, Instance, RedisServer, add_proxy_user, dial_proxy, run_brief, user_value};
 use socks5d::mgmt::wire::Request;
-use socks5d::users::Role;
-use socks5d::users::file::{self, Cost};
 
 /// Held by the case that runs.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -30,12 +28,6 @@ const ADMIN_PW: &str = "root-pw-R7k";
 const BOB_PW: &str = "bob-pw-R7k";
 /// The password of the Redis server that wants one.
 const REDIS_PW: &str = "redis-pw-Q2z";
-/// Cheap Argon2id, for hashes made by the tests and by socks5d.
-const CHEAP: Cost = Cost {
-    m_kib: 64,
-    t: 1,
-    p: 1,
-};
 /// How long a change may take to show when the tests wait for it.
 const SETTLE: Duration = Duration::from_secs(10);
 /// How long socks5d may take to notice Redis gone or back.
@@ -61,14 +53,6 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A user's value as socks5d writes it: `ROLE HASH`.
-fn value(role: &str, password: &str) -> String {
-    format!(
-        "{role} {}",
-        file::hash_password_with(password.as_bytes(), CHEAP).as_str()
-    )
-}
-
 /// One socks5d on `redis`, managed over a Unix socket of its own; the
 /// tests poll with wrong passwords: no penalty for that.
 fn instance(redis: &RedisServer, tag: &str) -> Instance {
@@ -78,15 +62,6 @@ fn instance(redis: &RedisServer, tag: &str) -> Instance {
         (ADMIN, ADMIN_PW),
         &["--auth-penalty-exempt", "127.0.0.0/8"],
     )
-}
-
-/// ADD_USER of a proxy user.
-fn add<'a>(name: &'a str, password: &'a str) -> Request<'a> {
-    Request::AddUser {
-        role: Role::Proxy,
-        username: name.as_bytes(),
-        password: password.as_bytes(),
-    }
 }
 
 /// A user added, given a new password or deleted over instance A's
@@ -105,7 +80,11 @@ fn a_change_made_on_one_instance_is_in_force_on_the_other() {
     let mut took = Vec::new();
     for i in 0..5 {
         let name = format!("user{i}");
-        assert_eq!(sa.status(&add(&name, BOB_PW)), OK, "ADD_USER {name}");
+        assert_eq!(
+            sa.status(&add_proxy_user(&name, BOB_PW)),
+            OK,
+            "ADD_USER {name}"
+        );
         took.push(b.wait_login(&name, BOB_PW, true, SETTLE));
     }
     let set = Request::SetPassword {
@@ -132,7 +111,7 @@ fn a_change_made_on_one_instance_is_in_force_on_the_other() {
 
     // The script's checks, on the other instance.
     let sb = b.session();
-    assert_eq!(sb.status(&add("user0", "x")), EXISTS);
+    assert_eq!(sb.status(&add_proxy_user("user0", "x")), EXISTS);
     assert_eq!(
         sb.status(&Request::DeleteUser { username: b"user1" }),
         NO_SUCH_USER
@@ -197,7 +176,7 @@ fn redis_lost_then_back() {
         assert!(i.logs_in("bob", BOB_PW), "bob refused while Redis is away");
         assert!(i.logs_in(ADMIN, ADMIN_PW));
         let s = i.session();
-        assert_eq!(s.status(&add("carol", "carol-pw")), NOT_DURABLE);
+        assert_eq!(s.status(&add_proxy_user("carol", "carol-pw")), NOT_DURABLE);
         assert_eq!(
             s.status(&Request::DeleteUser { username: b"bob" }),
             NOT_DURABLE
@@ -208,7 +187,7 @@ fn redis_lost_then_back() {
     assert!(a.logs_in("bob", BOB_PW), "a refused deletion was made");
 
     // Meanwhile, in Redis directly: dave added, bob deleted, no message.
-    let dave = value("user", "dave-pw");
+    let dave = user_value("user", "dave-pw");
     redis.edit_stopped(&[
         &["HSET", "socks5d:users", "dave", &dave],
         &["HDEL", "socks5d:users", "bob"],
@@ -225,7 +204,7 @@ fn redis_lost_then_back() {
         assert!(i.logs_in("dave", "dave-pw"), "dave, added meanwhile");
         assert!(!i.logs_in("bob", BOB_PW), "bob, deleted meanwhile");
     }
-    assert_eq!(a.session().status(&add("carol", "carol-pw")), OK);
+    assert_eq!(a.session().status(&add_proxy_user("carol", "carol-pw")), OK);
     b.wait_login("carol", "carol-pw", true, SETTLE);
     // One line when lost, one when back: no line per attempt.
     let err = a.daemon.stderr();
@@ -243,7 +222,12 @@ fn changes_made_in_redis_directly_and_malformed_values() {
     let redis = RedisServer::start();
     redis.seed(ADMIN, ADMIN_PW, true);
     redis.cli(&["HSET", "socks5d:users", "eve", "admin not-a-hash"]);
-    redis.cli(&["HSET", "socks5d:users", "bad:name", &value("user", "x")]);
+    redis.cli(&[
+        "HSET",
+        "socks5d:users",
+        "bad:name",
+        &user_value("user", "x"),
+    ]);
     let a = instance(&redis, "redis-direct");
     a.daemon
         .stderr_line("user=eve reason=\"malformed password hash\"", SETTLE);
@@ -253,7 +237,12 @@ fn changes_made_in_redis_directly_and_malformed_values() {
     assert!(a.logs_in(ADMIN, ADMIN_PW));
 
     // HSET then PUBLISH.
-    redis.cli(&["HSET", "socks5d:users", "frank", &value("user", "frank-pw")]);
+    redis.cli(&[
+        "HSET",
+        "socks5d:users",
+        "frank",
+        &user_value("user", "frank-pw"),
+    ]);
     redis.cli(&["PUBLISH", "socks5d:users:changes", "frank"]);
     a.wait_login("frank", "frank-pw", true, SETTLE);
     // Made malformed: skipped with a line, and no longer a user.
@@ -263,11 +252,21 @@ fn changes_made_in_redis_directly_and_malformed_values() {
     a.daemon
         .stderr_line("user=frank reason=\"malformed password hash\"", SETTLE);
     // Everything at once.
-    redis.cli(&["HSET", "socks5d:users", "gina", &value("user", "gina-pw")]);
+    redis.cli(&[
+        "HSET",
+        "socks5d:users",
+        "gina",
+        &user_value("user", "gina-pw"),
+    ]);
     redis.cli(&["PUBLISH", "socks5d:users:changes", ":all"]);
     a.wait_login("gina", "gina-pw", true, SETTLE);
     // No message at all: RELOAD reads the table.
-    redis.cli(&["HSET", "socks5d:users", "hugo", &value("user", "hugo-pw")]);
+    redis.cli(&[
+        "HSET",
+        "socks5d:users",
+        "hugo",
+        &user_value("user", "hugo-pw"),
+    ]);
     assert!(!a.logs_in("hugo", "hugo-pw"));
     assert_eq!(a.session().status(&Request::Reload), OK);
     assert!(a.logs_in("hugo", "hugo-pw"), "RELOAD did not read Redis");

@@ -266,3 +266,12 @@ impl Drop for UnixMgmt {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// ADD_USER of a proxy user.
+pub fn add_proxy_user<'a>(name: &'a str, password: &'a str) -> Request<'a> {
+    Request::AddUser {
+        role: socks5d::users::Role::Proxy,
+        username: name.as_bytes(),
+        password: password.as_bytes(),
+    }
+}

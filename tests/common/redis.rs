@@ -24,6 +24,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a redis-cli run, or a shutdown, may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A user's value in the store as socks5d writes it, `ROLE HASH`, the
+/// hash made at the tests' cheap cost (64 KiB, one pass).
+pub fn user_value(role: &str, password: &str) -> String {
+    let cheap = socks5d::users::file::Cost {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+    let hash = socks5d::users::file::hash_password_with(password.as_bytes(), cheap);
+    format!("{role} {}", hash.as_str())
+}
+
 /// A running (or stopped) redis-server.
 #[derive(Debug)]
 pub struct RedisServer {
