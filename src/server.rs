@@ -636,7 +636,7 @@ impl Server {
         let follower = pending.map(|p| {
             p.run(Live {
                 dir: Arc::clone(&users),
-                totals: Arc::clone(aggregator.totals()),
+                health: Arc::clone(aggregator.totals().users_store()),
             })
         });
 

@@ -30,6 +30,8 @@ use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::users::redis_sync::StoreHealth;
+
 /// One worker's counts since its last report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -139,8 +141,8 @@ pub struct Totals {
     session_limit: AtomicU64,
     proxy_refused: AtomicU64,
     mgmt_aborted: AtomicU64,
-    users_store_stale: AtomicU64,
-    users_store_lost: AtomicU64,
+    /// Set by the users' subscriber (`--users-redis`).
+    users_store: Arc<StoreHealth>,
     /// Per user, histograms, per worker.
     extra: users::Extra,
 }
@@ -232,8 +234,7 @@ impl Totals {
             proxy_refused: AtomicU64::new(0),
             extra: users::Extra::default(),
             mgmt_aborted: AtomicU64::new(0),
-            users_store_stale: AtomicU64::new(0),
-            users_store_lost: AtomicU64::new(0),
+            users_store: Arc::default(),
         }
     }
 
@@ -303,15 +304,9 @@ impl Totals {
         self.mgmt_aborted.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Marks the user table stale (its Redis store lost) or fresh.
-    pub fn set_users_store_stale(&self, stale: bool) {
-        self.users_store_stale
-            .store(u64::from(stale), Ordering::Relaxed);
-    }
-
-    /// Counts one loss of the connection to the Redis user store.
-    pub fn add_users_store_lost(&self) {
-        self.users_store_lost.fetch_add(1, Ordering::Relaxed);
+    /// How the Redis user store fares, for its subscriber to set.
+    pub fn users_store(&self) -> &Arc<StoreHealth> {
+        &self.users_store
     }
 
     /// The totals now.
@@ -342,8 +337,8 @@ impl Totals {
             proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             mgmt_aborted: self.mgmt_aborted.load(Ordering::Relaxed),
-            users_store_stale: self.users_store_stale.load(Ordering::Relaxed),
-            users_store_lost: self.users_store_lost.load(Ordering::Relaxed),
+            users_store_stale: u64::from(self.users_store.stale()),
+            users_store_lost: self.users_store.lost(),
         }
     }
 }

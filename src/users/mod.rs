@@ -5,12 +5,17 @@
 //! one with a single atomic load per authentication. Nothing blocks a worker for
 //! longer than one `Arc` clone under a read lock, and only when the table changed.
 
+mod change;
 mod credentials;
 pub mod file;
 pub mod penalty;
 pub mod redis_store;
 pub mod redis_sync;
 pub mod store;
+
+/// The most users the table holds by default (`--max-users`); ADD_USER
+/// beyond it answers X'08'.
+pub const MAX_USERS: usize = 100_000;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use redis::Value;
 
+use super::change::UserChange;
 use super::file::{self, HashError, PasswordHash, Record};
-use super::store::UserChange;
 use super::{Role, Secret, UserError, UserTable, valid_name};
 use crate::logfmt::{LogSafe, Quoted};
 
@@ -372,7 +372,7 @@ pub fn edit(at: &RedisUsers, change: &UserChange, cost: file::Cost) -> Result<Us
     let prepared = Prepared::new(change, cost).map_err(|e| e.to_string())?;
     let mut con = at.connect().map_err(|e| format!("{at}: {e}"))?;
     if let Some(p) = &prepared {
-        p.run(&mut con, at, super::store::MAX_USERS)
+        p.run(&mut con, at, super::MAX_USERS)
             .map_err(|e| format!("{at}: {e}"))?
             .map_err(|e| match e {
                 UserError::NotDurable => "Redis refused the change".to_owned(),

@@ -18,7 +18,7 @@
 //! writer holds from its script to its own application, so the table
 //! never goes back to an older value than Redis has.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ use redis::RedisError;
 use super::redis_store::{self, Loaded, RedisUsers};
 use super::{Directory, valid_name};
 use crate::logfmt::{LogSafe, Quoted};
-use crate::metrics::Totals;
 
 /// The first wait before connecting again; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -54,7 +53,37 @@ pub struct Live {
     /// The table.
     pub dir: Arc<Directory>,
     /// METRICS X'89' and X'8A'.
-    pub totals: Arc<Totals>,
+    pub health: Arc<StoreHealth>,
+}
+
+/// How the Redis user store fares, written by the subscriber only and read
+/// by the metrics: METRICS X'89' (stale) and X'8A' (lost).
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    stale: AtomicBool,
+    lost: AtomicU64,
+}
+
+impl StoreHealth {
+    /// Marks the user table stale (its Redis store lost) or fresh.
+    pub fn set_stale(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Relaxed);
+    }
+
+    /// Counts one loss of the connection to the store.
+    pub fn add_lost(&self) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the table is stale now.
+    pub fn stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Losses so far.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
 }
 
 /// The subscriber after its first load, waiting for the table it keeps.
@@ -185,8 +214,8 @@ impl Follower {
             // Lost: one line, then silent attempts until it is back.
             let since = Instant::now();
             if let Some(live) = &self.live {
-                live.totals.set_users_store_stale(true);
-                live.totals.add_users_store_lost();
+                live.health.set_stale(true);
+                live.health.add_lost();
             }
             log::warn!(
                 "user table stale: store={} error={} hint=\"clients log in with the last \
@@ -257,7 +286,7 @@ impl Follower {
                     Err(e) => return failed(e),
                 };
                 if let Some(live) = &self.live {
-                    live.totals.set_users_store_stale(false);
+                    live.health.set_stale(false);
                 }
                 log::info!(
                     "user table fresh: store={} lost_ms={} users={users}",

@@ -21,78 +21,13 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
+pub use super::MAX_USERS;
+pub use super::change::UserChange;
 use super::file::{self, Record};
 use super::redis_store::{self, Prepared, RedisUsers};
 use super::redis_sync::Order;
-use super::{Directory, Role, Secret, UserError, UserTable, wipe};
+use super::{Directory, Role, Secret, UserError, UserTable};
 use crate::logfmt::{LogSafe, Quoted};
-
-/// The most users the table holds; ADD_USER beyond it answers X'08'.
-pub const MAX_USERS: usize = 100_000;
-
-/// A change to the user table, made by the users' writer.
-pub enum UserChange {
-    /// ADD_USER.
-    Add {
-        /// Name.
-        name: Vec<u8>,
-        /// Password (wiped on drop).
-        password: Vec<u8>,
-        /// Role.
-        role: Role,
-    },
-    /// DELETE_USER.
-    Delete {
-        /// Name.
-        name: Vec<u8>,
-    },
-    /// SET_PASSWORD.
-    SetPassword {
-        /// Name.
-        name: Vec<u8>,
-        /// New password (wiped on drop).
-        password: Vec<u8>,
-    },
-    /// RELOAD (and SIGHUP): the users file read again.
-    Reload,
-}
-
-impl Drop for UserChange {
-    fn drop(&mut self) {
-        match self {
-            UserChange::Add { password, .. } | UserChange::SetPassword { password, .. } => {
-                wipe(password)
-            }
-            UserChange::Delete { .. } | UserChange::Reload => {}
-        }
-    }
-}
-
-impl fmt::Debug for UserChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (cmd, name) = match self {
-            UserChange::Add { name, .. } => ("Add", name),
-            UserChange::Delete { name } => ("Delete", name),
-            UserChange::SetPassword { name, .. } => ("SetPassword", name),
-            UserChange::Reload => return f.write_str("UserChange::Reload"),
-        };
-        write!(f, "UserChange::{cmd}({:?})", String::from_utf8_lossy(name))
-    }
-}
-
-/// `op=add-user user=NAME`, the way log lines name a change (no password).
-impl fmt::Display for UserChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (op, name) = match self {
-            UserChange::Add { name, .. } => ("add-user", name),
-            UserChange::Delete { name } => ("del-user", name),
-            UserChange::SetPassword { name, .. } => ("set-password", name),
-            UserChange::Reload => return f.write_str("op=reload"),
-        };
-        write!(f, "op={op} user=")?;
-        super::write_log_safe(f, &String::from_utf8_lossy(name))
-    }
-}
 
 /// A change and where its answer goes (the asker's inbox, wake-up
 /// included): the writer knows none of its callers.
