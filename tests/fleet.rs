@@ -105,6 +105,10 @@ impl Fleet {
                     // own, which clients reach without the balancer.
                     "--udp-public-addr",
                     "127.0.0.1",
+                    // The test's direct clients poll with a user not yet
+                    // there: no penalty for that one source.
+                    "--auth-penalty-exempt",
+                    "127.0.0.2/32",
                 ],
             )
             // The test's own direct clients come from outside the

@@ -350,3 +350,52 @@ fn exclusive_options_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("needs --users-redis"), "{}", out.stderr);
 }
+
+/// A burst of changes published at once, as a script changing many users
+/// sends them, is applied whole to a table of 100,000 users, whose copy is
+/// slow enough that socks5d gathers what comes behind the first change:
+/// adds, deletions and a name changed twice, under the batch size
+/// (applied together) and past it (the whole table read again).
+#[test]
+fn a_burst_of_changes_is_applied_whole() {
+    let _turn = turn();
+    let redis = RedisServer::start();
+    redis.seed(ADMIN, ADMIN_PW, true);
+    let value = user_value("user", "burst-pw");
+    let other = user_value("user", "other-pw");
+    let cmd = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let key = "socks5d:users";
+    let channel = "socks5d:users:changes";
+    let base = 100_000 - 1;
+    let table: Vec<Vec<String>> = (0..base)
+        .map(|i| cmd(&["HSET", key, &format!("s{i}"), &value]))
+        .collect();
+    redis.pipe(&table);
+    let a = instance(&redis, "redis-burst");
+    let mut users = 1 + base;
+    for n in [300, 3000] {
+        let mut burst = Vec::new();
+        for i in 0..n {
+            let name = format!("b{n}-{i}");
+            burst.push(cmd(&["HSET", key, &name, &value]));
+            burst.push(cmd(&["PUBLISH", channel, &name]));
+        }
+        // One added and deleted again, one given a second password.
+        burst.push(cmd(&["HDEL", key, &format!("b{n}-0")]));
+        burst.push(cmd(&["PUBLISH", channel, &format!("b{n}-0")]));
+        burst.push(cmd(&["HSET", key, &format!("b{n}-1"), &other]));
+        burst.push(cmd(&["PUBLISH", channel, &format!("b{n}-1")]));
+        let last = format!("b{n}-last");
+        burst.push(cmd(&["HSET", key, &last, &value]));
+        burst.push(cmd(&["PUBLISH", channel, &last]));
+        redis.pipe(&burst);
+        a.wait_login(&last, "burst-pw", true, Duration::from_secs(60));
+        users += n;
+        assert!(a.logs_in(&format!("b{n}-2"), "burst-pw"));
+        assert!(!a.logs_in(&format!("b{n}-0"), "burst-pw"), "deleted");
+        assert!(a.logs_in(&format!("b{n}-1"), "other-pw"), "changed");
+        assert!(!a.logs_in(&format!("b{n}-1"), "burst-pw"), "changed");
+        let table = common::unix_user_metrics(&a.mgmt.socket, ADMIN, ADMIN_PW);
+        assert_eq!(table.len(), users, "users in the table after {n}");
+    }
+}

@@ -227,9 +227,14 @@ pub fn valid_password(password: &[u8]) -> bool {
 }
 
 /// An immutable set of users, sorted by name bytes.
+///
+/// Every change is made to a copy (see [`Directory::update`]), so a copy
+/// must be cheap at [`MAX_USERS`]: names and users are shared between
+/// copies, and copying the table copies the map's nodes and counts
+/// references, without allocating per user.
 #[derive(Debug, Clone, Default)]
 pub struct UserTable {
-    users: BTreeMap<Box<[u8]>, User>,
+    users: BTreeMap<Arc<[u8]>, Arc<User>>,
     /// The Argon2id cost of the dummy check a refusal runs when no hash of
     /// the user's was checked: the cost new hashes are made with.
     refusal_cost: file::Cost,
@@ -293,17 +298,17 @@ impl UserTable {
 
     /// The user called `name`.
     pub fn find(&self, name: &[u8]) -> Option<&User> {
-        self.users.get(name)
+        self.users.get(name).map(|u| &**u)
     }
 
     /// Users in name order.
     pub fn iter(&self) -> impl Iterator<Item = &User> {
-        self.users.values()
+        self.users.values().map(|u| &**u)
     }
 
     /// Users in name order with their names as stored (bytes, exactly as given).
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &User)> {
-        self.users.iter().map(|(k, u)| (&**k, u))
+        self.users.iter().map(|(k, u)| (&**k, &**u))
     }
 
     /// Adds a user.
@@ -329,13 +334,13 @@ impl UserTable {
             role,
             secret,
         };
-        self.users.insert(name.into(), user);
+        self.users.insert(name.into(), Arc::new(user));
     }
 
     /// Changes a user's secret. Fails if there is no such user.
     pub fn set_secret(&mut self, name: &[u8], secret: Secret) -> Result<(), UserError> {
         let user = self.users.get_mut(name).ok_or(UserError::NoSuchUser)?;
-        user.secret = secret;
+        Arc::make_mut(user).secret = secret;
         Ok(())
     }
 
@@ -408,7 +413,7 @@ impl UserTable {
     }
 
     /// Removes a user.
-    pub fn remove(&mut self, name: &[u8]) -> Result<User, UserError> {
+    pub fn remove(&mut self, name: &[u8]) -> Result<Arc<User>, UserError> {
         self.users.remove(name).ok_or(UserError::NoSuchUser)
     }
 

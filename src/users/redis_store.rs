@@ -193,13 +193,19 @@ fn loaded(v: Value) -> Loaded {
     out
 }
 
-/// Reads one user's value (HGET): `None` when there is none.
-pub(crate) fn load_one(
+/// Reads the values of `names` (one HMGET), in their order: `None` for
+/// a user there is not.
+pub(crate) fn load_some(
     con: &mut redis::Connection,
     at: &RedisUsers,
-    name: &[u8],
-) -> redis::RedisResult<Option<Vec<u8>>> {
-    redis::cmd("HGET").arg(at.key()).arg(name).query(con)
+    names: &[Vec<u8>],
+) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(at.key());
+    for n in names {
+        cmd.arg(&n[..]);
+    }
+    cmd.query(con)
 }
 
 // ------------------------------------------------------------ the changes

@@ -39,6 +39,16 @@ const POLL: Duration = Duration::from_millis(250);
 /// After this long with nothing on the channel, a PING checks the
 /// connection (a server that vanished without closing it).
 const IDLE_PING: Duration = Duration::from_secs(10);
+/// The most changes applied together; a burst past it reads everything.
+const BATCH: usize = 1024;
+/// How long the thread waits for the next change of a burst before it
+/// applies what came (the kernel rounds it up to its clock tick).
+const BURST: Duration = Duration::from_millis(1);
+/// Changes are gathered only when applying one took this long: with a
+/// small table each is applied at once, with no wait.
+const GATHER_ABOVE: Duration = Duration::from_millis(2);
+/// The longest a burst is gathered: the most a change in it waits.
+const GATHER: Duration = Duration::from_millis(20);
 /// The most lines about malformed entries in a minute.
 const SKIPS_PER_MINUTE: u32 = 10;
 
@@ -309,7 +319,21 @@ impl Follower {
             let step = match ps.get_message() {
                 Ok(msg) => {
                     heard = Instant::now();
-                    self.on_message(&mut con, msg.get_payload_bytes())
+                    // The change at once. When applying it took long (a
+                    // copy of a large table), those right behind it (a
+                    // burst) are gathered and applied together: one copy
+                    // for them all costs less than the short wait.
+                    let first = vec![msg.get_payload_bytes().to_vec()];
+                    let t0 = Instant::now();
+                    self.on_messages(&mut con, first)
+                        .and_then(|()| match t0.elapsed() < GATHER_ABOVE {
+                            true => Ok(Vec::new()),
+                            false => gather(&mut ps),
+                        })
+                        .and_then(|more| match more.is_empty() {
+                            true => Ok(()),
+                            false => self.on_messages(&mut con, more),
+                        })
                 }
                 Err(e) if e.is_timeout() && heard.elapsed() < IDLE_PING => Ok(()),
                 Err(e) if e.is_timeout() => {
@@ -329,45 +353,62 @@ impl Follower {
         }
     }
 
-    /// Applies what a message names: one user, or everything.
-    fn on_message(&mut self, con: &mut redis::Connection, name: &[u8]) -> redis::RedisResult<()> {
-        if !valid_name(name) {
+    /// Applies what messages name: users, or everything. The users named
+    /// are read with one HMGET and applied with one copy of the table, so
+    /// that a burst of changes (a script changing thousands of users) costs
+    /// one copy, not one per change; a burst past [`BATCH`] names, or a
+    /// message that names no user, reads everything instead.
+    fn on_messages(
+        &mut self,
+        con: &mut redis::Connection,
+        mut names: Vec<Vec<u8>>,
+    ) -> redis::RedisResult<()> {
+        if names.len() >= BATCH || !names.iter().all(|n| valid_name(n)) {
             self.reload(con)?;
             return Ok(());
         }
         let Some(live) = &self.live else {
             return Ok(());
         };
+        names.sort_unstable();
+        names.dedup();
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        let value = redis_store::load_one(con, &self.at, name)?;
-        let record = match value.as_deref().map(|v| redis_store::parse_entry(name, v)) {
-            None => None,
-            Some(Ok(r)) => Some(r),
-            Some(Err(why)) => {
-                self.skips
-                    .note(&self.at, &String::from_utf8_lossy(name), why);
-                None
-            }
-        };
-        let _ = live.dir.update(|t| match record {
-            Some(r) => {
-                if let Some(u) = t.find(name)
-                    && u.role == r.role
-                    && u.secret.stored() == Some(&r.hash)
-                {
-                    // This instance's own change, or one it has already.
-                    return Err(());
+        let values = redis_store::load_some(con, &self.at, &names)?;
+        let mut records = Vec::with_capacity(names.len());
+        for (name, value) in names.iter().zip(values) {
+            let record = match value.as_deref().map(|v| redis_store::parse_entry(name, v)) {
+                None => None,
+                Some(Ok(r)) => Some(r),
+                Some(Err(why)) => {
+                    self.skips
+                        .note(&self.at, &String::from_utf8_lossy(name), why);
+                    None
                 }
-                let secret = super::Secret::from_stored(r.hash);
-                t.insert(name, r.role, secret);
-                Ok(())
+            };
+            records.push((name, record));
+        }
+        let _ = live.dir.update(|t| {
+            let mut changed = false;
+            for (name, record) in records {
+                match record {
+                    // This instance's own change, or one it has already.
+                    Some(r)
+                        if t.find(name).is_some_and(|u| {
+                            u.role == r.role && u.secret.stored() == Some(&r.hash)
+                        }) => {}
+                    Some(r) => {
+                        t.insert(name, r.role, super::Secret::from_stored(r.hash));
+                        changed = true;
+                    }
+                    None => changed |= t.remove(name).is_ok(),
+                }
             }
-            None => t.remove(name).map(drop).map_err(drop),
+            if changed { Ok(()) } else { Err(()) }
         });
         log::debug!(
-            "user change applied: store={} user={}",
+            "user changes applied: store={} users={}",
             self.at,
-            LogSafe(String::from_utf8_lossy(name))
+            names.len()
         );
         Ok(())
     }
@@ -410,6 +451,24 @@ impl Follower {
             loaded.skipped.len()
         );
     }
+}
+
+/// The messages that come right behind one: each within [`BURST`] of the
+/// last, for at most [`GATHER`] and [`BATCH`] names. The channel's time
+/// limit is [`POLL`] again afterwards.
+fn gather(ps: &mut redis::PubSub<'_>) -> redis::RedisResult<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    let start = Instant::now();
+    ps.set_read_timeout(Some(BURST))?;
+    while names.len() < BATCH && start.elapsed() < GATHER {
+        match ps.get_message() {
+            Ok(msg) => names.push(msg.get_payload_bytes().to_vec()),
+            Err(e) if e.is_timeout() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    ps.set_read_timeout(Some(POLL))?;
+    Ok(names)
 }
 
 /// Lines about malformed entries: at most [`SKIPS_PER_MINUTE`] a minute,

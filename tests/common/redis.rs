@@ -242,6 +242,35 @@ impl RedisServer {
         assert!(ok, "socks5d user add {name}: {err}");
     }
 
+    /// Sends `commands` at once with `redis-cli --pipe` (each a command
+    /// and its arguments), as a script changing many users would; fails
+    /// the test if any is refused.
+    pub fn pipe(&self, commands: &[Vec<String>]) {
+        let mut input = Vec::new();
+        for c in commands {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            input.extend_from_slice(&resp(&args));
+        }
+        let mut child = self
+            .cli_on(self.port)
+            .arg("--pipe")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli --pipe");
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        stdin.write_all(&input).expect("write the commands");
+        drop(stdin);
+        let out = wait_output(&mut child, "redis-cli --pipe", CLI_TIMEOUT);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("errors: 0,"),
+            "redis-cli --pipe: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// redis-cli against `port`, the password given if any.
     fn cli_on(&self, port: u16) -> Command {
         let mut cmd = Command::new("redis-cli");
