@@ -123,8 +123,10 @@ pub fn proxy_header(data: &[u8]) {
             } = header
             {
                 assert_eq!(source.is_ipv4(), destination.is_ipv4());
-                // A version 2 header without TLVs is what emit_v2 writes.
-                if data[0] == b'\r' && (consumed == 28 || consumed == 52) {
+                // A version 2 header without TLVs is what emit_v2 writes
+                // (an IPv4 one of 52 bytes has 24 bytes of TLVs).
+                let bare = if source.is_ipv4() { 28 } else { 52 };
+                if data[0] == b'\r' && consumed == bare {
                     let mut out = [0u8; 52];
                     let n = proxy_protocol::emit_v2(source, destination, &mut out);
                     assert_eq!(n, consumed);
