@@ -32,6 +32,11 @@ step "dpkg -i $(basename "$deb")" dpkg -i "$deb"
 step "files in place" test -x /usr/sbin/socks5d -a -x /usr/bin/socks5dctl \
     -a -f /usr/share/man/man8/socks5d.8.gz -a -f /etc/socks5d/socks5d.conf \
     -a -f /lib/systemd/system/socks5d.service
+step "docs and examples in place" test \
+    -f /usr/share/doc/socks5d/fleet.md -a -f /usr/share/doc/socks5d/rules.md \
+    -a -f /usr/share/doc/socks5d/management-protocol.md \
+    -a -f /usr/share/doc/socks5d/examples/haproxy.cfg \
+    -a -f /usr/share/doc/socks5d/examples/prometheus-fleet.rules.yml
 step "system user socks5d" getent passwd socks5d
 step "state folder 0700" test "$(stat -c %a:%U /var/lib/socks5d)" = 700:socks5d
 
