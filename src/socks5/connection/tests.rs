@@ -13,6 +13,27 @@ use crate::socks5::wire::tests::{
 };
 use crate::users::Verdict;
 
+/// `impl Context` for test authenticators that need nothing else of it:
+/// rules that allow everything ([`allow_all`]), no administrators, the
+/// client at [`client_ip`].
+macro_rules! allow_all_context {
+    ($ty:ty) => {
+        impl Context for $ty {
+            fn rules(&self) -> &Rules {
+                crate::socks5::connection::tests::allow_all()
+            }
+
+            fn is_admin(&self, _user: &str) -> bool {
+                false
+            }
+
+            fn client(&self) -> std::net::IpAddr {
+                crate::socks5::connection::tests::client_ip()
+            }
+        }
+    };
+}
+
 mod commands;
 mod eyeballs;
 mod handshake;
@@ -46,19 +67,7 @@ pub(super) fn client_ip() -> std::net::IpAddr {
     Ipv4Addr::new(203, 0, 113, 5).into()
 }
 
-impl Context for Users {
-    fn rules(&self) -> &Rules {
-        allow_all()
-    }
-
-    fn is_admin(&self, _user: &str) -> bool {
-        false
-    }
-
-    fn client(&self) -> std::net::IpAddr {
-        client_ip()
-    }
-}
+allow_all_context!(Users);
 
 impl Authenticator for Users {
     fn requires_auth(&self) -> bool {

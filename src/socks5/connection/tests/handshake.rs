@@ -86,19 +86,7 @@ impl TestUsers {
     }
 }
 
-impl Context for TestUsers {
-    fn rules(&self) -> &Rules {
-        allow_all()
-    }
-
-    fn is_admin(&self, _user: &str) -> bool {
-        false
-    }
-
-    fn client(&self) -> std::net::IpAddr {
-        client_ip()
-    }
-}
+allow_all_context!(TestUsers);
 
 impl Authenticator for TestUsers {
     fn requires_auth(&self) -> bool {
@@ -867,19 +855,7 @@ impl Context for UserTable {
     }
 }
 
-impl Context for Deferring {
-    fn rules(&self) -> &Rules {
-        allow_all()
-    }
-
-    fn is_admin(&self, _user: &str) -> bool {
-        false
-    }
-
-    fn client(&self) -> std::net::IpAddr {
-        client_ip()
-    }
-}
+allow_all_context!(Deferring);
 
 impl Authenticator for Deferring {
     fn requires_auth(&self) -> bool {
