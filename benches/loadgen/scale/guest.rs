@@ -40,6 +40,7 @@ use crate::driver::rules::RulesFile;
 use crate::driver::utc_now;
 use crate::line::Line;
 use crate::procfs::{self, Memory};
+use crate::scenarios::idle::{relay_failures, relays};
 use crate::scenarios::{Common, Errors, handshake};
 use crate::stats::{Summary, percentile};
 use crate::svg::fmt_value;
@@ -367,34 +368,12 @@ impl Ctx<'_> {
     }
 }
 
-/// One byte there and back; false if the tunnel no longer relays.
-fn relays(s: &mut TcpStream, tag: u8) -> bool {
-    let mut b = [0u8; 1];
-    s.write_all(&[tag]).is_ok() && s.read_exact(&mut b).is_ok() && b[0] == tag
-}
-
 /// Checks every `step`-th tunnel on a few threads; returns (checked, failed).
 fn relay_check(tunnels: &mut [TcpStream], want: usize, threads: usize) -> (usize, usize) {
     let step = tunnels.len().div_ceil(want.max(1)).max(1);
     let mut picked: Vec<&mut TcpStream> = tunnels.iter_mut().step_by(step).collect();
-    let checked = picked.len();
-    let chunk = checked.div_ceil(threads.max(1)).max(1);
-    let failed = thread::scope(|scope| {
-        let handles: Vec<_> = picked
-            .chunks_mut(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter_mut()
-                        .enumerate()
-                        .map(|(i, s)| relays(s, i as u8))
-                        .filter(|ok| !ok)
-                        .count()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(chunk)).sum()
-    });
-    (checked, failed)
+    let failed = relay_failures(&mut picked, threads);
+    (picked.len(), failed)
 }
 
 /// The 64-byte ping-pong over `tunnels` in turn; sorted round trips in ns.

@@ -7,6 +7,7 @@
 //! The baseline is read after a warm-up of a few tunnels, opened, used and
 //! closed, so one-time start-up costs are not charged to the idle tunnels.
 
+use std::borrow::BorrowMut;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
@@ -62,9 +63,30 @@ fn open_many(
 }
 
 /// One byte there and back; false if the tunnel no longer relays.
-fn relays(s: &mut TcpStream, tag: u8) -> bool {
+pub fn relays(s: &mut TcpStream, tag: u8) -> bool {
     let mut b = [0u8; 1];
     s.write_all(&[tag]).is_ok() && s.read_exact(&mut b).is_ok() && b[0] == tag
+}
+
+/// How many of `tunnels` fail to relay a byte there and back, checked on
+/// `threads` threads at once (a thread that panics fails its whole share).
+pub fn relay_failures<S: BorrowMut<TcpStream> + Send>(tunnels: &mut [S], threads: usize) -> usize {
+    let chunk = tunnels.len().div_ceil(threads.max(1)).max(1);
+    thread::scope(|scope| {
+        let handles: Vec<_> = tunnels
+            .chunks_mut(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter_mut()
+                        .enumerate()
+                        .map(|(i, s)| relays(s.borrow_mut(), i as u8))
+                        .filter(|ok| !ok)
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(chunk)).sum()
+    })
 }
 
 fn put_memory(line: &mut Line, prefix: &str, base: Memory, now: Memory, tunnels: usize) {
@@ -143,22 +165,7 @@ pub fn run(c: &Common, p: &Params) -> Line {
     }
 
     // Every tunnel must still relay: a byte there and back on each.
-    let chunk = tunnels.len().div_ceil(openers).max(1);
-    let failures: usize = thread::scope(|scope| {
-        let handles: Vec<_> = tunnels
-            .chunks_mut(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter_mut()
-                        .enumerate()
-                        .map(|(i, s)| relays(s, i as u8))
-                        .filter(|ok| !ok)
-                        .count()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(chunk)).sum()
-    });
+    let failures = relay_failures(&mut tunnels, openers);
     line.put("relay_fail", failures);
     for _ in 0..failures {
         errors.add("relay");
