@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::svg::{esc, fmt_tick, fmt_value, nice_ceiling};
+use crate::svg::{esc, fmt_tick, fmt_value, nice_ceiling, open_document};
 
 /// One series of a panel.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,21 +73,7 @@ pub fn render(f: &Figure) -> String {
     let height = TOP + f.panels.len() as f64 * (PANEL_HEAD + PANEL_H + PANEL_GAP) + 10.0;
 
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="28" font-size="19" font-weight="bold">{}</text>"#,
-        esc(&f.title)
-    );
-    let _ = writeln!(
-        s,
-        r##"<text x="16" y="50" font-size="13" fill="#495057">{}</text>"##,
-        esc(&f.note)
-    );
+    open_document(&mut s, WIDTH, height, &f.title, &f.note);
     let mut top = TOP;
     for p in &f.panels {
         panel(&mut s, p, top + PANEL_HEAD, &x, x_max, &f.x_label);

@@ -160,6 +160,26 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Starts an SVG document `width` by `height` on white, `title` and
+/// `note` at its top left.
+pub fn open_document(s: &mut String, width: f64, height: f64, title: &str, note: &str) {
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="28" font-size="19" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="16" y="50" font-size="13" fill="#495057">{}</text>"##,
+        esc(note)
+    );
+}
+
 const WIDTH: f64 = 900.0;
 const X0: f64 = 190.0;
 const PLOT_W: f64 = 580.0;
@@ -180,21 +200,7 @@ pub fn render(c: &Chart) -> String {
         + 16.0;
 
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="28" font-size="19" font-weight="bold">{}</text>"#,
-        esc(&c.title)
-    );
-    let _ = writeln!(
-        s,
-        r##"<text x="16" y="50" font-size="13" fill="#495057">{}</text>"##,
-        esc(&c.note)
-    );
+    open_document(&mut s, WIDTH, height, &c.title, &c.note);
     // Grid and axis labels.
     let bottom = height - 12.0;
     for v in scale.ticks() {
