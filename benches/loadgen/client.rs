@@ -563,6 +563,17 @@ mod tests {
         }
     }
 
+    /// A fake proxy on a loopback port: its address, and the thread that
+    /// accepts one client and runs `script` on it.
+    fn fake_proxy(
+        script: impl FnOnce(TcpStream) + Send + 'static,
+    ) -> (SocketAddr, thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = l.local_addr().unwrap();
+        let server = thread::spawn(move || script(l.accept().unwrap().0));
+        (proxy, server)
+    }
+
     fn alice() -> Auth {
         Auth::parse("alice:pa:ss").unwrap()
     }
@@ -704,10 +715,7 @@ mod tests {
     /// that checks every byte and then acts as the target.
     #[test]
     fn route_opens_a_tunnel_through_a_proxy() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = l.local_addr().unwrap();
-        let server = thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
+        let (proxy, server) = fake_proxy(|mut c| {
             let mut b = [0u8; 3];
             c.read_exact(&mut b).unwrap();
             assert_eq!(b, [5, 1, 2]);
@@ -825,11 +833,8 @@ mod tests {
     /// checks every byte and answers with an all-zeros BND.ADDR.
     #[test]
     fn associate_sends_the_client_address_and_reads_the_relay() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = l.local_addr().unwrap();
         let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let server = thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
+        let (proxy, server) = fake_proxy(move |mut c| {
             let mut b = [0u8; 3];
             c.read_exact(&mut b).unwrap();
             assert_eq!(b, [5, 1, 0]);
@@ -850,10 +855,7 @@ mod tests {
 
     #[test]
     fn a_refused_association_names_its_reply() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = l.local_addr().unwrap();
-        let server = thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
+        let (proxy, server) = fake_proxy(|mut c| {
             let mut b = [0u8; 3];
             c.read_exact(&mut b).unwrap();
             c.write_all(&[5, 0]).unwrap();
