@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use socks5d::mgmt::wire::Request;
 use socks5d::sys::seqpacket::Conn;
 
-use super::daemon::temp_path;
+use super::daemon::{Daemon, temp_path};
 use super::socks::IO_TIMEOUT;
 
 /// METRICS ID X'01': SOCKS connections accepted since start.
@@ -44,9 +44,7 @@ pub const M_BINDS: u8 = 0x0D;
 /// the administrator `admin`: ID to VALUE. Fails the test on any refusal
 /// or malformed answer.
 pub fn unix_metrics(socket: &Path, admin: &str, password: &str) -> BTreeMap<u8, u64> {
-    let s = UnixSession::login(socket, admin, password);
-    s.0.send(&[0x01, 0x04]).expect("send METRICS");
-    parse_metrics(&answer(&s.0))
+    UnixSession::login(socket, admin, password).metrics()
 }
 
 /// A management session over the Unix socket, logged in as an
@@ -111,14 +109,7 @@ pub fn unix_user_metrics(
     admin: &str,
     password: &str,
 ) -> BTreeMap<String, BTreeMap<u8, u64>> {
-    let c = Conn::connect(socket, Some(IO_TIMEOUT))
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
-    let mut login = vec![0x01, admin.len() as u8];
-    login.extend_from_slice(admin.as_bytes());
-    login.push(password.len() as u8);
-    login.extend_from_slice(password.as_bytes());
-    c.send(&login).expect("send the log in");
-    assert_eq!(answer(&c), [0x01, 0x00], "management log in as {admin}");
+    let c = UnixSession::login(socket, admin, password).0;
     let mut users = BTreeMap::new();
     loop {
         let mut req = vec![0x01, 0x09];
@@ -239,6 +230,15 @@ impl UnixMgmt {
             "--mgmt-unix".to_owned(),
             socket.to_owned(),
         ]
+    }
+
+    /// `socks5d -l 127.0.0.1 -p 0 -u USER:PASS`, this administrator and
+    /// socket, then `extra` ([`Daemon::start_as`] with [`UnixMgmt::args`]).
+    pub fn start_as(&self, user: &str, pass: &str, extra: &[&str]) -> Daemon {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::start_as(user, pass, &args)
     }
 
     /// METRICS now.
