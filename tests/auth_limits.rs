@@ -258,21 +258,19 @@ fn an_unknown_name_is_refused_after_the_same_work_as_a_wrong_password() {
 #[test]
 fn repeated_failures_earn_a_per_source_penalty() {
     let _one = serial();
-    let d = Daemon::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        "alice:alice-pw",
-        "--no-pin",
-        "--max-auth-failures",
-        "5",
-        "--auth-penalty",
-        "60",
-        "--auth-penalty-exempt",
-        "127.0.0.9",
-    ]);
+    let d = Daemon::start_as(
+        "alice",
+        "alice-pw",
+        &[
+            "--no-pin",
+            "--max-auth-failures",
+            "5",
+            "--auth-penalty",
+            "60",
+            "--auth-penalty-exempt",
+            "127.0.0.9",
+        ],
+    );
     assert_eq!(log_in("127.0.0.4", d.addr, "alice", "alice-pw").0, 0x00);
     for i in 0..5 {
         assert_eq!(
@@ -318,17 +316,11 @@ fn repeated_failures_earn_a_per_source_penalty() {
 #[test]
 fn a_flood_of_failed_handshakes_is_summarised_in_the_access_log() {
     let _one = serial();
-    let mut d = Daemon::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        "alice:alice-pw",
-        "--no-pin",
-        "--auth-penalty-exempt",
-        "127.0.0.6",
-    ]);
+    let mut d = Daemon::start_as(
+        "alice",
+        "alice-pw",
+        &["--no-pin", "--auth-penalty-exempt", "127.0.0.6"],
+    );
     for _ in 0..50 {
         assert_eq!(log_in("127.0.0.6", d.addr, "alice", "guess").0, 0x01);
     }

@@ -27,10 +27,7 @@ fn addr(s: &str) -> SocketAddr {
 
 /// socks5d with one user and a management socket, `extra` added.
 fn start(mgmt: &UnixMgmt, extra: &[&str]) -> Daemon {
-    let mut args = mgmt.args();
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start_as(USER, PASS, &args)
+    mgmt.start_as(USER, PASS, extra)
 }
 
 /// Reads exactly `want.len()` bytes from `s` and compares them.

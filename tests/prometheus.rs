@@ -123,9 +123,10 @@ fn a_scrape_holds_exactly_the_traffic_made_and_promtool_finds_nothing_to_say() {
     let mgmt = UnixMgmt::new("prom-exact");
     let denied_port = common::closed_port();
     let rules = rules_denying(&mgmt, denied_port);
-    let mut args = mgmt.args();
-    args.extend(
-        [
+    let d = mgmt.start_as(
+        "alice",
+        "alice-pw",
+        &[
             "-u",
             "bob:bob-pw",
             "--rules",
@@ -134,11 +135,8 @@ fn a_scrape_holds_exactly_the_traffic_made_and_promtool_finds_nothing_to_say() {
             "127.0.0.1:0",
             "--workers",
             "2",
-        ]
-        .map(String::from),
+        ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start_as("alice", "alice-pw", &args);
     let m = metrics_addr(&d);
     // Every worker has its series from the start, before it reports.
     let first = samples(&scrape(m).text());
@@ -248,9 +246,10 @@ fn a_scrape_holds_exactly_the_traffic_made_and_promtool_finds_nothing_to_say() {
 #[test]
 fn past_the_cap_users_are_summed_into_other() {
     let mgmt = UnixMgmt::new("prom-cap");
-    let mut args = mgmt.args();
-    args.extend(
-        [
+    let d = mgmt.start_as(
+        "alice",
+        "alice-pw",
+        &[
             "-u",
             "bob:bob-pw",
             "-u",
@@ -259,11 +258,8 @@ fn past_the_cap_users_are_summed_into_other() {
             "127.0.0.1:0",
             "--metrics-max-users",
             "1",
-        ]
-        .map(String::from),
+        ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start_as("alice", "alice-pw", &args);
     let m = metrics_addr(&d);
     let echo = echo_server(BANNER);
 

@@ -87,22 +87,9 @@ fn addr(s: &str) -> SocketAddr {
 /// socks5d with `--proxy-protocol-from FROM`, the user alice, on
 /// 127.0.0.1, its management socket for METRICS, and `extra`.
 fn daemon(from: &str, mgmt: &UnixMgmt, extra: &[&str]) -> Daemon {
-    let mut args: Vec<String> = [
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        "alice:alice-pw",
-        "--proxy-protocol-from",
-        from,
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(mgmt.args());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&args)
+    let mut args = vec!["--proxy-protocol-from", from];
+    args.extend_from_slice(extra);
+    mgmt.start_as("alice", "alice-pw", &args)
 }
 
 /// Sends `header`, the greeting and the log in in one write, as balancers

@@ -73,6 +73,13 @@ fn logged(d: &Daemon, target: &str) -> std::collections::HashMap<String, String>
     access_fields(&d.access_line(&format!("target={target} "), SETTLE))
 }
 
+/// socks5d on 127.0.0.1 with the users alice and bob and the rules file
+/// `rules`.
+fn alice_and_bob(rules: &Path) -> Daemon {
+    let rules = rules.to_str().expect("a UTF-8 path");
+    Daemon::start_as("alice", "alice-pw", &["-u", "bob:bob-pw", "--rules", rules])
+}
+
 fn write_rules(path: &Path, text: &str) {
     fs::write(path, text).expect("write the rules file");
 }
@@ -158,18 +165,7 @@ fn a_rules_file_lets_loopback_through_and_judges_users_and_bind() {
          allow\n",
     );
     let echo = echo_server(b"");
-    let d = Daemon::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        "alice:alice-pw",
-        "-u",
-        "bob:bob-pw",
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let d = alice_and_bob(&rules);
     let alice = Auth::User("alice", "alice-pw");
     let bob = Auth::User("bob", "bob-pw");
     assert_eq!(connect_reply(d.addr, alice, echo), 0x00, "alice may");
@@ -207,10 +203,7 @@ fn sighup_and_reload_read_the_rules_again_and_a_broken_file_changes_nothing() {
     let rules = mgmt.socket.with_file_name("socks.rules");
     write_rules(&rules, "allow\n");
     let echo = echo_server(b"");
-    let mut args = mgmt.args();
-    args.extend(["--rules".to_owned(), rules.display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start_as("alice", "alice-pw", &args);
+    let d = mgmt.start_as("alice", "alice-pw", &["--rules", rules.to_str().unwrap()]);
     let alice = Auth::User("alice", "alice-pw");
     assert_eq!(connect_reply(d.addr, alice, echo), 0x00);
 
@@ -264,10 +257,7 @@ fn a_denied_udp_datagram_is_dropped_and_counted() {
             denied.addr.port()
         ),
     );
-    let mut args = mgmt.args();
-    args.extend(["--rules".to_owned(), rules.display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start_as("uma", "uma-pw", &args);
+    let d = mgmt.start_as("uma", "uma-pw", &["--rules", rules.to_str().unwrap()]);
     let (_control, client) = UdpClient::associate(
         d.addr,
         Auth::User("uma", "uma-pw"),
@@ -293,20 +283,18 @@ fn a_denied_udp_datagram_is_dropped_and_counted() {
 fn sessions_per_user_and_per_client_are_limited() {
     let mgmt = UnixMgmt::new("limits");
     let echo = echo_server(b"");
-    let mut args = mgmt.args();
-    args.extend(
-        [
+    let d = mgmt.start_as(
+        "alice",
+        "alice-pw",
+        &[
             "-u",
             "bob:bob-pw",
             "--max-sessions-per-user",
             "2",
             "--max-sessions-per-client",
             "4",
-        ]
-        .map(String::from),
+        ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start_as("alice", "alice-pw", &args);
     let alice = Auth::User("alice", "alice-pw");
     let bob = Auth::User("bob", "bob-pw");
     // Per user: two tunnels of alice's, the third refused after log in.
@@ -385,18 +373,7 @@ fn a_rate_limit_is_shared_by_the_users_tunnels() {
     write_rules(&rules, "allow user alice rate 256K\nallow\n");
     const N: usize = 512 * 1024;
     let source = source_of(N);
-    let d = Daemon::start(&[
-        "-l",
-        "127.0.0.1",
-        "-p",
-        "0",
-        "-u",
-        "alice:alice-pw",
-        "-u",
-        "bob:bob-pw",
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let d = alice_and_bob(&rules);
     let proxy = d.addr;
     let fetch = move |auth: Auth<'static>| {
         thread::spawn(move || {

@@ -34,11 +34,7 @@ const ENTER: &[u8] = b"\x1b[?1049h\x1b[?25l";
 /// socks5d with the proxy users alice and bob and the administrator of
 /// `mgmt` on its Unix socket.
 fn daemon(mgmt: &UnixMgmt) -> Daemon {
-    let mut args = vec!["-l", "127.0.0.1", "-p", "0", "-u", "alice:alice-pw"];
-    args.extend(["-u", "bob:bob-pw"]);
-    let m = mgmt.args();
-    args.extend(m.iter().map(String::as_str));
-    Daemon::start(&args)
+    mgmt.start_as("alice", "alice-pw", &["-u", "bob:bob-pw"])
 }
 
 /// `socks5dctl --unix SOCKET -U root top ARGS`, the password in the

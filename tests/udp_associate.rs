@@ -41,10 +41,7 @@ struct Proxy {
 impl Proxy {
     fn start(extra: &[&str]) -> Proxy {
         let mgmt = UnixMgmt::new("udp");
-        let mut args = mgmt.args();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let d = Daemon::start_as(USER, PASS, &args);
+        let d = mgmt.start_as(USER, PASS, extra);
         Proxy { d, mgmt }
     }
 

@@ -56,9 +56,7 @@ fn need(path: &str, package: &str) {
 
 /// socks5d with one user and a management socket.
 fn start(mgmt: &UnixMgmt) -> Daemon {
-    let args = mgmt.args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start_as(USER, PASS, &args)
+    mgmt.start_as(USER, PASS, &[])
 }
 
 /// Runs `cmd` (its environment scrubbed of proxy variables first) to its

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Auth, Daemon, SocksError, UnixMgmt, echo_server, try_socks_connect, try_socks_login};
+use common::{Auth, SocksError, UnixMgmt, echo_server, try_socks_connect, try_socks_login};
 
 /// How long socks5d may take to publish a count.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -60,10 +60,11 @@ fn user_metrics_count_exactly_the_users_traffic() {
     let echo = echo_server(b"hi");
     let port = common::closed_port();
     fs::write(&rules, format!("deny to 127.0.0.1 port {port}\nallow\n")).unwrap();
-    let mut args = mgmt.args();
-    args.extend(["-u", "bob:bob-pw", "--rules", rules.to_str().unwrap()].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start_as("alice", "alice-pw", &args);
+    let d = mgmt.start_as(
+        "alice",
+        "alice-pw",
+        &["-u", "bob:bob-pw", "--rules", rules.to_str().unwrap()],
+    );
     let alice = Auth::User("alice", "alice-pw");
 
     // Two tunnels: 1,000 bytes up and back (plus the target's 2-byte
