@@ -818,12 +818,18 @@ impl Connection {
         }
         // RFC 1928 section 6: "BND.ADDR contains the associated IP address"
         // of the socket the server uses to connect to the target.
-        self.out.push_reply(Reply::Succeeded, local);
+        self.establish(now, local, peer, id);
+    }
+
+    /// Replies succeeded with BND `bound`, notes `peer` as the far end and
+    /// relays over `relay` from now on.
+    fn establish(&mut self, now: Instant, bound: SocketAddr, peer: SocketAddr, relay: AttemptId) {
+        self.out.push_reply(Reply::Succeeded, bound);
         self.connected = Some(peer);
         self.decide(Outcome::Succeeded);
         self.state = State::Established {
             last_active: now,
-            relay: Some(id),
+            relay: Some(relay),
             up: End::Open,
             down: End::Open,
             throttled: false,
@@ -912,16 +918,7 @@ impl Connection {
             *reject = true;
             return;
         }
-        self.out.push_reply(Reply::Succeeded, peer);
-        self.connected = Some(peer);
-        self.decide(Outcome::Succeeded);
-        self.state = State::Established {
-            last_active: now,
-            relay: Some(AttemptId::INBOUND),
-            up: End::Open,
-            down: End::Open,
-            throttled: false,
-        };
+        self.establish(now, peer, peer, AttemptId::INBOUND);
     }
 
     /// `Up`: the client's stream ended and everything it sent was used
