@@ -263,6 +263,67 @@ fn curl_through_haproxy_with_proxy_v1() {
     curl_through_the_balancer(ProxyHeader::V1);
 }
 
+/// Taking an instance out for maintenance as docs/fleet.md says: drained
+/// on HAProxy's admin socket, it gets no new client while a tunnel it
+/// holds goes on; made ready again, it gets clients again.
+#[test]
+fn a_drained_instance_gets_no_new_clients() {
+    let _turn = turn();
+    let fleet = Fleet::start(ProxyHeader::V2);
+    let http = http_server("127.0.0.1:0", body);
+    let echo = common::echo_server(b"");
+    // A tunnel on each instance (round robin), held open.
+    let mut held: Vec<TcpStream> = (2..4)
+        .map(|n| {
+            let mut s = fleet.login_through(lo(n), ALICE, ALICE_PW).expect("log in");
+            common::connect_request(&mut s, echo).expect("CONNECT through the fleet");
+            s
+        })
+        .collect();
+    let served = |fleet: &Fleet| {
+        let mut by = [0; 2];
+        for (i, _) in fleet.access_lines(&format!(" target={http} ")) {
+            by[i] += 1;
+        }
+        by
+    };
+    let out = fleet
+        .haproxy
+        .admin("set server socks5d/s0 state drain")
+        .unwrap();
+    assert!(out.trim().is_empty(), "drain: {out}");
+    for n in 4..8 {
+        assert!(
+            curl_from(&fleet, lo(n), http),
+            "curl from {n} while s0 drains"
+        );
+    }
+    let by = fleet.wait_access_lines(&format!(" target={http} "), 4);
+    assert_eq!(
+        served(&fleet),
+        [0, 4],
+        "only s1 served while s0 drained: {by:#?}"
+    );
+    // The drained instance's tunnel goes on.
+    for t in &mut held {
+        common::exchange(t, b"still here", b"still here");
+    }
+    let out = fleet
+        .haproxy
+        .admin("set server socks5d/s0 state ready")
+        .unwrap();
+    assert!(out.trim().is_empty(), "ready: {out}");
+    for n in 4..8 {
+        assert!(
+            curl_from(&fleet, lo(n), http),
+            "curl from {n} after s0 is back"
+        );
+    }
+    fleet.wait_access_lines(&format!(" target={http} "), 8);
+    let by = served(&fleet);
+    assert!(by[0] > 0 && by[0] + by[1] == 8, "s0 serves again: {by:?}");
+}
+
 /// A user added over one instance's management socket logs in through
 /// the other within 100 ms (the median of five; the slowest within the
 /// settle time of a loaded machine), and through the balancer; a deleted
