@@ -34,7 +34,8 @@ Commands:
   add-user NAME [--admin] add a user (a proxy user, or an administrator)
   del-user NAME           delete a user
   passwd NAME             change a user's password
-  reload                  make the server read its users file again (as SIGHUP)
+  reload                  make the server read its users (file or Redis) and its
+                          access rules again (as SIGHUP)
   top [--interval S] [--once] [--users N]
                           a live view, redrawn every S seconds (default 1, from
                           0.1 to 60): connections, throughput, failures per
