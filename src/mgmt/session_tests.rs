@@ -28,12 +28,6 @@ impl Backend for Fake {
     }
 }
 
-const CHEAP: Cost = Cost {
-    m_kib: 64,
-    t: 1,
-    p: 1,
-};
-
 fn backend() -> Fake {
     let mut t = UserTable::new();
     t.add(b"root", b"rootpw", Role::Admin).unwrap();
@@ -42,7 +36,7 @@ fn backend() -> Fake {
     t.insert(
         b"carol",
         Role::Admin,
-        Secret::from_stored(hash_password_with(b"carolpw", CHEAP)),
+        Secret::from_stored(hash_password_with(b"carolpw", Cost::CHEAP)),
     );
     Fake {
         users: Arc::new(t),

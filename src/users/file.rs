@@ -65,6 +65,15 @@ impl Cost {
         p: 1,
     };
 
+    /// The cheapest cost argon2 takes (64 KiB, one pass, one lane): for
+    /// tests, which hash dozens of times each.
+    #[cfg(test)]
+    pub const CHEAP: Cost = Cost {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
     /// The most a hash in the users file may ask for. Every authentication
     /// pays the cost stored in the user's hash, so a mistyped `m=` in a
     /// hand-edited file must not make each log-in allocate gigabytes or spin

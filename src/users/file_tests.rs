@@ -9,13 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 
-/// Cheap enough to hash dozens of times per test.
-const CHEAP: Cost = Cost {
-    m_kib: 64,
-    t: 1,
-    p: 1,
-};
-
 /// A fresh, empty folder under the system temporary folder, removed on drop.
 struct Scratch(PathBuf);
 
@@ -63,7 +56,7 @@ fn record(name: &[u8], role: Role, password: &[u8]) -> Record {
     Record {
         name: name.to_vec(),
         role,
-        hash: hash_password_with(password, CHEAP),
+        hash: hash_password_with(password, Cost::CHEAP),
     }
 }
 
@@ -78,7 +71,7 @@ fn line_error(contents: &[u8]) -> (usize, &'static str) {
 
 #[test]
 fn hash_verify_round_trip() {
-    let h = hash_password_with(b"hunter2", CHEAP);
+    let h = hash_password_with(b"hunter2", Cost::CHEAP);
     assert!(h.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
     // Argon2::default() is configured with m=19456: this only verifies if
     // the cost stored in the string is the one used.
@@ -88,7 +81,7 @@ fn hash_verify_round_trip() {
 
 #[test]
 fn wrong_password_fails() {
-    let h = hash_password_with(b"hunter2", CHEAP);
+    let h = hash_password_with(b"hunter2", Cost::CHEAP);
     for wrong in [&b"hunter3"[..], b"hunter", b"hunter2\0", b"", b"HUNTER2"] {
         assert!(!verify_password(&h, wrong), "{wrong:?}");
     }
@@ -96,8 +89,8 @@ fn wrong_password_fails() {
 
 #[test]
 fn salts_differ() {
-    let a = hash_password_with(b"same", CHEAP);
-    let b = hash_password_with(b"same", CHEAP);
+    let a = hash_password_with(b"same", Cost::CHEAP);
+    let b = hash_password_with(b"same", Cost::CHEAP);
     assert_ne!(a, b);
     // Same cost prefix, different salt and output.
     let salt = |h: &PasswordHash| h.as_str().split('$').nth(4).unwrap().to_owned();
@@ -119,7 +112,7 @@ fn default_cost_is_owasp_minimum() {
 
 #[test]
 fn hash_debug_redacted() {
-    let h = hash_password_with(b"hunter2", CHEAP);
+    let h = hash_password_with(b"hunter2", Cost::CHEAP);
     assert_eq!(format!("{h:?}"), "PasswordHash(<redacted>)");
     let r = Record {
         name: b"alice".to_vec(),
@@ -132,7 +125,7 @@ fn hash_debug_redacted() {
 
 #[test]
 fn parse_rejects_garbage_and_other_algorithms() {
-    let good = hash_password_with(b"pw", CHEAP);
+    let good = hash_password_with(b"pw", Cost::CHEAP);
     let g = good.as_str();
     let (salt, out) = {
         let f: Vec<&str> = g.split('$').collect();
@@ -193,12 +186,21 @@ fn parse_rejects_garbage_and_other_algorithms() {
 #[test]
 fn costs_checked() {
     assert!(Cost::DEFAULT.is_valid());
-    assert!(CHEAP.is_valid());
+    assert!(Cost::CHEAP.is_valid());
     assert!(Cost::MAX.is_valid());
     for bad in [
-        Cost { m_kib: 7, ..CHEAP },
-        Cost { t: 0, ..CHEAP },
-        Cost { p: 0, ..CHEAP },
+        Cost {
+            m_kib: 7,
+            ..Cost::CHEAP
+        },
+        Cost {
+            t: 0,
+            ..Cost::CHEAP
+        },
+        Cost {
+            p: 0,
+            ..Cost::CHEAP
+        },
         Cost {
             m_kib: 64,
             t: 1,
@@ -206,7 +208,7 @@ fn costs_checked() {
         }, // argon2 needs m >= 8 * p
         Cost {
             m_kib: Cost::MAX.m_kib + 1,
-            ..CHEAP
+            ..Cost::CHEAP
         },
     ] {
         assert!(!bad.is_valid(), "{bad:?}");
@@ -245,7 +247,7 @@ fn save_load_round_trip() {
 
 #[test]
 fn comments_and_blank_lines_ignored() {
-    let h = hash_password_with(b"pw", CHEAP);
+    let h = hash_password_with(b"pw", Cost::CHEAP);
     let text = format!(
         "{HEADER}\n# a comment\n   \n\t\nalice:admin:{h}\r\n#bob:user:junk\n\nbob:user:{h}",
         h = h.as_str()
@@ -260,7 +262,7 @@ fn comments_and_blank_lines_ignored() {
 
 #[test]
 fn load_errors_name_the_line() {
-    let h = hash_password_with(b"pw", CHEAP);
+    let h = hash_password_with(b"pw", Cost::CHEAP);
     let h = h.as_str();
     let ok = format!("# header\n\nalice:admin:{h}\n");
     let with = |bad: &str| format!("{ok}{bad}\nzed:user:{h}\n");
@@ -306,7 +308,7 @@ fn load_errors_name_the_line() {
 fn errors_never_quote_the_line() {
     let dir = Scratch::new("quote");
     let path = dir.path("users");
-    let h = hash_password_with(b"pw", CHEAP);
+    let h = hash_password_with(b"pw", Cost::CHEAP);
     fs::write(&path, format!("alice:boss:{}\n", h.as_str())).unwrap();
     let e = load(&path).unwrap_err();
     let shown = format!("{e} {e:?}");

@@ -611,11 +611,7 @@ mod tests {
     /// wrong; only a right password known by its fast digest costs none.
     #[test]
     fn every_refusal_costs_one_argon2id_check() {
-        let cost = file::Cost {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        };
+        let cost = file::Cost::CHEAP;
         let mut t = UserTable::new();
         t.add(b"plain", b"pw", Role::Proxy).unwrap();
         let hash = file::hash_password_with(b"stored-pw", cost);

@@ -400,12 +400,6 @@ pub fn edit(at: &RedisUsers, change: &UserChange, cost: file::Cost) -> Result<Us
 mod tests {
     use super::*;
 
-    const CHEAP: file::Cost = file::Cost {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
-
     #[test]
     fn urls_show_no_password() {
         let at = RedisUsers::new("redis://:s3cret@127.0.0.1:6380/2", "app:").unwrap();
@@ -432,7 +426,7 @@ mod tests {
 
     #[test]
     fn values_are_role_space_hash() {
-        let h = file::hash_password_with(b"pw", CHEAP);
+        let h = file::hash_password_with(b"pw", file::Cost::CHEAP);
         let v = value(Role::Admin, &h);
         assert_eq!(v, format!("admin {}", h.as_str()));
         let r = parse_entry(b"alice", v.as_bytes()).unwrap();
@@ -464,7 +458,7 @@ mod tests {
 
     #[test]
     fn hgetall_answers_sorted_into_users_and_skipped() {
-        let h = file::hash_password_with(b"pw", CHEAP);
+        let h = file::hash_password_with(b"pw", file::Cost::CHEAP);
         let b = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let good = value(Role::Proxy, &h);
         let flat = Value::Array(vec![b("bob"), b(&good), b("bad"), b("user x")]);
@@ -517,7 +511,7 @@ mod tests {
             role: Role::Proxy,
         };
         assert_eq!(
-            Prepared::new(&add, CHEAP).err(),
+            Prepared::new(&add, file::Cost::CHEAP).err(),
             Some(UserError::InvalidName)
         );
         let set = UserChange::SetPassword {
@@ -525,16 +519,20 @@ mod tests {
             password: b"p\nw".to_vec(),
         };
         assert_eq!(
-            Prepared::new(&set, CHEAP).err(),
+            Prepared::new(&set, file::Cost::CHEAP).err(),
             Some(UserError::InvalidPassword)
         );
-        assert!(Prepared::new(&UserChange::Reload, CHEAP).unwrap().is_none());
+        assert!(
+            Prepared::new(&UserChange::Reload, file::Cost::CHEAP)
+                .unwrap()
+                .is_none()
+        );
         let add = UserChange::Add {
             name: b"alice".to_vec(),
             password: b"pw".to_vec(),
             role: Role::Admin,
         };
-        let p = Prepared::new(&add, CHEAP).unwrap().unwrap();
+        let p = Prepared::new(&add, file::Cost::CHEAP).unwrap().unwrap();
         assert_eq!(p.op, "add");
         assert!(p.arg.starts_with("admin $argon2id$"));
         // Applied with the value the script answered.
@@ -545,7 +543,7 @@ mod tests {
         let del = UserChange::Delete {
             name: b"alice".to_vec(),
         };
-        Prepared::new(&del, CHEAP)
+        Prepared::new(&del, file::Cost::CHEAP)
             .unwrap()
             .unwrap()
             .apply(&mut t, None);

@@ -519,12 +519,6 @@ impl SaveDelay {
 mod tests {
     use super::*;
 
-    const CHEAP: file::Cost = file::Cost {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
-
     fn add(name: &[u8], pw: &[u8], role: Role) -> UserChange {
         UserChange::Add {
             name: name.to_vec(),
@@ -538,7 +532,7 @@ mod tests {
         t.add(b"root", b"rootpw", Role::Admin).unwrap();
         let dir = Directory::new(t);
         let s = Store::new(Arc::clone(&dir), path)
-            .with_cost(CHEAP)
+            .with_cost(file::Cost::CHEAP)
             .with_max_users(3);
         (dir, s)
     }
