@@ -172,6 +172,36 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Tunnels to `echo` through the balancer as alice, one from each
+    /// 127.0.0.`n` of `clients`, held open (round robin spreads them).
+    fn tunnels(&self, clients: std::ops::Range<u8>, echo: SocketAddr) -> Vec<TcpStream> {
+        clients
+            .map(|n| {
+                let mut s = self.login_through(lo(n), ALICE, ALICE_PW).expect("log in");
+                common::connect_request(&mut s, echo).expect("CONNECT through the fleet");
+                s
+            })
+            .collect()
+    }
+
+    /// Puts HAProxy's server `server` in `state` (drain, ready) on its
+    /// admin socket, which answers nothing when it did.
+    fn set_state(&self, server: &str, state: &str) {
+        let cmd = format!("set server socks5d/{server} state {state}");
+        let out = self.haproxy.admin(&cmd).unwrap();
+        assert!(out.trim().is_empty(), "{cmd}: {out}");
+    }
+
+    /// curl from 127.0.0.`n` of `clients` through the balancer to `http`,
+    /// each getting the body.
+    fn curls(&self, clients: std::ops::Range<u8>, http: SocketAddr, when: &str) {
+        for n in clients {
+            assert!(curl_from(self, lo(n), http), "curl from {n} {when}");
+        }
+    }
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.rules);
@@ -273,13 +303,7 @@ fn a_drained_instance_gets_no_new_clients() {
     let http = http_server("127.0.0.1:0", body);
     let echo = common::echo_server(b"");
     // A tunnel on each instance (round robin), held open.
-    let mut held: Vec<TcpStream> = (2..4)
-        .map(|n| {
-            let mut s = fleet.login_through(lo(n), ALICE, ALICE_PW).expect("log in");
-            common::connect_request(&mut s, echo).expect("CONNECT through the fleet");
-            s
-        })
-        .collect();
+    let mut held = fleet.tunnels(2..4, echo);
     let served = |fleet: &Fleet| {
         let mut by = [0; 2];
         for (i, _) in fleet.access_lines(&format!(" target={http} ")) {
@@ -287,17 +311,8 @@ fn a_drained_instance_gets_no_new_clients() {
         }
         by
     };
-    let out = fleet
-        .haproxy
-        .admin("set server socks5d/s0 state drain")
-        .unwrap();
-    assert!(out.trim().is_empty(), "drain: {out}");
-    for n in 4..8 {
-        assert!(
-            curl_from(&fleet, lo(n), http),
-            "curl from {n} while s0 drains"
-        );
-    }
+    fleet.set_state("s0", "drain");
+    fleet.curls(4..8, http, "while s0 drains");
     let by = fleet.wait_access_lines(&format!(" target={http} "), 4);
     assert_eq!(
         served(&fleet),
@@ -308,17 +323,8 @@ fn a_drained_instance_gets_no_new_clients() {
     for t in &mut held {
         common::exchange(t, b"still here", b"still here");
     }
-    let out = fleet
-        .haproxy
-        .admin("set server socks5d/s0 state ready")
-        .unwrap();
-    assert!(out.trim().is_empty(), "ready: {out}");
-    for n in 4..8 {
-        assert!(
-            curl_from(&fleet, lo(n), http),
-            "curl from {n} after s0 is back"
-        );
-    }
+    fleet.set_state("s0", "ready");
+    fleet.curls(4..8, http, "after s0 is back");
     fleet.wait_access_lines(&format!(" target={http} "), 8);
     let by = served(&fleet);
     assert!(by[0] > 0 && by[0] + by[1] == 8, "s0 serves again: {by:?}");
@@ -475,13 +481,7 @@ fn prometheus_adds_the_instances_up() {
     let prom = PrometheusServer::start(&targets, &[&rules]);
     let echo = common::echo_server(b"hello");
     // Four tunnels held open through the balancer: two on each instance.
-    let tunnels: Vec<TcpStream> = (2..6)
-        .map(|n| {
-            let mut s = fleet.login_through(lo(n), ALICE, ALICE_PW).expect("log in");
-            common::connect_request(&mut s, echo).expect("CONNECT through the fleet");
-            s
-        })
-        .collect();
+    let tunnels = fleet.tunnels(2..6, echo);
     prom.wait_for(
         &[
             ("job:socks5d_instances_up:sum", &["2"]),

@@ -552,10 +552,9 @@ const JUDGING_TOLERANCE: f64 = 1.10;
 /// Judging 1,000 rules against judging one: CPU per handshake cycle and
 /// the rate, `socks5d-rules1000` against `socks5d`, in the same run.
 fn judging_verdict(d: &Data) -> Verdict {
-    let med = |peer: &str, key: &str| d.median("handshake", peer, key);
-    let (cpu_many, cpu_one) = (med(RULES1000, "proxy_us_cycle"), med(US, "proxy_us_cycle"));
-    let (rate_many, rate_one) = (med(RULES1000, "cycles_s"), med(US, "cycles_s"));
-    let cpu = ratio(cpu_many, cpu_one);
+    let a = Against::of(d, RULES1000);
+    let ((cpu_many, cpu_one), (rate_many, rate_one)) = (a.cpu, a.rate);
+    let cpu = a.cpu_ratio();
     let measured = match (cpu_many, cpu_one) {
         (Some(m), Some(o)) => format!(
             "CPU per cycle {} µs with 1,000 rules against {} µs with one ({}); {} against {} \
@@ -565,7 +564,7 @@ fn judging_verdict(d: &Data) -> Verdict {
             fmt_ratio(cpu),
             rate_many.map_or("—".into(), fmt_int),
             rate_one.map_or("—".into(), fmt_int),
-            fmt_ratio(ratio(rate_many, rate_one))
+            fmt_ratio(a.rate_ratio())
         ),
         _ => "—".into(),
     };
@@ -582,10 +581,9 @@ fn judging_verdict(d: &Data) -> Verdict {
 /// rate and CPU per cycle, `socks5d-proxyproto` against `socks5d`, in the
 /// same run. Within the rounds' spread, as for judging.
 fn proxy_header_verdict(d: &Data) -> Verdict {
-    let med = |peer: &str, key: &str| d.median("handshake", peer, key);
-    let (rate_pp, rate_one) = (med(PROXYPROTO, "cycles_s"), med(US, "cycles_s"));
-    let (cpu_pp, cpu_one) = (med(PROXYPROTO, "proxy_us_cycle"), med(US, "proxy_us_cycle"));
-    let rate = ratio(rate_pp, rate_one);
+    let a = Against::of(d, PROXYPROTO);
+    let ((rate_pp, rate_one), (cpu_pp, cpu_one)) = (a.rate, a.cpu);
+    let rate = a.rate_ratio();
     let measured = match (rate_pp, rate_one) {
         (Some(p), Some(o)) => format!(
             "{} cycles/s behind a balancer against {} without ({}); CPU per cycle {} against {} \
@@ -595,7 +593,7 @@ fn proxy_header_verdict(d: &Data) -> Verdict {
             fmt_ratio(rate),
             cpu_pp.map_or("—".into(), fmt_value),
             cpu_one.map_or("—".into(), fmt_value),
-            fmt_ratio(ratio(cpu_pp, cpu_one))
+            fmt_ratio(a.cpu_ratio())
         ),
         _ => "—".into(),
     };
@@ -614,10 +612,9 @@ fn proxy_header_verdict(d: &Data) -> Verdict {
 /// each within the rounds' spread; the Redis server's own CPU over a run
 /// is shown beside them.
 fn users_redis_verdict(d: &Data) -> Verdict {
-    let med = |peer: &str, key: &str| d.median("handshake", peer, key);
-    let (rate_r, rate_one) = (med(REDIS, "cycles_s"), med(US, "cycles_s"));
-    let (cpu_r, cpu_one) = (med(REDIS, "proxy_us_cycle"), med(US, "proxy_us_cycle"));
-    let (rate, cpu) = (ratio(rate_r, rate_one), ratio(cpu_r, cpu_one));
+    let a = Against::of(d, REDIS);
+    let ((rate_r, rate_one), (cpu_r, cpu_one)) = (a.rate, a.cpu);
+    let (rate, cpu) = (a.rate_ratio(), a.cpu_ratio());
     let measured = match (rate_r, rate_one) {
         (Some(r), Some(o)) => format!(
             "{} cycles/s with the users in Redis against {} with -u ({}); CPU per cycle {} \
@@ -628,7 +625,8 @@ fn users_redis_verdict(d: &Data) -> Verdict {
             cpu_r.map_or("—".into(), fmt_value),
             cpu_one.map_or("—".into(), fmt_value),
             fmt_ratio(cpu),
-            med(REDIS, "redis_cpu_s").map_or("—".into(), |s| format!("{s:.2}"))
+            d.median("handshake", REDIS, "redis_cpu_s")
+                .map_or("—".into(), |s| format!("{s:.2}"))
         ),
         _ => "—".into(),
     };
@@ -641,6 +639,36 @@ fn users_redis_verdict(d: &Data) -> Verdict {
             rate.map(|r| r >= 1.0 / JUDGING_TOLERANCE),
             cpu.map(|c| c <= JUDGING_TOLERANCE),
         ),
+    }
+}
+
+/// A peer's handshake rate and CPU per cycle against socks5d's in the same
+/// run (medians of the rounds): the data of the verdicts that judge one
+/// feature's cost by a peer that differs from socks5d only by it.
+struct Against {
+    /// The peer's cycles/s, then socks5d's.
+    rate: (Option<f64>, Option<f64>),
+    /// The peer's CPU µs per cycle, then socks5d's.
+    cpu: (Option<f64>, Option<f64>),
+}
+
+impl Against {
+    fn of(d: &Data, peer: &str) -> Against {
+        let med = |peer: &str, key: &str| d.median("handshake", peer, key);
+        Against {
+            rate: (med(peer, "cycles_s"), med(US, "cycles_s")),
+            cpu: (med(peer, "proxy_us_cycle"), med(US, "proxy_us_cycle")),
+        }
+    }
+
+    /// The peer's rate over socks5d's.
+    fn rate_ratio(&self) -> Option<f64> {
+        ratio(self.rate.0, self.rate.1)
+    }
+
+    /// The peer's CPU per cycle over socks5d's.
+    fn cpu_ratio(&self) -> Option<f64> {
+        ratio(self.cpu.0, self.cpu.1)
     }
 }
 
